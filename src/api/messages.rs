@@ -1,0 +1,570 @@
+//! `/v1/messages`: accept one message or a batch (validated whole before
+//! anything is written), read one message's story, list, and cancel.
+
+use super::AppState;
+use super::auth::KeyName;
+use super::problem::{FieldError, Problem};
+use crate::message::{Priority, Status, from_datetime, now_ms, to_rfc3339};
+use crate::sms;
+use crate::store::{CancelOutcome, EnqueueOutcome, IdemKey, ListFilter, MessageView, NewMessage};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// One recipient, or several (each becomes a message of its own).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged, expecting = "a phone number as a string, or a list of them")]
+pub enum Recipients {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    /// E.164 or a national number (read with the configured default region).
+    pub to: Recipients,
+    /// The text; GSM 7-bit when every character allows it, else UCS-2.
+    pub text: String,
+    /// Sender: up to 11 letters/digits, or a number.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Not before this time (RFC 3339).
+    #[serde(default)]
+    pub send_at: Option<DateTime<Utc>>,
+    /// Give up after this time (RFC 3339).
+    #[serde(default)]
+    pub valid_until: Option<DateTime<Utc>>,
+    /// A route by name instead of choosing by prefix.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// Your own reference, returned as is.
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// Up to `server.max_batch` messages in one request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub messages: Vec<MessageRequest>,
+}
+
+/// What was accepted for one message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AcceptedOut {
+    pub id: i64,
+    pub to: String,
+    pub status: Status,
+    /// "gsm7" or "ucs2".
+    pub encoding: String,
+    pub segments: u32,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AcceptedBatch {
+    pub messages: Vec<AcceptedOut>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorOut {
+    pub code: String,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PartOut {
+    pub index: u32,
+    pub route: String,
+    pub remote_id: Option<String>,
+    pub status: String,
+    pub error: Option<ErrorOut>,
+    pub submitted_at: String,
+    pub done_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryOut {
+    pub at: String,
+    pub status: Status,
+    pub detail: Option<String>,
+}
+
+/// A message and everything that happened to it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageOut {
+    pub id: i64,
+    pub to: String,
+    pub from: Option<String>,
+    pub text: String,
+    pub priority: Priority,
+    pub status: Status,
+    pub route: String,
+    pub encoding: String,
+    pub segments: u32,
+    pub reference: Option<String>,
+    /// The name of the API key that submitted it.
+    pub api_key: String,
+    pub attempts: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub send_at: Option<String>,
+    pub valid_until: Option<String>,
+    pub error: Option<ErrorOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<PartOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryOut>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<MessageOut>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn error_out(code: Option<String>, text: Option<String>) -> Option<ErrorOut> {
+    code.map(|code| ErrorOut { code, text })
+}
+
+impl MessageOut {
+    fn from_view(v: MessageView, detailed: bool) -> MessageOut {
+        let parts = detailed.then(|| {
+            v.parts
+                .into_iter()
+                .map(|p| PartOut {
+                    index: p.index,
+                    route: p.route,
+                    remote_id: p.remote_id,
+                    status: p.status,
+                    error: error_out(p.error_code, p.error_text),
+                    submitted_at: to_rfc3339(p.submitted_at),
+                    done_at: p.done_at.map(to_rfc3339),
+                })
+                .collect()
+        });
+        let history = detailed.then(|| {
+            v.history
+                .into_iter()
+                .map(|h| HistoryOut { at: to_rfc3339(h.at), status: h.status, detail: h.detail })
+                .collect()
+        });
+        MessageOut {
+            id: v.id,
+            to: v.recipient,
+            from: v.sender,
+            text: v.body,
+            priority: v.priority,
+            status: v.status,
+            route: v.route,
+            encoding: v.encoding,
+            segments: v.segments,
+            reference: v.reference,
+            api_key: v.api_key,
+            attempts: v.attempts,
+            created_at: to_rfc3339(v.created_at),
+            updated_at: to_rfc3339(v.updated_at),
+            send_at: v.send_at.map(to_rfc3339),
+            valid_until: v.valid_until.map(to_rfc3339),
+            error: error_out(v.error_code, v.error_text),
+            parts,
+            history,
+        }
+    }
+}
+
+fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let msg = inner.to_string();
+    // serde_json appends " at line L column C", which means nothing for a Value.
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let field = if path == "." { "body".to_string() } else { path };
+    Problem::field(field, msg)
+}
+
+/// A sender must be what the network can carry: up to 11 alphanumeric GSM
+/// characters, or a number of up to 15 digits.
+fn check_sender(from: &str) -> Result<(), String> {
+    let digits = from.strip_prefix('+').unwrap_or(from);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.len() > 15 {
+            return Err("a numeric sender has at most 15 digits".into());
+        }
+        return Ok(());
+    }
+    if from.is_empty() || from.chars().count() > 11 {
+        return Err("an alphanumeric sender has 1 to 11 characters".into());
+    }
+    if !from.chars().all(|c| c.is_ascii_alphanumeric() || " -_.&".contains(c)) {
+        return Err("an alphanumeric sender may use letters, digits, space and - _ . &".into());
+    }
+    Ok(())
+}
+
+struct Built {
+    messages: Vec<NewMessage>,
+    routes: BTreeSet<String>,
+}
+
+fn build(state: &AppState, reqs: &[(String, &MessageRequest)]) -> Result<Built, Problem> {
+    let now = now_ms();
+    let limits = &state.limits;
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    let mut routes = BTreeSet::new();
+    let total: usize = reqs
+        .iter()
+        .map(|(_, r)| match &r.to {
+            Recipients::One(_) => 1,
+            Recipients::Many(v) => v.len(),
+        })
+        .sum();
+    if total > limits.max_recipients {
+        return Err(Problem::field(
+            "to",
+            format!("{total} recipients in one request; the limit is {}", limits.max_recipients),
+        ));
+    }
+    for (prefix, r) in reqs {
+        let mut bad =
+            |field: &str, message: String| errors.push(FieldError { field: format!("{prefix}{field}"), message });
+        let numbers: Vec<(String, &String)> = match &r.to {
+            Recipients::One(n) => vec![("to".to_string(), n)],
+            Recipients::Many(v) => {
+                if v.is_empty() {
+                    bad("to", "needs at least one number".into());
+                }
+                v.iter().enumerate().map(|(i, n)| (format!("to[{i}]"), n)).collect()
+            }
+        };
+        let (encoding, segments) = sms::count_parts(&r.text);
+        if r.text.is_empty() {
+            bad("text", "must not be empty".into());
+        } else if segments > limits.max_segments {
+            bad(
+                "text",
+                format!("needs {segments} segments as {}; the limit is {}", encoding.as_str(), limits.max_segments),
+            );
+        }
+        if let Some(from) = &r.from
+            && let Err(why) = check_sender(from)
+        {
+            bad("from", format!("{from:?}: {why}"));
+        }
+        if r.reference.as_ref().is_some_and(|s| s.len() > 256) {
+            bad("reference", "at most 256 bytes".into());
+        }
+        let send_at = r.send_at.as_ref().map(from_datetime);
+        let start = send_at.unwrap_or(now).max(now);
+        let valid_until = match r.valid_until.as_ref().map(from_datetime) {
+            Some(v) if v <= now => {
+                bad("valid_until", "is already in the past".into());
+                v
+            }
+            Some(v) if v <= start => {
+                bad("valid_until", "must be after send_at".into());
+                v
+            }
+            Some(v) => v,
+            None => start + limits.default_validity_ms,
+        };
+        let priority = r.priority.unwrap_or(Priority::Transactional);
+        for (field, raw) in numbers {
+            let e164 = match sms::normalise(raw, &limits.default_region) {
+                Ok(n) => n,
+                Err(e) => {
+                    bad(&field, e.to_string());
+                    continue;
+                }
+            };
+            let route = match state.dispatcher.resolve(&e164, r.route.as_deref()) {
+                Ok(route) => route.to_string(),
+                Err(e) => {
+                    let f = if r.route.is_some() { "route" } else { field.as_str() };
+                    bad(f, e.to_string());
+                    continue;
+                }
+            };
+            routes.insert(route.clone());
+            out.push(NewMessage {
+                recipient: e164,
+                sender: r.from.clone(),
+                body: r.text.clone(),
+                encoding,
+                segments: segments as u32,
+                priority,
+                route,
+                reference: r.reference.clone(),
+                send_at,
+                valid_until,
+            });
+        }
+    }
+    if errors.is_empty() { Ok(Built { messages: out, routes }) } else { Err(Problem::validation(errors)) }
+}
+
+/// Accept a message or a batch.
+///
+/// The answer (202) comes only after every message is committed to disk. With
+/// an `Idempotency-Key` header, a retry with the same body returns the first
+/// answer and creates nothing; the same key with another body is a 409.
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "messages",
+    request_body(content = MessageRequest, description = "One message, or `{\"messages\": [...]}` (BatchRequest)"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key + same body = same answer")),
+    responses(
+        (status = 202, description = "Accepted and on disk: one AcceptedOut for a single message to one number, else AcceptedBatch", body = AcceptedOut),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot take it now", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn post_messages(
+    State(state): State<Arc<AppState>>,
+    Extension(KeyName(key_name)): Extension<KeyName>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => {
+            Problem::too_large(format!("the body is over the limit of {} bytes", state.limits.max_body_bytes))
+        }
+        other => Problem::bad_json(other.body_text()),
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Problem::bad_json(e.to_string()))?;
+    let batch = value.get("messages").is_some();
+    let (reqs, single_object) = if batch {
+        let b: BatchRequest = serde_path_to_error::deserialize(value).map_err(json_error_problem)?;
+        if b.messages.is_empty() {
+            return Err(Problem::field("messages", "needs at least one message"));
+        }
+        if b.messages.len() > state.limits.max_batch {
+            return Err(Problem::field(
+                "messages",
+                format!("{} messages in one batch; the limit is {}", b.messages.len(), state.limits.max_batch),
+            ));
+        }
+        (b.messages, false)
+    } else {
+        let m: MessageRequest = serde_path_to_error::deserialize(value).map_err(json_error_problem)?;
+        let one = matches!(m.to, Recipients::One(_));
+        (vec![m], one)
+    };
+    let labelled: Vec<(String, &MessageRequest)> = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (if batch { format!("messages[{i}].") } else { String::new() }, r))
+        .collect();
+    let built = build(&state, &labelled)?;
+
+    let idem = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| Problem::field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?;
+            Some(IdemKey { key: key.to_string(), body_hash: Sha256::digest(&body).to_vec() })
+        }
+    };
+    let replay = idem.is_some();
+    let (accepted, replayed) = match state.store.enqueue(key_name, idem, built.messages).await? {
+        EnqueueOutcome::Created(a) => (a, false),
+        EnqueueOutcome::Replayed(a) => (a, true),
+        EnqueueOutcome::Conflict => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-conflict",
+                "Idempotency key reused",
+                "this Idempotency-Key was already used with a different body",
+            ));
+        }
+    };
+    if !replayed {
+        for r in &built.routes {
+            state.dispatcher.wake(r);
+        }
+    }
+    let out: Vec<AcceptedOut> = accepted
+        .into_iter()
+        .map(|a| AcceptedOut { id: a.id, to: a.to, status: a.status, encoding: a.encoding, segments: a.segments })
+        .collect();
+    let mut resp = if single_object && out.len() == 1 {
+        (StatusCode::ACCEPTED, Json(out.into_iter().next())).into_response()
+    } else {
+        (StatusCode::ACCEPTED, Json(AcceptedBatch { messages: out })).into_response()
+    };
+    if replay {
+        let v = if replayed { "true" } else { "false" };
+        resp.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static(v));
+    }
+    Ok(resp)
+}
+
+fn parse_id(id: &str) -> Result<i64, Problem> {
+    id.parse::<i64>().map_err(|_| Problem::not_found(format!("no message with id {id:?}")))
+}
+
+/// A message with its parts and full history.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = i64, Path, description = "Message id")),
+    responses(
+        (status = 200, body = MessageOut),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_message(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageOut>, Problem> {
+    let id = parse_id(&id)?;
+    match state.store.get(id).await? {
+        Some(v) => Ok(Json(MessageOut::from_view(v, true))),
+        None => Err(Problem::not_found(format!("no message with id {id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// Only messages in this status.
+    pub status: Option<String>,
+    /// Only messages to this number.
+    pub to: Option<String>,
+    /// Only messages created at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<String>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Messages, newest first, with cursor pagination.
+#[utoipa::path(
+    get, path = "/v1/messages", tag = "messages",
+    params(ListParams),
+    responses(
+        (status = 200, body = MessageList),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_messages(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<MessageList>, Problem> {
+    let mut errors = Vec::new();
+    let mut bad = |f: &str, m: String| errors.push(FieldError { field: f.into(), message: m });
+    let mut filter = ListFilter { limit: 100, ..Default::default() };
+    if let Some(s) = &p.status {
+        match Status::parse(s) {
+            Some(s) => filter.status = Some(s),
+            None => bad("status", format!("{s:?} is not a status")),
+        }
+    }
+    if let Some(to) = &p.to {
+        match sms::normalise(to, &state.limits.default_region) {
+            Ok(n) => filter.recipient = Some(n),
+            Err(e) => bad("to", e.to_string()),
+        }
+    }
+    if let Some(since) = &p.since {
+        match DateTime::parse_from_rfc3339(since) {
+            Ok(t) => filter.since = Some(t.timestamp_millis()),
+            Err(e) => bad("since", format!("{since:?} is not an RFC 3339 time: {e}")),
+        }
+    }
+    if let Some(l) = &p.limit {
+        match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => filter.limit = n,
+            _ => bad("limit", format!("{l:?} is not a number from 1 to 1000")),
+        }
+    }
+    if let Some(c) = &p.cursor {
+        match c.parse::<i64>() {
+            Ok(n) => filter.before_id = Some(n),
+            Err(_) => bad("cursor", format!("{c:?} is not a cursor from a previous page")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let limit = filter.limit;
+    let views = state.store.list(filter).await?;
+    let next_cursor = if views.len() == limit { views.last().map(|v| v.id.to_string()) } else { None };
+    Ok(Json(MessageList {
+        messages: views.into_iter().map(|v| MessageOut::from_view(v, false)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Cancel a message that has not been handed to a route yet.
+#[utoipa::path(
+    post, path = "/v1/messages/{id}/cancel", tag = "messages",
+    params(("id" = i64, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "Cancelled", body = MessageOut),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already handed to a route or finished; `current_status` says where it is", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel_message(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageOut>, Problem> {
+    let id = parse_id(&id)?;
+    match state.store.cancel(id).await? {
+        CancelOutcome::Cancelled => {}
+        CancelOutcome::NotFound => return Err(Problem::not_found(format!("no message with id {id}"))),
+        CancelOutcome::TooLate(s) => {
+            let mut p = Problem::new(
+                StatusCode::CONFLICT,
+                "not-cancellable",
+                "The message can no longer be cancelled",
+                format!("message {id} is {}; only queued messages can be cancelled", s.as_str()),
+            );
+            p.current_status = Some(s);
+            return Err(p);
+        }
+    }
+    match state.store.get(id).await? {
+        Some(v) => Ok(Json(MessageOut::from_view(v, true))),
+        None => Err(Problem::not_found(format!("no message with id {id}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_sender;
+
+    #[test]
+    fn senders() {
+        assert!(check_sender("MyShop").is_ok());
+        assert!(check_sender("+79161234567").is_ok());
+        assert!(check_sender("TwelveChars1").is_err());
+        assert!(check_sender("").is_err());
+        assert!(check_sender("Шоп").is_err());
+        assert!(check_sender("1234567890123456").is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! The HTTP API (axum): JSON under `/v1`, bearer keys, problem+json errors,
+//! and an OpenAPI 3 document generated from the handlers themselves.
+
+pub mod auth;
+pub mod messages;
+pub mod problem;
+
+use crate::channel::RouteState;
+use crate::dispatch::Dispatcher;
+use crate::message::to_rfc3339;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use problem::Problem;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Request limits and defaults from the config.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub max_recipients: usize,
+    pub max_segments: usize,
+    pub default_region: String,
+    pub default_validity_ms: i64,
+}
+
+impl Limits {
+    pub fn from_config(c: &crate::config::Config) -> Limits {
+        Limits {
+            max_body_bytes: c.server.max_body_bytes,
+            max_batch: c.server.max_batch,
+            max_recipients: c.server.max_recipients,
+            max_segments: c.server.max_segments,
+            default_region: c.numbers.default_region.clone(),
+            default_validity_ms: c.dispatch.default_validity_secs as i64 * 1000,
+        }
+    }
+}
+
+pub struct AppState {
+    pub store: Store,
+    pub dispatcher: Arc<Dispatcher>,
+    pub limits: Limits,
+    pub keys: RwLock<auth::Keys>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "smsgw", description = "On-premise SMS gateway API. Every endpoint but /healthz needs `Authorization: Bearer <key>`."),
+    modifiers(&BearerAuth),
+    components(schemas(messages::BatchRequest, messages::AcceptedBatch))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(messages::post_messages, messages::list_messages))
+        .routes(routes!(messages::get_message))
+        .routes(routes!(messages::cancel_message))
+        .routes(routes!(list_routes))
+        .routes(routes!(queue))
+        .routes(routes!(readyz))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    let body_limit = state.limits.max_body_bytes;
+    let protected = api
+        .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
+    protected
+        .route("/healthz", get(healthz))
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    pub status: String,
+    pub routes: usize,
+}
+
+/// Ready when the store takes writes and the routes are loaded.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Ready), (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if let Err(e) = state.store.ping().await {
+        return Problem::unavailable(format!("message store not writable: {e}")).into_response();
+    }
+    let routes = state.dispatcher.lanes().len();
+    if routes == 0 {
+        return Problem::unavailable("no routes loaded").into_response();
+    }
+    (StatusCode::OK, Json(Ready { status: "ready".into(), routes })).into_response()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteOut {
+    pub name: String,
+    pub kind: String,
+    pub state: RouteState,
+    pub detail: Option<String>,
+    pub prefixes: Vec<String>,
+    /// Messages per second; null means no limit.
+    pub rate: Option<f64>,
+    pub burst: Option<u32>,
+    pub concurrency: usize,
+    pub in_flight: usize,
+    /// Queued messages waiting for this route, by priority.
+    pub queued: BTreeMap<String, u64>,
+    /// Since start: messages the route accepted, refused for good, or retried.
+    pub sent: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoutesOut {
+    pub routes: Vec<RouteOut>,
+}
+
+/// Every route: kind, state, limits, load and counters.
+#[utoipa::path(get, path = "/v1/routes", tag = "routes", responses((status = 200, body = RoutesOut)), security(("api_key" = [])))]
+async fn list_routes(State(state): State<Arc<AppState>>) -> Result<Json<RoutesOut>, Problem> {
+    let counts = state.store.counts().await?;
+    let routes = state
+        .dispatcher
+        .lanes()
+        .iter()
+        .map(|l| {
+            let h = l.health();
+            RouteOut {
+                name: l.cfg.name.clone(),
+                kind: l.channel.kind().to_string(),
+                state: h.state,
+                detail: h.detail,
+                prefixes: l.cfg.prefixes.clone(),
+                rate: l.cfg.rate,
+                burst: l.cfg.burst,
+                concurrency: l.cfg.concurrency,
+                in_flight: l.in_flight(),
+                queued: counts.queued.get(&l.cfg.name).cloned().unwrap_or_default(),
+                sent: l.sent.load(Ordering::Relaxed),
+                failed: l.failed.load(Ordering::Relaxed),
+                retried: l.retried.load(Ordering::Relaxed),
+                last_error: l.last_error(),
+            }
+        })
+        .collect();
+    Ok(Json(RoutesOut { routes }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueOut {
+    /// Every message in the store, by status.
+    pub by_status: BTreeMap<String, u64>,
+    /// Queued messages by route, then priority.
+    pub queued: BTreeMap<String, BTreeMap<String, u64>>,
+    pub oldest_queued_at: Option<String>,
+}
+
+/// Counts of messages by status, and of the queue by route and priority.
+#[utoipa::path(get, path = "/v1/queue", tag = "routes", responses((status = 200, body = QueueOut)), security(("api_key" = [])))]
+async fn queue(State(state): State<Arc<AppState>>) -> Result<Json<QueueOut>, Problem> {
+    let c = state.store.counts().await?;
+    Ok(Json(QueueOut {
+        by_status: c.by_status,
+        queued: c.queued,
+        oldest_queued_at: c.oldest_queued_at.map(to_rfc3339),
+    }))
+}

@@ -1,0 +1,339 @@
+//! `smsgw bench`: a load generator that drives a real daemon over HTTP with
+//! concurrent keep-alive connections and reports accepted messages/s and
+//! latency percentiles, plus the rate at which the dispatcher drains a
+//! backlog into a route. Without `--url` it starts its own daemon (this
+//! binary) on a temporary database with an unlimited simulated route.
+
+use crate::client::Client;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Daemon to drive; without it a private daemon is started.
+    #[arg(long, env = "SMSGW_URL")]
+    pub url: Option<String>,
+    /// API key for --url.
+    #[arg(long, env = "SMSGW_KEY")]
+    pub key: Option<String>,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds each throughput scenario runs.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Offered rate (messages/s) for the latency scenario.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// Messages in the dispatch scenario's backlog.
+    #[arg(long, default_value_t = 100_000)]
+    pub backlog: usize,
+    /// Also fill this many queued messages and measure memory and restart
+    /// time (private daemon only).
+    #[arg(long, default_value_t = 0)]
+    pub queued: usize,
+    /// Scenarios to run (single, batch, latency, dispatch).
+    #[arg(long, value_delimiter = ',', default_value = "single,batch,latency,dispatch")]
+    pub only: Vec<String>,
+}
+
+const BENCH_KEY: &str = "bench-key-0123456789abcdef";
+
+struct Private {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Private {
+    fn start(dir: PathBuf) -> Result<Private, String> {
+        let config = dir.join("bench.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = {:?}\n[numbers]\ndefault_region = \"RU\"\n\
+                 [log]\nlevel = \"warn\"\n[[api_keys]]\nname = \"bench\"\nkey = \"{BENCH_KEY}\"\n\
+                 [[routes]]\nname = \"sim\"\nkind = \"sim\"\nconcurrency = 512\n[routes.sim]\ndelivery_delay_ms = 100\n",
+                dir.join("bench.db")
+            ),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+        let mut child = Command::new(exe)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the daemon: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout from the daemon")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(rest) = l.split("listening on ").nth(1) {
+                        break rest.trim().to_string();
+                    }
+                }
+                _ => return Err("the daemon exited before it listened".into()),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Private { child, dir, url })
+    }
+
+    fn stop(mut self) {
+        unsafe_free_kill(&self.child, "TERM");
+        let _ = self.child.wait();
+    }
+}
+
+/// Send a signal by name with the system's `kill`, which keeps this crate
+/// free of unsafe code.
+fn unsafe_free_kill(child: &Child, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
+}
+
+fn recipient(i: u64) -> String {
+    format!("+7916{:07}", i % 10_000_000)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Outcome {
+    messages: u64,
+    errors: u64,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+/// `connections` workers post for `seconds`; with `per_worker_rate` each
+/// paces itself (open loop), else posts back to back.
+async fn drive(
+    client: &Client,
+    connections: usize,
+    seconds: u64,
+    batch: usize,
+    per_worker_rate: Option<f64>,
+) -> Outcome {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..connections {
+        let client = client.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let (mut n, mut errs) = (0u64, 0u64);
+            let mut seq = w as u64 * 1_000_000;
+            let mut tick = per_worker_rate.map(|r| {
+                let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                i
+            });
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
+                let body = if batch == 1 {
+                    seq += 1;
+                    json!({"to": recipient(seq), "text": "Your code is 123456", "priority": "otp"})
+                } else {
+                    let msgs: Vec<Value> = (0..batch)
+                        .map(|_| {
+                            seq += 1;
+                            json!({"to": recipient(seq), "text": "Your order has shipped", "priority": "transactional"})
+                        })
+                        .collect();
+                    json!({ "messages": msgs })
+                };
+                let t0 = Instant::now();
+                match client.post("/v1/messages", &body).await {
+                    Ok(_) => {
+                        lat.push(t0.elapsed());
+                        n += batch as u64;
+                    }
+                    Err(_) => errs += 1,
+                }
+            }
+            (n, errs, lat)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut out = Outcome { messages: 0, errors: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+    for t in tasks {
+        if let Ok((n, e, l)) = t.await {
+            out.messages += n;
+            out.errors += e;
+            out.latencies.extend(l);
+        }
+    }
+    out.elapsed = start.elapsed();
+    out.latencies.sort();
+    out
+}
+
+fn report(name: &str, o: &Outcome) {
+    println!(
+        "{name:<10} {:>9} msgs in {:>5.1} s = {:>8.0} msg/s   request latency p50 {}  p99 {}  errors {}",
+        o.messages,
+        o.elapsed.as_secs_f64(),
+        o.messages as f64 / o.elapsed.as_secs_f64(),
+        ms(percentile(&o.latencies, 0.5)),
+        ms(percentile(&o.latencies, 0.99)),
+        o.errors
+    );
+}
+
+async fn counts(client: &Client) -> Result<(u64, u64), String> {
+    let q = client.get("/v1/queue").await.map_err(|e| e.to_string())?;
+    let get = |s: &str| q["by_status"][s].as_u64().unwrap_or(0);
+    Ok((get("queued") + get("sending"), get("submitted") + get("delivered") + get("undelivered")))
+}
+
+/// Load a backlog scheduled a few seconds ahead, then time how fast the
+/// dispatcher moves it into the route once it falls due.
+async fn dispatch(client: &Client, backlog: usize) -> Result<(), String> {
+    let (_, sent_before) = counts(client).await?;
+    let lead = Duration::from_secs(5 + backlog as u64 / 20_000);
+    let send_at = chrono::Utc::now() + chrono::Duration::from_std(lead).map_err(|e| e.to_string())?;
+    let send_at = send_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut seq = 50_000_000u64;
+    let mut loaded = 0;
+    while loaded < backlog {
+        let n = (backlog - loaded).min(1000);
+        let msgs: Vec<Value> = (0..n)
+            .map(|_| {
+                seq += 1;
+                json!({"to": recipient(seq), "text": "Reminder: your booking is tomorrow at 10:00", "send_at": send_at})
+            })
+            .collect();
+        client.post("/v1/messages", &json!({ "messages": msgs })).await.map_err(|e| e.to_string())?;
+        loaded += n;
+    }
+    let due = Instant::now() + lead.saturating_sub(Duration::from_millis(200));
+    tokio::time::sleep_until(due.into()).await;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(300);
+    loop {
+        let (waiting, sent) = counts(client).await?;
+        if sent - sent_before >= backlog as u64 && waiting == 0 {
+            let t = start.elapsed().saturating_sub(Duration::from_millis(200));
+            println!(
+                "dispatch   {backlog:>9} msgs in {:>5.1} s = {:>8.0} msg/s   (backlog due at once, drained into the simulated route)",
+                t.as_secs_f64(),
+                backlog as f64 / t.as_secs_f64()
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("dispatch did not drain: {waiting} still waiting"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn memory(p: Private, queued: usize) -> Result<(), String> {
+    let client = Client::new(&p.url, BENCH_KEY);
+    let send_at = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let mut seq = 80_000_000u64;
+    let mut loaded = 0;
+    let t0 = Instant::now();
+    while loaded < queued {
+        let n = (queued - loaded).min(1000);
+        let msgs: Vec<Value> = (0..n)
+            .map(|_| {
+                seq += 1;
+                json!({"to": recipient(seq), "text": "Sale starts tomorrow!", "send_at": send_at, "priority": "promotional"})
+            })
+            .collect();
+        client.post("/v1/messages", &json!({ "messages": msgs })).await.map_err(|e| e.to_string())?;
+        loaded += n;
+    }
+    println!("memory     {queued} messages queued in {:.1} s", t0.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("memory     RSS with {queued} queued, after loading: {:.1} MB", rss_mb(p.child.id()).unwrap_or(-1.0));
+    let dir = p.dir.clone();
+    p.stop();
+    let t1 = Instant::now();
+    let p2 = Private::start(dir)?;
+    let c2 = Client::new(&p2.url, BENCH_KEY);
+    c2.get("/readyz").await.map_err(|e| e.to_string())?;
+    println!("memory     restart with {queued} queued: ready in {:.0} ms", t1.elapsed().as_secs_f64() * 1000.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("memory     RSS after restart, idle: {:.1} MB", rss_mb(p2.child.id()).unwrap_or(-1.0));
+    p2.stop();
+    Ok(())
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let (private, url, key) = match &args.url {
+        Some(u) => (None, u.clone(), args.key.clone().ok_or("--key (or SMSGW_KEY) is needed with --url")?),
+        None => {
+            let dir = std::env::temp_dir().join(format!("smsgw-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let p = Private::start(dir)?;
+            let url = p.url.clone();
+            (Some(p), url, BENCH_KEY.to_string())
+        }
+    };
+    println!(
+        "smsgw bench against {url}: {} connections, {} s per scenario, {} cores",
+        args.connections,
+        args.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let client = Client::new(&url, &key);
+    let want = |s: &str| args.only.iter().any(|o| o == s);
+    let mut result = Ok(());
+    if want("single") {
+        report("single", &drive(&client, args.connections, args.seconds, 1, None).await);
+    }
+    if want("batch") {
+        report("batch100", &drive(&client, args.connections.min(16), args.seconds, 100, None).await);
+    }
+    if want("latency") {
+        let per = args.rate as f64 / args.connections as f64;
+        let o = drive(&client, args.connections, args.seconds, 1, Some(per)).await;
+        report(&format!("@{}/s", args.rate), &o);
+    }
+    if want("dispatch") {
+        result = dispatch(&client, args.backlog).await;
+    }
+    if let Some(p) = private {
+        let dir = p.dir.clone();
+        if result.is_ok() && args.queued > 0 {
+            p.stop();
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            result = memory(Private::start(dir.clone())?, args.queued).await;
+        } else {
+            p.stop();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}

@@ -1,0 +1,98 @@
+//! The channel interface: what every route (simulated, GSM modem pool, SMPP
+//! carrier) implements, and the events routes report back. A channel never
+//! touches the store; it answers submits and emits events, and the
+//! dispatcher records them.
+
+pub mod sim;
+
+use crate::message::Priority;
+use crate::sms::Encoding;
+use crate::store::ReceiptStatus;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// One message as a route sees it: already normalised and split.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub id: i64,
+    pub to: String,
+    pub from: Option<String>,
+    pub text: String,
+    pub encoding: Encoding,
+    pub parts: Vec<String>,
+    pub priority: Priority,
+    pub attempt: u32,
+}
+
+/// The route took every part; one id per part for matching its report.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub remote_ids: Vec<Option<String>>,
+}
+
+/// Why a submit did not go through.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {text}")]
+pub struct SubmitError {
+    /// Worth another try later (possibly elsewhere)?
+    pub temporary: bool,
+    /// A short machine-readable code, e.g. `cms_38` or `smpp_0x0b`.
+    pub code: String,
+    pub text: String,
+}
+
+/// Things a route learns on its own and reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Receipt { remote_id: String, status: ReceiptStatus, error_code: Option<String>, error_text: Option<String> },
+}
+
+/// An event with the name of the route that saw it.
+#[derive(Debug, Clone)]
+pub struct RouteEvent {
+    pub route: String,
+    pub event: Event,
+}
+
+pub type EventSender = mpsc::UnboundedSender<RouteEvent>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteState {
+    /// Taking messages.
+    Up,
+    /// Taking messages, but not at full strength.
+    Degraded,
+    /// Not taking messages now; they wait or fail over.
+    Down,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub state: RouteState,
+    pub detail: Option<String>,
+}
+
+pub trait Channel: Send + Sync {
+    fn kind(&self) -> &'static str;
+    /// Hand one message to the route. Resolves when the route has accepted or
+    /// refused every part.
+    fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>>;
+    fn health(&self) -> Health;
+    /// Stop taking new work and release what the route holds.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Build the channel a route's config describes.
+pub fn build(route: &crate::config::Route, events: EventSender) -> std::io::Result<std::sync::Arc<dyn Channel>> {
+    match route.kind {
+        crate::config::RouteKind::Sim => {
+            let ch: std::sync::Arc<dyn Channel> =
+                sim::Sim::new(&route.name, route.sim.clone().unwrap_or_default(), events)?;
+            Ok(ch)
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The configuration file: one TOML document, its types and defaults, and the
+//! validation that names the key and the reason for every problem it finds.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The demo configuration compiled into the binary (`firmware-config/demo.toml`).
+pub const DEMO_TOML: &str = include_str!("../firmware-config/demo.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub numbers: Numbers,
+    #[serde(default)]
+    pub dispatch: Dispatch,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub max_recipients: usize,
+    pub max_segments: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            max_batch: 1000,
+            max_recipients: 1000,
+            max_segments: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { path: PathBuf::from("smsgw.db") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Numbers {
+    pub default_region: String,
+}
+
+impl Default for Numbers {
+    fn default() -> Self {
+        Numbers { default_region: "US".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dispatch {
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub default_validity_secs: u64,
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Dispatch {
+            max_attempts: 6,
+            retry_base_ms: 2_000,
+            retry_max_ms: 300_000,
+            default_validity_secs: 2 * 24 * 3600,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub name: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    Sim,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Sim => "sim",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: String,
+    pub kind: RouteKind,
+    /// E.164 prefixes ("+7", "+4915") this route serves; empty serves every number.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Messages per second; absent means no limit.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Messages that may go at once after a quiet spell.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Submits in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub sim: Option<SimRoute>,
+}
+
+fn default_concurrency() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimRoute {
+    pub submit_delay_ms: u64,
+    pub delivery_delay_ms: u64,
+    pub fail_fraction: f64,
+    pub temporary_fail_fraction: f64,
+    pub undelivered_fraction: f64,
+    /// Append one JSON line per submitted part to this file.
+    pub record: Option<PathBuf>,
+}
+
+impl Default for SimRoute {
+    fn default() -> Self {
+        SimRoute {
+            submit_delay_ms: 0,
+            delivery_delay_ms: 1_000,
+            fail_fraction: 0.0,
+            temporary_fail_fraction: 0.0,
+            undelivered_fraction: 0.0,
+            record: None,
+        }
+    }
+}
+
+/// Everything wrong with a config file, one line per problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(p: String) -> Self {
+        ConfigError { problems: vec![p] }
+    }
+}
+
+/// A loaded, validated config with its secrets resolved.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub listen: SocketAddr,
+    /// (name, secret) for every API key.
+    pub keys: Vec<(String, String)>,
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_str(&text, &path.display().to_string(), base)
+    }
+
+    /// Parse and validate `text`; `origin` names the file in messages, `base`
+    /// is where relative key files are looked up.
+    pub fn from_str(text: &str, origin: &str, base: &Path) -> Result<Loaded, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::one(format!("{origin}: {}", e.to_string().trim_end())))?;
+        config.validate(origin, base)
+    }
+
+    fn validate(self, origin: &str, base: &Path) -> Result<Loaded, ConfigError> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, why: String| problems.push(format!("{origin}: {key}: {why}"));
+
+        let listen = match self.server.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                bad(
+                    "server.listen",
+                    format!("{:?} is not an address with a port, like \"127.0.0.1:8080\"", self.server.listen),
+                );
+                None
+            }
+        };
+        if self.server.max_batch == 0 {
+            bad("server.max_batch", "must be at least 1".into());
+        }
+        if self.server.max_recipients == 0 {
+            bad("server.max_recipients", "must be at least 1".into());
+        }
+        if self.server.max_segments == 0 || self.server.max_segments > 255 {
+            bad("server.max_segments", "must be between 1 and 255 (the concatenation limit)".into());
+        }
+        if self.server.max_body_bytes < 1024 {
+            bad("server.max_body_bytes", "must be at least 1024".into());
+        }
+        if self.store.path.as_os_str().is_empty() {
+            bad("store.path", "must not be empty".into());
+        } else if let Some(dir) = self.store.path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.is_dir()
+        {
+            bad("store.path", format!("directory {} does not exist", dir.display()));
+        }
+        if !crate::sms::number::region_known(&self.numbers.default_region) {
+            bad(
+                "numbers.default_region",
+                format!("{:?} is not an ISO 3166 region code such as \"RU\" or \"DE\"", self.numbers.default_region),
+            );
+        }
+        if self.dispatch.max_attempts == 0 {
+            bad("dispatch.max_attempts", "must be at least 1".into());
+        }
+        if self.dispatch.retry_base_ms == 0 || self.dispatch.retry_max_ms < self.dispatch.retry_base_ms {
+            bad("dispatch.retry_max_ms", "must be at least retry_base_ms, and retry_base_ms above 0".into());
+        }
+        if self.dispatch.default_validity_secs == 0 {
+            bad("dispatch.default_validity_secs", "must be above 0".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bad(
+                "log.level",
+                format!("{:?} is not a level or filter (error, warn, info, debug, trace)", self.log.level),
+            );
+        }
+
+        let mut keys = Vec::new();
+        let mut names = HashSet::new();
+        let mut secrets = HashSet::new();
+        if self.api_keys.is_empty() {
+            bad("api_keys", "at least one API key is needed: every endpoint but /healthz requires one".into());
+        }
+        for (i, k) in self.api_keys.iter().enumerate() {
+            let key = format!("api_keys[{i}]");
+            if k.name.trim().is_empty() {
+                bad(&format!("{key}.name"), "must not be empty".into());
+            } else if !names.insert(k.name.clone()) {
+                bad(&format!("{key}.name"), format!("duplicate API key name {:?}", k.name));
+            }
+            let secret = match (&k.key, &k.key_file) {
+                (Some(s), None) => Some(s.clone()),
+                (None, Some(f)) => {
+                    let f = if f.is_absolute() { f.clone() } else { base.join(f) };
+                    match std::fs::read_to_string(&f) {
+                        Ok(s) => Some(s.trim().to_string()),
+                        Err(e) => {
+                            bad(&format!("{key}.key_file"), format!("cannot read {}: {e}", f.display()));
+                            None
+                        }
+                    }
+                }
+                (Some(_), Some(_)) => {
+                    bad(&key, "give either key or key_file, not both".into());
+                    None
+                }
+                (None, None) => {
+                    bad(&key, "needs key or key_file".into());
+                    None
+                }
+            };
+            if let Some(s) = secret {
+                if s.len() < 16 {
+                    bad(&format!("{key}.key"), "must be at least 16 characters".into());
+                } else if !secrets.insert(s.clone()) {
+                    bad(&format!("{key}.key"), "the same secret is used by another key".into());
+                } else {
+                    keys.push((k.name.clone(), s));
+                }
+            }
+        }
+
+        let mut route_names = HashSet::new();
+        if self.routes.is_empty() {
+            bad("routes", "at least one route is needed".into());
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            if r.name.trim().is_empty() {
+                bad(&format!("{key}.name"), "must not be empty".into());
+            } else if !route_names.insert(r.name.clone()) {
+                bad(&format!("{key}.name"), format!("duplicate route name {:?}", r.name));
+            }
+            for (j, p) in r.prefixes.iter().enumerate() {
+                let digits = p.strip_prefix('+').unwrap_or("");
+                if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    bad(
+                        &format!("{key}.prefixes[{j}]"),
+                        format!("{p:?} is not an E.164 prefix such as \"+7\" or \"+4915\""),
+                    );
+                }
+            }
+            if let Some(rate) = r.rate
+                && !(rate.is_finite() && rate > 0.0)
+            {
+                bad(&format!("{key}.rate"), "must be a positive number of messages per second".into());
+            }
+            if r.burst == Some(0) {
+                bad(&format!("{key}.burst"), "must be at least 1".into());
+            }
+            if r.burst.is_some() && r.rate.is_none() {
+                bad(&format!("{key}.burst"), "only means something with rate".into());
+            }
+            if r.concurrency == 0 {
+                bad(&format!("{key}.concurrency"), "must be at least 1".into());
+            }
+            match r.kind {
+                RouteKind::Sim => {
+                    let s = r.sim.clone().unwrap_or_default();
+                    for (name, v) in [
+                        ("fail_fraction", s.fail_fraction),
+                        ("temporary_fail_fraction", s.temporary_fail_fraction),
+                        ("undelivered_fraction", s.undelivered_fraction),
+                    ] {
+                        if !(0.0..=1.0).contains(&v) {
+                            bad(&format!("{key}.sim.{name}"), "must be between 0 and 1".into());
+                        }
+                    }
+                    if let Some(rec) = &s.record
+                        && let Some(dir) = rec.parent()
+                        && !dir.as_os_str().is_empty()
+                        && !dir.is_dir()
+                    {
+                        bad(&format!("{key}.sim.record"), format!("directory {} does not exist", dir.display()));
+                    }
+                }
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, config: self })
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+impl Route {
+    /// True when this route may carry a message to `e164`.
+    pub fn serves(&self, e164: &str) -> bool {
+        self.prefixes.is_empty() || self.prefixes.iter().any(|p| e164.starts_with(p.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Loaded, ConfigError> {
+        Config::from_str(text, "t.toml", Path::new("."))
+    }
+
+    const MIN: &str = r#"
+[[api_keys]]
+name = "a"
+key = "0123456789abcdef"
+[[routes]]
+name = "r"
+kind = "sim"
+"#;
+
+    #[test]
+    fn demo_config_is_valid() {
+        let l = check(DEMO_TOML).expect("demo config must validate");
+        assert!(l.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let l = check(MIN).unwrap();
+        assert_eq!(l.config.server.max_segments, 10);
+        assert_eq!(l.keys, vec![("a".to_string(), "0123456789abcdef".to_string())]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = check(&format!("{MIN}\nbogus = 1\n")).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = check(&format!("[server]\nmax_batch = \"many\"\n{MIN}")).unwrap_err().to_string();
+        assert!(e.contains("max_batch"), "{e}");
+    }
+
+    #[test]
+    fn collects_every_problem() {
+        let text = r#"
+[server]
+listen = "localhost"
+[numbers]
+default_region = "XX"
+[[api_keys]]
+name = "a"
+key = "short"
+[[routes]]
+name = "r"
+kind = "sim"
+prefixes = ["7"]
+[[routes]]
+name = "r"
+kind = "sim"
+[routes.sim]
+fail_fraction = 2.0
+"#;
+        let e = check(text).unwrap_err();
+        let all = e.to_string();
+        for needle in [
+            "server.listen",
+            "numbers.default_region",
+            "api_keys[0].key",
+            "routes[0].prefixes[0]",
+            "routes[1].name: duplicate",
+            "routes[1].sim.fail_fraction",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn missing_key_file_is_named() {
+        let text = MIN.replace("key = \"0123456789abcdef\"", "key_file = \"/nonexistent/key\"");
+        let e = check(&text).unwrap_err().to_string();
+        assert!(e.contains("api_keys[0].key_file") && e.contains("/nonexistent/key"), "{e}");
+    }
+
+    #[test]
+    fn prefixes_choose_routes() {
+        let l = check(&MIN.replace("kind = \"sim\"", "kind = \"sim\"\nprefixes = [\"+7\"]")).unwrap();
+        assert!(l.config.routes[0].serves("+79161234567"));
+        assert!(!l.config.routes[0].serves("+4915112345678"));
+    }
+}

@@ -1,0 +1,377 @@
+//! The dispatcher: one lane per route claims due messages from the store
+//! (most urgent first), waits for the route's rate limiter and concurrency
+//! limit, hands each message to the route's channel, and records what came
+//! back: submitted, retry later with backoff, or failed. It also records the
+//! events routes report (delivery receipts) and sweeps expired messages.
+
+use crate::channel::{self, Channel, Event, Health, Outbound, RouteEvent, RouteState};
+use crate::config::{Dispatch as DispatchCfg, Route};
+use crate::message::{Status, now_ms};
+use crate::sms;
+use crate::store::{AttemptFailure, Claimed, Receipt, Store, SubmittedPart};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long an idle lane sleeps before looking for due work (scheduled
+/// messages, retries) when nothing woke it.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Upper bound of messages claimed in one transaction.
+const MAX_CLAIM: usize = 512;
+/// Keep idempotency keys this long.
+const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// A route with its channel, limits and counters.
+pub struct Lane {
+    pub cfg: Route,
+    pub channel: Arc<dyn Channel>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    permits: Arc<Semaphore>,
+    wake: Notify,
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Lane {
+    fn new(cfg: Route, channel: Arc<dyn Channel>) -> Lane {
+        let limiter = cfg.rate.map(|rate| {
+            let burst = NonZeroU32::new(cfg.burst.unwrap_or(1)).unwrap_or(NonZeroU32::MIN);
+            let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+            let quota = Quota::with_period(period).expect("period is at least 1 ns").allow_burst(burst);
+            RateLimiter::direct(quota)
+        });
+        Lane {
+            permits: Arc::new(Semaphore::new(cfg.concurrency)),
+            cfg,
+            channel,
+            limiter,
+            wake: Notify::new(),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// How many messages one claim may take: what the route can start within
+    /// a quarter second, so an urgent message never queues behind a long
+    /// claimed backlog.
+    fn budget(&self) -> usize {
+        match self.cfg.rate {
+            Some(rate) => {
+                let soon = (rate * 0.25).ceil() as usize;
+                soon.min(self.cfg.burst.unwrap_or(1) as usize).max(1)
+            }
+            None => MAX_CLAIM,
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.cfg.concurrency - self.permits.available_permits()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub fn health(&self) -> Health {
+        self.channel.health()
+    }
+
+    fn note_error(&self, e: &str) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e.to_string());
+        }
+    }
+}
+
+pub struct Dispatcher {
+    store: Store,
+    cfg: DispatchCfg,
+    lanes: Vec<Arc<Lane>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("no route named {0:?}")]
+    Unknown(String),
+    #[error("route {route:?} does not serve {to}")]
+    NotServed { route: String, to: String },
+    #[error("no route serves {0}")]
+    NoRoute(String),
+}
+
+impl Dispatcher {
+    /// Build every route's channel and start the lanes, the event recorder
+    /// and the expiry sweep.
+    pub async fn start(store: Store, cfg: DispatchCfg, routes: &[Route]) -> std::io::Result<Arc<Dispatcher>> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut lanes = Vec::new();
+        for r in routes {
+            let ch = channel::build(r, events_tx.clone())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("route {}: {e}", r.name)))?;
+            lanes.push(Arc::new(Lane::new(r.clone(), ch)));
+        }
+        let d =
+            Arc::new(Dispatcher { store, cfg, lanes, cancel: CancellationToken::new(), tracker: TaskTracker::new() });
+        d.adopt_orphans().await;
+        for lane in &d.lanes {
+            tokio::spawn(run_lane(d.clone(), lane.clone()));
+        }
+        tokio::spawn(record_events(d.store.clone(), events_rx));
+        tokio::spawn(sweep(d.store.clone(), d.cancel.clone()));
+        Ok(d)
+    }
+
+    pub fn lanes(&self) -> &[Arc<Lane>] {
+        &self.lanes
+    }
+
+    /// Queued messages of routes that are no longer configured move to the
+    /// first route that serves all numbers, or stay (and say so).
+    async fn adopt_orphans(&self) {
+        let Ok(routes) = self.store.queued_routes().await else { return };
+        for r in routes {
+            if self.lanes.iter().any(|l| l.cfg.name == r) {
+                continue;
+            }
+            match self.lanes.iter().find(|l| l.cfg.prefixes.is_empty()) {
+                Some(to) => match self.store.reroute(r.clone(), to.cfg.name.clone()).await {
+                    Ok(n) => {
+                        tracing::warn!(from = %r, to = %to.cfg.name, count = n, "moved queued messages of a removed route")
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot move messages of removed route {r}"),
+                },
+                None => tracing::warn!(route = %r, "queued messages wait for route {r}, which is not configured"),
+            }
+        }
+    }
+
+    /// The route a message goes through: the one asked for, else the first
+    /// in config order whose prefixes match.
+    pub fn resolve(&self, to: &str, asked: Option<&str>) -> Result<&str, RouteError> {
+        match asked {
+            Some(name) => {
+                let lane = self
+                    .lanes
+                    .iter()
+                    .find(|l| l.cfg.name == name)
+                    .ok_or_else(|| RouteError::Unknown(name.to_string()))?;
+                if lane.cfg.serves(to) {
+                    Ok(&lane.cfg.name)
+                } else {
+                    Err(RouteError::NotServed { route: name.to_string(), to: to.to_string() })
+                }
+            }
+            None => self
+                .lanes
+                .iter()
+                .find(|l| l.cfg.serves(to))
+                .map(|l| l.cfg.name.as_str())
+                .ok_or_else(|| RouteError::NoRoute(to.to_string())),
+        }
+    }
+
+    /// New work for `route` is on disk.
+    pub fn wake(&self, route: &str) {
+        if let Some(l) = self.lanes.iter().find(|l| l.cfg.name == route) {
+            l.wake.notify_one();
+        }
+    }
+
+    /// Stop claiming, let in-flight submits finish within the stop timeout,
+    /// then shut the channels down. Whatever is still in flight stays
+    /// `sending` on disk and returns to the queue at the next start.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        let limit = Duration::from_millis(self.cfg.shutdown_timeout_ms);
+        if tokio::time::timeout(limit, self.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                in_flight = self.tracker.len(),
+                "stop timeout reached with submits in flight; they will be retried at the next start"
+            );
+        }
+        for l in &self.lanes {
+            l.channel.shutdown().await;
+        }
+    }
+
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        let base = self.cfg.retry_base_ms as f64;
+        let exp = base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        let capped = exp.min(self.cfg.retry_max_ms as f64);
+        let jittered = capped * rand::rng().random_range(0.5..=1.0);
+        Duration::from_millis(jittered as u64)
+    }
+}
+
+async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
+    let name = lane.cfg.name.clone();
+    loop {
+        let first = tokio::select! {
+            p = lane.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = d.cancel.cancelled() => return,
+        };
+        if lane.channel.health().state == RouteState::Down {
+            drop(first);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = d.cancel.cancelled() => return,
+            }
+            continue;
+        }
+        let mut permits = vec![first];
+        let budget = lane.budget();
+        while permits.len() < budget {
+            match lane.permits.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let claimed = match d.store.claim(name.clone(), permits.len()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(route = %name, error = %e, "cannot claim messages");
+                lane.note_error(&e.to_string());
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = d.cancel.cancelled() => return,
+                }
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            drop(permits);
+            tokio::select! {
+                _ = lane.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = d.cancel.cancelled() => return,
+            }
+            continue;
+        }
+        let mut claimed = claimed.into_iter();
+        for permit in permits {
+            let Some(m) = claimed.next() else { break };
+            if let Some(limiter) = &lane.limiter {
+                tokio::select! {
+                    _ = limiter.until_ready() => {}
+                    _ = d.cancel.cancelled() => {
+                        hand_back(&d.store, std::iter::once(m).chain(claimed)).await;
+                        return;
+                    }
+                }
+            }
+            d.tracker.spawn(attempt(d.clone(), lane.clone(), m, permit));
+        }
+    }
+}
+
+/// Messages claimed but never started go back to the queue at once.
+async fn hand_back(store: &Store, msgs: impl Iterator<Item = Claimed>) {
+    for m in msgs {
+        let f = AttemptFailure {
+            code: "stopped".into(),
+            text: "smsgw stopped before this attempt started".into(),
+            retry_at: Some(now_ms()),
+            final_status: Status::Failed,
+        };
+        if let Err(e) = store.record_failure(m.id, f).await {
+            tracing::warn!(message = m.id, error = %e, "cannot hand a message back; it returns at the next start");
+        }
+    }
+}
+
+async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio::sync::OwnedSemaphorePermit) {
+    let split = sms::split(&m.body);
+    let out = Outbound {
+        id: m.id,
+        to: m.recipient.clone(),
+        from: m.sender.clone(),
+        text: m.body.clone(),
+        encoding: split.encoding,
+        parts: split.parts,
+        priority: m.priority,
+        attempt: m.attempt,
+    };
+    let result = lane.channel.submit(out).await;
+    let recorded = match result {
+        Ok(s) => {
+            lane.sent.fetch_add(1, Ordering::Relaxed);
+            let parts = s
+                .remote_ids
+                .into_iter()
+                .enumerate()
+                .map(|(i, remote_id)| SubmittedPart { index: i as u32, remote_id })
+                .collect();
+            d.store.record_submitted(m.id, lane.cfg.name.clone(), parts).await
+        }
+        Err(e) => {
+            lane.note_error(&e.to_string());
+            let now = now_ms();
+            let retry_at = now + d.retry_delay(m.attempt).as_millis() as i64;
+            let (retry_at, final_status, text) = if !e.temporary {
+                (None, Status::Failed, e.text.clone())
+            } else if m.attempt >= d.cfg.max_attempts {
+                (None, Status::Failed, format!("{} (gave up after {} attempts)", e.text, m.attempt))
+            } else if m.valid_until.is_some_and(|v| v < retry_at) {
+                (None, Status::Expired, format!("{} (validity runs out before the next attempt)", e.text))
+            } else {
+                (Some(retry_at), Status::Queued, e.text.clone())
+            };
+            if retry_at.is_some() {
+                lane.retried.fetch_add(1, Ordering::Relaxed);
+            } else {
+                lane.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::info!(message = m.id, route = %lane.cfg.name, code = %e.code, temporary = e.temporary, "submit failed");
+            let f = AttemptFailure { code: e.code, text, retry_at, final_status };
+            d.store.record_failure(m.id, f).await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::error!(message = m.id, error = %e, "cannot record the submit result; the message returns to the queue at the next start");
+    }
+}
+
+async fn record_events(store: Store, mut rx: mpsc::UnboundedReceiver<RouteEvent>) {
+    while let Some(ev) = rx.recv().await {
+        let store = store.clone();
+        match ev.event {
+            Event::Receipt { remote_id, status, error_code, error_text } => {
+                let receipt = Receipt { route: ev.route, remote_id, status, error_code, error_text };
+                tokio::spawn(async move {
+                    if let Err(e) = store.record_receipt(receipt).await {
+                        tracing::error!(error = %e, "cannot record a delivery receipt");
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn sweep(store: Store, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = cancel.cancelled() => return,
+        }
+        match store.sweep(IDEMPOTENCY_TTL_MS).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "expired queued messages past their validity"),
+            Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! smsgw: an on-premise SMS gateway. One daemon queues messages durably,
+//! sends them through GSM modems, SMPP carriers or a simulated route at the
+//! pace each allows, and reports what happened through a local HTTP API.
+//!
+//! Dependencies point one way: `api` and `dispatch` use `store` and
+//! `channel`; channels use `sms`; nothing below reaches back up.
+
+pub mod api;
+pub mod bench;
+pub mod channel;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod dispatch;
+pub mod message;
+pub mod sms;
+pub mod store;

@@ -1,0 +1,324 @@
+//! The `smsgw` command: the daemon (`run`), a client of a running daemon
+//! (`send`, `status`), config validation (`config check`) and the load
+//! generator (`bench`).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use smsgw::client::{Client, ClientError};
+use smsgw::config::{self, Config, LogFormat};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "smsgw",
+    version,
+    about = "On-premise SMS gateway: GSM modems and SMPP carriers behind one durable HTTP API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Remote {
+    /// Base URL of the daemon's API.
+    #[arg(long, env = "SMSGW_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key (sent as 'Authorization: Bearer <key>').
+    #[arg(long, env = "SMSGW_KEY", hide_env_values = true)]
+    key: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PriorityArg {
+    Otp,
+    Transactional,
+    Promotional,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway daemon. Without --config it runs the built-in demo:
+    /// a simulated route, ./smsgw-demo.db and a demo API key on 127.0.0.1:8080.
+    Run {
+        /// The TOML config file (see firmware-config/smsgw.example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Send a message through a running daemon and print its id (and, with
+    /// --wait, follow it to a final status).
+    Send {
+        #[command(flatten)]
+        remote: Remote,
+        /// Recipient: E.164 or national form (read with the daemon's default region).
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        text: String,
+        /// Sender name or number.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, value_enum)]
+        priority: Option<PriorityArg>,
+        /// Send through this route instead of choosing by prefix.
+        #[arg(long)]
+        route: Option<String>,
+        /// Wait until the message reaches a final status and print it.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Show a message's story (with ID), or the queue and the routes.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+        /// Message id.
+        id: Option<i64>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+    /// Load-test a daemon over HTTP and report messages/s and latency.
+    Bench(smsgw::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a config file; every problem names the key and why.
+    Check { file: PathBuf },
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SMSGW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<(config::Loaded, bool)> {
+    match path {
+        Some(p) => Ok((Config::from_file(p).map_err(|e| anyhow::anyhow!("{e}"))?, false)),
+        None => Ok((
+            Config::from_str(config::DEMO_TOML, "built-in demo config", Path::new("."))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            true,
+        )),
+    }
+}
+
+async fn run(config: Option<PathBuf>) -> Result<()> {
+    let (loaded, demo) = load(config.as_deref())?;
+    init_logging(&loaded.config.log.level, loaded.config.log.format);
+    let demo_key = demo.then(|| loaded.keys.first().map(|k| k.1.clone())).flatten();
+    smsgw::daemon::run(loaded, |addr| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "smsgw listening on http://{addr}");
+        if let Some(key) = demo_key {
+            let _ = writeln!(out, "demo mode: simulated route, store ./smsgw-demo.db, API key: {key}");
+            let _ = writeln!(
+                out,
+                "try: curl -s -H 'Authorization: Bearer {key}' -d '{{\"to\":\"+79161234567\",\"text\":\"Hello\"}}' http://{addr}/v1/messages"
+            );
+        }
+        let _ = out.flush();
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn final_status(v: &Value) -> bool {
+    matches!(v["status"].as_str(), Some("delivered" | "undelivered" | "expired" | "failed" | "cancelled"))
+}
+
+fn print_message(v: &Value) {
+    println!(
+        "message {}  to {}  status {}  route {}  {} segment(s) {}",
+        v["id"],
+        v["to"].as_str().unwrap_or("?"),
+        v["status"].as_str().unwrap_or("?"),
+        v["route"].as_str().unwrap_or("?"),
+        v["segments"],
+        v["encoding"].as_str().unwrap_or("?")
+    );
+    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+        println!("  error {}: {}", e["code"].as_str().unwrap_or("?"), e["text"].as_str().unwrap_or(""));
+    }
+    for h in v["history"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  {:<11} {}",
+            h["at"].as_str().unwrap_or("?"),
+            h["status"].as_str().unwrap_or("?"),
+            h["detail"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn explain(e: ClientError) -> anyhow::Error {
+    match &e {
+        ClientError::Refused { body, .. } => {
+            let mut msg = e.to_string();
+            for f in body["errors"].as_array().into_iter().flatten() {
+                msg.push_str(&format!(
+                    "\n  {}: {}",
+                    f["field"].as_str().unwrap_or("?"),
+                    f["message"].as_str().unwrap_or("")
+                ));
+            }
+            anyhow::anyhow!(msg)
+        }
+        ClientError::Connect { .. } => anyhow::anyhow!(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    remote: Remote,
+    to: String,
+    text: String,
+    from: Option<String>,
+    priority: Option<PriorityArg>,
+    route: Option<String>,
+    wait: bool,
+    timeout: u64,
+) -> Result<()> {
+    let client = Client::new(&remote.url, &remote.key);
+    let mut body = json!({ "to": to, "text": text });
+    if let Some(f) = from {
+        body["from"] = json!(f);
+    }
+    if let Some(p) = priority {
+        body["priority"] = json!(match p {
+            PriorityArg::Otp => "otp",
+            PriorityArg::Transactional => "transactional",
+            PriorityArg::Promotional => "promotional",
+        });
+    }
+    if let Some(r) = route {
+        body["route"] = json!(r);
+    }
+    let accepted = client.post("/v1/messages", &body).await.map_err(explain)?;
+    let id = accepted["id"].as_i64().context("the daemon's answer has no id")?;
+    println!(
+        "accepted: id {id}, {} segment(s) as {}",
+        accepted["segments"],
+        accepted["encoding"].as_str().unwrap_or("?")
+    );
+    if !wait {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let v = client.get(&format!("/v1/messages/{id}")).await.map_err(explain)?;
+        if final_status(&v) {
+            print_message(&v);
+            if v["status"] != "delivered" {
+                bail!("message {id} ended {}", v["status"].as_str().unwrap_or("?"));
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            print_message(&v);
+            bail!("message {id} is still {} after {timeout} s", v["status"].as_str().unwrap_or("?"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn status(remote: Remote, id: Option<i64>, as_json: bool) -> Result<()> {
+    let client = Client::new(&remote.url, &remote.key);
+    if let Some(id) = id {
+        let v = client.get(&format!("/v1/messages/{id}")).await.map_err(explain)?;
+        if as_json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            print_message(&v);
+        }
+        return Ok(());
+    }
+    let q = client.get("/v1/queue").await.map_err(explain)?;
+    let r = client.get("/v1/routes").await.map_err(explain)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "queue": q, "routes": r["routes"] }))?);
+        return Ok(());
+    }
+    println!("messages by status:");
+    for (k, v) in q["by_status"].as_object().into_iter().flatten() {
+        println!("  {k:<12} {v}");
+    }
+    if let Some(t) = q["oldest_queued_at"].as_str() {
+        println!("  oldest queued since {t}");
+    }
+    println!("routes:");
+    for route in r["routes"].as_array().into_iter().flatten() {
+        let queued: u64 = route["queued"].as_object().into_iter().flatten().filter_map(|(_, v)| v.as_u64()).sum();
+        println!(
+            "  {:<12} {:<6} {:<9} rate {:<8} in flight {:<4} queued {:<8} sent {} failed {} retried {}{}",
+            route["name"].as_str().unwrap_or("?"),
+            route["kind"].as_str().unwrap_or("?"),
+            route["state"].as_str().unwrap_or("?"),
+            route["rate"].as_f64().map(|r| format!("{r}/s")).unwrap_or_else(|| "none".into()),
+            route["in_flight"],
+            queued,
+            route["sent"],
+            route["failed"],
+            route["retried"],
+            route["last_error"].as_str().map(|e| format!("  last error: {e}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn config_check(file: &Path) -> Result<()> {
+    match Config::from_file(file) {
+        Ok(l) => {
+            println!(
+                "{}: OK ({} route(s), {} API key(s), listen {})",
+                file.display(),
+                l.config.routes.len(),
+                l.keys.len(),
+                l.listen
+            );
+            Ok(())
+        }
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{p}");
+            }
+            bail!("{}: {} problem(s)", file.display(), e.problems.len())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run { config } => run(config).await,
+        Cmd::Send { remote, to, text, from, priority, route, wait, timeout } => {
+            send(remote, to, text, from, priority, route, wait, timeout).await
+        }
+        Cmd::Status { remote, id, json } => status(remote, id, json).await,
+        Cmd::Config { command: ConfigCmd::Check { file } } => config_check(&file),
+        Cmd::Bench(args) => smsgw::bench::run(args).await.map_err(|e| anyhow::anyhow!(e)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smsgw: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The vocabulary every layer shares: a message's priority, its status and
+//! the time representation used in the store and the API.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// How urgent a message is. The dispatcher always serves a lower value first,
+/// so one-time codes never wait behind a promotional backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Otp = 0,
+    Transactional = 1,
+    Promotional = 2,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::Otp, Priority::Transactional, Priority::Promotional];
+
+    pub fn as_i64(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_i64(v: i64) -> Option<Self> {
+        match v {
+            0 => Some(Priority::Otp),
+            1 => Some(Priority::Transactional),
+            2 => Some(Priority::Promotional),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Otp => "otp",
+            Priority::Transactional => "transactional",
+            Priority::Promotional => "promotional",
+        }
+    }
+}
+
+/// Where a message is in its life:
+/// `queued` → `sending` → `submitted` → `delivered` | `undelivered` | `expired`,
+/// or `failed`, or `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Accepted and on disk, waiting for its time, its route or a retry.
+    Queued,
+    /// Claimed by the dispatcher and being handed to a route.
+    Sending,
+    /// Every part was accepted by the route; waiting for delivery reports.
+    Submitted,
+    Delivered,
+    Undelivered,
+    /// Its validity ran out before it could be sent or delivered.
+    Expired,
+    /// Refused permanently, or out of retries.
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Queued,
+        Status::Sending,
+        Status::Submitted,
+        Status::Delivered,
+        Status::Undelivered,
+        Status::Expired,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Submitted => "submitted",
+            Status::Delivered => "delivered",
+            Status::Undelivered => "undelivered",
+            Status::Expired => "expired",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A final status never changes again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Delivered | Status::Undelivered | Status::Expired | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// Milliseconds since the Unix epoch, UTC: the store's time representation.
+pub type Millis = i64;
+
+pub fn now_ms() -> Millis {
+    Utc::now().timestamp_millis()
+}
+
+pub fn to_rfc3339(ms: Millis) -> String {
+    match Utc.timestamp_millis_opt(ms) {
+        chrono::LocalResult::Single(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        _ => String::from("invalid-time"),
+    }
+}
+
+pub fn from_datetime(t: &DateTime<Utc>) -> Millis {
+    t.timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("bogus"), None);
+    }
+
+    #[test]
+    fn priority_order_puts_otp_first() {
+        let mut v = vec![Priority::Promotional, Priority::Otp, Priority::Transactional];
+        v.sort();
+        assert_eq!(v, Priority::ALL.to_vec());
+        for p in Priority::ALL {
+            assert_eq!(Priority::from_i64(p.as_i64()), Some(p));
+        }
+    }
+
+    #[test]
+    fn rfc3339_is_utc_with_millis() {
+        assert_eq!(to_rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+}

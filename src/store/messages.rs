@@ -1,0 +1,469 @@
+//! The write side of a message's life in SQL: accept, claim, record what the
+//! route said, apply delivery reports, cancel, expire. Every state change
+//! writes a history row in the same transaction.
+
+use super::StoreError;
+use crate::message::{Millis, Priority, Status};
+use crate::sms::Encoding;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub recipient: String,
+    pub sender: Option<String>,
+    pub body: String,
+    pub encoding: Encoding,
+    pub segments: u32,
+    pub priority: Priority,
+    pub route: String,
+    pub reference: Option<String>,
+    pub send_at: Option<Millis>,
+    pub valid_until: Millis,
+}
+
+/// What the API answers for each accepted message; kept verbatim for
+/// idempotent replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub id: i64,
+    pub to: String,
+    pub status: Status,
+    pub encoding: String,
+    pub segments: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdemKey {
+    pub key: String,
+    pub body_hash: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum EnqueueOutcome {
+    Created(Vec<Accepted>),
+    /// Same idempotency key, same body: the first answer, nothing created.
+    Replayed(Vec<Accepted>),
+    /// Same idempotency key, different body.
+    Conflict,
+}
+
+/// A message handed to the dispatcher for one attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub recipient: String,
+    pub sender: Option<String>,
+    pub body: String,
+    pub encoding: Encoding,
+    pub segments: u32,
+    pub priority: Priority,
+    /// Attempts including this one.
+    pub attempt: u32,
+    pub valid_until: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubmittedPart {
+    pub index: u32,
+    /// The route's id for the part (SMSC message id, modem TP-MR...).
+    pub remote_id: Option<String>,
+}
+
+/// An attempt that did not go through. `retry_at` requeues the message;
+/// without it the message ends in `final_status`.
+#[derive(Debug, Clone)]
+pub struct AttemptFailure {
+    pub code: String,
+    pub text: String,
+    pub retry_at: Option<Millis>,
+    pub final_status: Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    Delivered,
+    Undelivered,
+    Expired,
+}
+
+impl ReceiptStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Delivered => "delivered",
+            ReceiptStatus::Undelivered => "undelivered",
+            ReceiptStatus::Expired => "expired",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "delivered" => Some(ReceiptStatus::Delivered),
+            "undelivered" => Some(ReceiptStatus::Undelivered),
+            "expired" => Some(ReceiptStatus::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// A delivery report for one part, as a route understood it.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub route: String,
+    pub remote_id: String,
+    pub status: ReceiptStatus,
+    pub error_code: Option<String>,
+    pub error_text: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptMatch {
+    /// Applied to its part.
+    Matched,
+    /// No part has that id yet; kept until the submit result is recorded.
+    Early,
+    /// The part already had a final state.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled,
+    NotFound,
+    TooLate(Status),
+}
+
+fn history(c: &Connection, id: i64, at: Millis, status: Status, detail: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT INTO history (message_id, at, status, detail) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![id, at, status.as_str(), detail])?;
+    Ok(())
+}
+
+pub(super) fn enqueue(
+    c: &Connection,
+    api_key: &str,
+    idem: Option<&IdemKey>,
+    msgs: &[NewMessage],
+    now: Millis,
+) -> Result<EnqueueOutcome, StoreError> {
+    if let Some(k) = idem {
+        let prior: Option<(Vec<u8>, String)> = c
+            .prepare_cached("SELECT body_hash, response FROM idempotency WHERE api_key = ?1 AND key = ?2")?
+            .query_row(params![api_key, k.key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((hash, response)) = prior {
+            if hash != k.body_hash {
+                return Ok(EnqueueOutcome::Conflict);
+            }
+            let accepted = serde_json::from_str(&response)
+                .map_err(|e| StoreError::Unavailable(format!("stored idempotent answer unreadable: {e}")))?;
+            return Ok(EnqueueOutcome::Replayed(accepted));
+        }
+    }
+    let mut out = Vec::with_capacity(msgs.len());
+    let mut insert = c.prepare_cached(
+        "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
+                               route, status, created_at, updated_at, send_at, due_at, valid_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?11, ?12, ?13)",
+    )?;
+    for m in msgs {
+        insert.execute(params![
+            api_key,
+            m.reference,
+            m.recipient,
+            m.sender,
+            m.body,
+            m.encoding.as_str(),
+            m.segments,
+            m.priority.as_i64(),
+            m.route,
+            now,
+            m.send_at,
+            m.send_at.unwrap_or(now).max(now),
+            m.valid_until,
+        ])?;
+        let id = c.last_insert_rowid();
+        history(c, id, now, Status::Queued, &format!("accepted from API key {api_key:?}"))?;
+        out.push(Accepted {
+            id,
+            to: m.recipient.clone(),
+            status: Status::Queued,
+            encoding: m.encoding.as_str().to_string(),
+            segments: m.segments,
+        });
+    }
+    if let Some(k) = idem {
+        let response = serde_json::to_string(&out)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode idempotent answer: {e}")))?;
+        c.prepare_cached(
+            "INSERT INTO idempotency (api_key, key, body_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![api_key, k.key, k.body_hash, response, now])?;
+    }
+    Ok(EnqueueOutcome::Created(out))
+}
+
+pub(super) fn claim(c: &Connection, route: &str, limit: usize, now: Millis) -> Result<Vec<Claimed>, StoreError> {
+    let mut rows = Vec::new();
+    {
+        let mut q = c.prepare_cached(
+            "SELECT id, recipient, sender, body, encoding, segments, priority, attempts, valid_until
+             FROM messages WHERE route = ?1 AND status = 'queued' AND due_at <= ?2
+             ORDER BY priority, due_at, id LIMIT ?3",
+        )?;
+        let mut it = q.query(params![route, now, limit as i64])?;
+        while let Some(r) = it.next()? {
+            let enc: String = r.get(4)?;
+            let pri: i64 = r.get(6)?;
+            let attempts: u32 = r.get(7)?;
+            rows.push(Claimed {
+                id: r.get(0)?,
+                recipient: r.get(1)?,
+                sender: r.get(2)?,
+                body: r.get(3)?,
+                encoding: Encoding::parse(&enc).unwrap_or(Encoding::Ucs2),
+                segments: r.get(5)?,
+                priority: Priority::from_i64(pri).unwrap_or(Priority::Promotional),
+                attempt: attempts + 1,
+                valid_until: r.get(8)?,
+            });
+        }
+    }
+    let mut claimed = Vec::with_capacity(rows.len());
+    for m in rows {
+        if m.valid_until.is_some_and(|v| v < now) {
+            expire(c, m.id, now)?;
+            continue;
+        }
+        c.prepare_cached(
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+        )?
+        .execute(params![m.id, now])?;
+        history(c, m.id, now, Status::Sending, &format!("attempt {} on route {route}", m.attempt))?;
+        claimed.push(m);
+    }
+    Ok(claimed)
+}
+
+fn expire(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE messages SET status = 'expired', updated_at = ?2, error_code = 'expired',
+                error_text = 'validity ran out before the message could be sent' WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
+    history(c, id, now, Status::Expired, "validity ran out before the message could be sent")
+}
+
+pub(super) fn record_submitted(
+    c: &Connection,
+    id: i64,
+    route: &str,
+    parts: &[SubmittedPart],
+    now: Millis,
+) -> Result<(), StoreError> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE messages SET status = 'submitted', updated_at = ?2, error_code = NULL, error_text = NULL
+             WHERE id = ?1 AND status = 'sending'",
+        )?
+        .execute(params![id, now])?;
+    if changed == 0 {
+        tracing::warn!(message = id, "submit result for a message that is not being sent; ignored");
+        return Ok(());
+    }
+    let mut ins = c.prepare_cached(
+        "INSERT OR REPLACE INTO parts (message_id, idx, route, remote_id, status, submitted_at)
+         VALUES (?1, ?2, ?3, ?4, 'submitted', ?5)",
+    )?;
+    for p in parts {
+        ins.execute(params![id, p.index, route, p.remote_id, now])?;
+    }
+    let n = parts.len();
+    history(
+        c,
+        id,
+        now,
+        Status::Submitted,
+        &format!("{n} part{} accepted by route {route}", if n == 1 { "" } else { "s" }),
+    )?;
+    // Receipts that overtook this submit result.
+    for p in parts {
+        let Some(remote) = &p.remote_id else { continue };
+        let early: Option<(String, Option<String>, Option<String>)> = c
+            .prepare_cached(
+                "DELETE FROM early_receipts WHERE route = ?1 AND remote_id = ?2
+                 RETURNING status, error_code, error_text",
+            )?
+            .query_row(params![route, remote], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((status, code, text)) = early
+            && let Some(status) = ReceiptStatus::parse(&status)
+        {
+            let receipt = Receipt {
+                route: route.to_string(),
+                remote_id: remote.clone(),
+                status,
+                error_code: code,
+                error_text: text,
+            };
+            apply_receipt(c, &receipt, now)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn record_failure(c: &Connection, id: i64, f: &AttemptFailure, now: Millis) -> Result<(), StoreError> {
+    match f.retry_at {
+        Some(at) => {
+            let n = c
+                .prepare_cached(
+                    "UPDATE messages SET status = 'queued', due_at = ?2, updated_at = ?3, error_code = ?4,
+                            error_text = ?5 WHERE id = ?1 AND status = 'sending'",
+                )?
+                .execute(params![id, at, now, f.code, f.text])?;
+            if n > 0 {
+                let detail =
+                    format!("temporary failure ({}: {}); retry at {}", f.code, f.text, crate::message::to_rfc3339(at));
+                history(c, id, now, Status::Queued, &detail)?;
+            }
+        }
+        None => {
+            let n = c
+                .prepare_cached(
+                    "UPDATE messages SET status = ?2, updated_at = ?3, error_code = ?4, error_text = ?5
+                     WHERE id = ?1 AND status = 'sending'",
+                )?
+                .execute(params![id, f.final_status.as_str(), now, f.code, f.text])?;
+            if n > 0 {
+                history(c, id, now, f.final_status, &format!("{}: {}", f.code, f.text))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn apply_receipt(c: &Connection, r: &Receipt, now: Millis) -> Result<ReceiptMatch, StoreError> {
+    let part: Option<(i64, i64, String)> = c
+        .prepare_cached("SELECT message_id, idx, status FROM parts WHERE route = ?1 AND remote_id = ?2")?
+        .query_row(params![r.route, r.remote_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()?;
+    let Some((id, idx, status)) = part else {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO early_receipts (route, remote_id, status, error_code, error_text, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![r.route, r.remote_id, r.status.as_str(), r.error_code, r.error_text, now])?;
+        return Ok(ReceiptMatch::Early);
+    };
+    if status != "submitted" {
+        return Ok(ReceiptMatch::Duplicate);
+    }
+    c.prepare_cached(
+        "UPDATE parts SET status = ?3, error_code = ?4, error_text = ?5, done_at = ?6
+         WHERE message_id = ?1 AND idx = ?2",
+    )?
+    .execute(params![id, idx, r.status.as_str(), r.error_code, r.error_text, now])?;
+    roll_up(c, id, now)?;
+    Ok(ReceiptMatch::Matched)
+}
+
+/// When every part of a submitted message has a final state, the message
+/// takes the worst of them: delivered only if all were.
+fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
+    let (segments, status): (i64, String) = c
+        .prepare_cached("SELECT segments, status FROM messages WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if status != Status::Submitted.as_str() {
+        return Ok(());
+    }
+    let mut q =
+        c.prepare_cached("SELECT status, error_code, error_text FROM parts WHERE message_id = ?1 ORDER BY idx")?;
+    let parts: Vec<(String, Option<String>, Option<String>)> =
+        q.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    if (parts.len() as i64) < segments || parts.iter().any(|p| p.0 == "submitted") {
+        return Ok(());
+    }
+    let worst = parts.iter().find(|p| p.0 == "undelivered").or_else(|| parts.iter().find(|p| p.0 == "expired"));
+    let (final_status, code, text) = match worst {
+        None => (Status::Delivered, None, None),
+        Some((s, code, text)) => {
+            (if s == "undelivered" { Status::Undelivered } else { Status::Expired }, code.clone(), text.clone())
+        }
+    };
+    c.prepare_cached(
+        "UPDATE messages SET status = ?2, updated_at = ?3, error_code = ?4, error_text = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id, final_status.as_str(), now, code, text])?;
+    let detail = match (&code, &text) {
+        (None, _) => "delivery reported for every part".to_string(),
+        (Some(code), text) => {
+            format!("route reported error {code}{}", text.as_deref().map(|t| format!(": {t}")).unwrap_or_default())
+        }
+    };
+    history(c, id, now, final_status, &detail)
+}
+
+pub(super) fn cancel(c: &Connection, id: i64, now: Millis) -> Result<CancelOutcome, StoreError> {
+    let status: Option<String> = c
+        .prepare_cached("SELECT status FROM messages WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?;
+    let Some(status) = status else { return Ok(CancelOutcome::NotFound) };
+    let status = Status::parse(&status).unwrap_or(Status::Failed);
+    if status != Status::Queued {
+        return Ok(CancelOutcome::TooLate(status));
+    }
+    c.prepare_cached("UPDATE messages SET status = 'cancelled', updated_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    history(c, id, now, Status::Cancelled, "cancelled through the API")?;
+    Ok(CancelOutcome::Cancelled)
+}
+
+pub(super) fn sweep(c: &Connection, now: Millis, idempotency_ttl: Millis) -> Result<usize, StoreError> {
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "SELECT id FROM messages WHERE status = 'queued' AND valid_until IS NOT NULL AND valid_until < ?1
+             LIMIT 5000",
+        )?
+        .query_map(params![now], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        expire(c, *id, now)?;
+    }
+    c.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?.execute(params![now - idempotency_ttl])?;
+    Ok(ids.len())
+}
+
+pub(super) fn reroute(c: &Connection, from: &str, to: &str, now: Millis) -> Result<usize, StoreError> {
+    let ids: Vec<i64> = c
+        .prepare_cached("SELECT id FROM messages WHERE status = 'queued' AND route = ?1")?
+        .query_map(params![from], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        c.prepare_cached("UPDATE messages SET route = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id, to, now])?;
+        history(c, *id, now, Status::Queued, &format!("route {from} is gone; moved to route {to}"))?;
+    }
+    Ok(ids.len())
+}
+
+/// At start-up: messages a stopped process left `sending` go back to the
+/// queue. At-least-once: only what was in flight can be sent twice.
+pub(super) fn return_unfinished(c: &Connection, now: Millis) -> rusqlite::Result<usize> {
+    let ids: Vec<i64> = c
+        .prepare("SELECT id FROM messages WHERE status = 'sending'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    for id in &ids {
+        c.execute(
+            "UPDATE messages SET status = 'queued', due_at = ?2, updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+        history(c, *id, now, Status::Queued, "returned to the queue: smsgw stopped while it was being sent")?;
+    }
+    c.execute_batch("COMMIT")?;
+    Ok(ids.len())
+}

@@ -1,0 +1,189 @@
+//! The read side: one message with its parts and history, filtered lists
+//! with cursor pagination, and queue counts.
+
+use crate::message::{Millis, Priority, Status};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub id: i64,
+    pub api_key: String,
+    pub reference: Option<String>,
+    pub recipient: String,
+    pub sender: Option<String>,
+    pub body: String,
+    pub encoding: String,
+    pub segments: u32,
+    pub priority: Priority,
+    pub route: String,
+    pub status: Status,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub send_at: Option<Millis>,
+    pub valid_until: Option<Millis>,
+    pub attempts: u32,
+    pub error_code: Option<String>,
+    pub error_text: Option<String>,
+    pub parts: Vec<PartView>,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartView {
+    pub index: u32,
+    pub route: String,
+    pub remote_id: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_text: Option<String>,
+    pub submitted_at: Millis,
+    pub done_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub at: Millis,
+    pub status: Status,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub recipient: Option<String>,
+    pub since: Option<Millis>,
+    /// Only ids below this (the previous page's last id).
+    pub before_id: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub by_status: BTreeMap<String, u64>,
+    /// Queued messages by route, then priority.
+    pub queued: BTreeMap<String, BTreeMap<String, u64>>,
+    pub oldest_queued_at: Option<Millis>,
+}
+
+const COLUMNS: &str = "id, api_key, reference, recipient, sender, body, encoding, segments, priority, route,
+    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text";
+
+fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
+    let pri: i64 = r.get(8)?;
+    let status: String = r.get(10)?;
+    Ok(MessageView {
+        id: r.get(0)?,
+        api_key: r.get(1)?,
+        reference: r.get(2)?,
+        recipient: r.get(3)?,
+        sender: r.get(4)?,
+        body: r.get(5)?,
+        encoding: r.get(6)?,
+        segments: r.get(7)?,
+        priority: Priority::from_i64(pri).unwrap_or(Priority::Promotional),
+        route: r.get(9)?,
+        status: Status::parse(&status).unwrap_or(Status::Failed),
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+        send_at: r.get(13)?,
+        valid_until: r.get(14)?,
+        attempts: r.get(15)?,
+        error_code: r.get(16)?,
+        error_text: r.get(17)?,
+        parts: Vec::new(),
+        history: Vec::new(),
+    })
+}
+
+pub(super) fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageView>> {
+    let Some(mut v) = c
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))?
+        .query_row(params![id], row_to_view)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    v.parts = c
+        .prepare_cached(
+            "SELECT idx, route, remote_id, status, error_code, error_text, submitted_at, done_at
+             FROM parts WHERE message_id = ?1 ORDER BY idx",
+        )?
+        .query_map(params![id], |r| {
+            Ok(PartView {
+                index: r.get(0)?,
+                route: r.get(1)?,
+                remote_id: r.get(2)?,
+                status: r.get(3)?,
+                error_code: r.get(4)?,
+                error_text: r.get(5)?,
+                submitted_at: r.get(6)?,
+                done_at: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    v.history = c
+        .prepare_cached("SELECT at, status, detail FROM history WHERE message_id = ?1 ORDER BY rowid")?
+        .query_map(params![id], |r| {
+            let s: String = r.get(1)?;
+            Ok(HistoryEntry { at: r.get(0)?, status: Status::parse(&s).unwrap_or(Status::Failed), detail: r.get(2)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(v))
+}
+
+/// Newest first. Builds only the conditions asked for, so SQLite can pick
+/// the index that fits (status or recipient, then id).
+pub(super) fn list(c: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<MessageView>> {
+    let mut conds = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(s) = f.status {
+        conds.push("status = ?");
+        args.push(Value::Text(s.as_str().into()));
+    }
+    if let Some(r) = &f.recipient {
+        conds.push("recipient = ?");
+        args.push(Value::Text(r.clone()));
+    }
+    if let Some(since) = f.since {
+        conds.push("created_at >= ?");
+        args.push(Value::Integer(since));
+    }
+    if let Some(b) = f.before_id {
+        conds.push("id < ?");
+        args.push(Value::Integer(b));
+    }
+    let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    args.push(Value::Integer(f.limit as i64));
+    let sql = format!("SELECT {COLUMNS} FROM messages {filter} ORDER BY id DESC LIMIT ?");
+    c.prepare_cached(&sql)?.query_map(params_from_iter(args), row_to_view)?.collect()
+}
+
+pub(super) fn counts(c: &Connection) -> rusqlite::Result<Counts> {
+    let mut out = Counts::default();
+    let mut q = c.prepare_cached("SELECT status, count(*) FROM messages GROUP BY status")?;
+    let mut rows = q.query([])?;
+    while let Some(r) = rows.next()? {
+        out.by_status.insert(r.get(0)?, r.get::<_, i64>(1)? as u64);
+    }
+    let mut q = c.prepare_cached(
+        "SELECT route, priority, count(*) FROM messages WHERE status = 'queued' GROUP BY route, priority",
+    )?;
+    let mut rows = q.query([])?;
+    while let Some(r) = rows.next()? {
+        let route: String = r.get(0)?;
+        let pri = Priority::from_i64(r.get(1)?).map(|p| p.as_str()).unwrap_or("unknown");
+        out.queued.entry(route).or_default().insert(pri.to_string(), r.get::<_, i64>(2)? as u64);
+    }
+    out.oldest_queued_at = c
+        .prepare_cached("SELECT created_at FROM messages WHERE status = 'queued' ORDER BY id LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(out)
+}
+
+pub(super) fn queued_routes(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached("SELECT DISTINCT route FROM messages WHERE status = 'queued'")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}

@@ -1,0 +1,118 @@
+//! The single writer: one thread owns the read-write connection and commits
+//! whatever jobs are waiting in one transaction (group commit). Each job runs
+//! in its own savepoint, so one failing job never takes the others with it,
+//! and every caller hears back only after the commit is durable.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// Jobs committed together at most; bounds the latency one commit adds.
+const MAX_GROUP: usize = 1024;
+
+pub(super) trait Job: Send {
+    /// Run inside the open transaction; false means roll this job back.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Tell the caller, once the transaction's fate is known.
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+pub(super) enum Msg {
+    Job(Box<dyn Job>),
+    Close(oneshot::Sender<()>),
+}
+
+pub(super) struct FnJob<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    tx: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> FnJob<T, F> {
+    pub(super) fn new(f: F, tx: oneshot::Sender<Result<T, StoreError>>) -> Self {
+        FnJob { f: Some(f), result: None, tx }
+    }
+}
+
+impl<T, F> Job for FnJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let r = f(conn);
+        let ok = r.is_ok();
+        self.result = Some(r);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let out = match (self.result, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (_, Err(e)) => Err(e),
+            (None, Ok(())) => Err(StoreError::Closed),
+        };
+        let _ = self.tx.send(out);
+    }
+}
+
+pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
+    let mut closing = None;
+    while closing.is_none() {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = Vec::new();
+        match first {
+            Msg::Job(j) => batch.push(j),
+            Msg::Close(done) => closing = Some(done),
+        }
+        while closing.is_none() && batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Close(done)) => closing = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit_group(&mut conn, batch);
+        }
+    }
+    // Fold the WAL back into the main file so the next start is quick.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "WAL checkpoint at close failed");
+    }
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = StoreError::from_sqlite("begin transaction", &e);
+        tracing::error!(error = %err, "store write failed");
+        for j in batch {
+            j.finish(Err(err.clone()));
+        }
+        return;
+    }
+    for j in batch.iter_mut() {
+        let sp = conn.execute_batch("SAVEPOINT job");
+        let ok = sp.is_ok() && j.run(conn);
+        let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "savepoint end failed");
+        }
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let err = StoreError::from_sqlite("commit", &e);
+        tracing::error!(error = %err, "store commit failed; the whole group was rolled back");
+        let _ = conn.execute_batch("ROLLBACK");
+        err
+    });
+    for j in batch {
+        j.finish(commit.clone());
+    }
+}
