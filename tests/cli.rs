@@ -1,0 +1,84 @@
+//! The command line: `config check` names every problem; `send` and
+//! `status` talk to a running daemon.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[test]
+fn config_check_accepts_the_shipped_configs() {
+    // The example's store lives in /var/lib/smsgw, which exists only once
+    // installed: check it with the store moved to a temporary directory.
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string("firmware-config/smsgw.example.toml").unwrap();
+    let moved = example.replace("/var/lib/smsgw", &dir.path().display().to_string());
+    assert_ne!(moved, example);
+    let example = dir.path().join("example.toml");
+    std::fs::write(&example, moved).unwrap();
+    for f in ["firmware-config/demo.toml", example.to_str().unwrap()] {
+        let out = Command::new(bin()).args(["config", "check", f]).output().unwrap();
+        assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    }
+}
+
+#[test]
+fn config_check_names_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "[server]\nlisten = \"8080\"\n[[api_keys]]\nname = \"a\"\nkey_file = \"missing.key\"\n\
+         [[routes]]\nname = \"x\"\nkind = \"sim\"\n[[routes]]\nname = \"x\"\nkind = \"sim\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin()).args(["config", "check"]).arg(&f).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["server.listen", "api_keys[0].key_file", "missing.key", "routes[1].name: duplicate route name"] {
+        assert!(err.contains(needle), "{needle} not in:\n{err}");
+    }
+    std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n").unwrap();
+    let out = Command::new(bin()).args(["config", "check"]).arg(&f).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("port"), "{err}");
+    let out = Command::new(bin()).args(["config", "check", "/nonexistent.toml"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
+}
+
+#[tokio::test]
+async fn send_wait_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &sim_route(dir.path(), "sim", "", "delivery_delay_ms = 100"));
+    let d = Daemon::start(dir.path());
+    let url = d.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin())
+            .args(["send", "--to", "8 916 123 45 67", "--text", "Заказ отправлен", "--priority", "otp", "--wait"])
+            .env("SMSGW_URL", &url)
+            .env("SMSGW_KEY", KEY)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("accepted: id 1") && stdout.contains("delivered"), "{stdout}");
+    let url = d.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin()).args(["status", "--url", &url, "--key", KEY]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("delivered") && stdout.contains("sim"), "{stdout}");
+    let url = d.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin()).args(["send", "--url", &url, "--key", KEY, "--to", "12", "--text", "x"]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("422") && stderr.contains("to:"), "{stderr}");
+}

@@ -1,0 +1,196 @@
+//! Test harness: start the real `smsgw` binary on an ephemeral port with a
+//! temporary config and database, talk to it over HTTP, stop or kill it.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "test-key-0123456789abcdef";
+pub const OTHER_KEY: &str = "other-key-0123456789abcdef";
+
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+/// A config with two API keys and the given routes (TOML), in `dir`.
+pub fn write_config(dir: &Path, extra: &str, routes: &str) -> PathBuf {
+    let path = dir.join("smsgw.toml");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+path = "{db}"
+[numbers]
+default_region = "RU"
+[log]
+level = "warn"
+{extra}
+[[api_keys]]
+name = "test"
+key = "{KEY}"
+[[api_keys]]
+name = "other"
+key = "{OTHER_KEY}"
+{routes}
+"#,
+        db = dir.join("smsgw.db").display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// One sim route recording to `record.jsonl` in the test dir.
+pub fn sim_route(dir: &Path, name: &str, params: &str, sim: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"{name}\"\nkind = \"sim\"\n{params}\n[routes.sim]\nrecord = \"{}\"\n{sim}\n",
+        dir.join(format!("{name}.jsonl")).display()
+    )
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_smsgw")
+}
+
+impl Daemon {
+    pub fn start(dir: &Path) -> Daemon {
+        Self::try_start(dir).unwrap_or_else(|e| panic!("daemon did not start: {e}"))
+    }
+
+    pub fn try_start(dir: &Path) -> Result<Daemon, String> {
+        let mut child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(dir.join("smsgw.toml"))
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(u) = l.strip_prefix("smsgw listening on ") {
+                        break u.trim().to_string();
+                    }
+                }
+                _ => {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    let _ = child.wait();
+                    return Err(err);
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        if let Some(stderr) = child.stderr.take() {
+            std::thread::spawn(move || {
+                for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("[smsgw] {l}");
+                }
+            });
+        }
+        Ok(Daemon { child, url, dir: dir.to_path_buf(), http: reqwest::Client::new() })
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, serde_json::to_vec(body).unwrap(), &[]).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.url)).bearer_auth(KEY).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(format!("{}{path}", self.url)).bearer_auth(KEY).send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(&self, body: Value) -> i64 {
+        let (s, v) = self.post("/v1/messages", &body).await;
+        assert_eq!(s, 202, "{v}");
+        v["id"].as_i64().expect("id")
+    }
+
+    pub async fn message(&self, id: i64) -> Value {
+        let (s, v) = self.get(&format!("/v1/messages/{id}")).await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// Poll until the message has `status` (panics after `secs`).
+    pub async fn wait_status(&self, id: i64, status: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.message(id).await;
+            if v["status"] == status {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "message {id} never became {status}: {v:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Poll /v1/queue until `pred` holds on `by_status`.
+    pub async fn wait_counts(&self, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, q) = self.get("/v1/queue").await;
+            if pred(&q["by_status"]) {
+                return q;
+            }
+            assert!(Instant::now() < deadline, "never reached {what}: {q:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn terminate(mut self) -> Option<i32> {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");
+        self.child.wait().expect("wait").code()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sim route's record: one JSON object per submitted part.
+pub fn records(dir: &Path, route: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join(format!("{route}.jsonl"))).unwrap_or_default();
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("record line")).collect()
+}
+
+pub fn msg(to: &str, text: &str) -> Value {
+    json!({ "to": to, "text": text })
+}
+
+pub fn in_secs(s: f64) -> String {
+    (chrono::Utc::now() + chrono::Duration::milliseconds((s * 1000.0) as i64))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
