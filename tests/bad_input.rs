@@ -5,6 +5,9 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
+/// A bad request: name, body, expected status, problem type, field named.
+type Case = (&'static str, Vec<u8>, u16, &'static str, Option<&'static str>);
+
 async fn total(d: &Daemon) -> u64 {
     let (_, q) = d.get("/v1/queue").await;
     q["by_status"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum()
@@ -13,22 +16,15 @@ async fn total(d: &Daemon) -> u64 {
 #[tokio::test]
 async fn bad_requests_get_problem_json_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "[server]\nmax_batch = 5\nmax_recipients = 8\nmax_body_bytes = 4096\nmax_segments = 2\nlisten = \"127.0.0.1:0\"", &sim_route(dir.path(), "sim", "", ""))
-        .to_str()
-        .unwrap();
-    // write_config already has a [server] table: rewrite without the duplicate.
-    let cfg = std::fs::read_to_string(dir.path().join("smsgw.toml")).unwrap().replacen(
-        "[server]\nlisten = \"127.0.0.1:0\"\n",
-        "",
-        1,
-    );
-    std::fs::write(dir.path().join("smsgw.toml"), cfg).unwrap();
+    let limits = "max_batch = 5\nmax_recipients = 8\nmax_body_bytes = 4096\nmax_segments = 2";
+    write_config_with(dir.path(), limits, "", &sim_route(dir.path(), "sim", "", ""));
     let d = Daemon::start(dir.path());
     d.send(msg("+79161234567", "baseline")).await;
     let before = total(&d).await;
 
     let many = |n: usize| json!({"messages": (0..n).map(|i| msg(&format!("+7916123{i:04}"), "x")).collect::<Vec<_>>()});
-    let cases: Vec<(&str, Vec<u8>, u16, &str, Option<&str>)> = vec![
+    // (name, body, status, problem type, field named)
+    let cases: Vec<Case> = vec![
         ("malformed json", b"{\"to\": ".to_vec(), 400, "malformed-json", None),
         ("not an object", b"[1,2]".to_vec(), 422, "validation", None),
         (

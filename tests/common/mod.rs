@@ -20,11 +20,17 @@ pub struct Daemon {
 
 /// A config with two API keys and the given routes (TOML), in `dir`.
 pub fn write_config(dir: &Path, extra: &str, routes: &str) -> PathBuf {
+    write_config_with(dir, "", extra, routes)
+}
+
+/// As `write_config`, with `server` lines added to the `[server]` table.
+pub fn write_config_with(dir: &Path, server: &str, extra: &str, routes: &str) -> PathBuf {
     let path = dir.join("smsgw.toml");
     let text = format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
+{server}
 [store]
 path = "{db}"
 [numbers]
