@@ -207,6 +207,23 @@ async fn counts(client: &Client) -> Result<(u64, u64), String> {
     Ok((get("queued") + get("sending"), get("submitted") + get("delivered") + get("undelivered")))
 }
 
+/// Wait until the previous scenario's messages are all sent and reported,
+/// so each scenario is measured on a quiet daemon.
+async fn settle(client: &Client) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let q = client.get("/v1/queue").await.map_err(|e| e.to_string())?;
+        let busy: u64 = ["queued", "sending", "submitted"].iter().map(|s| q["by_status"][*s].as_u64().unwrap_or(0)).sum();
+        if busy == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{busy} messages still in progress after 10 minutes"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Load a backlog scheduled a few seconds ahead, then time how fast the
 /// dispatcher moves it into the route once it falls due.
 async fn dispatch(client: &Client, backlog: usize) -> Result<(), String> {
@@ -311,14 +328,17 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let mut result = Ok(());
     if want("single") {
         report("single", &drive(&client, args.connections, args.seconds, 1, None).await);
+        settle(&client).await?;
     }
     if want("batch") {
         report("batch100", &drive(&client, args.connections.min(16), args.seconds, 100, None).await);
+        settle(&client).await?;
     }
     if want("latency") {
         let per = args.rate as f64 / args.connections as f64;
         let o = drive(&client, args.connections, args.seconds, 1, Some(per)).await;
         report(&format!("@{}/s", args.rate), &o);
+        settle(&client).await?;
     }
     if want("dispatch") {
         result = dispatch(&client, args.backlog).await;

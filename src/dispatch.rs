@@ -129,7 +129,7 @@ impl Dispatcher {
         for lane in &d.lanes {
             tokio::spawn(run_lane(d.clone(), lane.clone()));
         }
-        tokio::spawn(record_events(d.store.clone(), events_rx));
+        tokio::spawn(record_events(d.clone(), events_rx));
         tokio::spawn(sweep(d.store.clone(), d.cancel.clone()));
         Ok(d)
     }
@@ -346,13 +346,20 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
     }
 }
 
-async fn record_events(store: Store, mut rx: mpsc::UnboundedReceiver<RouteEvent>) {
-    while let Some(ev) = rx.recv().await {
-        let store = store.clone();
+/// Record what routes report. Each event is written by its own task so the
+/// writer can commit many together; after the stop signal events are no
+/// longer taken (a real peer sends them again; the simulated one loses them).
+async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<RouteEvent>) {
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => match ev { Some(ev) => ev, None => return },
+            _ = d.cancel.cancelled() => return,
+        };
+        let store = d.store.clone();
         match ev.event {
             Event::Receipt { remote_id, status, error_code, error_text } => {
                 let receipt = Receipt { route: ev.route, remote_id, status, error_code, error_text };
-                tokio::spawn(async move {
+                d.tracker.spawn(async move {
                     if let Err(e) = store.record_receipt(receipt).await {
                         tracing::error!(error = %e, "cannot record a delivery receipt");
                     }
