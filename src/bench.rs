@@ -213,7 +213,8 @@ async fn settle(client: &Client) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let q = client.get("/v1/queue").await.map_err(|e| e.to_string())?;
-        let busy: u64 = ["queued", "sending", "submitted"].iter().map(|s| q["by_status"][*s].as_u64().unwrap_or(0)).sum();
+        let busy: u64 =
+            ["queued", "sending", "submitted"].iter().map(|s| q["by_status"][*s].as_u64().unwrap_or(0)).sum();
         if busy == 0 {
             return Ok(());
         }

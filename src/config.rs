@@ -82,6 +82,9 @@ pub struct Dispatch {
     pub retry_max_ms: u64,
     pub default_validity_secs: u64,
     pub shutdown_timeout_ms: u64,
+    /// How long the parts of a concatenated inbound message wait for the
+    /// missing ones before what arrived is stored as it is.
+    pub inbound_reassembly_secs: u64,
 }
 
 impl Default for Dispatch {
@@ -92,6 +95,7 @@ impl Default for Dispatch {
             retry_max_ms: 300_000,
             default_validity_secs: 2 * 24 * 3600,
             shutdown_timeout_ms: 10_000,
+            inbound_reassembly_secs: 600,
         }
     }
 }

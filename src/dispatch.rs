@@ -8,7 +8,7 @@ use crate::channel::{self, Channel, Event, Health, Outbound, RouteEvent, RouteSt
 use crate::config::{Dispatch as DispatchCfg, Route};
 use crate::message::{Status, now_ms};
 use crate::sms;
-use crate::store::{AttemptFailure, Claimed, Receipt, Store, SubmittedPart};
+use crate::store::{AttemptFailure, Claimed, InboundPart, Receipt, Store, SubmittedPart};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use std::num::NonZeroU32;
@@ -130,7 +130,7 @@ impl Dispatcher {
             tokio::spawn(run_lane(d.clone(), lane.clone()));
         }
         tokio::spawn(record_events(d.clone(), events_rx));
-        tokio::spawn(sweep(d.store.clone(), d.cancel.clone()));
+        tokio::spawn(sweep(d.clone()));
         Ok(d)
     }
 
@@ -356,29 +356,45 @@ async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<Route
             _ = d.cancel.cancelled() => return,
         };
         let store = d.store.clone();
-        match ev.event {
-            Event::Receipt { remote_id, status, error_code, error_text } => {
-                let receipt = Receipt { route: ev.route, remote_id, status, error_code, error_text };
-                d.tracker.spawn(async move {
-                    if let Err(e) = store.record_receipt(receipt).await {
-                        tracing::error!(error = %e, "cannot record a delivery receipt");
-                    }
-                });
+        let RouteEvent { route, event, ack } = ev;
+        d.tracker.spawn(async move {
+            let ok = match event {
+                Event::Receipt { remote_id, status, error_code, error_text } => {
+                    let receipt = Receipt { route, remote_id, status, error_code, error_text };
+                    store.record_receipt(receipt).await.map(|_| ()).map_err(|e| ("a delivery receipt", e))
+                }
+                Event::Inbound { from, to, text, concat, sent_at } => {
+                    let part = InboundPart { route, sender: from, recipient: to, text, concat, sent_at };
+                    store.record_inbound(part).await.map(|_| ()).map_err(|e| ("an inbound message", e))
+                }
+            };
+            if let Err((what, e)) = &ok {
+                tracing::error!(error = %e, "cannot record {what}; the route will not acknowledge it");
             }
-        }
+            if let Some(ack) = ack {
+                let _ = ack.send(ok.is_ok());
+            }
+        });
     }
 }
 
-async fn sweep(store: Store, cancel: CancellationToken) {
+/// Housekeeping: expire queued messages past their validity, forget old
+/// idempotency keys, and store concatenated inbound messages whose missing
+/// parts never came.
+async fn sweep(d: Arc<Dispatcher>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
-            _ = cancel.cancelled() => return,
+            _ = d.cancel.cancelled() => return,
         }
-        match store.sweep(IDEMPOTENCY_TTL_MS).await {
+        match d.store.sweep(IDEMPOTENCY_TTL_MS).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "expired queued messages past their validity"),
             Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+        }
+        let age = d.cfg.inbound_reassembly_secs as i64 * 1000;
+        if let Err(e) = d.store.flush_stale_inbound(age).await {
+            tracing::error!(error = %e, "inbound reassembly sweep failed");
         }
     }
 }

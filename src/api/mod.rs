@@ -2,6 +2,7 @@
 //! and an OpenAPI 3 document generated from the handlers themselves.
 
 pub mod auth;
+pub mod inbound;
 pub mod messages;
 pub mod problem;
 
@@ -80,6 +81,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(messages::post_messages, messages::list_messages))
         .routes(routes!(messages::get_message))
         .routes(routes!(messages::cancel_message))
+        .routes(routes!(inbound::list_inbound))
+        .routes(routes!(inbound::get_inbound))
         .routes(routes!(list_routes))
         .routes(routes!(queue))
         .routes(routes!(readyz))

@@ -45,14 +45,27 @@ pub struct SubmitError {
 /// Things a route learns on its own and reports.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// A delivery report for one part, by the id the route gave that part.
     Receipt { remote_id: String, status: ReceiptStatus, error_code: Option<String>, error_text: Option<String> },
+    /// A received SMS, or one part of a concatenated one.
+    Inbound {
+        from: String,
+        to: String,
+        text: String,
+        /// (reference, total, seq 1-based) for a part of a concatenated message.
+        concat: Option<(u16, u8, u8)>,
+        sent_at: Option<crate::message::Millis>,
+    },
 }
 
 /// An event with the name of the route that saw it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RouteEvent {
     pub route: String,
     pub event: Event,
+    /// Answered `true` once the event is committed to the store (`false` if
+    /// it could not be). A route acknowledges to the network only then.
+    pub ack: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
 pub type EventSender = mpsc::UnboundedSender<RouteEvent>;

@@ -146,6 +146,7 @@ impl Channel for Sim {
                         RouteEvent {
                             route: self.name.clone(),
                             event: Event::Receipt { remote_id: rid.clone(), status, error_code, error_text },
+                            ack: None,
                         },
                     ));
                 }

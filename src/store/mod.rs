@@ -5,11 +5,13 @@
 //! A write call returns only after its transaction is durable on disk, so an
 //! API answer built on it never promises more than the disk holds.
 
+mod inbound;
 mod messages;
 mod query;
 mod schema;
 mod writer;
 
+pub use inbound::{InboundPart, InboundView};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
     ReceiptStatus, SubmittedPart,
@@ -239,6 +241,20 @@ impl Store {
         self.write(move |c| messages::reroute(c, &from, &to, now_ms())).await
     }
 
+    /// Store a received message or part; the id once a message is complete.
+    pub async fn record_inbound(&self, part: InboundPart) -> Result<Option<i64>, StoreError> {
+        self.write(move |c| inbound::record(c, &part, now_ms())).await
+    }
+
+    /// Store concatenated messages whose missing parts are older than `age_ms`.
+    pub async fn flush_stale_inbound(&self, age_ms: Millis) -> Result<usize, StoreError> {
+        self.write(move |c| {
+            let now = now_ms();
+            inbound::flush_stale(c, now - age_ms, now)
+        })
+        .await
+    }
+
     /// A write round trip: proves the writer is alive and the file writable.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.write(|c| {
@@ -262,8 +278,19 @@ impl Store {
         self.read(query::counts).await
     }
 
+    pub async fn inbound(&self, id: i64) -> Result<Option<InboundView>, StoreError> {
+        self.read(move |c| inbound::get(c, id)).await
+    }
+
+    pub async fn list_inbound(&self, before_id: Option<i64>, limit: usize) -> Result<Vec<InboundView>, StoreError> {
+        self.read(move |c| inbound::list(c, before_id, limit)).await
+    }
+
     /// The routes that have queued messages (to find orphans after a config change).
     pub async fn queued_routes(&self) -> Result<Vec<String>, StoreError> {
         self.read(query::queued_routes).await
     }
 }
+
+#[cfg(test)]
+mod tests;

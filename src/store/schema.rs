@@ -77,6 +77,35 @@ CREATE TABLE early_receipts (
     PRIMARY KEY (route, remote_id)
 ) WITHOUT ROWID;
 "#,
+    // 2: inbound messages, and the parts of concatenated ones still waiting
+    // for their siblings (kept on disk so an acknowledged part survives a
+    // crash).
+    r#"
+CREATE TABLE inbound (
+    id          INTEGER PRIMARY KEY,
+    route       TEXT    NOT NULL,
+    sender      TEXT    NOT NULL,
+    recipient   TEXT    NOT NULL,
+    body        TEXT    NOT NULL,
+    parts       INTEGER NOT NULL,
+    complete    INTEGER NOT NULL,
+    sent_at     INTEGER,
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE inbound_parts (
+    route       TEXT    NOT NULL,
+    sender      TEXT    NOT NULL,
+    reference   INTEGER NOT NULL,
+    total       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    recipient   TEXT    NOT NULL,
+    body        TEXT    NOT NULL,
+    sent_at     INTEGER,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (route, sender, reference, total, seq)
+) WITHOUT ROWID;
+CREATE INDEX inbound_parts_age ON inbound_parts(received_at);
+"#,
 ];
 
 pub fn latest() -> i64 {

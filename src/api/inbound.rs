@@ -1,0 +1,101 @@
+//! `/v1/inbound`: messages people sent to us, from every route, newest
+//! first with cursor pagination.
+
+use super::AppState;
+use super::problem::Problem;
+use crate::message::to_rfc3339;
+use crate::store::InboundView;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// A received message (concatenated parts already joined).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InboundOut {
+    pub id: i64,
+    /// The route (modem pool or carrier) it came in on.
+    pub route: String,
+    pub from: String,
+    /// The number or modem it was sent to.
+    pub to: String,
+    pub text: String,
+    pub parts: u32,
+    /// False when some parts never arrived and the rest were stored after
+    /// the reassembly timeout.
+    pub complete: bool,
+    /// The network's timestamp, when it gave one.
+    pub sent_at: Option<String>,
+    pub received_at: String,
+}
+
+impl From<InboundView> for InboundOut {
+    fn from(v: InboundView) -> Self {
+        InboundOut {
+            id: v.id,
+            route: v.route,
+            from: v.sender,
+            to: v.recipient,
+            text: v.text,
+            parts: v.parts,
+            complete: v.complete,
+            sent_at: v.sent_at.map(to_rfc3339),
+            received_at: to_rfc3339(v.received_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InboundList {
+    pub messages: Vec<InboundOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct InboundParams {
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<String>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Received messages, newest first.
+#[utoipa::path(get, path = "/v1/inbound", tag = "inbound", params(InboundParams),
+    responses((status = 200, body = InboundList), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn list_inbound(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<InboundParams>,
+) -> Result<Json<InboundList>, Problem> {
+    let limit = match &p.limit {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(Problem::field("limit", format!("{l:?} is not a number from 1 to 1000"))),
+        },
+    };
+    let before = match &p.cursor {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| Problem::field("cursor", format!("{c:?} is not a cursor from a previous page")))?,
+        ),
+    };
+    let rows = state.store.list_inbound(before, limit).await?;
+    let next_cursor = if rows.len() == limit { rows.last().map(|r| r.id.to_string()) } else { None };
+    Ok(Json(InboundList { messages: rows.into_iter().map(InboundOut::from).collect(), next_cursor }))
+}
+
+/// One received message.
+#[utoipa::path(get, path = "/v1/inbound/{id}", tag = "inbound", params(("id" = i64, Path, description = "Inbound message id")),
+    responses((status = 200, body = InboundOut), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_inbound(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<InboundOut>, Problem> {
+    let missing = || Problem::not_found(format!("no inbound message with id {id:?}"));
+    let n = id.parse::<i64>().map_err(|_| missing())?;
+    state.store.inbound(n).await?.map(|v| Json(v.into())).ok_or_else(missing)
+}

@@ -1,0 +1,141 @@
+//! Store tests on a real SQLite file: the paths the end-to-end tests reach
+//! only by timing (receipt before submit result, reassembly, roll-up).
+
+use super::*;
+use crate::message::{Priority, Status};
+use crate::sms::Encoding;
+
+fn new_msg(segments: u32) -> NewMessage {
+    NewMessage {
+        recipient: "+79161234567".into(),
+        sender: None,
+        body: "x".into(),
+        encoding: Encoding::Gsm7,
+        segments,
+        priority: Priority::Transactional,
+        route: "r".into(),
+        reference: None,
+        send_at: None,
+        valid_until: now_ms() + 60_000,
+    }
+}
+
+async fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db")).unwrap();
+    (dir, store)
+}
+
+fn part(seq: u8, text: &str) -> InboundPart {
+    InboundPart {
+        route: "r".into(),
+        sender: "+79160000001".into(),
+        recipient: "+79160000002".into(),
+        text: text.into(),
+        concat: Some((7, 3, seq)),
+        sent_at: Some(1_700_000_000_000),
+    }
+}
+
+#[tokio::test]
+async fn concatenated_inbound_is_joined_in_order_whatever_the_arrival_order() {
+    let (_d, s) = open().await;
+    assert_eq!(s.record_inbound(part(3, "three")).await.unwrap(), None);
+    assert_eq!(s.record_inbound(part(1, "one ")).await.unwrap(), None);
+    // A duplicate of a part (a network retry) does not count twice.
+    assert_eq!(s.record_inbound(part(1, "one ")).await.unwrap(), None);
+    let id = s.record_inbound(part(2, "two ")).await.unwrap().expect("complete");
+    let v = s.inbound(id).await.unwrap().unwrap();
+    assert_eq!(v.text, "one two three");
+    assert_eq!((v.parts, v.complete), (3, true));
+    assert_eq!(v.sent_at, Some(1_700_000_000_000));
+    let single = InboundPart { concat: None, ..part(1, "hi") };
+    let id2 = s.record_inbound(single).await.unwrap().unwrap();
+    let list = s.list_inbound(None, 10).await.unwrap();
+    assert_eq!(list.iter().map(|v| v.id).collect::<Vec<_>>(), [id2, id]);
+}
+
+#[tokio::test]
+async fn stale_parts_are_stored_incomplete() {
+    let (_d, s) = open().await;
+    s.record_inbound(part(1, "first ")).await.unwrap();
+    s.record_inbound(part(3, "third")).await.unwrap();
+    assert_eq!(s.flush_stale_inbound(60_000).await.unwrap(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(s.flush_stale_inbound(10).await.unwrap(), 1);
+    let v = s.list_inbound(None, 10).await.unwrap().remove(0);
+    assert_eq!(v.text, "first third");
+    assert_eq!((v.parts, v.complete), (2, false));
+}
+
+#[tokio::test]
+async fn receipt_before_submit_result_is_kept_and_applied() {
+    let (_d, s) = open().await;
+    let EnqueueOutcome::Created(a) = s.enqueue("k".into(), None, vec![new_msg(2)]).await.unwrap() else {
+        panic!("created")
+    };
+    let id = a[0].id;
+    assert_eq!(s.claim("r".into(), 10).await.unwrap().len(), 1);
+    let receipt = |rid: &str, status| Receipt {
+        route: "r".into(),
+        remote_id: rid.into(),
+        status,
+        error_code: None,
+        error_text: None,
+    };
+    // The receipt for part 0 overtakes the submit result.
+    assert_eq!(s.record_receipt(receipt("A", ReceiptStatus::Delivered)).await.unwrap(), ReceiptMatch::Early);
+    let parts = vec![
+        SubmittedPart { index: 0, remote_id: Some("A".into()) },
+        SubmittedPart { index: 1, remote_id: Some("B".into()) },
+    ];
+    s.record_submitted(id, "r".into(), parts).await.unwrap();
+    let v = s.get(id).await.unwrap().unwrap();
+    assert_eq!(v.status, Status::Submitted, "one part still open");
+    assert_eq!(v.parts[0].status, "delivered");
+    assert_eq!(s.record_receipt(receipt("B", ReceiptStatus::Delivered)).await.unwrap(), ReceiptMatch::Matched);
+    assert_eq!(s.record_receipt(receipt("B", ReceiptStatus::Delivered)).await.unwrap(), ReceiptMatch::Duplicate);
+    let v = s.get(id).await.unwrap().unwrap();
+    assert_eq!(v.status, Status::Delivered);
+    let states: Vec<Status> = v.history.iter().map(|h| h.status).collect();
+    assert_eq!(states, [Status::Queued, Status::Sending, Status::Submitted, Status::Delivered]);
+}
+
+#[tokio::test]
+async fn one_undelivered_part_makes_the_message_undelivered() {
+    let (_d, s) = open().await;
+    let EnqueueOutcome::Created(a) = s.enqueue("k".into(), None, vec![new_msg(2)]).await.unwrap() else {
+        panic!("created")
+    };
+    let id = a[0].id;
+    s.claim("r".into(), 10).await.unwrap();
+    let parts = (0..2).map(|i| SubmittedPart { index: i, remote_id: Some(format!("p{i}")) }).collect();
+    s.record_submitted(id, "r".into(), parts).await.unwrap();
+    let r = |rid: &str, status, code: Option<&str>| Receipt {
+        route: "r".into(),
+        remote_id: rid.into(),
+        status,
+        error_code: code.map(str::to_string),
+        error_text: None,
+    };
+    s.record_receipt(r("p1", ReceiptStatus::Undelivered, Some("smpp_err_001"))).await.unwrap();
+    s.record_receipt(r("p0", ReceiptStatus::Delivered, None)).await.unwrap();
+    let v = s.get(id).await.unwrap().unwrap();
+    assert_eq!(v.status, Status::Undelivered);
+    assert_eq!(v.error_code.as_deref(), Some("smpp_err_001"));
+}
+
+#[tokio::test]
+async fn claim_serves_priority_then_age_and_skips_other_routes() {
+    let (_d, s) = open().await;
+    let mut msgs = Vec::new();
+    for p in [Priority::Promotional, Priority::Transactional, Priority::Otp, Priority::Promotional] {
+        msgs.push(NewMessage { priority: p, ..new_msg(1) });
+    }
+    msgs.push(NewMessage { route: "other".into(), priority: Priority::Otp, ..new_msg(1) });
+    s.enqueue("k".into(), None, msgs).await.unwrap();
+    let got: Vec<i64> = s.claim("r".into(), 3).await.unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(got, [3, 2, 1]);
+    let got: Vec<i64> = s.claim("r".into(), 3).await.unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(got, [4]);
+}
