@@ -134,12 +134,14 @@ pub struct ApiKey {
 #[serde(rename_all = "lowercase")]
 pub enum RouteKind {
     Sim,
+    Smpp,
 }
 
 impl RouteKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RouteKind::Sim => "sim",
+            RouteKind::Smpp => "smpp",
         }
     }
 }
@@ -163,6 +165,12 @@ pub struct Route {
     pub concurrency: usize,
     #[serde(default)]
     pub sim: Option<SimRoute>,
+    #[serde(default)]
+    pub smpp: Option<SmppRoute>,
+    /// When this route is down, its messages may go through the next route
+    /// (in config order) that serves their number.
+    #[serde(default)]
+    pub failover: bool,
 }
 
 fn default_concurrency() -> usize {
@@ -192,6 +200,141 @@ impl Default for SimRoute {
             record: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BindMode {
+    /// One transceiver session per bind.
+    Transceiver,
+    /// A transmitter and a receiver session per bind.
+    TransmitterReceiver,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LongMessages {
+    /// One submit_sm per part with a concatenation UDH (esm_class 0x40).
+    Udh,
+    /// One submit_sm per part with sar_* TLVs.
+    Sar,
+    /// The whole text in one submit_sm's message_payload TLV.
+    Payload,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GsmCoding {
+    /// data_coding 0 carrying GSM 03.38 septets, one per octet.
+    Gsm7,
+    /// data_coding 0 carrying Latin-1 bytes (carriers that read 0 as Latin-1).
+    Latin1AsDefault,
+    /// data_coding 3 (Latin-1) when the text fits Latin-1.
+    Latin1,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmppRoute {
+    pub host: String,
+    #[serde(default = "default_smpp_port")]
+    pub port: u16,
+    pub system_id: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub system_type: String,
+    #[serde(default = "default_bind_mode")]
+    pub bind_mode: BindMode,
+    #[serde(default)]
+    pub address_range: String,
+    /// Sessions (binds) to open; all are used.
+    #[serde(default = "one")]
+    pub binds: usize,
+    /// Outstanding submit_sm per bind.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// submit_sm per second over all binds (the carrier's limit); absent = none.
+    #[serde(default)]
+    pub max_submits_per_sec: Option<f64>,
+    #[serde(default = "default_enquire_link")]
+    pub enquire_link_secs: u64,
+    /// How long a submit_sm_resp, bind or enquire_link answer may take.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout_secs: u64,
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min_ms: u64,
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_ms: u64,
+    /// After a bind refused for bad credentials, wait this long.
+    #[serde(default = "default_bind_refused")]
+    pub bind_refused_retry_secs: u64,
+    #[serde(default = "default_gsm_coding")]
+    pub gsm_coding: GsmCoding,
+    #[serde(default = "default_long_messages")]
+    pub long_messages: LongMessages,
+    /// Sender used when a message has no `from`.
+    #[serde(default)]
+    pub default_source: Option<String>,
+    /// Override the TON/NPI chosen from the sender's form.
+    #[serde(default)]
+    pub source_ton: Option<u8>,
+    #[serde(default)]
+    pub source_npi: Option<u8>,
+    #[serde(default = "yes")]
+    pub registered_delivery: bool,
+    /// How this carrier writes ids: "same", "hex_in_resp" (receipts in
+    /// decimal) or "decimal_in_resp" (receipts in hex).
+    #[serde(default = "default_id_form")]
+    pub receipt_ids: crate::channel::smpp::receipt::IdForm,
+    /// Unbind and wait at most this long for answers on stop.
+    #[serde(default = "default_unbind_timeout")]
+    pub unbind_timeout_ms: u64,
+}
+
+fn default_smpp_port() -> u16 {
+    2775
+}
+fn default_bind_mode() -> BindMode {
+    BindMode::Transceiver
+}
+fn one() -> usize {
+    1
+}
+fn default_window() -> usize {
+    10
+}
+fn default_enquire_link() -> u64 {
+    30
+}
+fn default_response_timeout() -> u64 {
+    30
+}
+fn default_reconnect_min() -> u64 {
+    1_000
+}
+fn default_reconnect_max() -> u64 {
+    60_000
+}
+fn default_bind_refused() -> u64 {
+    300
+}
+fn default_gsm_coding() -> GsmCoding {
+    GsmCoding::Gsm7
+}
+fn default_long_messages() -> LongMessages {
+    LongMessages::Udh
+}
+fn yes() -> bool {
+    true
+}
+fn default_id_form() -> crate::channel::smpp::receipt::IdForm {
+    crate::channel::smpp::receipt::IdForm::Same
+}
+fn default_unbind_timeout() -> u64 {
+    5_000
 }
 
 /// Everything wrong with a config file, one line per problem.
@@ -367,7 +510,69 @@ impl Config {
             if r.concurrency == 0 {
                 bad(&format!("{key}.concurrency"), "must be at least 1".into());
             }
+            let other_tables = [(RouteKind::Sim, r.sim.is_some(), "sim"), (RouteKind::Smpp, r.smpp.is_some(), "smpp")];
+            for (kind, present, table) in other_tables {
+                if present && kind != r.kind {
+                    bad(
+                        &format!("{key}.{table}"),
+                        format!("only for kind = \"{table}\"; this route is {}", r.kind.as_str()),
+                    );
+                }
+            }
             match r.kind {
+                RouteKind::Smpp => match &r.smpp {
+                    None => bad(&format!("{key}.smpp"), "kind = \"smpp\" needs a [routes.smpp] table".into()),
+                    Some(s) => {
+                        let k = format!("{key}.smpp");
+                        if s.host.trim().is_empty() {
+                            bad(&format!("{k}.host"), "must not be empty".into());
+                        }
+                        if s.system_id.is_empty() || s.system_id.len() > 15 {
+                            bad(&format!("{k}.system_id"), "must be 1 to 15 characters".into());
+                        }
+                        if s.system_type.len() > 12 {
+                            bad(&format!("{k}.system_type"), "at most 12 characters".into());
+                        }
+                        if s.address_range.len() > 40 {
+                            bad(&format!("{k}.address_range"), "at most 40 characters".into());
+                        }
+                        match (&s.password, &s.password_file) {
+                            (Some(p), None) if p.len() > 8 => {
+                                bad(&format!("{k}.password"), "SMPP 3.4 passwords have at most 8 characters".into())
+                            }
+                            (Some(_), Some(_)) => bad(&k, "give either password or password_file, not both".into()),
+                            (None, Some(f)) => {
+                                let f = if f.is_absolute() { f.clone() } else { base.join(f) };
+                                if let Err(e) = std::fs::read_to_string(&f) {
+                                    bad(&format!("{k}.password_file"), format!("cannot read {}: {e}", f.display()));
+                                }
+                            }
+                            _ => {}
+                        }
+                        if s.binds == 0 || s.binds > 64 {
+                            bad(&format!("{k}.binds"), "must be 1 to 64".into());
+                        }
+                        if s.window == 0 || s.window > 1000 {
+                            bad(&format!("{k}.window"), "must be 1 to 1000".into());
+                        }
+                        if let Some(rate) = s.max_submits_per_sec
+                            && !(rate.is_finite() && rate > 0.0)
+                        {
+                            bad(&format!("{k}.max_submits_per_sec"), "must be a positive number".into());
+                        }
+                        if s.enquire_link_secs == 0 || s.response_timeout_secs == 0 {
+                            bad(&k, "enquire_link_secs and response_timeout_secs must be above 0".into());
+                        }
+                        if s.reconnect_min_ms == 0 || s.reconnect_max_ms < s.reconnect_min_ms {
+                            bad(&format!("{k}.reconnect_max_ms"), "must be at least reconnect_min_ms (above 0)".into());
+                        }
+                        if let Some(src) = &s.default_source
+                            && (src.is_empty() || src.len() > 20)
+                        {
+                            bad(&format!("{k}.default_source"), "must be 1 to 20 characters".into());
+                        }
+                    }
+                },
                 RouteKind::Sim => {
                     let s = r.sim.clone().unwrap_or_default();
                     for (name, v) in [
@@ -391,7 +596,18 @@ impl Config {
         }
 
         if problems.is_empty() {
-            Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, config: self })
+            let mut config = self;
+            // Resolve password files now, so a running route never reads one.
+            for r in &mut config.routes {
+                if let Some(s) = &mut r.smpp
+                    && s.password.is_none()
+                    && let Some(f) = &s.password_file
+                {
+                    let f = if f.is_absolute() { f.clone() } else { base.join(f) };
+                    s.password = std::fs::read_to_string(f).ok().map(|p| p.trim().to_string());
+                }
+            }
+            Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, config })
         } else {
             Err(ConfigError { problems })
         }

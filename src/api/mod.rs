@@ -143,6 +143,8 @@ pub struct RouteOut {
     pub failed: u64,
     pub retried: u64,
     pub last_error: Option<String>,
+    /// The route's binds or modems, each with its state and load.
+    pub members: Vec<crate::channel::Member>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -175,6 +177,7 @@ async fn list_routes(State(state): State<Arc<AppState>>) -> Result<Json<RoutesOu
                 failed: l.failed.load(Ordering::Relaxed),
                 retried: l.retried.load(Ordering::Relaxed),
                 last_error: l.last_error(),
+                members: h.members,
             }
         })
         .collect();

@@ -4,6 +4,7 @@
 //! dispatcher records them.
 
 pub mod sim;
+pub mod smpp;
 
 use crate::message::Priority;
 use crate::sms::Encoding;
@@ -85,6 +86,20 @@ pub enum RouteState {
 pub struct Health {
     pub state: RouteState,
     pub detail: Option<String>,
+    /// The route's parts (SMPP binds, modems), each with its own state.
+    pub members: Vec<Member>,
+}
+
+/// One bind or one modem of a route.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Member {
+    pub name: String,
+    pub state: RouteState,
+    /// Why it is not up, or other news.
+    pub detail: Option<String>,
+    /// Submits in flight, and how many it may have (its window).
+    pub in_flight: usize,
+    pub capacity: usize,
 }
 
 pub trait Channel: Send + Sync {
@@ -105,6 +120,11 @@ pub fn build(route: &crate::config::Route, events: EventSender) -> std::io::Resu
         crate::config::RouteKind::Sim => {
             let ch: std::sync::Arc<dyn Channel> =
                 sim::Sim::new(&route.name, route.sim.clone().unwrap_or_default(), events)?;
+            Ok(ch)
+        }
+        crate::config::RouteKind::Smpp => {
+            let cfg = route.smpp.clone().ok_or_else(|| std::io::Error::other("kind = \"smpp\" needs [routes.smpp]"))?;
+            let ch: std::sync::Arc<dyn Channel> = smpp::Smpp::new(&route.name, cfg, events);
             Ok(ch)
         }
     }

@@ -157,6 +157,6 @@ impl Channel for Sim {
     }
 
     fn health(&self) -> Health {
-        Health { state: RouteState::Up, detail: None }
+        Health { state: RouteState::Up, detail: None, members: Vec::new() }
     }
 }

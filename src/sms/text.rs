@@ -93,8 +93,11 @@ pub fn gsm7_septets(c: char) -> Option<usize> {
 
 /// Walks `text` once for its encoding and calls `cut` with the byte offset where each part after
 /// the first begins. Shared by [`split`] and [`count_parts`] so both follow the same rules.
-fn plan(text: &str, mut cut: impl FnMut(usize)) -> Encoding {
-    let encoding = choose_encoding(text);
+fn plan(text: &str, forced: Option<Encoding>, mut cut: impl FnMut(usize)) -> Encoding {
+    let encoding = match forced {
+        Some(Encoding::Ucs2) => Encoding::Ucs2,
+        _ => choose_encoding(text),
+    };
     let (single, multi) = match encoding {
         Encoding::Gsm7 => (GSM7_SINGLE, GSM7_MULTI),
         Encoding::Ucs2 => (UCS2_SINGLE, UCS2_MULTI),
@@ -124,9 +127,19 @@ fn plan(text: &str, mut cut: impl FnMut(usize)) -> Encoding {
 /// concatenation UDH). An extension-table character or a surrogate pair always stays whole in one
 /// part. Empty text gives one empty part.
 pub fn split(text: &str) -> Split {
+    split_with(text, None)
+}
+
+/// As [`split`], but as UCS-2 whatever the text: for routes that cannot
+/// carry GSM 7-bit as such (a carrier reading data_coding 0 as Latin-1).
+pub fn split_ucs2(text: &str) -> Split {
+    split_with(text, Some(Encoding::Ucs2))
+}
+
+fn split_with(text: &str, forced: Option<Encoding>) -> Split {
     let mut parts = Vec::new();
     let mut start = 0;
-    let encoding = plan(text, |offset| {
+    let encoding = plan(text, forced, |offset| {
         parts.push(text[start..offset].to_string());
         start = offset;
     });
@@ -137,7 +150,7 @@ pub fn split(text: &str) -> Split {
 /// Number of parts only, by the same rules as [`split`] but without allocating the parts.
 pub fn count_parts(text: &str) -> (Encoding, usize) {
     let mut parts = 1;
-    let encoding = plan(text, |_| parts += 1);
+    let encoding = plan(text, None, |_| parts += 1);
     (encoding, parts)
 }
 
@@ -199,6 +212,13 @@ pub fn decode_ucs2(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forced_ucs2_split() {
+        let s = super::split_ucs2(&"a".repeat(71));
+        assert_eq!(s.encoding, super::Encoding::Ucs2);
+        assert_eq!(s.parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [67, 4]);
+    }
+
     use super::*;
 
     const CYR: &str = "Привет";

@@ -1,0 +1,230 @@
+//! The SMPP carrier route (`kind = "smpp"`): one or more binds to a
+//! carrier's SMSC, all used. A message's parts become submit_sm PDUs that
+//! any bound session with room in its window takes; the carrier's rate is
+//! shared by all binds; throttling answers slow the route down and resend,
+//! never fail. Receipts and inbound messages come back as events.
+
+pub mod codec;
+pub mod pdus;
+pub mod receipt;
+mod session;
+pub mod status;
+
+use super::{Channel, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};
+use crate::config::{BindMode, SmppRoute};
+use futures::future::BoxFuture;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use session::{Job, Mode, PartResult, Shared, State};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Throttled submits wait at most this long in all before the message goes
+/// back to the queue (as a temporary failure, retried later).
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+const THROTTLE_START: Duration = Duration::from_millis(100);
+const THROTTLE_MAX: Duration = Duration::from_secs(5);
+
+pub struct Smpp {
+    cfg: SmppRoute,
+    jobs: async_channel::Sender<Job>,
+    sessions: Vec<Arc<State>>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    reference: AtomicU16,
+    /// While set, nobody submits: the carrier asked us to slow down.
+    throttle: Mutex<(Option<Instant>, Duration)>,
+    cancel: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Smpp {
+    pub fn new(name: &str, cfg: SmppRoute, events: EventSender) -> Arc<Smpp> {
+        let (jobs, jobs_rx) = async_channel::bounded(cfg.window * cfg.binds);
+        let cancel = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            route: name.to_string(),
+            cfg: cfg.clone(),
+            events,
+            jobs: jobs_rx,
+            cancel: cancel.clone(),
+        });
+        let modes: &[Mode] = match cfg.bind_mode {
+            BindMode::Transceiver => &[Mode::Transceiver],
+            BindMode::TransmitterReceiver => &[Mode::Transmitter, Mode::Receiver],
+        };
+        let tasks = tokio_util::task::TaskTracker::new();
+        let mut sessions = Vec::new();
+        for i in 0..cfg.binds {
+            for m in modes {
+                let st = Arc::new(State::new(*m, i));
+                sessions.push(st.clone());
+                tasks.spawn(session::run(shared.clone(), st));
+            }
+        }
+        tasks.close();
+        let limiter = cfg.max_submits_per_sec.map(|r| {
+            let period = Duration::from_secs_f64(1.0 / r).max(Duration::from_nanos(1));
+            RateLimiter::direct(
+                Quota::with_period(period).expect("period is at least 1 ns").allow_burst(NonZeroU32::MIN),
+            )
+        });
+        Arc::new(Smpp {
+            reference: AtomicU16::new(rand::random()),
+            cfg,
+            jobs,
+            sessions,
+            limiter,
+            throttle: Mutex::new((None, THROTTLE_START)),
+            cancel,
+            tasks,
+        })
+    }
+
+    fn throttled_until(&self) -> Option<Instant> {
+        self.throttle.lock().ok().and_then(|t| t.0).filter(|t| *t > Instant::now())
+    }
+
+    /// The carrier said "too fast": pause all submits, longer each time.
+    fn slow_down(&self) -> Duration {
+        let Ok(mut t) = self.throttle.lock() else { return THROTTLE_START };
+        let pause = t.1;
+        t.0 = Some(Instant::now() + pause);
+        t.1 = (pause * 2).min(THROTTLE_MAX);
+        pause
+    }
+
+    fn speed_up(&self) {
+        if let Ok(mut t) = self.throttle.lock() {
+            t.1 = THROTTLE_START;
+        }
+    }
+
+    async fn submit_part(&self, pdu: rusmpp::pdus::SubmitSm) -> Result<String, SubmitError> {
+        let temporary = |code: &str, text: String| SubmitError { temporary: true, code: code.into(), text };
+        let mut throttled_for = Duration::ZERO;
+        loop {
+            if let Some(until) = self.throttled_until() {
+                tokio::time::sleep_until(until).await;
+            }
+            if let Some(l) = &self.limiter {
+                l.until_ready().await;
+            }
+            let (tx, rx) = oneshot::channel();
+            // A bind must take the part within one response timeout, and
+            // answer within another.
+            let wait = Duration::from_secs(self.cfg.response_timeout_secs) * 2;
+            let job = Job { pdu: pdu.clone(), reply: tx };
+            let answer = tokio::time::timeout(wait, async {
+                self.jobs.send(job).await.map_err(|_| ())?;
+                rx.await.map_err(|_| ())
+            })
+            .await;
+            match answer {
+                Ok(Ok(PartResult::Accepted(id))) => {
+                    self.speed_up();
+                    return Ok(receipt::canonical_resp_id(&id));
+                }
+                Ok(Ok(PartResult::Refused(st))) => match status::class(st) {
+                    status::Class::Throttle => {
+                        let pause = self.slow_down();
+                        throttled_for += pause;
+                        tracing::debug!(
+                            code = status::name(st),
+                            pause_ms = pause.as_millis() as u64,
+                            "carrier throttles; slowing down"
+                        );
+                        if throttled_for > MAX_THROTTLE_WAIT {
+                            return Err(temporary(
+                                &status::code(st),
+                                format!("{} for over a minute", status::name(st)),
+                            ));
+                        }
+                    }
+                    status::Class::Temporary => {
+                        return Err(temporary(&status::code(st), format!("carrier refused: {}", status::name(st))));
+                    }
+                    status::Class::Permanent => {
+                        return Err(SubmitError {
+                            temporary: false,
+                            code: status::code(st),
+                            text: format!("carrier refused: {}", status::name(st)),
+                        });
+                    }
+                },
+                Ok(Ok(PartResult::Lost(why))) => return Err(temporary("smpp_no_answer", why)),
+                Ok(Err(())) => return Err(temporary("smpp_stopped", "the route is stopping".into())),
+                Err(_) => {
+                    return Err(temporary(
+                        "smpp_no_bind",
+                        format!("no bind took and answered the part within {} s", wait.as_secs()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Channel for Smpp {
+    fn kind(&self) -> &'static str {
+        "smpp"
+    }
+
+    fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
+        Box::pin(async move {
+            let reference = self.reference.fetch_add(1, Ordering::Relaxed);
+            let pdus = pdus::submits(&msg, &self.cfg, reference).map_err(|text| SubmitError {
+                temporary: false,
+                code: "smpp_encoding".into(),
+                text,
+            })?;
+            let mut remote_ids = Vec::with_capacity(pdus.len());
+            for pdu in pdus {
+                remote_ids.push(Some(self.submit_part(pdu).await?));
+            }
+            Ok(Submitted { remote_ids })
+        })
+    }
+
+    fn health(&self) -> Health {
+        let members: Vec<Member> = self
+            .sessions
+            .iter()
+            .map(|s| {
+                let bound = s.bound.load(Ordering::Relaxed);
+                Member {
+                    name: format!("{} #{}", s.mode.name(), s.index),
+                    state: if bound { RouteState::Up } else { RouteState::Down },
+                    detail: if bound { None } else { s.last_error.lock().ok().and_then(|e| e.clone()) },
+                    in_flight: s.in_window.load(Ordering::Relaxed),
+                    capacity: if s.mode.submits() { self.cfg.window } else { 0 },
+                }
+            })
+            .collect();
+        let sending = self.sessions.iter().filter(|s| s.mode.submits()).collect::<Vec<_>>();
+        let up = sending.iter().filter(|s| s.bound.load(Ordering::Relaxed)).count();
+        let state = if up == 0 {
+            RouteState::Down
+        } else if up < sending.len() || members.iter().any(|m| m.state == RouteState::Down) {
+            RouteState::Degraded
+        } else {
+            RouteState::Up
+        };
+        let mut detail = format!("{up}/{} transmitting binds up", sending.len());
+        if self.throttled_until().is_some() {
+            detail.push_str("; carrier is throttling");
+        }
+        Health { state, detail: Some(detail), members }
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.cancel.cancel();
+            self.jobs.close();
+            self.tasks.wait().await;
+        })
+    }
+}

@@ -1,0 +1,330 @@
+//! Between messages and SMPP PDUs: the `submit_sm`s for an outbound
+//! message (one per part with a UDH or SAR TLVs, or one with
+//! `message_payload`; data_coding from the text and the carrier's taste;
+//! TON/NPI from the form of each address), and what a `deliver_sm` or
+//! `data_sm` carries: a delivery receipt or a message from a person.
+
+use super::receipt::{self, IdForm};
+use crate::channel::Outbound;
+use crate::config::{GsmCoding, LongMessages, SmppRoute};
+use crate::sms::{self, Encoding};
+use crate::store::ReceiptStatus;
+use rusmpp::pdus::SubmitSm;
+use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, Tlv, TlvValue};
+use rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
+
+/// data_coding values we send and understand.
+pub const DC_DEFAULT: u8 = 0x00;
+pub const DC_LATIN1: u8 = 0x03;
+pub const DC_UCS2: u8 = 0x08;
+const ESM_UDHI: u8 = 0x40;
+
+/// The text of each part as bytes, and the data_coding they are in.
+pub fn encode_text(text: &str, coding: GsmCoding) -> (u8, Vec<Vec<u8>>) {
+    let split = sms::split(text);
+    let latin1 = |s: &str| -> Option<Vec<u8>> { s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect() };
+    if split.encoding == Encoding::Gsm7 {
+        match coding {
+            GsmCoding::Gsm7 => {
+                let parts =
+                    split.parts.iter().map(|p| sms::text::encode_gsm7_unpacked(p).unwrap_or_default()).collect();
+                return (DC_DEFAULT, parts);
+            }
+            GsmCoding::Latin1AsDefault | GsmCoding::Latin1 => {
+                if let Some(parts) = split.parts.iter().map(|p| latin1(p)).collect::<Option<Vec<_>>>() {
+                    let dc = if coding == GsmCoding::Latin1 { DC_LATIN1 } else { DC_DEFAULT };
+                    return (dc, parts);
+                }
+                // GSM characters Latin-1 lacks (€, Greek capitals): UCS-2.
+                let ucs = sms::text::split_ucs2(text);
+                return (DC_UCS2, ucs.parts.iter().map(|p| sms::text::encode_ucs2(p)).collect());
+            }
+        }
+    }
+    (DC_UCS2, split.parts.iter().map(|p| sms::text::encode_ucs2(p)).collect())
+}
+
+/// TON/NPI and digits for an address: alphanumeric, international, or a
+/// short code.
+pub fn address(addr: &str) -> (u8, u8, String) {
+    if let Some(digits) = addr.strip_prefix('+')
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return (1, 1, digits.to_string());
+    }
+    if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
+        return if addr.len() <= 8 { (3, 0, addr.to_string()) } else { (0, 1, addr.to_string()) };
+    }
+    (5, 0, addr.to_string())
+}
+
+fn c_string<const MIN: usize, const MAX: usize>(field: &str, s: &str) -> Result<COctetString<MIN, MAX>, String> {
+    let mut bytes = s.as_bytes().to_vec();
+    bytes.push(0);
+    COctetString::from_vec(bytes).map_err(|e| format!("{field} {s:?} does not fit SMPP: {e}"))
+}
+
+/// The submit_sm PDUs for a message; `reference` ties the parts of a long
+/// message together.
+pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<SubmitSm>, String> {
+    let (dc, parts) = encode_text(&msg.text, cfg.gsm_coding);
+    let (dton, dnpi, dest) = address(&msg.to);
+    let source = msg.from.clone().or_else(|| cfg.default_source.clone()).unwrap_or_default();
+    let (mut ston, mut snpi, source) = if source.is_empty() { (0, 0, String::new()) } else { address(&source) };
+    if let Some(t) = cfg.source_ton {
+        ston = t;
+    }
+    if let Some(n) = cfg.source_npi {
+        snpi = n;
+    }
+    let base = |esm: u8, body: Vec<u8>| -> Result<SubmitSm, String> {
+        let short = OctetString::<0, 255>::from_vec(body).map_err(|e| format!("short_message too long: {e}"))?;
+        Ok(SubmitSm::builder()
+            .source_addr_ton(Ton::from(ston))
+            .source_addr_npi(Npi::from(snpi))
+            .source_addr(c_string("source_addr", &source)?)
+            .dest_addr_ton(Ton::from(dton))
+            .dest_addr_npi(Npi::from(dnpi))
+            .destination_addr(c_string("destination_addr", &dest)?)
+            .esm_class(EsmClass::from(esm))
+            .registered_delivery(RegisteredDelivery::from(u8::from(cfg.registered_delivery)))
+            .data_coding(DataCoding::from(dc))
+            .short_message(short)
+            .build())
+    };
+    let total = parts.len();
+    if total == 1 {
+        return Ok(vec![base(0, parts.into_iter().next().unwrap_or_default())?]);
+    }
+    let total_u8 = u8::try_from(total).map_err(|_| format!("{total} parts exceed the 255 a long message may have"))?;
+    match cfg.long_messages {
+        LongMessages::Udh => parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let mut b = vec![0x05, 0x00, 0x03, reference as u8, total_u8, i as u8 + 1];
+                b.extend(body);
+                base(ESM_UDHI, b)
+            })
+            .collect(),
+        LongMessages::Sar => parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let mut pdu = base(0, body)?;
+                pdu.push_tlv(MessageSubmissionRequestTlvValue::SarMsgRefNum(reference));
+                pdu.push_tlv(MessageSubmissionRequestTlvValue::SarTotalSegments(total_u8));
+                pdu.push_tlv(MessageSubmissionRequestTlvValue::SarSegmentSeqnum(i as u8 + 1));
+                Ok(pdu)
+            })
+            .collect(),
+        LongMessages::Payload => {
+            let mut pdu = base(0, Vec::new())?;
+            let whole: Vec<u8> = parts.concat();
+            pdu.push_tlv(MessageSubmissionRequestTlvValue::MessagePayload(MessagePayload::new(
+                AnyOctetString::from_vec(whole),
+            )));
+            Ok(vec![pdu])
+        }
+    }
+}
+
+/// What a deliver_sm / data_sm carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// A delivery receipt; `status` is `None` for states that are not final.
+    Receipt {
+        id: String,
+        status: Option<ReceiptStatus>,
+        error: Option<String>,
+    },
+    Message {
+        from: String,
+        to: String,
+        text: String,
+        concat: Option<(u16, u8, u8)>,
+    },
+}
+
+/// The fields of a deliver_sm or data_sm that matter here.
+pub struct Delivered<'a> {
+    pub esm_class: u8,
+    pub data_coding: u8,
+    pub source: &'a str,
+    pub source_ton: u8,
+    pub dest: &'a str,
+    pub dest_ton: u8,
+    pub short_message: &'a [u8],
+    pub tlvs: &'a [Tlv],
+}
+
+fn decode_text(dc: u8, bytes: &[u8], coding: GsmCoding) -> String {
+    let latin1 = |b: &[u8]| b.iter().map(|&x| char::from(x)).collect::<String>();
+    match dc {
+        DC_DEFAULT if coding == GsmCoding::Latin1AsDefault => latin1(bytes),
+        DC_DEFAULT => sms::text::decode_gsm7_unpacked(bytes),
+        0x01 | DC_LATIN1 => latin1(bytes),
+        DC_UCS2 => sms::text::decode_ucs2(bytes),
+        // Data coding / message class group: bit 2 says 8-bit data.
+        0xF0..=0xFF if dc & 0x04 == 0 => sms::text::decode_gsm7_unpacked(bytes),
+        // General data coding group, uncompressed, with its alphabet bits.
+        0x10..=0x1F if dc & 0x0C == 0x00 => sms::text::decode_gsm7_unpacked(bytes),
+        0x10..=0x1F if dc & 0x0C == 0x08 => sms::text::decode_ucs2(bytes),
+        _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+fn with_plus(addr: &str, ton: u8) -> String {
+    if ton == 1 && !addr.starts_with('+') { format!("+{addr}") } else { addr.to_string() }
+}
+
+/// Read a deliver_sm / data_sm. `Err` names what is wrong with it.
+pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incoming, String> {
+    let mut payload: Option<&[u8]> = None;
+    let mut receipted_id = None;
+    let mut state = None;
+    let mut network_error = None;
+    let mut sar = (None, None, None);
+    for tlv in d.tlvs {
+        match tlv.value() {
+            Some(TlvValue::MessagePayload(p)) => payload = Some(&p.value[..]),
+            Some(TlvValue::ReceiptedMessageId(id)) => receipted_id = Some(id.as_str().to_string()),
+            Some(TlvValue::MessageState(s)) => state = Some(u8::from(*s)),
+            Some(TlvValue::NetworkErrorCode(e)) => network_error = Some(format!("{e:?}")),
+            Some(TlvValue::SarMsgRefNum(r)) => sar.0 = Some(*r),
+            Some(TlvValue::SarTotalSegments(t)) => sar.1 = Some(*t),
+            Some(TlvValue::SarSegmentSeqnum(s)) => sar.2 = Some(*s),
+            _ => {}
+        }
+    }
+    let body = match payload {
+        Some(p) if d.short_message.is_empty() => p,
+        _ => d.short_message,
+    };
+    let message_type = (d.esm_class >> 2) & 0x0F;
+    if message_type == 0x01 || message_type == 0x08 {
+        let text = String::from_utf8_lossy(body);
+        let parsed = receipt::parse(&text);
+        let id = receipted_id
+            .or_else(|| parsed.as_ref().map(|p| p.id.clone()))
+            .ok_or_else(|| format!("a delivery receipt without an id: {text:?}"))?;
+        let status = match state {
+            Some(s) => receipt::message_state_status(s),
+            None => parsed.as_ref().and_then(|p| receipt::stat_status(&p.stat)),
+        };
+        let status = if message_type == 0x08 { None } else { status };
+        let error = parsed
+            .as_ref()
+            .and_then(|p| p.err.clone())
+            .filter(|e| !e.trim_start_matches('0').is_empty())
+            .or(network_error)
+            .map(|e| match parsed.as_ref() {
+                Some(p) if !p.stat.is_empty() => format!("{} err:{e}", p.stat),
+                _ => format!("err:{e}"),
+            });
+        return Ok(Incoming::Receipt { id: receipt::canonical_receipt_id(&id, ids), status, error });
+    }
+    let (concat, text_bytes) = if d.esm_class & ESM_UDHI != 0 {
+        let udhl = *body.first().ok_or("UDHI set but the message is empty")? as usize;
+        let udh = body.get(1..1 + udhl).ok_or_else(|| format!("UDH length {udhl} runs past the message"))?;
+        (concat_from_udh(udh), &body[1 + udhl..])
+    } else {
+        let concat = match sar {
+            (Some(r), Some(t), Some(s)) => Some((r, t, s)),
+            _ => None,
+        };
+        (concat, body)
+    };
+    Ok(Incoming::Message {
+        from: with_plus(d.source, d.source_ton),
+        to: with_plus(d.dest, d.dest_ton),
+        text: decode_text(d.data_coding, text_bytes, coding),
+        concat,
+    })
+}
+
+/// The concatenation element of a UDH (8-bit IEI 0x00 or 16-bit IEI 0x08).
+pub fn concat_from_udh(udh: &[u8]) -> Option<(u16, u8, u8)> {
+    let mut i = 0;
+    while i + 2 <= udh.len() {
+        let (iei, len) = (udh[i], udh[i + 1] as usize);
+        let data = udh.get(i + 2..i + 2 + len)?;
+        match (iei, data) {
+            (0x00, [r, t, s]) => return Some((*r as u16, *t, *s)),
+            (0x08, [r1, r2, t, s]) => return Some((u16::from_be_bytes([*r1, *r2]), *t, *s)),
+            _ => {}
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_codings() {
+        assert_eq!(
+            encode_text("Hi {x}", GsmCoding::Gsm7),
+            (0, vec![vec![0x48, 0x69, 0x20, 0x1B, 0x28, 0x78, 0x1B, 0x29]])
+        );
+        assert_eq!(encode_text("café", GsmCoding::Latin1), (3, vec![vec![b'c', b'a', b'f', 0xE9]]));
+        assert_eq!(encode_text("5 €", GsmCoding::Latin1AsDefault).0, DC_UCS2);
+        let (dc, parts) = encode_text(&"Щ".repeat(71), GsmCoding::Gsm7);
+        assert_eq!((dc, parts.len(), parts[0].len()), (DC_UCS2, 2, 134));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(address("+79161234567"), (1, 1, "79161234567".into()));
+        assert_eq!(address("MyShop"), (5, 0, "MyShop".into()));
+        assert_eq!(address("7726"), (3, 0, "7726".into()));
+    }
+
+    #[test]
+    fn udh_concat() {
+        assert_eq!(concat_from_udh(&[0x00, 0x03, 0x2A, 0x03, 0x02]), Some((0x2A, 3, 2)));
+        assert_eq!(concat_from_udh(&[0x0A, 0x01, 0xFF, 0x08, 0x04, 0x01, 0x02, 0x02, 0x01]), Some((0x0102, 2, 1)));
+        assert_eq!(concat_from_udh(&[0x00, 0x05, 0x01]), None);
+    }
+
+    #[test]
+    fn reads_receipts_and_messages() {
+        let text = b"id:1A2B sub:001 dlvrd:001 submit date:2611231200 done date:2611231201 stat:UNDELIV err:034 text:x";
+        let d = Delivered {
+            esm_class: 0x04,
+            data_coding: 0,
+            source: "79161234567",
+            source_ton: 1,
+            dest: "MyShop",
+            dest_ton: 5,
+            short_message: text,
+            tlvs: &[],
+        };
+        assert_eq!(
+            read(&d, GsmCoding::Gsm7, IdForm::Same).unwrap(),
+            Incoming::Receipt {
+                id: "1a2b".into(),
+                status: Some(ReceiptStatus::Undelivered),
+                error: Some("UNDELIV err:034".into())
+            }
+        );
+        let body = [0x05, 0x00, 0x03, 0x07, 0x02, 0x01, 0x04, 0x1F, 0x04, 0x40];
+        let d = Delivered { esm_class: 0x40, data_coding: 8, short_message: &body, ..d };
+        assert_eq!(
+            read(&d, GsmCoding::Gsm7, IdForm::Same).unwrap(),
+            Incoming::Message {
+                from: "+79161234567".into(),
+                to: "MyShop".into(),
+                text: "Пр".into(),
+                concat: Some((7, 2, 1))
+            }
+        );
+        let bad = [0x09, 0x00];
+        let d = Delivered { short_message: &bad, ..d };
+        assert!(read(&d, GsmCoding::Gsm7, IdForm::Same).is_err());
+    }
+}

@@ -1,0 +1,487 @@
+//! One SMPP session (a bind) to a carrier: connect, bind, keep it alive with
+//! enquire_link, carry submits within the window, answer everything the
+//! peer sends (deliver_sm only after the store has what it carried), and
+//! reconnect with backoff and jitter when it drops. Unbinds on stop after
+//! the submits in flight are answered (bounded).
+
+use super::codec::{Frame, SmppCodec};
+use super::pdus::{self, Delivered, Incoming};
+use crate::channel::{Event, EventSender, RouteEvent};
+use crate::config::SmppRoute;
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DataSmResp, DeliverSmResp, SubmitSm};
+use rusmpp::types::COctetString;
+use rusmpp::values::{InterfaceVersion, Npi, Ton};
+use rusmpp::{Command, CommandStatus, Pdu};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// One part to submit, and where to say how it went.
+pub struct Job {
+    pub pdu: SubmitSm,
+    pub reply: oneshot::Sender<PartResult>,
+}
+
+#[derive(Debug)]
+pub enum PartResult {
+    /// The SMSC's message id.
+    Accepted(String),
+    /// The SMSC's command_status.
+    Refused(u32),
+    /// No answer: the bind dropped or the answer did not come in time.
+    Lost(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Transceiver => "transceiver",
+            Mode::Transmitter => "transmitter",
+            Mode::Receiver => "receiver",
+        }
+    }
+    pub fn submits(self) -> bool {
+        self != Mode::Receiver
+    }
+}
+
+/// What the route and the API see of a session.
+pub struct State {
+    pub mode: Mode,
+    pub index: usize,
+    pub bound: AtomicBool,
+    pub in_window: AtomicUsize,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl State {
+    pub fn new(mode: Mode, index: usize) -> State {
+        State {
+            mode,
+            index,
+            bound: AtomicBool::new(false),
+            in_window: AtomicUsize::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+    fn error(&self, e: &str) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e.to_string());
+        }
+    }
+}
+
+/// What every session of a route shares.
+pub struct Shared {
+    pub route: String,
+    pub cfg: SmppRoute,
+    pub events: EventSender,
+    pub jobs: async_channel::Receiver<Job>,
+    pub cancel: CancellationToken,
+}
+
+enum End {
+    Stopped,
+    Lost(String),
+}
+
+enum BindFailure {
+    Refused(u32),
+    Other(String),
+}
+
+type Conn = Framed<TcpStream, SmppCodec>;
+
+fn c_str<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
+    let mut b = s.as_bytes().to_vec();
+    b.push(0);
+    COctetString::from_vec(b).unwrap_or_default()
+}
+
+pub async fn run(shared: Arc<Shared>, state: Arc<State>) {
+    let cfg = &shared.cfg;
+    let min = Duration::from_millis(cfg.reconnect_min_ms);
+    let max = Duration::from_millis(cfg.reconnect_max_ms);
+    let mut backoff = min;
+    let who = format!("{} {} #{}", shared.route, state.mode.name(), state.index);
+    loop {
+        if shared.cancel.is_cancelled() {
+            return;
+        }
+        let wait = match connect_and_bind(&shared, state.mode).await {
+            Ok(conn) => {
+                tracing::info!(route = %shared.route, bind = %who, "bound");
+                backoff = min;
+                state.bound.store(true, Ordering::Relaxed);
+                let end = serve(&shared, &state, conn).await;
+                state.bound.store(false, Ordering::Relaxed);
+                state.in_window.store(0, Ordering::Relaxed);
+                match end {
+                    End::Stopped => return,
+                    End::Lost(why) => {
+                        tracing::warn!(route = %shared.route, bind = %who, reason = %why, "bind lost; reconnecting");
+                        state.error(&why);
+                        min
+                    }
+                }
+            }
+            Err(BindFailure::Refused(st)) if matches!(st, 0x0D..=0x0F) => {
+                let why = format!(
+                    "bind refused with {} (0x{st:02x}): check system_id and password; retrying in {} s",
+                    super::status::name(st),
+                    cfg.bind_refused_retry_secs
+                );
+                tracing::error!(route = %shared.route, bind = %who, "{why}");
+                state.error(&why);
+                Duration::from_secs(cfg.bind_refused_retry_secs)
+            }
+            Err(BindFailure::Refused(st)) => {
+                let why = format!("bind refused with {} (0x{st:02x})", super::status::name(st));
+                tracing::warn!(route = %shared.route, bind = %who, "{why}");
+                state.error(&why);
+                backoff
+            }
+            Err(BindFailure::Other(why)) => {
+                tracing::warn!(route = %shared.route, bind = %who, reason = %why, "cannot bind");
+                state.error(&why);
+                backoff
+            }
+        };
+        backoff = (backoff * 2).min(max);
+        let jittered = wait.mul_f64(rand::rng().random_range(0.5..=1.0));
+        tokio::select! {
+            _ = tokio::time::sleep(jittered) => {}
+            _ = shared.cancel.cancelled() => return,
+        }
+    }
+}
+
+async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailure> {
+    let cfg = &shared.cfg;
+    let limit = Duration::from_secs(cfg.response_timeout_secs);
+    let addr = format!("{}:{}", cfg.host, cfg.port);
+    let stream = tokio::time::timeout(limit, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| BindFailure::Other(format!("connecting to {addr} timed out")))?
+        .map_err(|e| BindFailure::Other(format!("cannot connect to {addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let mut conn = Framed::new(stream, SmppCodec);
+    let password = cfg.password.clone().unwrap_or_default();
+    macro_rules! bind {
+        ($t:ident) => {
+            Pdu::$t($t {
+                system_id: c_str(&cfg.system_id),
+                password: c_str(&password),
+                system_type: c_str(&cfg.system_type),
+                interface_version: InterfaceVersion::Smpp3_4,
+                addr_ton: Ton::Unknown,
+                addr_npi: Npi::Unknown,
+                address_range: c_str(&cfg.address_range),
+            })
+        };
+    }
+    let pdu = match mode {
+        Mode::Transceiver => bind!(BindTransceiver),
+        Mode::Transmitter => bind!(BindTransmitter),
+        Mode::Receiver => bind!(BindReceiver),
+    };
+    conn.send(Command::new(CommandStatus::EsmeRok, 1, pdu))
+        .await
+        .map_err(|e| BindFailure::Other(format!("cannot send bind: {e}")))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, conn.next())
+            .await
+            .map_err(|_| BindFailure::Other("no answer to bind in time".into()))?;
+        match frame {
+            None => return Err(BindFailure::Other("the peer closed the connection during bind".into())),
+            Some(Err(e)) => return Err(BindFailure::Other(format!("bind: {e}"))),
+            Some(Ok(Frame::Command(c))) if c.sequence_number() == 1 && u32::from(c.id()) & 0x8000_0000 != 0 => {
+                let st = u32::from(c.status());
+                return if st == 0 { Ok(conn) } else { Err(BindFailure::Refused(st)) };
+            }
+            // Anything else before the bind answer (an early enquire_link) is ignored.
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+enum Pending {
+    Submit(oneshot::Sender<PartResult>),
+    Unbind,
+}
+
+fn resp(status: CommandStatus, seq: u32, pdu: impl Into<Pdu>) -> Command {
+    Command::new(status, seq, pdu)
+}
+
+struct Session<'a> {
+    shared: &'a Shared,
+    state: &'a State,
+    next_seq: u32,
+    pending: HashMap<u32, (Instant, Pending)>,
+    link_outstanding: Option<Instant>,
+    acks: mpsc::UnboundedSender<Command>,
+}
+
+impl Session<'_> {
+    fn seq(&mut self) -> u32 {
+        self.next_seq = if self.next_seq >= 0x7FFF_FFFF { 2 } else { self.next_seq + 1 };
+        self.next_seq
+    }
+
+    fn submits_pending(&self) -> usize {
+        self.pending.values().filter(|(_, p)| matches!(p, Pending::Submit(_))).count()
+    }
+
+    fn resolve(&mut self, seq: u32, result: PartResult) {
+        if let Some((_, Pending::Submit(tx))) = self.pending.remove(&seq) {
+            let _ = tx.send(result);
+        }
+        self.state.in_window.store(self.submits_pending(), Ordering::Relaxed);
+    }
+
+    /// Handle one frame; returns what to send back, or the end of the session.
+    fn handle(&mut self, frame: Frame) -> Result<Option<Command>, End> {
+        let cmd = match frame {
+            Frame::Undecodable { command_id, sequence, reason } => {
+                tracing::warn!(route = %self.shared.route, command_id = format!("0x{command_id:08x}"), %reason, "undecodable PDU");
+                if command_id & 0x8000_0000 != 0 {
+                    self.resolve(sequence, PartResult::Lost(format!("undecodable answer: {reason}")));
+                    return Ok(None);
+                }
+                return Ok(Some(resp(CommandStatus::EsmeRinvcmdlen, sequence, Pdu::GenericNack)));
+            }
+            Frame::Command(c) => c,
+        };
+        let seq = cmd.sequence_number();
+        let status = cmd.status();
+        match cmd.pdu() {
+            Some(Pdu::SubmitSmResp(r)) => {
+                let result = if u32::from(status) == 0 {
+                    PartResult::Accepted(r.message_id().as_str().to_string())
+                } else {
+                    PartResult::Refused(u32::from(status))
+                };
+                self.resolve(seq, result);
+            }
+            Some(Pdu::DataSmResp(r)) => {
+                let result = if u32::from(status) == 0 {
+                    PartResult::Accepted(r.message_id().as_str().to_string())
+                } else {
+                    PartResult::Refused(u32::from(status))
+                };
+                self.resolve(seq, result);
+            }
+            None if matches!(cmd.id(), rusmpp::CommandId::SubmitSmResp | rusmpp::CommandId::DataSmResp) => {
+                self.resolve(seq, PartResult::Refused(u32::from(status)));
+            }
+            Some(Pdu::GenericNack) | None if cmd.id() == rusmpp::CommandId::GenericNack => {
+                self.resolve(seq, PartResult::Refused(u32::from(status)));
+            }
+            Some(Pdu::EnquireLinkResp) => self.link_outstanding = None,
+            Some(Pdu::EnquireLink) => return Ok(Some(resp(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp))),
+            Some(Pdu::Unbind) => {
+                // Answered before leaving: the caller flushes the acks.
+                let _ = self.acks.send(resp(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
+                return Err(End::Lost("the peer unbound".into()));
+            }
+            Some(Pdu::UnbindResp) => {
+                self.pending.remove(&seq);
+            }
+            Some(Pdu::DeliverSm(d)) => {
+                let delivered = Delivered {
+                    esm_class: u8::from(d.esm_class),
+                    data_coding: u8::from(d.data_coding),
+                    source: d.source_addr.as_str(),
+                    source_ton: u8::from(d.source_addr_ton),
+                    dest: d.destination_addr.as_str(),
+                    dest_ton: u8::from(d.dest_addr_ton),
+                    short_message: d.short_message(),
+                    tlvs: d.tlvs(),
+                };
+                return Ok(self.incoming(seq, &delivered, false));
+            }
+            Some(Pdu::DataSm(d)) => {
+                let delivered = Delivered {
+                    esm_class: u8::from(d.esm_class),
+                    data_coding: u8::from(d.data_coding),
+                    source: d.source_addr.as_str(),
+                    source_ton: u8::from(d.source_addr_ton),
+                    dest: d.destination_addr.as_str(),
+                    dest_ton: u8::from(d.dest_addr_ton),
+                    short_message: &[],
+                    tlvs: d.tlvs(),
+                };
+                return Ok(self.incoming(seq, &delivered, true));
+            }
+            _ if u32::from(cmd.id()) & 0x8000_0000 == 0 => {
+                tracing::warn!(route = %self.shared.route, id = ?cmd.id(), "unexpected request; answered generic_nack");
+                return Ok(Some(resp(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack)));
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// A deliver_sm/data_sm: record what it carries, answer once it is on disk.
+    fn incoming(&mut self, seq: u32, d: &Delivered<'_>, data_sm: bool) -> Option<Command> {
+        let answer = move |status: CommandStatus| -> Command {
+            if data_sm {
+                resp(status, seq, Pdu::DataSmResp(DataSmResp::builder().build()))
+            } else {
+                resp(status, seq, Pdu::DeliverSmResp(DeliverSmResp::builder().build()))
+            }
+        };
+        let event = match pdus::read(d, self.shared.cfg.gsm_coding, self.shared.cfg.receipt_ids) {
+            Err(why) => {
+                tracing::warn!(route = %self.shared.route, %why, "unreadable deliver_sm refused");
+                return Some(answer(CommandStatus::EsmeRxPAppn));
+            }
+            Ok(Incoming::Receipt { status: None, .. }) => return Some(answer(CommandStatus::EsmeRok)),
+            Ok(Incoming::Receipt { id, status: Some(status), error }) => Event::Receipt {
+                remote_id: id,
+                status,
+                error_code: error.as_ref().map(|_| "dlr".to_string()),
+                error_text: error,
+            },
+            Ok(Incoming::Message { from, to, text, concat }) => {
+                Event::Inbound { from, to, text, concat, sent_at: None }
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let ev = RouteEvent { route: self.shared.route.clone(), event, ack: Some(tx) };
+        if self.shared.events.send(ev).is_err() {
+            return Some(answer(CommandStatus::EsmeRxTAppn));
+        }
+        let acks = self.acks.clone();
+        tokio::spawn(async move {
+            let stored = matches!(rx.await, Ok(true));
+            let status = if stored { CommandStatus::EsmeRok } else { CommandStatus::EsmeRxTAppn };
+            let _ = acks.send(answer(status));
+        });
+        None
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let late: Vec<u32> = self.pending.iter().filter(|(_, (d, _))| *d <= now).map(|(s, _)| *s).collect();
+        for seq in late {
+            let secs = self.shared.cfg.response_timeout_secs;
+            self.resolve(seq, PartResult::Lost(format!("no submit_sm_resp within {secs} s")));
+            self.pending.remove(&seq);
+        }
+    }
+
+    fn fail_all(&mut self, why: &str) {
+        for (_, (_, p)) in self.pending.drain() {
+            if let Pending::Submit(tx) = p {
+                let _ = tx.send(PartResult::Lost(why.to_string()));
+            }
+        }
+    }
+}
+
+async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
+    let (mut sink, mut stream) = conn.split();
+    let (acks, mut acks_rx) = mpsc::unbounded_channel();
+    let mut s = Session { shared, state, next_seq: 1, pending: HashMap::new(), link_outstanding: None, acks };
+    let cfg = &shared.cfg;
+    let timeout = Duration::from_secs(cfg.response_timeout_secs);
+    let mut link = tokio::time::interval(Duration::from_secs(cfg.enquire_link_secs));
+    link.reset();
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    let end = loop {
+        let room = state.mode.submits() && s.submits_pending() < cfg.window;
+        tokio::select! {
+            _ = shared.cancel.cancelled() => break End::Stopped,
+            frame = stream.next() => {
+                let frame = match frame {
+                    None => break End::Lost("the peer closed the connection".into()),
+                    Some(Err(e)) => break End::Lost(e.to_string()),
+                    Some(Ok(f)) => f,
+                };
+                match s.handle(frame) {
+                    Ok(Some(reply)) => if let Err(e) = sink.send(reply).await { break End::Lost(e.to_string()) },
+                    Ok(None) => {}
+                    Err(end) => {
+                        while let Ok(c) = acks_rx.try_recv() { let _ = sink.send(c).await; }
+                        break end;
+                    }
+                }
+            }
+            Some(reply) = acks_rx.recv() => if let Err(e) = sink.send(reply).await { break End::Lost(e.to_string()) },
+            job = shared.jobs.recv(), if room => {
+                let Ok(job) = job else { break End::Stopped };
+                if job.reply.is_closed() { continue; } // its submitter gave up waiting
+                let seq = s.seq();
+                let cmd = Command::new(CommandStatus::EsmeRok, seq, Pdu::SubmitSm(job.pdu));
+                s.pending.insert(seq, (Instant::now() + timeout, Pending::Submit(job.reply)));
+                state.in_window.store(s.submits_pending(), Ordering::Relaxed);
+                if let Err(e) = sink.send(cmd).await { break End::Lost(e.to_string()) }
+            }
+            _ = link.tick() => {
+                if let Some(since) = s.link_outstanding && since.elapsed() > timeout {
+                    break End::Lost(format!("no answer to enquire_link within {} s", cfg.response_timeout_secs));
+                }
+                if s.link_outstanding.is_none() {
+                    s.link_outstanding = Some(Instant::now());
+                    let seq = s.seq();
+                    if let Err(e) = sink.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLink)).await {
+                        break End::Lost(e.to_string());
+                    }
+                }
+            }
+            _ = check.tick() => s.expire(Instant::now()),
+        }
+    };
+    if let End::Lost(why) = &end {
+        s.fail_all(why);
+        return end;
+    }
+    // Stopping: no new submits; let the ones in flight be answered, then unbind.
+    let deadline = Instant::now() + Duration::from_millis(cfg.unbind_timeout_ms);
+    let mut unbinding = false;
+    loop {
+        if !unbinding && s.submits_pending() == 0 {
+            let seq = s.seq();
+            s.pending.insert(seq, (deadline, Pending::Unbind));
+            if sink.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::Unbind)).await.is_err() {
+                break;
+            }
+            unbinding = true;
+        }
+        if unbinding && s.pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            Some(reply) = acks_rx.recv() => { let _ = sink.send(reply).await; }
+            frame = stream.next() => match frame {
+                Some(Ok(f)) => match s.handle(f) {
+                    Ok(Some(reply)) => { let _ = sink.send(reply).await; }
+                    Ok(None) => {}
+                    Err(_) => break,
+                },
+                _ => break,
+            },
+        }
+    }
+    s.fail_all("smsgw is stopping");
+    let _ = sink.close().await;
+    End::Stopped
+}
