@@ -208,6 +208,30 @@ impl Dispatcher {
         }
     }
 
+    /// Move due messages of a route that is down to the next route (in
+    /// config order) that serves each number and is not down itself.
+    async fn fail_over(&self, from: &Lane) {
+        let after = self.lanes.iter().position(|l| l.cfg.name == from.cfg.name).map_or(0, |i| i + 1);
+        let candidates: Vec<Route> = self.lanes[after..]
+            .iter()
+            .filter(|l| l.channel.health().state != RouteState::Down)
+            .map(|l| l.cfg.clone())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let assign = move |to: &str| candidates.iter().find(|r| r.serves(to)).map(|r| r.name.clone());
+        match self.store.move_queued(from.cfg.name.clone(), MAX_CLAIM, assign).await {
+            Ok(targets) => {
+                for t in targets {
+                    tracing::warn!(from = %from.cfg.name, to = %t, "route is down; failed its messages over");
+                    self.wake(&t);
+                }
+            }
+            Err(e) => tracing::error!(route = %from.cfg.name, error = %e, "failover failed"),
+        }
+    }
+
     fn retry_delay(&self, attempt: u32) -> Duration {
         let base = self.cfg.retry_base_ms as f64;
         let exp = base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
@@ -226,6 +250,9 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
         };
         if lane.channel.health().state == RouteState::Down {
             drop(first);
+            if lane.cfg.failover {
+                d.fail_over(&lane).await;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = d.cancel.cancelled() => return,

@@ -369,9 +369,11 @@ pub(super) fn apply_receipt(c: &Connection, r: &Receipt, now: Millis) -> Result<
 /// When every part of a submitted message has a final state, the message
 /// takes the worst of them: delivered only if all were.
 fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
-    let (segments, status): (i64, String) = c
-        .prepare_cached("SELECT segments, status FROM messages WHERE id = ?1")?
-        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // Every part the route took was recorded at once when it answered, so
+    // the recorded parts are all there are (one for a message_payload
+    // submit of a long text).
+    let status: String =
+        c.prepare_cached("SELECT status FROM messages WHERE id = ?1")?.query_row(params![id], |r| r.get(0))?;
     if status != Status::Submitted.as_str() {
         return Ok(());
     }
@@ -379,7 +381,7 @@ fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
         c.prepare_cached("SELECT status, error_code, error_text FROM parts WHERE message_id = ?1 ORDER BY idx")?;
     let parts: Vec<(String, Option<String>, Option<String>)> =
         q.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    if (parts.len() as i64) < segments || parts.iter().any(|p| p.0 == "submitted") {
+    if parts.is_empty() || parts.iter().any(|p| p.0 == "submitted") {
         return Ok(());
     }
     let worst = parts.iter().find(|p| p.0 == "undelivered").or_else(|| parts.iter().find(|p| p.0 == "expired"));
@@ -444,6 +446,36 @@ pub(super) fn reroute(c: &Connection, from: &str, to: &str, now: Millis) -> Resu
         history(c, *id, now, Status::Queued, &format!("route {from} is gone; moved to route {to}"))?;
     }
     Ok(ids.len())
+}
+
+/// Move due queued messages of route `from` to the route `assign` picks
+/// for each recipient (failover while `from` is down). Returns the routes
+/// that received messages.
+pub(super) fn move_queued(
+    c: &Connection,
+    from: &str,
+    limit: usize,
+    now: Millis,
+    assign: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(i64, String)> = c
+        .prepare_cached(
+            "SELECT id, recipient FROM messages WHERE route = ?1 AND status = 'queued' AND due_at <= ?2
+             ORDER BY priority, due_at, id LIMIT ?3",
+        )?
+        .query_map(params![from, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut targets = Vec::new();
+    for (id, recipient) in rows {
+        let Some(to) = assign(&recipient) else { continue };
+        c.prepare_cached("UPDATE messages SET route = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id, to, now])?;
+        history(c, id, now, Status::Queued, &format!("route {from} is down; failed over to route {to}"))?;
+        if !targets.contains(&to) {
+            targets.push(to);
+        }
+    }
+    Ok(targets)
 }
 
 /// At start-up: messages a stopped process left `sending` go back to the

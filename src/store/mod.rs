@@ -255,6 +255,17 @@ impl Store {
         .await
     }
 
+    /// Fail over: move up to `limit` due messages of `from` to the route
+    /// `assign` picks for each recipient; returns the routes that got some.
+    pub async fn move_queued(
+        &self,
+        from: String,
+        limit: usize,
+        assign: impl Fn(&str) -> Option<String> + Send + 'static,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write(move |c| messages::move_queued(c, &from, limit, now_ms(), &assign)).await
+    }
+
     /// A write round trip: proves the writer is alive and the file writable.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.write(|c| {
