@@ -705,6 +705,21 @@ fail_fraction = 2.0
     }
 
     #[test]
+    fn smpp_route_keys() {
+        let text = MIN.replace(
+            "kind = \"sim\"",
+            "kind = \"smpp\"\n[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\npassword = \"toolongpass\"\nreceipt_ids = \"hex_in_resp\"\nwindow = 0",
+        );
+        let e = check(&text).unwrap_err().to_string();
+        assert!(e.contains("routes[0].smpp.password") && e.contains("routes[0].smpp.window"), "{e}");
+        let ok = MIN.replace("kind = \"sim\"", "kind = \"smpp\"\n[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"");
+        let l = check(&ok).unwrap();
+        assert_eq!(l.config.routes[0].smpp.as_ref().unwrap().window, 10);
+        let wrong_table = format!("{MIN}[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\n");
+        assert!(check(&wrong_table).unwrap_err().to_string().contains("routes[0].smpp: only for kind"));
+    }
+
+    #[test]
     fn prefixes_choose_routes() {
         let l = check(&MIN.replace("kind = \"sim\"", "kind = \"sim\"\nprefixes = [\"+7\"]")).unwrap();
         assert!(l.config.routes[0].serves("+79161234567"));

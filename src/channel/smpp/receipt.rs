@@ -74,7 +74,7 @@ pub fn message_state_status(state: u8) -> Option<ReceiptStatus> {
 /// How a carrier writes message ids: the receipt's id is compared in the
 /// form the carrier used in `submit_sm_resp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum IdForm {
     /// Compare as sent (after trimming and ignoring case and leading zeros).
     Same,
