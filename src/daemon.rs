@@ -7,6 +7,7 @@ use crate::config::Loaded;
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +40,52 @@ pub async fn run(loaded: Loaded, on_listen: impl FnOnce(std::net::SocketAddr)) -
         "smsgw is ready"
     );
     on_listen(addr);
+    crate::notify::ready(&summary(&store, &dispatcher).await);
+    let supervisor = tokio::spawn(supervise(store.clone(), dispatcher.clone()));
     let served = axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await;
+    crate::notify::stopping();
+    supervisor.abort();
     tracing::info!("stopping: no new requests; finishing in-flight work");
     dispatcher.shutdown().await;
     store.close().await;
     tracing::info!("stopped cleanly");
     served.map_err(|e| StartError(format!("HTTP server failed: {e}")))
+}
+
+/// The one-line status systemd shows: queue depth and routes up.
+async fn summary(store: &Store, d: &Dispatcher) -> String {
+    let queued = store.queued_total().await.map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    let lanes = d.lanes();
+    let up = lanes.iter().filter(|l| l.health().state != crate::channel::RouteState::Down).count();
+    format!("{queued} queued; {up}/{} routes up", lanes.len())
+}
+
+/// Keep systemd informed: a status line every few seconds, and watchdog
+/// pings only while the dispatcher makes progress and the store takes a
+/// write, so a wedged daemon gets restarted.
+async fn supervise(store: Store, d: Arc<Dispatcher>) {
+    let watchdog = crate::notify::watchdog_interval();
+    let every = watchdog.map_or(Duration::from_secs(5), |w| (w / 3).min(Duration::from_secs(5)));
+    let stuck_after = watchdog.map_or(30_000, |w| w.as_millis() as i64);
+    loop {
+        tokio::time::sleep(every).await;
+        crate::notify::status(&summary(&store, &d).await);
+        if watchdog.is_none() {
+            continue;
+        }
+        let healthy = match d.alive(stuck_after) {
+            Err(e) => Err(e),
+            Ok(()) => match tokio::time::timeout(every, store.ping()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("the store does not take writes: {e}")),
+                Err(_) => Err("the store did not answer a write in time".into()),
+            },
+        };
+        match healthy {
+            Ok(()) => crate::notify::watchdog(),
+            Err(why) => tracing::error!(%why, "withholding the watchdog ping"),
+        }
+    }
 }
 
 async fn stop_signal() {

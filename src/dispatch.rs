@@ -12,7 +12,7 @@ use crate::store::{AttemptFailure, Claimed, InboundPart, Receipt, Store, Submitt
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -39,6 +39,8 @@ pub struct Lane {
     pub failed: AtomicU64,
     pub retried: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// When this lane's loop last made progress or waited knowingly.
+    heartbeat: AtomicI64,
 }
 
 impl Lane {
@@ -59,6 +61,7 @@ impl Lane {
             failed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            heartbeat: AtomicI64::new(now_ms()),
         }
     }
 
@@ -87,6 +90,23 @@ impl Lane {
         self.channel.health()
     }
 
+    fn beat(&self) {
+        self.heartbeat.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Await `fut`, beating once a second meanwhile: a lane that waits for
+    /// a slow route is alive, one stuck elsewhere is not.
+    async fn alive_while<F: std::future::Future>(&self, fut: F) -> F::Output {
+        tokio::pin!(fut);
+        loop {
+            self.beat();
+            tokio::select! {
+                out = &mut fut => return out,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
     fn note_error(&self, e: &str) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = Some(e.to_string());
@@ -100,6 +120,7 @@ pub struct Dispatcher {
     lanes: Vec<Arc<Lane>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    sweep_beat: AtomicI64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +144,14 @@ impl Dispatcher {
                 .map_err(|e| std::io::Error::new(e.kind(), format!("route {}: {e}", r.name)))?;
             lanes.push(Arc::new(Lane::new(r.clone(), ch)));
         }
-        let d =
-            Arc::new(Dispatcher { store, cfg, lanes, cancel: CancellationToken::new(), tracker: TaskTracker::new() });
+        let d = Arc::new(Dispatcher {
+            store,
+            cfg,
+            lanes,
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            sweep_beat: AtomicI64::new(now_ms()),
+        });
         d.adopt_orphans().await;
         for lane in &d.lanes {
             tokio::spawn(run_lane(d.clone(), lane.clone()));
@@ -181,6 +208,21 @@ impl Dispatcher {
                 .map(|l| l.cfg.name.as_str())
                 .ok_or_else(|| RouteError::NoRoute(to.to_string())),
         }
+    }
+
+    /// True when every lane and the housekeeping loop made progress within
+    /// `within_ms`: what the systemd watchdog pings stand for.
+    pub fn alive(&self, within_ms: i64) -> Result<(), String> {
+        let now = now_ms();
+        if now - self.sweep_beat.load(Ordering::Relaxed) > within_ms.max(3 * SWEEP_EVERY.as_millis() as i64) {
+            return Err("the housekeeping loop is stuck".into());
+        }
+        for l in &self.lanes {
+            if now - l.heartbeat.load(Ordering::Relaxed) > within_ms {
+                return Err(format!("the dispatcher lane of route {} is stuck", l.cfg.name));
+            }
+        }
+        Ok(())
     }
 
     /// New work for `route` is on disk.
@@ -244,8 +286,9 @@ impl Dispatcher {
 async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
     let name = lane.cfg.name.clone();
     loop {
+        lane.beat();
         let first = tokio::select! {
-            p = lane.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = lane.alive_while(lane.permits.clone().acquire_owned()) => match p { Ok(p) => p, Err(_) => return },
             _ = d.cancel.cancelled() => return,
         };
         if lane.channel.health().state == RouteState::Down {
@@ -294,7 +337,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
             let Some(m) = claimed.next() else { break };
             if let Some(limiter) = &lane.limiter {
                 tokio::select! {
-                    _ = limiter.until_ready() => {}
+                    _ = lane.alive_while(limiter.until_ready()) => {}
                     _ = d.cancel.cancelled() => {
                         hand_back(&d.store, std::iter::once(m).chain(claimed)).await;
                         return;
@@ -410,6 +453,7 @@ async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<Route
 /// parts never came.
 async fn sweep(d: Arc<Dispatcher>) {
     loop {
+        d.sweep_beat.store(now_ms(), Ordering::Relaxed);
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = d.cancel.cancelled() => return,

@@ -13,5 +13,6 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod message;
+pub mod notify;
 pub mod sms;
 pub mod store;

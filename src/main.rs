@@ -98,14 +98,24 @@ enum ConfigCmd {
     Check { file: PathBuf },
 }
 
+/// Logs go to stderr: JSON when asked, straight to the journal (with
+/// structured fields) when systemd started us, else text for a terminal.
 fn init_logging(level: &str, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SMSGW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    if format == LogFormat::Json {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).json().init();
+        return;
     }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journal) = tracing_journald::layer()
+    {
+        tracing_subscriber::registry().with(filter).with(journal.with_syslog_identifier("smsgw".into())).init();
+        return;
+    }
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn load(path: Option<&Path>) -> Result<(config::Loaded, bool)> {

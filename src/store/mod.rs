@@ -297,6 +297,13 @@ impl Store {
         self.read(move |c| inbound::list(c, before_id, limit)).await
     }
 
+    /// Messages waiting in the queue (cheap: the queue's own index).
+    pub async fn queued_total(&self) -> Result<u64, StoreError> {
+        self.read(|c| c.query_row("SELECT count(*) FROM messages WHERE status = 'queued'", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+
     /// The routes that have queued messages (to find orphans after a config change).
     pub async fn queued_routes(&self) -> Result<Vec<String>, StoreError> {
         self.read(query::queued_routes).await

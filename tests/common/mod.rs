@@ -70,10 +70,15 @@ impl Daemon {
     }
 
     pub fn try_start(dir: &Path) -> Result<Daemon, String> {
+        Self::try_start_with_env(dir, &[])
+    }
+
+    pub fn try_start_with_env(dir: &Path, env: &[(&str, String)]) -> Result<Daemon, String> {
         let mut child = Command::new(bin())
             .args(["run", "--config"])
             .arg(dir.join("smsgw.toml"))
             .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
