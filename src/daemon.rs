@@ -18,6 +18,7 @@ pub struct StartError(pub String);
 /// port 0).
 pub async fn run(loaded: Loaded, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<(), StartError> {
     let cfg = &loaded.config;
+    crate::metrics::install();
     let store = Store::open(&cfg.store.path).map_err(|e| StartError(format!("cannot open the message store: {e}")))?;
     let listener = TcpListener::bind(loaded.listen)
         .await

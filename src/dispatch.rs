@@ -8,7 +8,7 @@ use crate::channel::{self, Channel, Event, Health, Outbound, RouteEvent, RouteSt
 use crate::config::{Dispatch as DispatchCfg, Route};
 use crate::message::{Status, now_ms};
 use crate::sms;
-use crate::store::{AttemptFailure, Claimed, InboundPart, Receipt, Store, SubmittedPart};
+use crate::store::{AttemptFailure, Claimed, InboundPart, Receipt, ReceiptMatch, Store, SubmittedPart};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use std::num::NonZeroU32;
@@ -336,8 +336,12 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
         for permit in permits {
             let Some(m) = claimed.next() else { break };
             if let Some(limiter) = &lane.limiter {
+                let waited = std::time::Instant::now();
                 tokio::select! {
-                    _ = lane.alive_while(limiter.until_ready()) => {}
+                    _ = lane.alive_while(limiter.until_ready()) => {
+                        metrics::histogram!(crate::metrics::RATE_WAIT, "route" => name.clone())
+                            .record(waited.elapsed().as_secs_f64());
+                    }
                     _ = d.cancel.cancelled() => {
                         hand_back(&d.store, std::iter::once(m).chain(claimed)).await;
                         return;
@@ -376,10 +380,15 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
         priority: m.priority,
         attempt: m.attempt,
     };
+    let started = std::time::Instant::now();
     let result = lane.channel.submit(out).await;
+    let route = lane.cfg.name.clone();
+    metrics::histogram!(crate::metrics::SUBMIT_SECONDS, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
     let recorded = match result {
         Ok(s) => {
             lane.sent.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => "submitted").increment(1);
             let parts = s
                 .remote_ids
                 .into_iter()
@@ -401,11 +410,14 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
             } else {
                 (Some(retry_at), Status::Queued, e.text.clone())
             };
-            if retry_at.is_some() {
+            let result = if retry_at.is_some() {
                 lane.retried.fetch_add(1, Ordering::Relaxed);
+                "retry"
             } else {
                 lane.failed.fetch_add(1, Ordering::Relaxed);
-            }
+                "failed"
+            };
+            metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => result).increment(1);
             tracing::info!(message = m.id, route = %lane.cfg.name, code = %e.code, temporary = e.temporary, "submit failed");
             let f = AttemptFailure { code: e.code, text, retry_at, final_status };
             d.store.record_failure(m.id, f).await
@@ -430,10 +442,18 @@ async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<Route
         d.tracker.spawn(async move {
             let ok = match event {
                 Event::Receipt { remote_id, status, error_code, error_text } => {
-                    let receipt = Receipt { route, remote_id, status, error_code, error_text };
-                    store.record_receipt(receipt).await.map(|_| ()).map_err(|e| ("a delivery receipt", e))
+                    metrics::counter!(crate::metrics::RECEIPTS, "route" => route.clone(), "status" => format!("{status:?}").to_lowercase())
+                        .increment(1);
+                    let receipt = Receipt { route: route.clone(), remote_id, status, error_code, error_text };
+                    let matched = store.record_receipt(receipt).await;
+                    if let Ok(ReceiptMatch::Final { status: Status::Delivered, created_at }) = matched {
+                        metrics::histogram!(crate::metrics::DELIVERY_SECONDS, "route" => route)
+                            .record((now_ms() - created_at).max(0) as f64 / 1000.0);
+                    }
+                    matched.map(|_| ()).map_err(|e| ("a delivery receipt", e))
                 }
                 Event::Inbound { from, to, text, concat, sent_at } => {
+                    metrics::counter!(crate::metrics::INBOUND, "route" => route.clone()).increment(1);
                     let part = InboundPart { route, sender: from, recipient: to, text, concat, sent_at };
                     store.record_inbound(part).await.map(|_| ()).map_err(|e| ("an inbound message", e))
                 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod message;
+pub mod metrics;
 pub mod notify;
 pub mod sms;
 pub mod store;

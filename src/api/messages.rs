@@ -387,7 +387,7 @@ pub async fn post_messages(
         }
     };
     let replay = idem.is_some();
-    let (accepted, replayed) = match state.store.enqueue(key_name, idem, built.messages).await? {
+    let (accepted, replayed) = match state.store.enqueue(key_name.clone(), idem, built.messages).await? {
         EnqueueOutcome::Created(a) => (a, false),
         EnqueueOutcome::Replayed(a) => (a, true),
         EnqueueOutcome::Conflict => {
@@ -400,6 +400,7 @@ pub async fn post_messages(
         }
     };
     if !replayed {
+        metrics::counter!(crate::metrics::ACCEPTED, "api_key" => key_name).increment(accepted.len() as u64);
         for r in &built.routes {
             state.dispatcher.wake(r);
         }

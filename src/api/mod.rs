@@ -91,12 +91,21 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_body_bytes;
     let protected = api
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
     protected
         .route("/healthz", get(healthz))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Prometheus text format; gauges are read fresh from the store and routes.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match crate::metrics::render(&state.store, &state.dispatcher).await {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => Problem::from(e).into_response(),
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {

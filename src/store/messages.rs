@@ -117,8 +117,10 @@ pub struct Receipt {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptMatch {
-    /// Applied to its part.
+    /// Applied to its part; the message is not final yet.
     Matched,
+    /// Applied, and it made the message final.
+    Final { status: Status, created_at: Millis },
     /// No part has that id yet; kept until the submit result is recorded.
     Early,
     /// The part already had a final state.
@@ -362,27 +364,30 @@ pub(super) fn apply_receipt(c: &Connection, r: &Receipt, now: Millis) -> Result<
          WHERE message_id = ?1 AND idx = ?2",
     )?
     .execute(params![id, idx, r.status.as_str(), r.error_code, r.error_text, now])?;
-    roll_up(c, id, now)?;
-    Ok(ReceiptMatch::Matched)
+    Ok(match roll_up(c, id, now)? {
+        Some((status, created_at)) => ReceiptMatch::Final { status, created_at },
+        None => ReceiptMatch::Matched,
+    })
 }
 
 /// When every part of a submitted message has a final state, the message
 /// takes the worst of them: delivered only if all were.
-fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
+fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<Option<(Status, Millis)>> {
     // Every part the route took was recorded at once when it answered, so
     // the recorded parts are all there are (one for a message_payload
     // submit of a long text).
-    let status: String =
-        c.prepare_cached("SELECT status FROM messages WHERE id = ?1")?.query_row(params![id], |r| r.get(0))?;
+    let (status, created_at): (String, Millis) = c
+        .prepare_cached("SELECT status, created_at FROM messages WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if status != Status::Submitted.as_str() {
-        return Ok(());
+        return Ok(None);
     }
     let mut q =
         c.prepare_cached("SELECT status, error_code, error_text FROM parts WHERE message_id = ?1 ORDER BY idx")?;
     let parts: Vec<(String, Option<String>, Option<String>)> =
         q.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
     if parts.is_empty() || parts.iter().any(|p| p.0 == "submitted") {
-        return Ok(());
+        return Ok(None);
     }
     let worst = parts.iter().find(|p| p.0 == "undelivered").or_else(|| parts.iter().find(|p| p.0 == "expired"));
     let (final_status, code, text) = match worst {
@@ -401,7 +406,8 @@ fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
             format!("route reported error {code}{}", text.as_deref().map(|t| format!(": {t}")).unwrap_or_default())
         }
     };
-    history(c, id, now, final_status, &detail)
+    history(c, id, now, final_status, &detail)?;
+    Ok(Some((final_status, created_at)))
 }
 
 pub(super) fn cancel(c: &Connection, id: i64, now: Millis) -> Result<CancelOutcome, StoreError> {

@@ -90,6 +90,7 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
 }
 
 fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
+    let started = std::time::Instant::now();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = StoreError::from_sqlite("begin transaction", &e);
         tracing::error!(error = %err, "store write failed");
@@ -112,6 +113,7 @@ fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
         let _ = conn.execute_batch("ROLLBACK");
         err
     });
+    metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     for j in batch {
         j.finish(commit.clone());
     }

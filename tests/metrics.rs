@@ -1,0 +1,59 @@
+//! `/metrics` read with an independent Prometheus text parser; the counters
+//! must match what was sent.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(
+        |s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        },
+    )
+}
+
+#[tokio::test]
+async fn counters_match_what_was_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "{}{}",
+        sim_route(dir.path(), "good", "prefixes = [\"+7\"]", "delivery_delay_ms = 0"),
+        sim_route(dir.path(), "bad", "", "fail_fraction = 1.0")
+    );
+    write_config(dir.path(), "", &routes);
+    let d = Daemon::start(dir.path());
+    let msgs: Vec<_> = (0..7).map(|i| msg(&format!("+7916123{i:04}"), "hi")).collect();
+    let (s, _) = d.post("/v1/messages", &json!({"messages": msgs})).await;
+    assert_eq!(s, 202);
+    d.send(msg("+4915112345678", "fails")).await;
+    d.send(json!({"to": "+79160000000", "text": "later", "send_at": in_secs(3600.0)})).await;
+    d.wait_counts(15, "7 delivered, 1 failed", |b| b["delivered"] == 7 && b["failed"] == 1).await;
+
+    let resp = d.http.get(format!("{}/metrics", d.url)).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition");
+
+    assert_eq!(sample(&scrape, "smsgw_messages_accepted_total", &[("api_key", "test")]), Some(9.0));
+    assert_eq!(sample(&scrape, "smsgw_submits_total", &[("route", "good"), ("result", "submitted")]), Some(7.0));
+    assert_eq!(sample(&scrape, "smsgw_submits_total", &[("route", "bad"), ("result", "failed")]), Some(1.0));
+    assert_eq!(sample(&scrape, "smsgw_receipts_total", &[("route", "good"), ("status", "delivered")]), Some(7.0));
+    assert_eq!(sample(&scrape, "smsgw_messages", &[("status", "delivered")]), Some(7.0));
+    assert_eq!(sample(&scrape, "smsgw_messages", &[("status", "queued")]), Some(1.0));
+    assert_eq!(sample(&scrape, "smsgw_queue_depth", &[("route", "good"), ("priority", "transactional")]), Some(1.0));
+    assert_eq!(sample(&scrape, "smsgw_route_state", &[("route", "good")]), Some(1.0));
+    assert!(sample(&scrape, "smsgw_queue_oldest_age_seconds", &[]).unwrap() >= 0.0);
+    for h in ["smsgw_submit_duration_seconds_count", "smsgw_delivery_duration_seconds_count"] {
+        assert!(text.contains(h), "{h} missing");
+    }
+    assert!(text.contains("smsgw_store_commit_duration_seconds_bucket"));
+
+    let anon = d.http.get(format!("{}/metrics", d.url)).send().await.unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+}
