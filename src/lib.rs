@@ -15,5 +15,6 @@ pub mod dispatch;
 pub mod message;
 pub mod metrics;
 pub mod notify;
+pub mod simulate;
 pub mod sms;
 pub mod store;
