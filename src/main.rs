@@ -90,6 +90,59 @@ enum Cmd {
     },
     /// Load-test a daemon over HTTP and report messages/s and latency.
     Bench(smsgw::bench::BenchArgs),
+    /// Run a simulated peer for tests and dry runs.
+    Simulate {
+        #[command(subcommand)]
+        peer: SimulateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimulateCmd {
+    /// An SMPP 3.4 SMSC (carrier) on a TCP port: accepts binds, answers
+    /// submits, sends receipts, injects faults. Type `inbound FROM TO TEXT`
+    /// on standard input to deliver a message to the bound gateway.
+    Smsc(SmscArgs),
+}
+
+#[derive(clap::Args)]
+struct SmscArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:2775")]
+    listen: String,
+    /// A TOML file of simulator settings (keys as in SmscConfig); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Accepted credentials as SYSTEM_ID:PASSWORD (repeatable); none accepts any bind.
+    #[arg(long = "user")]
+    users: Vec<String>,
+    /// Submits per second over all binds; above it the answer is ESME_RTHROTTLED.
+    #[arg(long)]
+    max_rate: Option<f64>,
+    /// Delay before each submit_sm_resp.
+    #[arg(long)]
+    submit_latency_ms: Option<u64>,
+    /// Time until each delivery receipt.
+    #[arg(long)]
+    receipt_delay_ms: Option<u64>,
+    /// Fraction (0..1) of receipts that say UNDELIV.
+    #[arg(long)]
+    undelivered: Option<f64>,
+    /// Message ids in hex or decimal.
+    #[arg(long, value_parser = ["hex", "decimal"])]
+    id_format: Option<String>,
+    /// Send each receipt before its submit_sm_resp.
+    #[arg(long)]
+    receipt_first: bool,
+    /// Drop the connection at every Nth submit.
+    #[arg(long)]
+    drop_every: Option<u64>,
+    /// Drop each connection T seconds after its bind.
+    #[arg(long)]
+    drop_every_secs: Option<u64>,
+    /// Stop answering enquire_link.
+    #[arg(long)]
+    ignore_enquire_link: bool,
 }
 
 #[derive(Subcommand)]
@@ -291,6 +344,72 @@ async fn status(remote: Remote, id: Option<i64>, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+async fn simulate_smsc(a: SmscArgs) -> Result<()> {
+    use smsgw::simulate::smsc::{IdFormat, Smsc, SmscConfig};
+    use tokio::io::AsyncBufReadExt;
+    let mut cfg: SmscConfig = match &a.config {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+        }
+        None => SmscConfig::default(),
+    };
+    for u in &a.users {
+        let (id, pw) = u.split_once(':').with_context(|| format!("--user {u:?}: expected SYSTEM_ID:PASSWORD"))?;
+        cfg.credentials.push((id.to_string(), pw.to_string()));
+    }
+    cfg.max_rate = a.max_rate.or(cfg.max_rate);
+    cfg.submit_latency_ms = a.submit_latency_ms.unwrap_or(cfg.submit_latency_ms);
+    cfg.receipt_delay_ms = a.receipt_delay_ms.unwrap_or(cfg.receipt_delay_ms);
+    cfg.undelivered_fraction = a.undelivered.unwrap_or(cfg.undelivered_fraction);
+    if let Some(f) = &a.id_format {
+        cfg.id_format = if f == "hex" { IdFormat::Hex } else { IdFormat::Decimal };
+    }
+    cfg.receipt_before_resp |= a.receipt_first;
+    cfg.drop_every_n = a.drop_every.or(cfg.drop_every_n);
+    cfg.drop_every_secs = a.drop_every_secs.or(cfg.drop_every_secs);
+    cfg.ignore_enquire_link |= a.ignore_enquire_link;
+    let listener =
+        tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
+    let smsc = Smsc::start(cfg, listener).await;
+    println!("SMSC simulator listening on {}", smsc.local_addr());
+    println!("type: inbound FROM TO TEXT   to deliver a message to the bound gateway");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut shown = 0;
+    let mut stdin_open = true;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let events = smsc.events();
+                for e in events.iter().skip(shown) {
+                    println!("{e}");
+                }
+                shown = events.len();
+            }
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(l)) => {
+                    let mut words = l.splitn(4, ' ');
+                    match (words.next(), words.next(), words.next(), words.next()) {
+                        (Some("inbound"), Some(from), Some(to), Some(text)) => {
+                            if let Err(e) = smsc.inject_inbound(from, to, text).await {
+                                eprintln!("cannot deliver: {e}");
+                            }
+                        }
+                        (Some(""), ..) | (None, ..) => {}
+                        _ => eprintln!("unknown command; try: inbound FROM TO TEXT"),
+                    }
+                }
+                // Standard input closed (a service, a pipe): keep serving.
+                _ => stdin_open = false,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    smsc.shutdown().await;
+    Ok(())
+}
+
 fn config_check(file: &Path) -> Result<()> {
     match Config::from_file(file) {
         Ok(l) => {
@@ -323,6 +442,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Status { remote, id, json } => status(remote, id, json).await,
         Cmd::Config { command: ConfigCmd::Check { file } } => config_check(&file),
         Cmd::Bench(args) => smsgw::bench::run(args).await.map_err(|e| anyhow::anyhow!(e)),
+        Cmd::Simulate { peer: SimulateCmd::Smsc(args) } => simulate_smsc(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
