@@ -1,7 +1,9 @@
-//! Text and numbers: everything about what an SMS can carry — alphabet choice, segmentation, and
-//! recipient numbers. Every route uses this module; no other module encodes text.
+//! Text and numbers: everything about what an SMS can carry: alphabet choice, segmentation,
+//! recipient numbers, and the TS 23.040 PDUs the modem route speaks. Every route uses this module;
+//! no other module encodes text.
 
 pub mod number;
+pub mod pdu;
 pub mod text;
 
 pub use number::{NumberError, normalise};
