@@ -292,6 +292,16 @@ pub struct SmppRoute {
     /// Unbind and wait at most this long for answers on stop.
     #[serde(default = "default_unbind_timeout")]
     pub unbind_timeout_ms: u64,
+    /// Bind over TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA(s) to trust for the carrier's certificate; without
+    /// it the system's roots are used.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Name to check the certificate against (default: host).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
 }
 
 fn default_smpp_port() -> u16 {
@@ -566,6 +576,14 @@ impl Config {
                         if s.reconnect_min_ms == 0 || s.reconnect_max_ms < s.reconnect_min_ms {
                             bad(&format!("{k}.reconnect_max_ms"), "must be at least reconnect_min_ms (above 0)".into());
                         }
+                        if let Some(ca) = &s.tls_ca_file {
+                            let ca = if ca.is_absolute() { ca.clone() } else { base.join(ca) };
+                            if !s.tls {
+                                bad(&format!("{k}.tls_ca_file"), "only means something with tls = true".into());
+                            } else if let Err(e) = std::fs::metadata(&ca) {
+                                bad(&format!("{k}.tls_ca_file"), format!("cannot read {}: {e}", ca.display()));
+                            }
+                        }
                         if let Some(src) = &s.default_source
                             && (src.is_empty() || src.len() > 20)
                         {
@@ -599,6 +617,12 @@ impl Config {
             let mut config = self;
             // Resolve password files now, so a running route never reads one.
             for r in &mut config.routes {
+                if let Some(s) = &mut r.smpp
+                    && let Some(ca) = &s.tls_ca_file
+                    && !ca.is_absolute()
+                {
+                    s.tls_ca_file = Some(base.join(ca));
+                }
                 if let Some(s) = &mut r.smpp
                     && s.password.is_none()
                     && let Some(f) = &s.password_file

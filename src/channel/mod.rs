@@ -124,7 +124,7 @@ pub fn build(route: &crate::config::Route, events: EventSender) -> std::io::Resu
         }
         crate::config::RouteKind::Smpp => {
             let cfg = route.smpp.clone().ok_or_else(|| std::io::Error::other("kind = \"smpp\" needs [routes.smpp]"))?;
-            let ch: std::sync::Arc<dyn Channel> = smpp::Smpp::new(&route.name, cfg, events);
+            let ch: std::sync::Arc<dyn Channel> = smpp::Smpp::new(&route.name, cfg, events)?;
             Ok(ch)
         }
     }

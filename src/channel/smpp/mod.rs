@@ -42,15 +42,17 @@ pub struct Smpp {
 }
 
 impl Smpp {
-    pub fn new(name: &str, cfg: SmppRoute, events: EventSender) -> Arc<Smpp> {
+    pub fn new(name: &str, cfg: SmppRoute, events: EventSender) -> std::io::Result<Arc<Smpp>> {
         let (jobs, jobs_rx) = async_channel::bounded(cfg.window * cfg.binds);
         let cancel = CancellationToken::new();
+        let tls = if cfg.tls { Some(tls_connector(&cfg)?) } else { None };
         let shared = Arc::new(Shared {
             route: name.to_string(),
             cfg: cfg.clone(),
             events,
             jobs: jobs_rx,
             cancel: cancel.clone(),
+            tls,
         });
         let modes: &[Mode] = match cfg.bind_mode {
             BindMode::Transceiver => &[Mode::Transceiver],
@@ -72,7 +74,7 @@ impl Smpp {
                 Quota::with_period(period).expect("period is at least 1 ns").allow_burst(NonZeroU32::MIN),
             )
         });
-        Arc::new(Smpp {
+        Ok(Arc::new(Smpp {
             reference: AtomicU16::new(rand::random()),
             cfg,
             jobs,
@@ -81,7 +83,7 @@ impl Smpp {
             throttle: Mutex::new((None, THROTTLE_START)),
             cancel,
             tasks,
-        })
+        }))
     }
 
     fn throttled_until(&self) -> Option<Instant> {
@@ -166,6 +168,37 @@ impl Smpp {
             }
         }
     }
+}
+
+/// TLS client settings: the configured CA file, else the system's roots.
+fn tls_connector(cfg: &SmppRoute) -> std::io::Result<tokio_rustls::TlsConnector> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.tls_ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+                roots.add(cert).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 impl Channel for Smpp {

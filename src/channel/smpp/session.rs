@@ -93,6 +93,8 @@ pub struct Shared {
     pub events: EventSender,
     pub jobs: async_channel::Receiver<Job>,
     pub cancel: CancellationToken,
+    /// Set when the route binds over TLS.
+    pub tls: Option<tokio_rustls::TlsConnector>,
 }
 
 enum End {
@@ -105,7 +107,11 @@ enum BindFailure {
     Other(String),
 }
 
-type Conn = Framed<TcpStream, SmppCodec>;
+/// A TCP or TLS connection to the SMSC.
+pub trait Link: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Link for T {}
+
+type Conn = Framed<Box<dyn Link>, SmppCodec>;
 
 fn c_str<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     let mut b = s.as_bytes().to_vec();
@@ -180,7 +186,20 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
         .map_err(|_| BindFailure::Other(format!("connecting to {addr} timed out")))?
         .map_err(|e| BindFailure::Other(format!("cannot connect to {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
-    let mut conn = Framed::new(stream, SmppCodec);
+    let link: Box<dyn Link> = match &shared.tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            let name = cfg.tls_server_name.clone().unwrap_or_else(|| cfg.host.clone());
+            let server = rustls_pki_types::ServerName::try_from(name.clone())
+                .map_err(|e| BindFailure::Other(format!("TLS server name {name:?}: {e}")))?;
+            let tls_stream = tokio::time::timeout(limit, tls.connect(server, stream))
+                .await
+                .map_err(|_| BindFailure::Other(format!("TLS handshake with {addr} timed out")))?
+                .map_err(|e| BindFailure::Other(format!("TLS handshake with {addr}: {e}")))?;
+            Box::new(tls_stream)
+        }
+    };
+    let mut conn = Framed::new(link, SmppCodec);
     let password = cfg.password.clone().unwrap_or_default();
     macro_rules! bind {
         ($t:ident) => {
