@@ -74,7 +74,7 @@ impl Default for Numbers {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dispatch {
     pub max_attempts: u32,
@@ -146,7 +146,7 @@ impl RouteKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub name: String,
@@ -177,7 +177,7 @@ fn default_concurrency() -> usize {
     32
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimRoute {
     pub submit_delay_ms: u64,
@@ -233,7 +233,7 @@ pub enum GsmCoding {
     Latin1,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmppRoute {
     pub host: String,
@@ -639,6 +639,12 @@ impl Config {
 }
 
 impl Route {
+    /// True when `other` needs the same channel (same kind and connection
+    /// settings), so a reload can keep this route's binds or modems.
+    pub fn same_channel(&self, other: &Route) -> bool {
+        self.kind == other.kind && self.sim == other.sim && self.smpp == other.smpp
+    }
+
     /// True when this route may carry a message to `e164`.
     pub fn serves(&self, e164: &str) -> bool {
         self.prefixes.is_empty() || self.prefixes.iter().any(|p| e164.starts_with(p.as_str()))

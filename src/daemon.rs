@@ -3,9 +3,10 @@
 //! in-flight hand-overs finish (bounded), close the store cleanly.
 
 use crate::api::{self, AppState, Limits, auth::Keys};
-use crate::config::Loaded;
+use crate::config::{Config, Loaded};
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -16,7 +17,11 @@ pub struct StartError(pub String);
 
 /// Run until a stop signal. `on_listen` hears the bound address (useful with
 /// port 0).
-pub async fn run(loaded: Loaded, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<(), StartError> {
+pub async fn run(
+    loaded: Loaded,
+    config_path: Option<PathBuf>,
+    on_listen: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), StartError> {
     let cfg = &loaded.config;
     crate::metrics::install();
     let store = Store::open(&cfg.store.path).map_err(|e| StartError(format!("cannot open the message store: {e}")))?;
@@ -30,10 +35,10 @@ pub async fn run(loaded: Loaded, on_listen: impl FnOnce(std::net::SocketAddr)) -
     let state = Arc::new(AppState {
         store: store.clone(),
         dispatcher: dispatcher.clone(),
-        limits: Limits::from_config(cfg),
+        limits: RwLock::new(Arc::new(Limits::from_config(cfg))),
         keys: RwLock::new(Keys::new(&loaded.keys)),
     });
-    let app = api::router(state);
+    let app = api::router(state.clone());
     tracing::info!(
         listen = %addr,
         store = %cfg.store.path.display(),
@@ -43,9 +48,11 @@ pub async fn run(loaded: Loaded, on_listen: impl FnOnce(std::net::SocketAddr)) -
     on_listen(addr);
     crate::notify::ready(&summary(&store, &dispatcher).await);
     let supervisor = tokio::spawn(supervise(store.clone(), dispatcher.clone()));
+    let reloader = tokio::spawn(reload_on_hangup(config_path, loaded.clone(), state));
     let served = axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await;
     crate::notify::stopping();
     supervisor.abort();
+    reloader.abort();
     tracing::info!("stopping: no new requests; finishing in-flight work");
     dispatcher.shutdown().await;
     store.close().await;
@@ -86,6 +93,57 @@ async fn supervise(store: Store, d: Arc<Dispatcher>) {
             Ok(()) => crate::notify::watchdog(),
             Err(why) => tracing::error!(%why, "withholding the watchdog ping"),
         }
+    }
+}
+
+/// `systemctl reload` (SIGHUP): read the config file again and apply it:
+/// API keys, request limits, dispatch settings, routes' limits and
+/// prefixes, routes added and removed; binds and modems of unchanged routes
+/// stay up. An invalid file is refused and the running config stays.
+async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc<AppState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; reloading is off");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::warn!("SIGHUP: the built-in demo config has no file to reload");
+            continue;
+        };
+        crate::notify::reloading();
+        match Config::from_file(path) {
+            Err(e) => {
+                for p in &e.problems {
+                    tracing::error!(problem = %p, "config reload refused; the running config stays in force");
+                }
+            }
+            Ok(new) => {
+                if new.listen != current.listen || new.config.store.path != current.config.store.path {
+                    tracing::warn!("server.listen and store.path change only at a restart");
+                }
+                if new.config.server.max_body_bytes != current.config.server.max_body_bytes {
+                    tracing::warn!("server.max_body_bytes changes only at a restart");
+                }
+                match state.dispatcher.reload(new.config.dispatch.clone(), &new.config.routes).await {
+                    Err(e) => tracing::error!(error = %e, "config reload refused; the running config stays in force"),
+                    Ok(changes) => {
+                        if let Ok(mut k) = state.keys.write() {
+                            *k = Keys::new(&new.keys);
+                        }
+                        if let Ok(mut l) = state.limits.write() {
+                            *l = Arc::new(Limits::from_config(&new.config));
+                        }
+                        for c in &changes {
+                            tracing::info!(change = %c, "config reloaded");
+                        }
+                        tracing::info!(changes = changes.len(), file = %path.display(), "config reloaded");
+                        current = new;
+                    }
+                }
+            }
+        }
+        crate::notify::ready(&summary(&state.store, &state.dispatcher).await);
     }
 }
 

@@ -4,7 +4,7 @@
 //! back: submitted, retry later with backoff, or failed. It also records the
 //! events routes report (delivery receipts) and sweeps expired messages.
 
-use crate::channel::{self, Channel, Event, Health, Outbound, RouteEvent, RouteState};
+use crate::channel::{self, Channel, Event, EventSender, Health, Outbound, RouteEvent, RouteState};
 use crate::config::{Dispatch as DispatchCfg, Route};
 use crate::message::{Status, now_ms};
 use crate::sms;
@@ -13,7 +13,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -28,9 +28,12 @@ const MAX_CLAIM: usize = 512;
 const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// A route with its channel, limits and counters.
+/// A route with its channel, limits and counters. A reload replaces the
+/// lane (new limits) but may keep its channel (same binds or modems).
 pub struct Lane {
     pub cfg: Route,
+    /// Stops this lane's loop (a reload removed or replaced it).
+    cancel: CancellationToken,
     pub channel: Arc<dyn Channel>,
     limiter: Option<DefaultDirectRateLimiter>,
     permits: Arc<Semaphore>,
@@ -44,7 +47,7 @@ pub struct Lane {
 }
 
 impl Lane {
-    fn new(cfg: Route, channel: Arc<dyn Channel>) -> Lane {
+    fn new(cfg: Route, channel: Arc<dyn Channel>, cancel: CancellationToken) -> Lane {
         let limiter = cfg.rate.map(|rate| {
             let burst = NonZeroU32::new(cfg.burst.unwrap_or(1)).unwrap_or(NonZeroU32::MIN);
             let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
@@ -54,6 +57,7 @@ impl Lane {
         Lane {
             permits: Arc::new(Semaphore::new(cfg.concurrency)),
             cfg,
+            cancel,
             channel,
             limiter,
             wake: Notify::new(),
@@ -116,8 +120,10 @@ impl Lane {
 
 pub struct Dispatcher {
     store: Store,
-    cfg: DispatchCfg,
-    lanes: Vec<Arc<Lane>>,
+    cfg: RwLock<DispatchCfg>,
+    /// Lanes in config order; replaced whole by a reload.
+    lanes: RwLock<Arc<Vec<Arc<Lane>>>>,
+    events: EventSender,
     cancel: CancellationToken,
     tracker: TaskTracker,
     sweep_beat: AtomicI64,
@@ -138,22 +144,24 @@ impl Dispatcher {
     /// and the expiry sweep.
     pub async fn start(store: Store, cfg: DispatchCfg, routes: &[Route]) -> std::io::Result<Arc<Dispatcher>> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
         let mut lanes = Vec::new();
         for r in routes {
             let ch = channel::build(r, events_tx.clone())
                 .map_err(|e| std::io::Error::new(e.kind(), format!("route {}: {e}", r.name)))?;
-            lanes.push(Arc::new(Lane::new(r.clone(), ch)));
+            lanes.push(Arc::new(Lane::new(r.clone(), ch, cancel.child_token())));
         }
         let d = Arc::new(Dispatcher {
             store,
-            cfg,
-            lanes,
-            cancel: CancellationToken::new(),
+            cfg: RwLock::new(cfg),
+            lanes: RwLock::new(Arc::new(lanes)),
+            events: events_tx,
+            cancel,
             tracker: TaskTracker::new(),
             sweep_beat: AtomicI64::new(now_ms()),
         });
         d.adopt_orphans().await;
-        for lane in &d.lanes {
+        for lane in d.lanes().iter() {
             tokio::spawn(run_lane(d.clone(), lane.clone()));
         }
         tokio::spawn(record_events(d.clone(), events_rx));
@@ -161,19 +169,95 @@ impl Dispatcher {
         Ok(d)
     }
 
-    pub fn lanes(&self) -> &[Arc<Lane>] {
-        &self.lanes
+    /// The lanes in config order (a snapshot: a reload may replace them).
+    pub fn lanes(&self) -> Arc<Vec<Arc<Lane>>> {
+        self.lanes.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn cfg(&self) -> DispatchCfg {
+        self.cfg.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Apply a new config: dispatch settings, and routes added, removed or
+    /// changed. A route whose channel settings did not change keeps its
+    /// channel (its binds or modems stay up); its limits and prefixes are
+    /// replaced. Returns one line per change.
+    pub async fn reload(self: &Arc<Self>, cfg: DispatchCfg, routes: &[Route]) -> Result<Vec<String>, String> {
+        let old = self.lanes();
+        let mut changes = Vec::new();
+        // Build every new channel first: a failure leaves everything as it was.
+        let mut built = Vec::new();
+        for r in routes {
+            match old.iter().find(|l| l.cfg.name == r.name && l.cfg.same_channel(r)) {
+                Some(l) => built.push((r.clone(), l.channel.clone(), Some(l.clone()))),
+                None => {
+                    let ch = channel::build(r, self.events.clone()).map_err(|e| format!("route {}: {e}", r.name))?;
+                    built.push((r.clone(), ch, None));
+                }
+            }
+        }
+        if let Ok(mut c) = self.cfg.write() {
+            *c = cfg;
+        }
+        let mut lanes = Vec::new();
+        for (r, ch, kept) in built {
+            match &kept {
+                Some(l) if l.cfg == r => {
+                    lanes.push(l.clone());
+                    continue;
+                }
+                Some(_) => changes.push(format!("route {}: limits or prefixes changed; channel kept", r.name)),
+                None if old.iter().any(|l| l.cfg.name == r.name) => {
+                    changes.push(format!("route {}: channel settings changed; reconnecting", r.name))
+                }
+                None => changes.push(format!("route {}: added", r.name)),
+            }
+            lanes.push(Arc::new(Lane::new(r, ch, self.cancel.child_token())));
+        }
+        let new = Arc::new(lanes);
+        if let Ok(mut l) = self.lanes.write() {
+            *l = new.clone();
+        }
+        for l in old.iter() {
+            let kept = new.iter().find(|n| n.cfg.name == l.cfg.name);
+            if kept.is_some_and(|n| Arc::ptr_eq(n, l)) {
+                continue;
+            }
+            l.cancel.cancel();
+            if !kept.is_some_and(|n| Arc::ptr_eq(&n.channel, &l.channel)) {
+                if kept.is_none() {
+                    changes.push(format!("route {}: removed", l.cfg.name));
+                }
+                // In-flight submits finish on the old channel before it closes.
+                let (lane, tracker) = (l.clone(), self.tracker.clone());
+                tokio::spawn(async move {
+                    while lane.in_flight() > 0 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    drop(tracker);
+                    lane.channel.shutdown().await;
+                });
+            }
+        }
+        for lane in new.iter() {
+            if !old.iter().any(|o| Arc::ptr_eq(o, lane)) {
+                tokio::spawn(run_lane(self.clone(), lane.clone()));
+            }
+        }
+        self.adopt_orphans().await;
+        Ok(changes)
     }
 
     /// Queued messages of routes that are no longer configured move to the
     /// first route that serves all numbers, or stay (and say so).
     async fn adopt_orphans(&self) {
         let Ok(routes) = self.store.queued_routes().await else { return };
+        let lanes = self.lanes();
         for r in routes {
-            if self.lanes.iter().any(|l| l.cfg.name == r) {
+            if lanes.iter().any(|l| l.cfg.name == r) {
                 continue;
             }
-            match self.lanes.iter().find(|l| l.cfg.prefixes.is_empty()) {
+            match lanes.iter().find(|l| l.cfg.prefixes.is_empty()) {
                 Some(to) => match self.store.reroute(r.clone(), to.cfg.name.clone()).await {
                     Ok(n) => {
                         tracing::warn!(from = %r, to = %to.cfg.name, count = n, "moved queued messages of a removed route")
@@ -187,25 +271,22 @@ impl Dispatcher {
 
     /// The route a message goes through: the one asked for, else the first
     /// in config order whose prefixes match.
-    pub fn resolve(&self, to: &str, asked: Option<&str>) -> Result<&str, RouteError> {
+    pub fn resolve(&self, to: &str, asked: Option<&str>) -> Result<String, RouteError> {
+        let lanes = self.lanes();
         match asked {
             Some(name) => {
-                let lane = self
-                    .lanes
-                    .iter()
-                    .find(|l| l.cfg.name == name)
-                    .ok_or_else(|| RouteError::Unknown(name.to_string()))?;
+                let lane =
+                    lanes.iter().find(|l| l.cfg.name == name).ok_or_else(|| RouteError::Unknown(name.to_string()))?;
                 if lane.cfg.serves(to) {
-                    Ok(&lane.cfg.name)
+                    Ok(lane.cfg.name.clone())
                 } else {
                     Err(RouteError::NotServed { route: name.to_string(), to: to.to_string() })
                 }
             }
-            None => self
-                .lanes
+            None => lanes
                 .iter()
                 .find(|l| l.cfg.serves(to))
-                .map(|l| l.cfg.name.as_str())
+                .map(|l| l.cfg.name.clone())
                 .ok_or_else(|| RouteError::NoRoute(to.to_string())),
         }
     }
@@ -217,7 +298,7 @@ impl Dispatcher {
         if now - self.sweep_beat.load(Ordering::Relaxed) > within_ms.max(3 * SWEEP_EVERY.as_millis() as i64) {
             return Err("the housekeeping loop is stuck".into());
         }
-        for l in &self.lanes {
+        for l in self.lanes().iter() {
             if now - l.heartbeat.load(Ordering::Relaxed) > within_ms {
                 return Err(format!("the dispatcher lane of route {} is stuck", l.cfg.name));
             }
@@ -227,7 +308,7 @@ impl Dispatcher {
 
     /// New work for `route` is on disk.
     pub fn wake(&self, route: &str) {
-        if let Some(l) = self.lanes.iter().find(|l| l.cfg.name == route) {
+        if let Some(l) = self.lanes().iter().find(|l| l.cfg.name == route) {
             l.wake.notify_one();
         }
     }
@@ -238,14 +319,14 @@ impl Dispatcher {
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         self.tracker.close();
-        let limit = Duration::from_millis(self.cfg.shutdown_timeout_ms);
+        let limit = Duration::from_millis(self.cfg().shutdown_timeout_ms);
         if tokio::time::timeout(limit, self.tracker.wait()).await.is_err() {
             tracing::warn!(
                 in_flight = self.tracker.len(),
                 "stop timeout reached with submits in flight; they will be retried at the next start"
             );
         }
-        for l in &self.lanes {
+        for l in self.lanes().iter() {
             l.channel.shutdown().await;
         }
     }
@@ -253,8 +334,9 @@ impl Dispatcher {
     /// Move due messages of a route that is down to the next route (in
     /// config order) that serves each number and is not down itself.
     async fn fail_over(&self, from: &Lane) {
-        let after = self.lanes.iter().position(|l| l.cfg.name == from.cfg.name).map_or(0, |i| i + 1);
-        let candidates: Vec<Route> = self.lanes[after..]
+        let lanes = self.lanes();
+        let after = lanes.iter().position(|l| l.cfg.name == from.cfg.name).map_or(0, |i| i + 1);
+        let candidates: Vec<Route> = lanes[after..]
             .iter()
             .filter(|l| l.channel.health().state != RouteState::Down)
             .map(|l| l.cfg.clone())
@@ -275,9 +357,10 @@ impl Dispatcher {
     }
 
     fn retry_delay(&self, attempt: u32) -> Duration {
-        let base = self.cfg.retry_base_ms as f64;
+        let cfg = self.cfg();
+        let base = cfg.retry_base_ms as f64;
         let exp = base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
-        let capped = exp.min(self.cfg.retry_max_ms as f64);
+        let capped = exp.min(cfg.retry_max_ms as f64);
         let jittered = capped * rand::rng().random_range(0.5..=1.0);
         Duration::from_millis(jittered as u64)
     }
@@ -289,7 +372,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
         lane.beat();
         let first = tokio::select! {
             p = lane.alive_while(lane.permits.clone().acquire_owned()) => match p { Ok(p) => p, Err(_) => return },
-            _ = d.cancel.cancelled() => return,
+            _ = lane.cancel.cancelled() => return,
         };
         if lane.channel.health().state == RouteState::Down {
             drop(first);
@@ -298,7 +381,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = d.cancel.cancelled() => return,
+                _ = lane.cancel.cancelled() => return,
             }
             continue;
         }
@@ -318,7 +401,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
                 drop(permits);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = d.cancel.cancelled() => return,
+                    _ = lane.cancel.cancelled() => return,
                 }
                 continue;
             }
@@ -328,7 +411,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
             tokio::select! {
                 _ = lane.wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = d.cancel.cancelled() => return,
+                _ = lane.cancel.cancelled() => return,
             }
             continue;
         }
@@ -342,7 +425,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
                         metrics::histogram!(crate::metrics::RATE_WAIT, "route" => name.clone())
                             .record(waited.elapsed().as_secs_f64());
                     }
-                    _ = d.cancel.cancelled() => {
+                    _ = lane.cancel.cancelled() => {
                         hand_back(&d.store, std::iter::once(m).chain(claimed)).await;
                         return;
                     }
@@ -403,7 +486,7 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
             let retry_at = now + d.retry_delay(m.attempt).as_millis() as i64;
             let (retry_at, final_status, text) = if !e.temporary {
                 (None, Status::Failed, e.text.clone())
-            } else if m.attempt >= d.cfg.max_attempts {
+            } else if m.attempt >= d.cfg().max_attempts {
                 (None, Status::Failed, format!("{} (gave up after {} attempts)", e.text, m.attempt))
             } else if m.valid_until.is_some_and(|v| v < retry_at) {
                 (None, Status::Expired, format!("{} (validity runs out before the next attempt)", e.text))
@@ -483,7 +566,7 @@ async fn sweep(d: Arc<Dispatcher>) {
             Ok(n) => tracing::info!(count = n, "expired queued messages past their validity"),
             Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
         }
-        let age = d.cfg.inbound_reassembly_secs as i64 * 1000;
+        let age = d.cfg().inbound_reassembly_secs as i64 * 1000;
         if let Err(e) = d.store.flush_stale_inbound(age).await {
             tracing::error!(error = %e, "inbound reassembly sweep failed");
         }

@@ -186,7 +186,7 @@ async fn run(config: Option<PathBuf>) -> Result<()> {
     let (loaded, demo) = load(config.as_deref())?;
     init_logging(&loaded.config.log.level, loaded.config.log.format);
     let demo_key = demo.then(|| loaded.keys.first().map(|k| k.1.clone())).flatten();
-    smsgw::daemon::run(loaded, |addr| {
+    smsgw::daemon::run(loaded, config, |addr| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "smsgw listening on http://{addr}");
         if let Some(key) = demo_key {

@@ -49,7 +49,7 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
     for (status, n) in &counts.by_status {
         metrics::gauge!("smsgw_messages", "status" => status.clone()).set(*n as f64);
     }
-    for lane in d.lanes() {
+    for lane in d.lanes().iter() {
         let route = lane.cfg.name.clone();
         for p in crate::message::Priority::ALL {
             let n = counts.queued.get(&route).and_then(|m| m.get(p.as_str())).copied().unwrap_or(0);

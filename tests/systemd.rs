@@ -32,6 +32,14 @@ fn ready_status_watchdog_and_stopping() {
     // Every 0.5 s for 2.6 s, with slack for a busy machine.
     assert!(pings >= 2, "{pings} watchdog pings in 2.6 s: {msgs:?}");
     assert!(msgs.iter().skip(1).any(|m| m.starts_with("STATUS=")));
+    // A reload is bracketed by RELOADING=1 (with the monotonic time) and READY=1.
+    d.signal("HUP");
+    let mut reload = Vec::new();
+    collect(&sock, Instant::now() + Duration::from_millis(800), &mut reload);
+    let at = |what: &str| reload.iter().position(|m| m.contains(what));
+    let (reloading, ready) = (at("RELOADING=1"), at("READY=1"));
+    assert!(reloading.is_some() && ready > reloading, "{reload:?}");
+    assert!(reload[reloading.unwrap()].contains("MONOTONIC_USEC="));
     assert_eq!(d.terminate(), Some(0));
     let mut rest = Vec::new();
     collect(&sock, Instant::now() + Duration::from_millis(300), &mut rest);

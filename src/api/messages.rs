@@ -222,7 +222,8 @@ struct Built {
 
 fn build(state: &AppState, reqs: &[(String, &MessageRequest)]) -> Result<Built, Problem> {
     let now = now_ms();
-    let limits = &state.limits;
+    let limits = state.limits();
+    let limits = limits.as_ref();
     let mut errors = Vec::new();
     let mut out = Vec::new();
     let mut routes = BTreeSet::new();
@@ -345,7 +346,7 @@ pub async fn post_messages(
 ) -> Result<Response, Problem> {
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) => {
-            Problem::too_large(format!("the body is over the limit of {} bytes", state.limits.max_body_bytes))
+            Problem::too_large(format!("the body is over the limit of {} bytes", state.limits().max_body_bytes))
         }
         other => Problem::bad_json(other.body_text()),
     })?;
@@ -356,10 +357,10 @@ pub async fn post_messages(
         if b.messages.is_empty() {
             return Err(Problem::field("messages", "needs at least one message"));
         }
-        if b.messages.len() > state.limits.max_batch {
+        if b.messages.len() > state.limits().max_batch {
             return Err(Problem::field(
                 "messages",
-                format!("{} messages in one batch; the limit is {}", b.messages.len(), state.limits.max_batch),
+                format!("{} messages in one batch; the limit is {}", b.messages.len(), state.limits().max_batch),
             ));
         }
         (b.messages, false)
@@ -484,7 +485,7 @@ pub async fn list_messages(
         }
     }
     if let Some(to) = &p.to {
-        match sms::normalise(to, &state.limits.default_region) {
+        match sms::normalise(to, &state.limits().default_region) {
             Ok(n) => filter.recipient = Some(n),
             Err(e) => bad("to", e.to_string()),
         }

@@ -52,8 +52,15 @@ impl Limits {
 pub struct AppState {
     pub store: Store,
     pub dispatcher: Arc<Dispatcher>,
-    pub limits: Limits,
+    /// Swapped whole by a reload.
+    pub limits: RwLock<Arc<Limits>>,
     pub keys: RwLock<auth::Keys>,
+}
+
+impl AppState {
+    pub fn limits(&self) -> Arc<Limits> {
+        self.limits.read().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
 }
 
 #[derive(OpenApi)]
@@ -88,7 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(readyz))
         .split_for_parts();
     let doc = Arc::new(doc);
-    let body_limit = state.limits.max_body_bytes;
+    let body_limit = state.limits().max_body_bytes;
     let protected = api
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/metrics", get(metrics))

@@ -172,6 +172,11 @@ impl Daemon {
         }
     }
 
+    /// Send a signal by name (HUP, TERM...).
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("kill");
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
