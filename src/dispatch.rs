@@ -9,6 +9,7 @@ use crate::config::{Dispatch as DispatchCfg, Route};
 use crate::message::{Status, now_ms};
 use crate::sms;
 use crate::store::{AttemptFailure, Claimed, InboundPart, Receipt, ReceiptMatch, Store, SubmittedPart};
+use crate::throughput::{Outcome, Throughput};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use std::num::NonZeroU32;
@@ -127,6 +128,8 @@ pub struct Dispatcher {
     cancel: CancellationToken,
     tracker: TaskTracker,
     sweep_beat: AtomicI64,
+    /// Per-minute counts for the status page.
+    pub throughput: Throughput,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +162,7 @@ impl Dispatcher {
             cancel,
             tracker: TaskTracker::new(),
             sweep_beat: AtomicI64::new(now_ms()),
+            throughput: Throughput::default(),
         });
         d.adopt_orphans().await;
         for lane in d.lanes().iter() {
@@ -472,6 +476,7 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
         Ok(s) => {
             lane.sent.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => "submitted").increment(1);
+            d.throughput.count(now_ms(), Outcome::Sent);
             let parts = s
                 .remote_ids
                 .into_iter()
@@ -501,6 +506,9 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
                 "failed"
             };
             metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => result).increment(1);
+            if retry_at.is_none() {
+                d.throughput.count(now, Outcome::Failed);
+            }
             tracing::info!(message = m.id, route = %lane.cfg.name, code = %e.code, temporary = e.temporary, "submit failed");
             let f = AttemptFailure { code: e.code, text, retry_at, final_status };
             d.store.record_failure(m.id, f).await
@@ -522,6 +530,7 @@ async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<Route
         };
         let store = d.store.clone();
         let RouteEvent { route, event, ack } = ev;
+        let d2 = d.clone();
         d.tracker.spawn(async move {
             let ok = match event {
                 Event::Receipt { remote_id, status, error_code, error_text } => {
@@ -529,9 +538,14 @@ async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<Route
                         .increment(1);
                     let receipt = Receipt { route: route.clone(), remote_id, status, error_code, error_text };
                     let matched = store.record_receipt(receipt).await;
-                    if let Ok(ReceiptMatch::Final { status: Status::Delivered, created_at }) = matched {
-                        metrics::histogram!(crate::metrics::DELIVERY_SECONDS, "route" => route)
-                            .record((now_ms() - created_at).max(0) as f64 / 1000.0);
+                    match matched {
+                        Ok(ReceiptMatch::Final { status: Status::Delivered, created_at }) => {
+                            metrics::histogram!(crate::metrics::DELIVERY_SECONDS, "route" => route)
+                                .record((now_ms() - created_at).max(0) as f64 / 1000.0);
+                            d2.throughput.count(now_ms(), Outcome::Delivered);
+                        }
+                        Ok(ReceiptMatch::Final { .. }) => d2.throughput.count(now_ms(), Outcome::Failed),
+                        _ => {}
                     }
                     matched.map(|_| ()).map_err(|e| ("a delivery receipt", e))
                 }

@@ -18,3 +18,4 @@ pub mod notify;
 pub mod simulate;
 pub mod sms;
 pub mod store;
+pub mod throughput;

@@ -19,11 +19,7 @@ struct NodeSmsc {
 
 impl NodeSmsc {
     fn start(opts: Value) -> NodeSmsc {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
-        assert!(
-            std::path::Path::new(dir).join("node_modules/smpp").exists(),
-            "run `npm ci --prefix tests/interop` first (.ci/run does)"
-        );
+        let dir = interop_dir();
         let mut child = Command::new("node")
             .arg("smsc.js")
             .arg(opts.to_string())

@@ -1,8 +1,9 @@
 //! Interop with an independent SMPP implementation: npm `smpp` (node-smpp 0.5.1) driven by interop/client.js.
 
+#[allow(dead_code)]
+mod common;
 mod smsc_esme;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,22 +14,9 @@ use smsgw::simulate::smsc::{SmscConfig, SubmitOutcome};
 const GSM_TEXT: &str = "Hello from node-smpp @ £5 {ok}";
 const UCS2_TEXT: &str = "Привет, мир! 你好";
 
-fn node_available() -> bool {
-    std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test]
 async fn node_smpp_binds_submits_gets_receipts_and_inbound_and_unbinds() {
-    if !node_available() {
-        eprintln!("SKIPPED: `node` is not installed");
-        return;
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    assert!(
-        dir.join("node_modules/smpp").is_dir(),
-        "node-smpp missing: run `npm ci` (or `npm install smpp@0.5.1`) in {}",
-        dir.display()
-    );
+    let dir = common::interop_dir();
     let cfg = SmscConfig {
         credentials: vec![("interop".into(), "pw".into())],
         receipt_delay_ms: 50,

@@ -92,6 +92,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(inbound::get_inbound))
         .routes(routes!(list_routes))
         .routes(routes!(queue))
+        .routes(routes!(throughput))
         .routes(routes!(readyz))
         .split_for_parts();
     let doc = Arc::new(doc);
@@ -102,6 +103,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
     protected
         .route("/healthz", get(healthz))
+        .route("/", get(status_page))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -113,6 +115,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => Problem::from(e).into_response(),
     }
+}
+
+/// The status page: static HTML that asks for the API key and reads the API.
+async fn status_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("status.html"))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThroughputOut {
+    /// The last 60 minutes, oldest first (counted since the daemon started).
+    pub minutes: Vec<crate::throughput::Minute>,
+}
+
+/// Messages sent, delivered and failed per minute over the last hour.
+#[utoipa::path(get, path = "/v1/stats/throughput", tag = "routes", responses((status = 200, body = ThroughputOut)), security(("api_key" = [])))]
+async fn throughput(State(state): State<Arc<AppState>>) -> Json<ThroughputOut> {
+    Json(ThroughputOut { minutes: state.dispatcher.throughput.last_hour(crate::message::now_ms()) })
 }
 
 async fn healthz() -> Json<serde_json::Value> {

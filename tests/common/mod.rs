@@ -60,6 +60,29 @@ pub fn sim_route(dir: &Path, name: &str, params: &str, sim: &str) -> String {
     )
 }
 
+/// The independent peers in tests/interop (node packages), installed on
+/// first use so `cargo test` works on a fresh machine with node and npm.
+pub fn interop_dir() -> PathBuf {
+    static INSTALL: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let mut done = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    if !*done && !dir.join("node_modules/smpp").exists() {
+        let lock = std::fs::File::create(dir.join(".install.lock")).expect("lock file");
+        lock.lock().expect("lock");
+        if !dir.join("node_modules/smpp").exists() {
+            let ok = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "`npm ci` in tests/interop failed: node and npm are needed for the interop tests");
+        }
+    }
+    *done = true;
+    dir
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_smsgw")
 }
