@@ -1,6 +1,5 @@
 //! Interop with an independent SMPP implementation: npm `smpp` (node-smpp 0.5.1) driven by interop/client.js.
 
-#[allow(dead_code)]
 mod common;
 mod smsc_esme;
 
