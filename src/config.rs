@@ -476,7 +476,9 @@ impl Config {
                 }
             };
             if let Some(s) = secret {
-                if s.len() < 16 {
+                if s.starts_with("replace-with-") {
+                    bad(&format!("{key}.key"), "still the example's placeholder: set a long random secret".into());
+                } else if s.len() < 16 {
                     bad(&format!("{key}.key"), "must be at least 16 characters".into());
                 } else if !secrets.insert(s.clone()) {
                     bad(&format!("{key}.key"), "the same secret is used by another key".into());

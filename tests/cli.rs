@@ -11,8 +11,17 @@ fn config_check_accepts_the_shipped_configs() {
     // installed: check it with the store moved to a temporary directory.
     let dir = tempfile::tempdir().unwrap();
     let example = std::fs::read_to_string("firmware-config/smsgw.example.toml").unwrap();
-    let moved = example.replace("/var/lib/smsgw", &dir.path().display().to_string());
+    let moved = example
+        .replace("/var/lib/smsgw", &dir.path().display().to_string())
+        .replace("replace-with-", "a-real-secret-");
     assert_ne!(moved, example);
+    assert!(
+        String::from_utf8_lossy(
+            &Command::new(bin()).args(["config", "check", "firmware-config/smsgw.example.toml"]).output().unwrap().stderr
+        )
+        .contains("still the example's placeholder"),
+        "the unedited example must not pass"
+    );
     let example = dir.path().join("example.toml");
     std::fs::write(&example, moved).unwrap();
     for f in ["firmware-config/demo.toml", example.to_str().unwrap()] {
