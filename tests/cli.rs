@@ -11,13 +11,16 @@ fn config_check_accepts_the_shipped_configs() {
     // installed: check it with the store moved to a temporary directory.
     let dir = tempfile::tempdir().unwrap();
     let example = std::fs::read_to_string("firmware-config/smsgw.example.toml").unwrap();
-    let moved = example
-        .replace("/var/lib/smsgw", &dir.path().display().to_string())
-        .replace("replace-with-", "a-real-secret-");
+    let moved =
+        example.replace("/var/lib/smsgw", &dir.path().display().to_string()).replace("replace-with-", "a-real-secret-");
     assert_ne!(moved, example);
     assert!(
         String::from_utf8_lossy(
-            &Command::new(bin()).args(["config", "check", "firmware-config/smsgw.example.toml"]).output().unwrap().stderr
+            &Command::new(bin())
+                .args(["config", "check", "firmware-config/smsgw.example.toml"])
+                .output()
+                .unwrap()
+                .stderr
         )
         .contains("still the example's placeholder"),
         "the unedited example must not pass"
