@@ -135,6 +135,7 @@ pub struct ApiKey {
 pub enum RouteKind {
     Sim,
     Smpp,
+    Modem,
 }
 
 impl RouteKind {
@@ -142,6 +143,7 @@ impl RouteKind {
         match self {
             RouteKind::Sim => "sim",
             RouteKind::Smpp => "smpp",
+            RouteKind::Modem => "modem",
         }
     }
 }
@@ -167,6 +169,8 @@ pub struct Route {
     pub sim: Option<SimRoute>,
     #[serde(default)]
     pub smpp: Option<SmppRoute>,
+    #[serde(default)]
+    pub modem: Option<ModemRoute>,
     /// When this route is down, its messages may go through the next route
     /// (in config order) that serves their number.
     #[serde(default)]
@@ -345,6 +349,54 @@ fn default_id_form() -> crate::channel::smpp::receipt::IdForm {
 }
 fn default_unbind_timeout() -> u64 {
     5_000
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModemRoute {
+    /// Serial ports: paths or globs such as "/dev/smsgw/*-if02"; a modem
+    /// that appears under a glob later is picked up.
+    pub ports: Vec<String>,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// SIM PIN, if the SIMs need one (never retried when wrong).
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// A directory of modem profiles (*.toml) added to the built-in ones.
+    #[serde(default)]
+    pub profiles_dir: Option<PathBuf>,
+    /// Per-modem caps (SIM plans have them).
+    #[serde(default)]
+    pub per_minute: Option<u32>,
+    #[serde(default)]
+    pub per_day: Option<u32>,
+    /// Send to these numbers from a SIM whose IMSI starts with imsi_prefix.
+    #[serde(default)]
+    pub prefer: Vec<Preference>,
+    /// Ask for status reports (delivery receipts).
+    #[serde(default = "yes")]
+    pub status_reports: bool,
+    #[serde(default = "default_health")]
+    pub health_interval_secs: u64,
+    #[serde(default = "default_registration")]
+    pub registration_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preference {
+    pub prefix: String,
+    pub imsi_prefix: String,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+fn default_health() -> u64 {
+    30
+}
+fn default_registration() -> u64 {
+    120
 }
 
 /// Everything wrong with a config file, one line per problem.
@@ -532,6 +584,37 @@ impl Config {
                 }
             }
             match r.kind {
+                RouteKind::Modem => match &r.modem {
+                    None => bad(&format!("{key}.modem"), "kind = \"modem\" needs a [routes.modem] table".into()),
+                    Some(m) => {
+                        let k = format!("{key}.modem");
+                        if m.ports.is_empty() {
+                            bad(&format!("{k}.ports"), "name at least one serial port or glob".into());
+                        }
+                        for (j, p) in m.ports.iter().enumerate() {
+                            if p.contains(['*', '?', '[']) && glob::Pattern::new(p).is_err() {
+                                bad(&format!("{k}.ports[{j}]"), format!("{p:?} is not a valid glob"));
+                            }
+                        }
+                        if let Some(pin) = &m.pin
+                            && !(4..=8).contains(&pin.len())
+                        {
+                            bad(&format!("{k}.pin"), "a SIM PIN has 4 to 8 digits".into());
+                        }
+                        if let Some(d) = &m.profiles_dir
+                            && let Err(e) = crate::channel::modem::profile::load(Some(&if d.is_absolute() {
+                                d.clone()
+                            } else {
+                                base.join(d)
+                            }))
+                        {
+                            bad(&format!("{k}.profiles_dir"), e);
+                        }
+                        if m.health_interval_secs == 0 || m.registration_timeout_secs == 0 {
+                            bad(&k, "health_interval_secs and registration_timeout_secs must be above 0".into());
+                        }
+                    }
+                },
                 RouteKind::Smpp => match &r.smpp {
                     None => bad(&format!("{key}.smpp"), "kind = \"smpp\" needs a [routes.smpp] table".into()),
                     Some(s) => {
@@ -619,6 +702,12 @@ impl Config {
             let mut config = self;
             // Resolve password files now, so a running route never reads one.
             for r in &mut config.routes {
+                if let Some(m) = &mut r.modem
+                    && let Some(d) = &m.profiles_dir
+                    && !d.is_absolute()
+                {
+                    m.profiles_dir = Some(base.join(d));
+                }
                 if let Some(s) = &mut r.smpp
                     && let Some(ca) = &s.tls_ca_file
                     && !ca.is_absolute()
@@ -644,7 +733,7 @@ impl Route {
     /// True when `other` needs the same channel (same kind and connection
     /// settings), so a reload can keep this route's binds or modems.
     pub fn same_channel(&self, other: &Route) -> bool {
-        self.kind == other.kind && self.sim == other.sim && self.smpp == other.smpp
+        self.kind == other.kind && self.sim == other.sim && self.smpp == other.smpp && self.modem == other.modem
     }
 
     /// True when this route may carry a message to `e164`.

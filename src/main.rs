@@ -90,10 +90,34 @@ enum Cmd {
     },
     /// Load-test a daemon over HTTP and report messages/s and latency.
     Bench(smsgw::bench::BenchArgs),
+    /// Modem tools.
+    Modem {
+        #[command(subcommand)]
+        command: ModemCmd,
+    },
     /// Run a simulated peer for tests and dry runs.
     Simulate {
         #[command(subcommand)]
         peer: SimulateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModemCmd {
+    /// Open a serial port, identify the modem, read its SIM, signal and
+    /// network, and print the profile smsgw would use. Changes nothing on
+    /// the modem. Stop smsgw first if it holds the port.
+    Probe {
+        /// The port, e.g. /dev/ttyUSB2 or /dev/smsgw/12d1-1001-...-if02.
+        port: String,
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// A directory of extra modem profiles.
+        #[arg(long)]
+        profiles_dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -410,6 +434,33 @@ async fn simulate_smsc(a: SmscArgs) -> Result<()> {
     Ok(())
 }
 
+async fn modem_probe(port: &str, baud: u32, profiles_dir: Option<&Path>, as_json: bool) -> Result<()> {
+    use smsgw::channel::modem::{driver, profile};
+    let profiles = profile::load(profiles_dir).map_err(|e| anyhow::anyhow!(e))?;
+    let p = driver::probe(port, baud, &profiles).await.map_err(|e| anyhow::anyhow!(e))?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(());
+    }
+    let i = &p.info;
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    println!("port          {}", i.port);
+    println!("modem         {} {} (firmware {})", show(&i.manufacturer), show(&i.model), show(&p.revision));
+    println!("IMEI          {}", show(&i.imei));
+    println!("SIM           {}  IMSI {}  ICCID {}", show(&p.sim), show(&i.imsi), show(&i.iccid));
+    let bars = i.signal_bars.map(|b| "▮".repeat(b as usize) + &"▯".repeat(5 - b as usize)).unwrap_or_default();
+    println!("signal        {} {}", i.signal_dbm.map(|d| format!("{d} dBm")).unwrap_or_else(|| "unknown".into()), bars);
+    let reg = match p.registration {
+        Some(1) => "registered (home)",
+        Some(5) => "registered (roaming)",
+        _ => "not registered",
+    };
+    println!("network       {reg}, operator {}", show(&i.operator));
+    println!("SMSC          {}", show(&i.smsc));
+    println!("profile       {}", show(&i.profile));
+    Ok(())
+}
+
 fn config_check(file: &Path) -> Result<()> {
     match Config::from_file(file) {
         Ok(l) => {
@@ -443,6 +494,9 @@ async fn main() -> std::process::ExitCode {
         Cmd::Config { command: ConfigCmd::Check { file } } => config_check(&file),
         Cmd::Bench(args) => smsgw::bench::run(args).await.map_err(|e| anyhow::anyhow!(e)),
         Cmd::Simulate { peer: SimulateCmd::Smsc(args) } => simulate_smsc(args).await,
+        Cmd::Modem { command: ModemCmd::Probe { port, baud, profiles_dir, json } } => {
+            modem_probe(&port, baud, profiles_dir.as_deref(), json).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -70,6 +70,28 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
                 .set(m.in_flight as f64);
         }
     }
+    for m in d.lanes().iter().flat_map(|l| l.channel.modems()) {
+        let name = m.info.port.clone();
+        let ready = matches!(
+            m.state,
+            crate::channel::modem::driver::Phase::Ready | crate::channel::modem::driver::Phase::Sending
+        );
+        metrics::gauge!("smsgw_modem_up", "route" => m.route.clone(), "modem" => name.clone()).set(if ready {
+            1.0
+        } else {
+            0.0
+        });
+        if let Some(dbm) = m.info.signal_dbm {
+            metrics::gauge!("smsgw_modem_signal_dbm", "route" => m.route.clone(), "modem" => name.clone())
+                .set(dbm as f64);
+        }
+        if let Some(r) = m.info.registration {
+            metrics::gauge!("smsgw_modem_registration", "route" => m.route.clone(), "modem" => name.clone())
+                .set(r as f64);
+        }
+        metrics::gauge!("smsgw_modem_sent", "route" => m.route.clone(), "modem" => name.clone()).set(m.sent as f64);
+        metrics::gauge!("smsgw_modem_received", "route" => m.route.clone(), "modem" => name).set(m.received as f64);
+    }
     let oldest = counts.oldest_queued_at.map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
     metrics::gauge!("smsgw_queue_oldest_age_seconds").set(oldest);
     Ok(install().map(|h| h.render()).unwrap_or_default())

@@ -93,6 +93,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(list_routes))
         .routes(routes!(queue))
         .routes(routes!(throughput))
+        .routes(routes!(modems))
         .routes(routes!(readyz))
         .split_for_parts();
     let doc = Arc::new(doc);
@@ -115,6 +116,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => Problem::from(e).into_response(),
     }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModemsOut {
+    pub modems: Vec<crate::channel::modem::ModemView>,
+}
+
+/// Every modem of every modem route: state, signal, operator, SIM, counts.
+#[utoipa::path(get, path = "/v1/modems", tag = "routes", responses((status = 200, body = ModemsOut)), security(("api_key" = [])))]
+async fn modems(State(state): State<Arc<AppState>>) -> Json<ModemsOut> {
+    Json(ModemsOut { modems: state.dispatcher.lanes().iter().flat_map(|l| l.channel.modems()).collect() })
 }
 
 /// The status page: static HTML that asks for the API key and reads the API.

@@ -3,6 +3,7 @@
 //! touches the store; it answers submits and emits events, and the
 //! dispatcher records them.
 
+pub mod modem;
 pub mod sim;
 pub mod smpp;
 
@@ -100,6 +101,9 @@ pub struct Member {
     /// Submits in flight, and how many it may have (its window).
     pub in_flight: usize,
     pub capacity: usize,
+    /// A modem's signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_dbm: Option<i32>,
 }
 
 pub trait Channel: Send + Sync {
@@ -108,6 +112,10 @@ pub trait Channel: Send + Sync {
     /// refused every part.
     fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>>;
     fn health(&self) -> Health;
+    /// The modems of a modem route; none for other kinds.
+    fn modems(&self) -> Vec<modem::ModemView> {
+        Vec::new()
+    }
     /// Stop taking new work and release what the route holds.
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -120,6 +128,12 @@ pub fn build(route: &crate::config::Route, events: EventSender) -> std::io::Resu
         crate::config::RouteKind::Sim => {
             let ch: std::sync::Arc<dyn Channel> =
                 sim::Sim::new(&route.name, route.sim.clone().unwrap_or_default(), events)?;
+            Ok(ch)
+        }
+        crate::config::RouteKind::Modem => {
+            let cfg =
+                route.modem.clone().ok_or_else(|| std::io::Error::other("kind = \"modem\" needs [routes.modem]"))?;
+            let ch: std::sync::Arc<dyn Channel> = modem::Pool::new(&route.name, cfg, events)?;
             Ok(ch)
         }
         crate::config::RouteKind::Smpp => {

@@ -234,6 +234,7 @@ impl Channel for Smpp {
                     detail: if bound { None } else { s.last_error.lock().ok().and_then(|e| e.clone()) },
                     in_flight: s.in_window.load(Ordering::Relaxed),
                     capacity: if s.mode.submits() { self.cfg.window } else { 0 },
+                    signal_dbm: None,
                 }
             })
             .collect();

@@ -1,0 +1,210 @@
+//! The GSM modem route (`kind = "modem"`): a pool of USB modems driven over
+//! serial AT commands. The dispatcher hands a message to the route; the
+//! pool gives it to a ready, idle modem under its caps (preferring one
+//! whose SIM belongs to the recipient's operator), each modem sending one
+//! message at a time. Modems named by a glob are picked up when they
+//! appear; each heals on its own, and one sick modem never stalls the rest.
+
+pub mod at;
+pub mod driver;
+pub mod profile;
+
+use super::{Channel, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};
+use crate::config::ModemRoute;
+use driver::{Context, Job, Modem, Phase};
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// How long a message waits for a modem to be free before it goes back to
+/// the queue as a temporary failure.
+const WAIT_FOR_MODEM: Duration = Duration::from_secs(30);
+
+pub struct Pool {
+    ctx: Arc<Context>,
+    modems: Mutex<BTreeMap<String, Arc<Modem>>>,
+}
+
+/// The ports the config names: plain paths, or globs matched now.
+fn expand(patterns: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in patterns {
+        if p.contains(['*', '?', '[']) {
+            if let Ok(paths) = glob::glob(p) {
+                out.extend(paths.filter_map(Result::ok).map(|p| p.display().to_string()));
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl Pool {
+    pub fn new(name: &str, cfg: ModemRoute, events: EventSender) -> std::io::Result<Arc<Pool>> {
+        let profiles = profile::load(cfg.profiles_dir.as_deref()).map_err(std::io::Error::other)?;
+        let ctx = Arc::new(Context {
+            route: name.to_string(),
+            cfg,
+            profiles,
+            events,
+            free: Arc::new(Notify::new()),
+            cancel: CancellationToken::new(),
+        });
+        let pool = Arc::new(Pool { ctx, modems: Mutex::new(BTreeMap::new()) });
+        pool.discover();
+        // Globs pick up modems plugged in later.
+        let p = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => p.discover(),
+                    _ = p.ctx.cancel.cancelled() => return,
+                }
+            }
+        });
+        Ok(pool)
+    }
+
+    fn discover(&self) {
+        let Ok(mut modems) = self.modems.lock() else { return };
+        for port in expand(&self.ctx.cfg.ports) {
+            if !modems.contains_key(&port) {
+                tracing::info!(route = %self.ctx.route, %port, "modem port found");
+                modems.insert(port.clone(), driver::spawn(port, self.ctx.clone()));
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Modem>> {
+        self.modems.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// A free modem for `to`: one whose SIM's IMSI starts with a preferred
+    /// prefix for that number if any is free, else any free one.
+    fn pick(&self, to: &str) -> Option<Arc<Modem>> {
+        let cfg = &self.ctx.cfg;
+        let free: Vec<_> = self.all().into_iter().filter(|m| m.can_take(cfg.per_minute, cfg.per_day)).collect();
+        let preferred: Vec<&str> =
+            cfg.prefer.iter().filter(|p| to.starts_with(&p.prefix)).map(|p| p.imsi_prefix.as_str()).collect();
+        let imsi = |m: &Arc<Modem>| m.info.lock().ok().and_then(|i| i.imsi.clone()).unwrap_or_default();
+        free.iter()
+            .find(|m| preferred.iter().any(|p| imsi(m).starts_with(p)))
+            .or_else(|| free.iter().min_by_key(|m| m.sent.load(std::sync::atomic::Ordering::Relaxed)))
+            .cloned()
+    }
+
+    /// Every modem, for the API.
+    pub fn modems(&self) -> Vec<ModemView> {
+        self.all()
+            .iter()
+            .map(|m| {
+                let (phase, detail) = m.phase();
+                let info = m.info.lock().map(|i| i.clone()).unwrap_or_default();
+                ModemView {
+                    route: self.ctx.route.clone(),
+                    state: phase,
+                    detail,
+                    sent: m.sent.load(std::sync::atomic::Ordering::Relaxed),
+                    failed: m.failed.load(std::sync::atomic::Ordering::Relaxed),
+                    received: m.received.load(std::sync::atomic::Ordering::Relaxed),
+                    info,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A modem as `GET /v1/modems` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ModemView {
+    pub route: String,
+    pub state: Phase,
+    pub detail: Option<String>,
+    pub sent: u64,
+    pub failed: u64,
+    pub received: u64,
+    #[serde(flatten)]
+    pub info: driver::Info,
+}
+
+impl Channel for Pool {
+    fn kind(&self) -> &'static str {
+        "modem"
+    }
+
+    fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + WAIT_FOR_MODEM;
+            let mut job = {
+                let (tx, rx) = oneshot::channel();
+                (Job { to: msg.to.clone(), text: msg.text.clone(), reply: tx }, rx)
+            };
+            loop {
+                let free = self.ctx.free.notified();
+                if let Some(m) = self.pick(&msg.to) {
+                    match m.try_send(job.0) {
+                        Ok(()) => {
+                            let ids = job.1.await.map_err(|_| SubmitError {
+                                temporary: true,
+                                code: "modem_gone".into(),
+                                text: "the modem went away before it answered".into(),
+                            })??;
+                            return Ok(Submitted { remote_ids: ids.into_iter().map(Some).collect() });
+                        }
+                        Err(back) => job.0 = back,
+                    }
+                }
+                if tokio::time::timeout_at(deadline, free).await.is_err() {
+                    return Err(SubmitError {
+                        temporary: true,
+                        code: "no_modem".into(),
+                        text: format!("no modem was ready within {} s", WAIT_FOR_MODEM.as_secs()),
+                    });
+                }
+            }
+        })
+    }
+
+    fn health(&self) -> Health {
+        let modems = self.modems();
+        let ready = modems.iter().filter(|m| matches!(m.state, Phase::Ready | Phase::Sending)).count();
+        let state = match ready {
+            0 => RouteState::Down,
+            n if n < modems.len() => RouteState::Degraded,
+            _ => RouteState::Up,
+        };
+        let members = modems
+            .iter()
+            .map(|m| Member {
+                name: m.info.port.rsplit('/').next().unwrap_or(&m.info.port).to_string(),
+                state: if matches!(m.state, Phase::Ready | Phase::Sending) { RouteState::Up } else { RouteState::Down },
+                detail: m.detail.clone().or_else(|| m.info.operator.clone()),
+                in_flight: usize::from(m.state == Phase::Sending),
+                capacity: 1,
+                signal_dbm: m.info.signal_dbm,
+            })
+            .collect();
+        Health { state, detail: Some(format!("{ready}/{} modems ready", modems.len())), members }
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.ctx.cancel.cancel();
+            // Give a modem in the middle of a send a moment to finish.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while self.all().iter().any(|m| m.phase().0 == Phase::Sending) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    }
+
+    fn modems(&self) -> Vec<ModemView> {
+        Pool::modems(self)
+    }
+}
