@@ -119,19 +119,25 @@ pub struct Context {
     pub cancel: CancellationToken,
 }
 
+impl Modem {
+    fn new(port: &str, jobs: mpsc::Sender<Job>) -> Modem {
+        Modem {
+            info: Mutex::new(Info { port: port.to_string(), ..Info::default() }),
+            phase: Mutex::new((Phase::Starting, None)),
+            busy: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            window: Mutex::new(Default::default()),
+            concat_ref: AtomicU8::new(rand::random()),
+            jobs,
+        }
+    }
+}
+
 pub fn spawn(port: String, ctx: Arc<Context>) -> Arc<Modem> {
     let (tx, rx) = mpsc::channel(1);
-    let modem = Arc::new(Modem {
-        info: Mutex::new(Info { port: port.clone(), ..Info::default() }),
-        phase: Mutex::new((Phase::Starting, None)),
-        busy: AtomicBool::new(false),
-        sent: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        received: AtomicU64::new(0),
-        window: Mutex::new(Default::default()),
-        concat_ref: AtomicU8::new(rand::random()),
-        jobs: tx,
-    });
+    let modem = Arc::new(Modem::new(&port, tx));
     tokio::spawn(run(port, ctx, modem.clone(), rx));
     modem
 }
@@ -678,16 +684,5 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
 }
 
 fn spawn_idle(port: &str) -> Modem {
-    let (tx, _rx) = mpsc::channel(1);
-    Modem {
-        info: Mutex::new(Info { port: port.to_string(), ..Info::default() }),
-        phase: Mutex::new((Phase::Starting, None)),
-        busy: AtomicBool::new(false),
-        sent: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        received: AtomicU64::new(0),
-        window: Mutex::new(Default::default()),
-        concat_ref: AtomicU8::new(0),
-        jobs: tx,
-    }
+    Modem::new(port, mpsc::channel(1).0)
 }
