@@ -184,11 +184,14 @@ fn from_at(e: &AtError) -> SubmitError {
     let code = match e {
         AtError::Cms { code, .. } => format!("cms_{code}"),
         AtError::Cme { code, .. } => format!("cme_{code}"),
-        AtError::Timeout { .. } => "modem_timeout".into(),
+        AtError::Timeout { .. } | AtError::Unconfirmed { .. } => "modem_timeout".into(),
         AtError::Gone(_) => "modem_gone".into(),
         _ => "modem_error".into(),
     };
-    SubmitError { temporary: e.temporary(), code, text: e.to_string() }
+    // The payload went out but no answer came: the SMS may have been sent.
+    // At-least-once: retry (a possible duplicate) rather than lose it.
+    let temporary = e.temporary() || matches!(e, AtError::Unconfirmed { .. });
+    SubmitError { temporary, code, text: e.to_string() }
 }
 
 /// CSQ rssi (0..31, 99 unknown) as dBm and bars.

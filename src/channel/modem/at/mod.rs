@@ -21,6 +21,12 @@
 //!
 //! When the stream ends or fails (EOF / EIO: the USB modem was unplugged or reset), the port is marked gone, the
 //! pending and queued commands fail with [`AtError::Gone`], and the URC channel closes. Reopen to recover.
+//!
+//! Notes for the driver on top:
+//! - the URC channel is unbounded: keep draining it (Huawei prints `^RSSI` every few seconds until `AT^CURC=0`);
+//! - after a `Timeout` the engine waits 300 ms and drops late final results before the next command, but a very
+//!   late answer can still land on a later command: re-sync with `AT` after timeouts;
+//! - the engine never calls `flush()` on the port: tokio-serial implements it with a blocking `tcdrain()`.
 
 pub mod codec;
 pub mod errors;
@@ -364,6 +370,12 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     // `engine.urcs` is dropped here: the URC channel closes.
 }
 
+/// `now + d`, saturating (a caller may pass `Duration::MAX` for "no limit").
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -383,7 +395,7 @@ impl Engine {
         bytes.push(b'\r');
         let phase = if request.payload.is_some() { Phase::Prompt } else { Phase::Final };
         let limit = request.timeout;
-        let deadline = Instant::now() + request.timeout;
+        let deadline = deadline_after(request.timeout);
         self.active =
             Some(Active { request, phase, lines: Vec::new(), echo_seen: false, prompt_seen: false, deadline });
         Some((bytes, limit))
@@ -415,7 +427,7 @@ impl Engine {
                 let mut bytes = payload.as_bytes().to_vec();
                 bytes.push(CTRL_Z);
                 active.phase = Phase::AfterPayload;
-                active.deadline = Instant::now() + active.request.timeout;
+                active.deadline = deadline_after(active.request.timeout);
                 Some((bytes, active.request.timeout))
             }
             (Phase::Final, _) => {
