@@ -127,6 +127,46 @@ enum SimulateCmd {
     /// submits, sends receipts, injects faults. Type `inbound FROM TO TEXT`
     /// on standard input to deliver a message to the bound gateway.
     Smsc(SmscArgs),
+    /// Virtual GSM modems on pseudo-terminals, each behind a stable link
+    /// (DIR/modem0, DIR/modem1, ...) that smsgw or any modem software opens
+    /// like /dev/ttyUSB2. Drive the network side on standard input
+    /// (`0 deliver +79161234567 hello`, `1 hang`, `1 unplug`, ...) or over
+    /// the --control HTTP port.
+    Modem(ModemArgs),
+}
+
+#[derive(clap::Args)]
+struct ModemArgs {
+    /// Directory for the links.
+    #[arg(long, default_value = "vmodem")]
+    dir: PathBuf,
+    /// How many modems.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Behave like this model: sim800, sim7670g, sim7600, ec25, huawei-e1752,
+    /// huawei-e3372, wavecom, mc55i, telit, zte, nokia.
+    #[arg(long)]
+    profile: Option<String>,
+    /// A TOML file of modem settings (keys as in ModemConfig); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The SIM asks for this PIN.
+    #[arg(long)]
+    pin: Option<String>,
+    /// Time each send takes, from the PDU to the +CMGS answer.
+    #[arg(long, default_value_t = 3000)]
+    send_delay_ms: u64,
+    /// A status report follows each send that asked for one after this long
+    /// (0: only on command).
+    #[arg(long, default_value_t = 2000)]
+    report_delay_ms: u64,
+    /// Fraction (0..1) of those reports that say the message failed.
+    #[arg(long, default_value_t = 0.0)]
+    report_failure: f64,
+    /// Serve the control API on this address (GET /modems, GET /modems/N/sent,
+    /// POST /modems/N with {"do":"deliver","from":..,"text":..} and the like).
+    #[arg(long)]
+    control: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -434,6 +474,82 @@ async fn simulate_smsc(a: SmscArgs) -> Result<()> {
     Ok(())
 }
 
+async fn simulate_modem(a: ModemArgs) -> Result<()> {
+    use smsgw::simulate::modem::ModemConfig;
+    use smsgw::simulate::modem::control::{Action, Bank, BankConfig, router};
+    use tokio::io::AsyncBufReadExt;
+    let mut modem: ModemConfig = match (&a.config, &a.profile) {
+        (Some(f), _) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+        }
+        (None, Some(name)) => {
+            ModemConfig::profile(name).with_context(|| format!("--profile {name:?}: no such profile"))?
+        }
+        (None, None) => ModemConfig::default(),
+    };
+    if a.config.is_some()
+        && let Some(name) = &a.profile
+    {
+        bail!("--profile {name:?} and --config: give one of them");
+    }
+    modem.pin = a.pin.or(modem.pin);
+    modem.send_delay_ms = a.send_delay_ms;
+    if !(0.0..=1.0).contains(&a.report_failure) {
+        bail!("--report-failure {}: must be between 0 and 1", a.report_failure);
+    }
+    let cfg = BankConfig {
+        modem,
+        count: a.count,
+        dir: a.dir,
+        report_after: (a.report_delay_ms > 0).then(|| Duration::from_millis(a.report_delay_ms)),
+        report_failure_fraction: a.report_failure,
+    };
+    let bank = std::sync::Arc::new(Bank::start(&cfg).await.context("cannot create the virtual modems")?);
+    for m in bank.view() {
+        let device = m.device.map(|d| d.display().to_string()).unwrap_or_default();
+        println!("modem {}: {} -> {} (IMEI {})", m.index, m.link.display(), device, m.imei);
+    }
+    if let Some(addr) = &a.control {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        println!("control API on http://{}", listener.local_addr()?);
+        let app = router(bank.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    println!("type: N deliver FROM TEXT | N report MR TO STATUS | N fail COUNT CODE | N hang | N resume");
+    println!("      N garbage | N unplug | N replug | N coverage on|off | N signal CSQ");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(l)) if l.trim().is_empty() => {}
+                Ok(Some(l)) => {
+                    let (n, rest) = l.trim().split_once(' ').unwrap_or((l.trim(), ""));
+                    let done = match n.parse::<usize>() {
+                        Ok(i) => match Action::parse(rest) {
+                            Ok(action) => bank.apply(i, &action).await,
+                            Err(e) => Err(e),
+                        },
+                        Err(_) => Err(format!("{n:?}: expected the modem's number first")),
+                    };
+                    if let Err(e) = done {
+                        eprintln!("{e}");
+                    }
+                }
+                // Standard input closed (a service, a pipe): keep serving.
+                _ => stdin_open = false,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    match std::sync::Arc::try_unwrap(bank) {
+        Ok(bank) => bank.shutdown().await,
+        Err(bank) => drop(bank),
+    }
+    Ok(())
+}
+
 async fn modem_probe(port: &str, baud: u32, profiles_dir: Option<&Path>, as_json: bool) -> Result<()> {
     use smsgw::channel::modem::{driver, profile};
     let profiles = profile::load(profiles_dir).map_err(|e| anyhow::anyhow!(e))?;
@@ -494,6 +610,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Config { command: ConfigCmd::Check { file } } => config_check(&file),
         Cmd::Bench(args) => smsgw::bench::run(args).await.map_err(|e| anyhow::anyhow!(e)),
         Cmd::Simulate { peer: SimulateCmd::Smsc(args) } => simulate_smsc(args).await,
+        Cmd::Simulate { peer: SimulateCmd::Modem(args) } => simulate_modem(args).await,
         Cmd::Modem { command: ModemCmd::Probe { port, baud, profiles_dir, json } } => {
             modem_probe(&port, baud, profiles_dir.as_deref(), json).await
         }
