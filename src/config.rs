@@ -365,7 +365,7 @@ pub struct ModemRoute {
     /// A directory of modem profiles (*.toml) added to the built-in ones.
     #[serde(default)]
     pub profiles_dir: Option<PathBuf>,
-    /// Per-modem caps (SIM plans have them).
+    /// Per-modem caps in SMS (parts), as SIM plans count them.
     #[serde(default)]
     pub per_minute: Option<u32>,
     #[serde(default)]
@@ -380,6 +380,10 @@ pub struct ModemRoute {
     pub health_interval_secs: u64,
     #[serde(default = "default_registration")]
     pub registration_timeout_secs: u64,
+    /// How long one AT+CMGS may take before the modem is checked and, if it
+    /// does not answer, reopened (the message goes back to the queue).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -395,6 +399,10 @@ fn default_baud() -> u32 {
 fn default_health() -> u64 {
     30
 }
+fn default_send_timeout() -> u64 {
+    60
+}
+
 fn default_registration() -> u64 {
     120
 }
@@ -610,8 +618,12 @@ impl Config {
                         {
                             bad(&format!("{k}.profiles_dir"), e);
                         }
-                        if m.health_interval_secs == 0 || m.registration_timeout_secs == 0 {
-                            bad(&k, "health_interval_secs and registration_timeout_secs must be above 0".into());
+                        if m.health_interval_secs == 0 || m.registration_timeout_secs == 0 || m.send_timeout_secs == 0 {
+                            bad(
+                                &k,
+                                "health_interval_secs, registration_timeout_secs and send_timeout_secs must be above 0"
+                                    .into(),
+                            );
                         }
                     }
                 },

@@ -266,13 +266,32 @@ async fn cmgs_payload_sent_but_no_answer_is_unconfirmed() {
         peer.expect("AT+CMGS=23").await;
         peer.send(b"\r\n> ").await;
         peer.read_until(0x1a).await;
-        // no ESC after the payload: the edit is over
-        peer.silent_for(Duration::from_millis(700)).await;
+        // ESC after the timeout: a modem that lost part of the payload still
+        // waits for the rest, and one that got it all ignores the ESC.
+        assert_eq!(peer.read_until(0x1b).await, [0x1b]);
+        peer.answer("AT", false, "\r\nOK\r\n").await;
         peer
     });
     let e = port.command_with_prompt("AT+CMGS=23", PDU, Duration::from_millis(300)).await.unwrap_err();
     assert!(matches!(e, AtError::Unconfirmed { .. }), "{e:?}");
     assert!(!e.temporary());
+    port.command("AT", LONG).await.expect("the next command after the ESC");
+    modem.await.expect("peer script");
+}
+
+#[tokio::test]
+async fn escape_ends_a_half_typed_payload_and_its_ok_is_not_taken_for_the_next_answer() {
+    let (port, _urcs, mut peer) = setup();
+    let modem = tokio::spawn(async move {
+        assert_eq!(peer.read_until(0x1b).await, [0x1b]);
+        // The modem was in a payload: ESC cancels it, and it says OK.
+        peer.send(b"\r\nOK\r\n").await;
+        peer.answer("AT+CSQ", false, "\r\n+CSQ: 17,99\r\n\r\nOK\r\n").await;
+        peer
+    });
+    port.escape().await.expect("ESC written");
+    let r = port.command("AT+CSQ", LONG).await.expect("answer");
+    assert_eq!(lines(&r), ["+CSQ: 17,99"]);
     modem.await.expect("peer script");
 }
 

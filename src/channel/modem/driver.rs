@@ -19,7 +19,6 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 const COMMAND: Duration = Duration::from_secs(10);
-const SEND: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -274,6 +273,9 @@ impl Session<'_> {
     async fn start(&mut self) -> Result<(), (Phase, String)> {
         let unresponsive = |e: AtError| (Phase::Unresponsive, e.to_string());
         tokio::time::sleep(Duration::from_millis(self.profile.settle_ms)).await;
+        // A modem left in the middle of a send's payload takes every byte as
+        // part of it until ESC.
+        self.at.escape().await.map_err(unresponsive)?;
         // A modem left mid-command answers the first AT with noise: try twice.
         if self.at.command("AT", Duration::from_secs(3)).await.is_err() {
             self.at.command("AT", Duration::from_secs(3)).await.map_err(unresponsive)?;
@@ -388,7 +390,11 @@ impl Session<'_> {
         for p in pdus {
             let r = self
                 .at
-                .command_with_prompt(&format!("AT+CMGS={}", p.tpdu_len), &p.hex, SEND)
+                .command_with_prompt(
+                    &format!("AT+CMGS={}", p.tpdu_len),
+                    &p.hex,
+                    Duration::from_secs(self.ctx.cfg.send_timeout_secs),
+                )
                 .await
                 .map_err(|e| from_at(&e))?;
             let mr = r.value("+CMGS").and_then(|v| v.trim().parse::<u8>().ok()).ok_or_else(|| {
@@ -549,16 +555,19 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
     sweep.reset();
     let mut failures = 0u32;
     loop {
+        let mut hung = false;
         let result = tokio::select! {
             job = jobs.recv() => {
                 let Some(job) = job else { return End::Stopped };
                 modem.set(Phase::Sending, None);
                 let r = s.send(&job).await;
                 match &r {
-                    Ok(_) => {
-                        modem.sent.fetch_add(1, Ordering::Relaxed);
+                    // Counted in SMS, as SIM plans count them (a long message is several).
+                    Ok(parts) => {
+                        modem.sent.fetch_add(parts.len() as u64, Ordering::Relaxed);
                         if let Ok(mut w) = modem.window.lock() {
-                            w.push_back(std::time::Instant::now());
+                            let now = std::time::Instant::now();
+                            w.extend(std::iter::repeat_n(now, parts.len()));
                         }
                     }
                     Err(_) => { modem.failed.fetch_add(1, Ordering::Relaxed); }
@@ -569,9 +578,23 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
                 modem.set(Phase::Ready, None);
                 modem.busy.store(false, Ordering::Relaxed);
                 ctx.free.notify_waiters();
-                if gone { Err(AtError::Gone("the port went away during a send".into())) }
-                else if stuck { Err(AtError::Timeout { cmd: "AT+CMGS".into(), secs: SEND.as_secs_f64() }) }
-                else { Ok(()) }
+                if gone {
+                    Err(AtError::Gone("the port went away during a send".into()))
+                } else if stuck {
+                    // A send that never ended: if the modem does not answer a
+                    // plain AT either, it has hung; reopen it now rather than
+                    // hand it the next message.
+                    match s.at.command("AT", Duration::from_secs(3)).await {
+                        Ok(_) => Ok(()),
+                        Err(AtError::Gone(why)) => Err(AtError::Gone(why)),
+                        Err(_) => {
+                            hung = true;
+                            Err(AtError::Timeout { cmd: "AT+CMGS".into(), secs: ctx.cfg.send_timeout_secs as f64 })
+                        }
+                    }
+                } else {
+                    Ok(())
+                }
             }
             u = urcs.0.recv() => match u {
                 Some(u) => s.urc(u).await,
@@ -590,7 +613,7 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
             }
             Err(e @ AtError::Timeout { .. }) => {
                 failures += 1;
-                if failures >= 3 {
+                if failures >= 3 || hung {
                     tracing::warn!(route = %ctx.route, modem = %own, error = %e, "modem stopped answering; reopening");
                     modem.set(Phase::Unresponsive, Some(e.to_string()));
                     if !s.profile.reset.is_empty() {
@@ -649,6 +672,7 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
             status_reports: false,
             health_interval_secs: 30,
             registration_timeout_secs: 1,
+            send_timeout_secs: 60,
         },
         profiles: profiles.to_vec(),
         events: tx,

@@ -126,8 +126,11 @@ pub struct ModemView {
     pub route: String,
     pub state: Phase,
     pub detail: Option<String>,
+    /// SMS sent (a long message counts each part, as SIM plans do).
     pub sent: u64,
+    /// Messages a send failed for.
     pub failed: u64,
+    /// SMS received (each part of a long message).
     pub received: u64,
     #[serde(flatten)]
     pub info: driver::Info,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 use tokio::io::unix::AsyncFd;
@@ -49,6 +49,9 @@ impl Pty {
         tcsetattr(&pair.slave, SetArg::TCSANOW, &termios)?;
         let slave_path = nix::unistd::ttyname(&pair.slave)?;
         drop(pair.slave);
+        // openpty(3) does not set close-on-exec: a process started later (the gateway under
+        // test) would inherit the master, and an unplug would no longer hang the slave up.
+        fcntl(&pair.master, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
         let flags = OFlag::from_bits_truncate(fcntl(&pair.master, FcntlArg::F_GETFL)?);
         fcntl(&pair.master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: an OwnedFd owns its descriptor: it stays open and the same until the AsyncFd,

@@ -222,6 +222,13 @@ impl AtPort {
         self.submit(cmd, Some(payload.to_string()), timeout).await
     }
 
+    /// Send a lone ESC: it ends a half-typed `AT+CMGS` payload that a hang, a crash or lost bytes
+    /// left the modem in, and modems ignore it in command mode. The next command waits a moment, so
+    /// that an `OK` for the cancelled payload is not taken for its answer.
+    pub async fn escape(&self) -> Result<(), AtError> {
+        self.submit("", None, Duration::ZERO).await.map(|_| ())
+    }
+
     /// True once the port is gone (EOF/EIO); every later call returns AtError::Gone.
     pub fn is_gone(&self) -> bool {
         self.shared.gone.load(Ordering::Acquire)
@@ -390,6 +397,12 @@ impl Engine {
             tracing::debug!(cmd = %request.cmd, "caller gave up before the command was sent: skipped");
             return None;
         }
+        if request.cmd.is_empty() {
+            // `escape()`: ESC alone, no answer awaited.
+            let _ = request.reply.send(Ok(Response { lines: Vec::new() }));
+            self.settle_until = Some(Instant::now() + SETTLE_AFTER_TIMEOUT);
+            return Some((vec![ESC], Duration::from_secs(1)));
+        }
         tracing::debug!(cmd = %request.cmd, "AT >");
         let mut bytes = request.cmd.as_bytes().to_vec();
         bytes.push(b'\r');
@@ -443,7 +456,8 @@ impl Engine {
         let active = self.active.as_ref()?;
         let cmd = active.request.cmd.clone();
         let secs = active.request.timeout.as_secs_f64();
-        let needs_escape = active.phase == Phase::Prompt || active.prompt_seen;
+        // After the payload too: if the modem lost some of it, it still waits for the rest.
+        let needs_escape = active.phase != Phase::Final || active.prompt_seen;
         let error = if active.phase == Phase::AfterPayload {
             AtError::Unconfirmed { cmd, secs }
         } else {

@@ -1,0 +1,311 @@
+//! The real daemon driving virtual modems on pseudo-terminals: a hundred
+//! messages of every shape delivered through two modems with every status
+//! report matched; inbound single and concatenated messages read, stored and
+//! only then deleted; a modem that hangs mid-send healed while the other
+//! sends its message; a port unplugged and plugged back in; a wrong PIN
+//! that stops its modem without another try.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use smsgw::simulate::modem::{ModemConfig, VirtualModem};
+use std::path::Path;
+use std::time::Duration;
+
+/// A modem that takes `send_ms` per message and reports delivery 100 ms later.
+async fn modem(dir: &Path, name: &str, cfg: ModemConfig, send_ms: u64) -> VirtualModem {
+    let cfg = ModemConfig { send_delay_ms: send_ms, ..cfg };
+    let m = VirtualModem::start(cfg, &dir.join("dev").join(name)).await.expect("virtual modem starts");
+    m.set_auto_reports(Some(Duration::from_millis(100)));
+    m
+}
+
+/// A second SIM: other IMEI, IMSI and ICCID.
+fn second() -> ModemConfig {
+    ModemConfig {
+        imei: "867856030456792".into(),
+        imsi: "250029876543210".into(),
+        iccid: "89701029876543210987".into(),
+        ..ModemConfig::default()
+    }
+}
+
+/// Quick retries, so a healed modem's message goes out within the test.
+const DISPATCH: &str = "[dispatch]\nmax_attempts = 10\nretry_base_ms = 100\nretry_max_ms = 500\n";
+
+fn route(dir: &Path, extra: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"gsm\"\nkind = \"modem\"\nconcurrency = 4\n[routes.modem]\nports = [\"{}/dev/*\"]\n\
+         health_interval_secs = 1\nregistration_timeout_secs = 10\n{extra}\n",
+        dir.display()
+    )
+}
+
+async fn modems_view(d: &Daemon) -> Vec<Value> {
+    let (s, v) = d.get("/v1/modems").await;
+    assert_eq!(s, 200, "{v}");
+    v["modems"].as_array().cloned().unwrap_or_default()
+}
+
+/// Wait until `n` modems report `state`.
+async fn wait_modems(d: &Daemon, n: usize, state: &str, secs: u64) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let modems = modems_view(d).await;
+        if modems.iter().filter(|m| m["state"] == state).count() >= n {
+            return modems;
+        }
+        assert!(std::time::Instant::now() < deadline, "waiting for {n} modem(s) {state}: {modems:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_messages_through_two_modems_all_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await;
+    let b = modem(dir.path(), "b-if02", second(), 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 2, "ready", 20).await;
+
+    let long = "This reminder is long enough to need three parts. ".repeat(7);
+    let mut msgs = Vec::new();
+    for i in 0..100 {
+        let text = match i % 3 {
+            0 => format!("Your code is {i:06}"),
+            1 => format!("Заказ {i} отправлен"),
+            _ => long.clone(),
+        };
+        msgs.push(json!({"to": format!("+7916{i:07}"), "text": text}));
+    }
+    let (s, v) = d.post("/v1/messages", &json!({ "messages": msgs })).await;
+    assert_eq!(s, 202, "{v}");
+    let ids: Vec<i64> = v["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    for id in &ids {
+        d.wait_status(*id, "delivered", 120).await;
+    }
+
+    // Every part went out once, through one of the two modems, and the texts
+    // the modems decoded are the texts that were posted.
+    let sent: Vec<_> = a.sent().into_iter().chain(b.sent()).collect();
+    let parts: usize = (0..100).map(|i| if i % 3 == 2 { 3 } else { 1 }).sum();
+    assert_eq!(sent.len(), parts);
+    assert!(!a.sent().is_empty() && !b.sent().is_empty(), "both modems sent");
+    assert!(sent.iter().all(|s| s.status_report));
+    for (i, m) in msgs.iter().enumerate() {
+        let to = m["to"].as_str().unwrap();
+        let mut got: Vec<_> = sent.iter().filter(|s| s.to == to).collect();
+        got.sort_by_key(|s| s.concat.map(|c| c.seq));
+        let text: String = got.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(text, m["text"].as_str().unwrap(), "message {i}");
+    }
+    // Each part's status report was matched: the message shows it per part.
+    let m = d.message(ids[2]).await;
+    let parts = m["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "{m}");
+    assert!(parts.iter().all(|p| p["status"] == "delivered"), "{m}");
+
+    let modems = modems_view(&d).await;
+    // The modems count SMS, as SIM plans do: every part.
+    let total: i64 = modems.iter().map(|m| m["sent"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(total as usize, sent.len(), "{modems:#?}");
+    d.terminate();
+}
+
+async fn inbound(d: &Daemon) -> Vec<Value> {
+    let (s, v) = d.get("/v1/inbound?limit=100").await;
+    assert_eq!(s, 200, "{v}");
+    v["messages"].as_array().cloned().unwrap_or_default()
+}
+
+async fn wait_inbound(d: &Daemon, n: usize, secs: u64) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let list = inbound(d).await;
+        if list.len() >= n {
+            return list;
+        }
+        assert!(std::time::Instant::now() < deadline, "waiting for {n} inbound: {list:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The reads (AT+CMGR of one index; AT+CMGL of all, as index 0) and the
+/// deletes (AT+CMGD) the modem received, in order.
+fn reads_and_deletes(m: &VirtualModem) -> Vec<(String, u32)> {
+    m.commands()
+        .iter()
+        .filter_map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c.starts_with("AT+CMGL") {
+                return Some(("read".to_string(), 0));
+            }
+            let verb = if c.starts_with("AT+CMGR=") {
+                "read"
+            } else if c.starts_with("AT+CMGD=") {
+                "delete"
+            } else {
+                return None;
+            };
+            let index = c[8..].split(',').next()?.trim().parse().ok()?;
+            Some((verb.to_string(), index))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_single_and_concatenated_read_stored_then_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await;
+    // Two arrive while the gateway is not running: the start-up sweep finds them.
+    a.deliver("+79161112233", "sent while you were away");
+    a.deliver("MyBank", "Balance: 100.00 RUB");
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_inbound(&d, 2, 20).await;
+    // Then one short and one long Cyrillic message announced with +CMTI.
+    let long = "Здравствуйте! Ваш заказ собран и передан в доставку, курьер позвонит заранее. ".repeat(3);
+    a.deliver("+79164445566", "Да");
+    a.deliver("+79167778899", &long);
+    let list = wait_inbound(&d, 4, 20).await;
+    let by_from = |from: &str| list.iter().find(|m| m["from"] == from).unwrap_or_else(|| panic!("{from}: {list:#?}"));
+    assert_eq!(by_from("+79161112233")["text"], "sent while you were away");
+    assert_eq!(by_from("MyBank")["text"], "Balance: 100.00 RUB");
+    assert_eq!(by_from("+79164445566")["text"], "Да");
+    let l = by_from("+79167778899");
+    assert_eq!(l["text"], long.as_str());
+    assert_eq!(l["parts"], smsgw::sms::text::split(&long).parts.len());
+    assert_eq!(l["complete"], true);
+    assert!(list.iter().all(|m| m["route"] == "gsm" && m["sent_at"].is_string()), "{list:#?}");
+
+    // Every message was read before it was deleted, and nothing is left on the SIM.
+    let ops = reads_and_deletes(&a);
+    let deletes: Vec<u32> = ops.iter().filter(|(v, _)| v == "delete").map(|(_, i)| *i).collect();
+    assert!(deletes.len() >= 2 + smsgw::sms::text::split(&long).parts.len(), "{ops:?}");
+    for (pos, (verb, index)) in ops.iter().enumerate() {
+        if verb == "delete" {
+            let read = ops[..pos].iter().any(|(v, i)| v == "read" && (i == index || *i == 0));
+            assert!(read, "deleted {index} unread: {ops:?}");
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !a.stored().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left on the SIM: {:?}", a.stored());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, modems) = d.get("/v1/modems").await;
+    // Counted in SMS: each part of the long one.
+    assert_eq!(modems["modems"][0]["received"], 3 + smsgw::sms::text::split(&long).parts.len(), "{modems}");
+
+    // A restart reads nothing twice.
+    assert_eq!(d.terminate(), Some(0));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(inbound(&d).await.len(), 4);
+    d.terminate();
+}
+
+/// Which modem's `sent()` carries a message to `to`.
+fn sent_to(m: &VirtualModem, to: &str) -> bool {
+    m.sent().iter().any(|s| s.to == to)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modem_that_hangs_mid_send_is_healed_and_the_other_sends_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 1500).await;
+    let b = modem(dir.path(), "b-if02", second(), 1500).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), "send_timeout_secs = 3"));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 2, "ready", 20).await;
+
+    let id = d.send(json!({"to": "+79160000001", "text": "hang on"})).await;
+    // Whichever modem took it hangs while the network is still busy with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (sick, well) = loop {
+        let typed = |m: &VirtualModem| m.commands().iter().any(|c| c.starts_with("AT+CMGS"));
+        if typed(&a) {
+            break (&a, &b);
+        }
+        if typed(&b) {
+            break (&b, &a);
+        }
+        assert!(std::time::Instant::now() < deadline, "no modem was given the message");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    sick.set_hung(true);
+
+    let m = d.wait_status(id, "delivered", 60).await;
+    assert!(sent_to(well, "+79160000001"), "the other modem sent it: {m}");
+    let history: Vec<&str> = m["history"].as_array().unwrap().iter().filter_map(|h| h["status"].as_str()).collect();
+    assert!(history.contains(&"queued") && history.iter().filter(|s| **s == "sending").count() >= 2, "{m}");
+
+    // The hung modem is reported, then taken back once it answers again.
+    let sick_port = sick.link().display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let modems = modems_view(&d).await;
+        let s = modems.iter().find(|m| m["port"] == sick_port.as_str()).unwrap();
+        if s["state"] == "unresponsive" {
+            assert!(s["detail"].as_str().is_some_and(|t| !t.is_empty()), "{s}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never reported unresponsive: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sick.set_hung(false);
+    wait_modems(&d, 2, "ready", 30).await;
+    let id = d.send(json!({"to": "+79160000002", "text": "after healing"})).await;
+    d.wait_status(id, "delivered", 30).await;
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplugged_modem_is_waited_for_and_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+
+    a.unplug().await;
+    wait_modems(&d, 1, "gone", 20).await;
+    // Accepted while the only modem is away: queued, not failed.
+    let id = d.send(json!({"to": "+79160000003", "text": "wait for me"})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = d.message(id).await;
+    assert!(m["status"] == "queued" || m["status"] == "sending", "{m}");
+
+    a.replug().await.unwrap();
+    d.wait_status(id, "delivered", 60).await;
+    assert!(sent_to(&a, "+79160000003"));
+    let modems = wait_modems(&d, 1, "ready", 20).await;
+    assert_eq!(modems.len(), 1, "the same modem, not a second one: {modems:#?}");
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pin_stops_that_modem_and_is_never_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let locked = ModemConfig { pin: Some("4321".into()), ..second() };
+    let a = modem(dir.path(), "a-if02", ModemConfig { pin: Some("1234".into()), ..ModemConfig::default() }, 30).await;
+    let b = modem(dir.path(), "b-if02", locked, 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), "pin = \"1234\""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    let modems = wait_modems(&d, 1, "pin_needed", 20).await;
+    let bad = modems.iter().find(|m| m["state"] == "pin_needed").unwrap();
+    assert_eq!(bad["port"], b.link().display().to_string().as_str());
+    assert!(bad["detail"].as_str().unwrap_or("").contains("PIN"), "{bad}");
+
+    // The good modem carries the traffic; the locked SIM is asked once only.
+    let id = d.send(json!({"to": "+79160000004", "text": "still working"})).await;
+    d.wait_status(id, "delivered", 30).await;
+    assert!(sent_to(&a, "+79160000004"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tries = b.commands().iter().filter(|c| c.to_ascii_uppercase().starts_with("AT+CPIN=")).count();
+    assert_eq!(tries, 1, "{:?}", b.commands());
+    d.terminate();
+}
