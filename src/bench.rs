@@ -37,9 +37,17 @@ pub struct BenchArgs {
     /// time (private daemon only).
     #[arg(long, default_value_t = 0)]
     pub queued: usize,
-    /// Scenarios to run (single, batch, latency, dispatch).
+    /// Scenarios to run (single, batch, latency, dispatch; and modems, which
+    /// is not in the default set: it runs --seconds on virtual modems that
+    /// take --modem-send-ms per SMS).
     #[arg(long, value_delimiter = ',', default_value = "single,batch,latency,dispatch")]
     pub only: Vec<String>,
+    /// Virtual modems in the modems scenario.
+    #[arg(long, default_value_t = 8)]
+    pub modems: usize,
+    /// Time each virtual modem takes per SMS in the modems scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub modem_send_ms: u64,
 }
 
 const BENCH_KEY: &str = "bench-key-0123456789abcdef";
@@ -50,15 +58,22 @@ struct Private {
     url: String,
 }
 
+/// The route of the HTTP and dispatch scenarios: simulated, unlimited.
+const SIM_ROUTE: &str =
+    "[[routes]]\nname = \"sim\"\nkind = \"sim\"\nconcurrency = 512\n[routes.sim]\ndelivery_delay_ms = 100\n";
+
 impl Private {
     fn start(dir: PathBuf) -> Result<Private, String> {
+        Self::start_with(dir, SIM_ROUTE)
+    }
+
+    fn start_with(dir: PathBuf, routes: &str) -> Result<Private, String> {
         let config = dir.join("bench.toml");
         std::fs::write(
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = {:?}\n[numbers]\ndefault_region = \"RU\"\n\
-                 [log]\nlevel = \"warn\"\n[[api_keys]]\nname = \"bench\"\nkey = \"{BENCH_KEY}\"\n\
-                 [[routes]]\nname = \"sim\"\nkind = \"sim\"\nconcurrency = 512\n[routes.sim]\ndelivery_delay_ms = 100\n",
+                 [log]\nlevel = \"warn\"\n[[api_keys]]\nname = \"bench\"\nkey = \"{BENCH_KEY}\"\n{routes}",
                 dir.join("bench.db")
             ),
         )
@@ -307,7 +322,96 @@ async fn memory(p: Private, queued: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The modem pool: `n` virtual modems in this process, each taking
+/// `send_ms` per SMS, behind one route of a private daemon. A backlog is
+/// posted at once; after a warm-up the SMS the modems take in `seconds` are
+/// counted against the ideal of `n` per `send_ms`, and each modem's time
+/// between one SMS and the next shows what the gateway adds to the modem's
+/// own send time.
+async fn modems(n: usize, send_ms: u64, seconds: u64) -> Result<(), String> {
+    use crate::simulate::modem::{ModemConfig, VirtualModem};
+    const WARMUP: Duration = Duration::from_secs(5);
+    let dir = std::env::temp_dir().join(format!("smsgw-bench-modems-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut pool = Vec::new();
+    for i in 0..n {
+        let cfg = ModemConfig {
+            send_delay_ms: send_ms,
+            imei: format!("86785603{:07}", i),
+            imsi: format!("25001{:010}", i),
+            ..ModemConfig::default()
+        };
+        let link = dir.join("dev").join(format!("modem{i}"));
+        pool.push(VirtualModem::start(cfg, &link).await.map_err(|e| format!("virtual modem {i}: {e}"))?);
+    }
+    let route = format!(
+        "[[routes]]\nname = \"modems\"\nkind = \"modem\"\nconcurrency = {}\n[routes.modem]\nports = [\"{}/dev/*\"]\n\
+         status_reports = false\nregistration_timeout_secs = 10\n",
+        n * 2,
+        dir.display()
+    );
+    let p = Private::start_with(dir.clone(), &route)?;
+    let client = Client::new(&p.url, BENCH_KEY);
+    let result = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = client.get("/v1/modems").await.map_err(|e| e.to_string())?;
+            let ready = v["modems"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "ready").count());
+            if ready == n {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("only {ready} of {n} modems ready after 30 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let ideal = n as f64 * 1000.0 / send_ms as f64;
+        let total = (ideal * (seconds as f64 + WARMUP.as_secs_f64() + 10.0)).ceil() as u64;
+        for start in (0..total).step_by(100) {
+            let msgs: Vec<Value> = (start..(start + 100).min(total))
+                .map(|i| json!({"to": recipient(i), "text": format!("Your code is {:06}", i % 1_000_000)}))
+                .collect();
+            client.post("/v1/messages", &json!({ "messages": msgs })).await.map_err(|e| e.to_string())?;
+        }
+        let started = chrono::Utc::now();
+        tokio::time::sleep(WARMUP + Duration::from_secs(seconds)).await;
+        let from = started + WARMUP;
+        let to = from + Duration::from_secs(seconds);
+        let mut in_window = 0usize;
+        let mut overheads = Vec::new();
+        for m in &pool {
+            let sent = m.sent();
+            in_window += sent.iter().filter(|s| s.at >= from && s.at < to).count();
+            for pair in sent.windows(2).filter(|w| w[1].at >= from && w[1].at < to) {
+                let gap = (pair[1].at - pair[0].at).to_std().unwrap_or_default();
+                overheads.push(gap.saturating_sub(Duration::from_millis(send_ms)));
+            }
+        }
+        overheads.sort();
+        let rate = in_window as f64 / seconds as f64;
+        println!(
+            "modems     {n} modems at {send_ms} ms/SMS for {seconds} s: {rate:.2} SMS/s = {:.1}% of {ideal:.2}; \
+             gateway time between SMS on a modem: median {}, p99 {}, max {}",
+            100.0 * rate / ideal,
+            ms(percentile(&overheads, 0.5)),
+            ms(percentile(&overheads, 0.99)),
+            ms(overheads.last().copied().unwrap_or_default()),
+        );
+        Ok(())
+    }
+    .await;
+    p.stop();
+    for m in pool {
+        m.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.only.iter().all(|o| o == "modems") {
+        return modems(args.modems, args.modem_send_ms, args.seconds).await;
+    }
     let (private, url, key) = match &args.url {
         Some(u) => (None, u.clone(), args.key.clone().ok_or("--key (or SMSGW_KEY) is needed with --url")?),
         None => {
@@ -343,6 +447,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if want("dispatch") {
         result = dispatch(&client, args.backlog).await;
+    }
+    if result.is_ok() && want("modems") {
+        result = modems(args.modems, args.modem_send_ms, args.seconds).await;
     }
     if let Some(p) = private {
         let dir = p.dir.clone();

@@ -156,6 +156,9 @@ struct ModemArgs {
     /// Time each send takes, from the PDU to the +CMGS answer.
     #[arg(long, default_value_t = 3000)]
     send_delay_ms: u64,
+    /// Time between the parts of a long incoming message.
+    #[arg(long, default_value_t = 500)]
+    part_interval_ms: u64,
     /// A status report follows each send that asked for one after this long
     /// (0: only on command).
     #[arg(long, default_value_t = 2000)]
@@ -495,6 +498,7 @@ async fn simulate_modem(a: ModemArgs) -> Result<()> {
     }
     modem.pin = a.pin.or(modem.pin);
     modem.send_delay_ms = a.send_delay_ms;
+    modem.part_interval_ms = a.part_interval_ms;
     if !(0.0..=1.0).contains(&a.report_failure) {
         bail!("--report-failure {}: must be between 0 and 1", a.report_failure);
     }

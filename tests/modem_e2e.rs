@@ -12,9 +12,10 @@ use smsgw::simulate::modem::{ModemConfig, VirtualModem};
 use std::path::Path;
 use std::time::Duration;
 
-/// A modem that takes `send_ms` per message and reports delivery 100 ms later.
+/// A modem that takes `send_ms` per message and reports delivery 100 ms
+/// later; the parts of a long incoming message come 200 ms apart.
 async fn modem(dir: &Path, name: &str, cfg: ModemConfig, send_ms: u64) -> VirtualModem {
-    let cfg = ModemConfig { send_delay_ms: send_ms, ..cfg };
+    let cfg = ModemConfig { send_delay_ms: send_ms, part_interval_ms: 200, ..cfg };
     let m = VirtualModem::start(cfg, &dir.join("dev").join(name)).await.expect("virtual modem starts");
     m.set_auto_reports(Some(Duration::from_millis(100)));
     m
@@ -307,5 +308,55 @@ async fn a_wrong_pin_stops_that_modem_and_is_never_retried() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let tries = b.commands().iter().filter(|c| c.to_ascii_uppercase().starts_with("AT+CPIN=")).count();
     assert_eq!(tries, 1, "{:?}", b.commands());
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cms_errors_are_retried_when_temporary_and_fail_the_message_when_permanent() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+
+    // 38, network out of order: temporary; the third try goes through.
+    a.fail_next_sends(2, 38);
+    let id = d.send(json!({"to": "+79160000005", "text": "try again"})).await;
+    let m = d.wait_status(id, "delivered", 30).await;
+    assert_eq!(m["attempts"], 3, "{m}");
+    let details: Vec<&str> = m["history"].as_array().unwrap().iter().filter_map(|h| h["detail"].as_str()).collect();
+    assert_eq!(details.iter().filter(|d| d.contains("cms_38") && d.contains("network out of order")).count(), 2, "{m}");
+
+    // 1, unassigned number: permanent, no second try.
+    a.fail_next_sends(1, 1);
+    let id = d.send(json!({"to": "+79160000006", "text": "nobody"})).await;
+    let m = d.wait_status(id, "failed", 30).await;
+    assert_eq!(m["attempts"], 1, "{m}");
+    assert!(m["error"].to_string().contains("cms_1"), "{m}");
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huawei_stick_with_its_noise_and_a_modem_plugged_in_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let huawei = ModemConfig::profile("huawei-e3372").unwrap();
+    let h = modem(dir.path(), "h-if02", huawei, 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    let modems = wait_modems(&d, 1, "ready", 20).await;
+    assert_eq!(modems[0]["profile"], "huawei", "{modems:#?}");
+
+    // Sends, a long inbound message in ME storage with 0-based indexes,
+    // all between ^RSSI / ^MODE lines.
+    let id = d.send(json!({"to": "+79160000007", "text": "Привет от Huawei"})).await;
+    d.wait_status(id, "delivered", 30).await;
+    let long = "A reply long enough for two parts, read from ME storage between vendor noise. ".repeat(3);
+    h.deliver("+79165554433", &long);
+    let list = wait_inbound(&d, 1, 20).await;
+    assert_eq!(list[0]["text"], long.as_str());
+
+    // A second modem appears under the glob: taken in without a restart.
+    let _b = modem(dir.path(), "b-if02", second(), 30).await;
+    wait_modems(&d, 2, "ready", 20).await;
     d.terminate();
 }

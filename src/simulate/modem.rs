@@ -79,6 +79,9 @@ pub struct ModemConfig {
     /// URCs that fall due meanwhile are printed before the answer, commands typed meanwhile are
     /// taken afterwards.
     pub send_delay_ms: u64,
+    /// Time between the parts of a long incoming message (each part is a delivery of its own on
+    /// a real network; 0 hands them over at once).
+    pub part_interval_ms: u64,
     /// Vendor behaviours, all off by default.
     pub quirks: Quirks,
 }
@@ -103,6 +106,7 @@ impl Default for ModemConfig {
             sim_capacity: 30,
             me_capacity: 50,
             send_delay_ms: 0,
+            part_interval_ms: 0,
             quirks: Quirks::default(),
         }
     }

@@ -180,7 +180,7 @@ fn num(args: &[Arg], i: usize) -> Result<Option<u32>, ()> {
 const WITHOUT_SIM: &[&str] = &[
     "+CMEE", "+CGMI", "+GMI", "+CGMM", "+GMM", "+CGMR", "+GMR", "+CGSN", "+GSN", "+CPIN", "+CSQ", "+CREG", "+CGREG",
     "+CEREG", "+CFUN", "+CCID", "+QCCID", "+ICCID", "^ICCID", "+CMGF", "+CSCS", "+CLAC", "^CURC", "+IPR", "+IFC",
-    "+CSMS", "+CSDH", "+CMMS", "+CLIP", "+CRC", "+CNMI", "+CSMP", "+COPS",
+    "+CSMS", "+CSDH", "+CMMS", "+CLIP", "+CRC", "+CVHU", "+CNMI", "+CSMP", "+COPS",
 ];
 
 /// SMS commands: +CMS ERROR, refused until SMS is ready.
@@ -241,6 +241,8 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
             pad(e, &format!("Revision: {}", e.cfg.revision)),
         ]),
         "+CMEE" => setting(cmd, &args, "+CMEE: (0-2)", 2, e.s.cmee, |v| e.s.cmee = v),
+        "+CRC" => setting(cmd, &args, "+CRC: (0,1)", 1, e.s.crc, |v| e.s.crc = v),
+        "+CVHU" => setting(cmd, &args, "+CVHU: (0,1)", 1, e.s.cvhu, |v| e.s.cvhu = v),
         "+CGMI" | "+GMI" => identity(e, cmd, &e.cfg.manufacturer),
         "+CGMM" | "+GMM" => identity(e, cmd, &e.cfg.model),
         "+CGMR" | "+GMR" => identity(e, cmd, &e.cfg.revision),

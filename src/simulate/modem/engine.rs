@@ -135,6 +135,9 @@ pub(super) struct Session {
     pub power_on: Instant,
     pub echo: bool,
     pub cmee: u8,
+    /// AT+CRC (extended ring format) and AT+CVHU (voice hang-up control): kept and shown only.
+    pub crc: u8,
+    pub cvhu: u8,
     pub text_mode: bool,
     /// mode, mt, bm, ds, bfr.
     pub cnmi: [u8; 5],
@@ -180,6 +183,8 @@ impl Session {
             power_on: now,
             echo: cfg.echo,
             cmee: 0,
+            crc: 0,
+            cvhu: 0,
             text_mode: false,
             cnmi: [0; 5],
             creg_n: 0,
@@ -255,7 +260,8 @@ pub(super) struct Engine {
     /// Automatic reports scheduled so far: which ones fail is spread evenly over this count.
     reports_made: u64,
     scheduled: Vec<(Instant, u8, String, u8)>,
-    network: VecDeque<Incoming>,
+    /// What the network will hand over, each not before its time, in order.
+    network: VecDeque<(Instant, Incoming)>,
     hung: bool,
     coverage: bool,
     pub csq: u8,
@@ -442,8 +448,16 @@ impl Engine {
     pub fn deliver(&mut self, from: &str, text: &str, now: Instant) {
         let reference = self.next_concat;
         self.next_concat = self.next_concat.wrapping_add(1);
-        for pdu in modem_pdu::encode_deliver(&self.cfg.smsc, from, text, local_now(), reference) {
-            self.network.push_back(Incoming::Deliver(pdu));
+        // Each part of a long message is a delivery of its own: they come apart in time.
+        let gap = Duration::from_millis(self.cfg.part_interval_ms);
+        let mut due = self.network.back().map_or(now, |(at, _)| (*at).max(now));
+        for (i, pdu) in
+            modem_pdu::encode_deliver(&self.cfg.smsc, from, text, local_now(), reference).into_iter().enumerate()
+        {
+            if i > 0 {
+                due += gap;
+            }
+            self.network.push_back((due, Incoming::Deliver(pdu)));
         }
         self.pump(now);
     }
@@ -458,14 +472,18 @@ impl Engine {
             .map_or(discharged, |s| s.at.with_timezone(discharged.offset()));
         let pdu =
             modem_pdu::encode_status_report(&self.cfg.smsc, message_ref, recipient, submitted, discharged, status);
-        self.network.push_back(Incoming::Report(pdu));
+        let due = self.network.back().map_or(now, |(at, _)| (*at).max(now));
+        self.network.push_back((due, Incoming::Report(pdu)));
         self.pump(now);
     }
 
     /// Hand waiting messages to the modem while it can take them.
     fn pump(&mut self, now: Instant) {
         while self.can_receive(now) {
-            let Some(item) = self.network.front().cloned() else { break };
+            let Some((due, item)) = self.network.front().cloned() else { break };
+            if due > now {
+                break;
+            }
             let taken = match item {
                 Incoming::Deliver(pdu) => self.route_deliver(pdu),
                 Incoming::Report(pdu) => self.route_report(pdu),
