@@ -71,26 +71,34 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
         }
     }
     for m in d.lanes().iter().flat_map(|l| l.channel.modems()) {
-        let name = m.info.port.clone();
-        let ready = matches!(
-            m.state,
-            crate::channel::modem::driver::Phase::Ready | crate::channel::modem::driver::Phase::Sending
-        );
-        metrics::gauge!("smsgw_modem_up", "route" => m.route.clone(), "modem" => name.clone()).set(if ready {
+        use crate::channel::modem::driver::Phase;
+        let (route, name) = (m.route.clone(), m.info.port.clone());
+        let ready = matches!(m.state, Phase::Ready | Phase::Sending);
+        metrics::gauge!("smsgw_modem_up", "route" => route.clone(), "modem" => name.clone()).set(if ready {
             1.0
         } else {
             0.0
         });
+        // One series per state, 1 for the current one: alerts can name it.
+        for phase in Phase::ALL {
+            let on = if phase == m.state { 1.0 } else { 0.0 };
+            metrics::gauge!("smsgw_modem_state", "route" => route.clone(), "modem" => name.clone(), "state" => phase.as_str())
+                .set(on);
+        }
         if let Some(dbm) = m.info.signal_dbm {
-            metrics::gauge!("smsgw_modem_signal_dbm", "route" => m.route.clone(), "modem" => name.clone())
+            metrics::gauge!("smsgw_modem_signal_dbm", "route" => route.clone(), "modem" => name.clone())
                 .set(dbm as f64);
         }
         if let Some(r) = m.info.registration {
-            metrics::gauge!("smsgw_modem_registration", "route" => m.route.clone(), "modem" => name.clone())
+            metrics::gauge!("smsgw_modem_registration", "route" => route.clone(), "modem" => name.clone())
                 .set(r as f64);
         }
-        metrics::gauge!("smsgw_modem_sent", "route" => m.route.clone(), "modem" => name.clone()).set(m.sent as f64);
-        metrics::gauge!("smsgw_modem_received", "route" => m.route.clone(), "modem" => name).set(m.received as f64);
+        // The modem keeps these counts; they only grow while the daemon runs.
+        metrics::counter!("smsgw_modem_sms_sent_total", "route" => route.clone(), "modem" => name.clone())
+            .absolute(m.sent);
+        metrics::counter!("smsgw_modem_send_failures_total", "route" => route.clone(), "modem" => name.clone())
+            .absolute(m.failed);
+        metrics::counter!("smsgw_modem_sms_received_total", "route" => route, "modem" => name).absolute(m.received);
     }
     let oldest = counts.oldest_queued_at.map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
     metrics::gauge!("smsgw_queue_oldest_age_seconds").set(oldest);

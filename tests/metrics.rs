@@ -5,18 +5,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(
-        |s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(ref h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-            prometheus_parse::Value::Summary(_) => f64::NAN,
-        },
-    )
-}
-
 #[tokio::test]
 async fn counters_match_what_was_sent() {
     let dir = tempfile::tempdir().unwrap();

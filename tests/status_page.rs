@@ -6,13 +6,6 @@
 mod common;
 use common::*;
 use serde_json::json;
-use std::process::Command;
-
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_shows_routes_queue_and_throughput() {
@@ -42,26 +35,7 @@ async fn status_page_shows_routes_queue_and_throughput() {
     let sum = |k: &str| minutes.iter().map(|m| m[k].as_u64().unwrap()).sum::<u64>();
     assert_eq!((sum("sent"), sum("delivered"), sum("failed")), (5, 5, 1));
 
-    let required = std::env::var_os("SMSGW_BROWSER_TESTS").is_some();
-    let Some(browser) = chromium() else {
-        assert!(!required, "SMSGW_BROWSER_TESTS is set but no chromium is installed");
-        eprintln!("no chromium: the in-browser half of this test did not run");
-        return;
-    };
-    let profile = dir.path().join("chromium-profile");
-    let url = format!("{}/#key={KEY}", d.url);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(browser)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .args(["--virtual-time-budget=5000", "--dump-dom", &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let Some(dom) = status_page_dom(&d).await else { return };
     assert!(dom.contains("<tr class=\"route\"><td><b>primary</b>"), "no route row for primary in:\n{dom}");
     assert!(dom.contains("<b>backup</b>"), "no route row for backup");
     assert!(dom.contains("sim_rejected"), "the latest failure with its reason");

@@ -233,3 +233,49 @@ pub fn in_secs(s: f64) -> String {
     (chrono::Utc::now() + chrono::Duration::milliseconds((s * 1000.0) as i64))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+/// The status page of `d` as headless Chromium renders it (with the API
+/// key), or None where no Chromium is installed and SMSGW_BROWSER_TESTS is
+/// not set (CI installs it and sets it).
+pub async fn status_page_dom(d: &Daemon) -> Option<String> {
+    let required = std::env::var_os("SMSGW_BROWSER_TESTS").is_some();
+    let Some(browser) = chromium() else {
+        assert!(!required, "SMSGW_BROWSER_TESTS is set but no chromium is installed");
+        eprintln!("no chromium: the in-browser half of this test did not run");
+        return None;
+    };
+    let profile = d.dir.join("chromium-profile");
+    let url = format!("{}/#key={KEY}", d.url);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(browser)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(["--virtual-time-budget=5000", "--dump-dom", &url])
+            .output()
+            .expect("run chromium")
+    })
+    .await
+    .expect("chromium task");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The value of the first sample of `name` with these labels in a scrape
+/// (a histogram gives its count).
+pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(
+        |s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        },
+    )
+}

@@ -33,6 +33,33 @@ pub enum Phase {
     Gone,
 }
 
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Starting,
+        Phase::Ready,
+        Phase::Sending,
+        Phase::NoSim,
+        Phase::PinNeeded,
+        Phase::NotRegistered,
+        Phase::Unresponsive,
+        Phase::Gone,
+    ];
+
+    /// The name the API and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Ready => "ready",
+            Phase::Sending => "sending",
+            Phase::NoSim => "no_sim",
+            Phase::PinNeeded => "pin_needed",
+            Phase::NotRegistered => "not_registered",
+            Phase::Unresponsive => "unresponsive",
+            Phase::Gone => "gone",
+        }
+    }
+}
+
 /// What the pool and the API see of a modem.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Info {
@@ -630,6 +657,13 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phase_names_are_the_api_names() {
+        for p in Phase::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+    }
 
     #[test]
     fn signal_levels() {
