@@ -360,3 +360,88 @@ async fn a_huawei_stick_with_its_noise_and_a_modem_plugged_in_later() {
     wait_modems(&d, 2, "ready", 20).await;
     d.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_status_reports_mark_parts_delivered_or_undelivered() {
+    let dir = tempfile::tempdir().unwrap();
+    // EC25: reports stored in "SR" and announced with +CDSI; half say failed.
+    let q = modem(dir.path(), "q-if02", ModemConfig::profile("ec25").unwrap(), 30).await;
+    q.set_report_failure_fraction(0.5);
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(d.send(json!({"to": format!("+7916000002{i}"), "text": "report me"})).await);
+    }
+    let mut finals = Vec::new();
+    for id in ids {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = d.message(id).await;
+            if m["status"] == "delivered" || m["status"] == "undelivered" {
+                finals.push(m["status"].as_str().unwrap().to_string());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{m}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(finals.iter().filter(|s| *s == "undelivered").count(), 2, "{finals:?}");
+    // Read reports are deleted from the modem's report memory.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !q.stored_in("SR").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "reports left: {:?}", q.stored_in("SR"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_go_out_through_their_operators_sim() {
+    let dir = tempfile::tempdir().unwrap();
+    let mts = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await; // IMSI 25001...
+    let megafon = modem(dir.path(), "b-if02", second(), 30).await; // IMSI 25002...
+    let prefer = "[[routes.modem.prefer]]\nprefix = \"+7916\"\nimsi_prefix = \"25001\"\n\
+                  [[routes.modem.prefer]]\nprefix = \"+7926\"\nimsi_prefix = \"25002\"\n";
+    write_config(dir.path(), DISPATCH, &route(dir.path(), prefer));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 2, "ready", 20).await;
+    let mut msgs = Vec::new();
+    for i in 0..6 {
+        msgs.push(json!({"to": format!("+791600000{i:02}"), "text": "MTS"}));
+        msgs.push(json!({"to": format!("+792600000{i:02}"), "text": "MegaFon"}));
+    }
+    let (s, v) = d.post("/v1/messages", &json!({ "messages": msgs })).await;
+    assert_eq!(s, 202, "{v}");
+    for m in v["messages"].as_array().unwrap() {
+        d.wait_status(m["id"].as_i64().unwrap(), "delivered", 30).await;
+    }
+    assert!(mts.sent().iter().all(|s| s.to.starts_with("+7916")), "{:?}", mts.sent());
+    assert!(megafon.sent().iter().all(|s| s.to.starts_with("+7926")), "{:?}", megafon.sent());
+    assert_eq!(mts.sent().len() + megafon.sent().len(), 12);
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_send_in_progress_finish_and_it_is_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 2000).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    let id = d.send(json!({"to": "+79160000030", "text": "mid-send"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !a.commands().iter().any(|c| c.starts_with("AT+CMGS")) {
+        assert!(std::time::Instant::now() < deadline, "never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.terminate(), Some(0));
+    let d = Daemon::start(dir.path());
+    let m = d.message(id).await;
+    assert!(m["status"] == "submitted" || m["status"] == "delivered", "the send finished before the stop: {m}");
+    wait_modems(&d, 1, "ready", 20).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(a.sent().len(), 1, "sent once: {:?}", a.sent());
+    d.terminate();
+}

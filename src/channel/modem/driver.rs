@@ -111,7 +111,12 @@ impl Modem {
 
     /// Ready, idle, and under its caps.
     pub fn can_take(&self, per_minute: Option<u32>, per_day: Option<u32>) -> bool {
-        if self.phase().0 != Phase::Ready || self.busy.load(Ordering::Relaxed) {
+        !self.busy.load(Ordering::Relaxed) && self.in_service(per_minute, per_day)
+    }
+
+    /// Ready or sending, and under its caps: it will take a message soon.
+    pub fn in_service(&self, per_minute: Option<u32>, per_day: Option<u32>) -> bool {
+        if !matches!(self.phase().0, Phase::Ready | Phase::Sending) {
             return false;
         }
         let Ok(mut w) = self.window.lock() else { return false };

@@ -85,17 +85,25 @@ impl Pool {
         self.modems.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
-    /// A free modem for `to`: one whose SIM's IMSI starts with a preferred
-    /// prefix for that number if any is free, else any free one.
+    /// A free modem for `to`. When the number has preferred SIMs (its
+    /// operator's) and one of them is in service, only those: a busy one is
+    /// waited for rather than passed over, so the preference holds under
+    /// load. Otherwise any free modem, the least used first.
     fn pick(&self, to: &str) -> Option<Arc<Modem>> {
         let cfg = &self.ctx.cfg;
-        let free: Vec<_> = self.all().into_iter().filter(|m| m.can_take(cfg.per_minute, cfg.per_day)).collect();
+        let all = self.all();
         let preferred: Vec<&str> =
             cfg.prefer.iter().filter(|p| to.starts_with(&p.prefix)).map(|p| p.imsi_prefix.as_str()).collect();
         let imsi = |m: &Arc<Modem>| m.info.lock().ok().and_then(|i| i.imsi.clone()).unwrap_or_default();
-        free.iter()
-            .find(|m| preferred.iter().any(|p| imsi(m).starts_with(p)))
-            .or_else(|| free.iter().min_by_key(|m| m.sent.load(std::sync::atomic::Ordering::Relaxed)))
+        let own: Vec<&Arc<Modem>> = all
+            .iter()
+            .filter(|m| preferred.iter().any(|p| imsi(m).starts_with(p)) && m.in_service(cfg.per_minute, cfg.per_day))
+            .collect();
+        let candidates: Vec<&Arc<Modem>> = if own.is_empty() { all.iter().collect() } else { own };
+        candidates
+            .into_iter()
+            .filter(|m| m.can_take(cfg.per_minute, cfg.per_day))
+            .min_by_key(|m| m.sent.load(std::sync::atomic::Ordering::Relaxed))
             .cloned()
     }
 
