@@ -568,6 +568,9 @@ async fn modem_probe(port: &str, baud: u32, profiles_dir: Option<&Path>, as_json
     println!("modem         {} {} (firmware {})", show(&i.manufacturer), show(&i.model), show(&p.revision));
     println!("IMEI          {}", show(&i.imei));
     println!("SIM           {}  IMSI {}  ICCID {}", show(&p.sim), show(&i.imsi), show(&i.iccid));
+    if let Some(n) = &i.number {
+        println!("number        {n}");
+    }
     let bars = i.signal_bars.map(|b| "▮".repeat(b as usize) + &"▯".repeat(5 - b as usize)).unwrap_or_default();
     println!("signal        {} {}", i.signal_dbm.map(|d| format!("{d} dBm")).unwrap_or_else(|| "unknown".into()), bars);
     let reg = match p.registration {

@@ -158,7 +158,8 @@ fn reads_and_deletes(m: &VirtualModem) -> Vec<(String, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_single_and_concatenated_read_stored_then_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await;
+    let own = ModemConfig { own_number: Some("+79160001122".into()), ..ModemConfig::default() };
+    let a = modem(dir.path(), "a-if02", own, 30).await;
     // Two arrive while the gateway is not running: the start-up sweep finds them.
     a.deliver("+79161112233", "sent while you were away");
     a.deliver("MyBank", "Balance: 100.00 RUB");
@@ -178,7 +179,11 @@ async fn inbound_single_and_concatenated_read_stored_then_deleted() {
     assert_eq!(l["text"], long.as_str());
     assert_eq!(l["parts"], smsgw::sms::text::split(&long).parts.len());
     assert_eq!(l["complete"], true);
-    assert!(list.iter().all(|m| m["route"] == "gsm" && m["sent_at"].is_string()), "{list:#?}");
+    // Received on the SIM's own number (AT+CNUM), with the network's timestamp.
+    assert!(
+        list.iter().all(|m| m["route"] == "gsm" && m["to"] == "+79160001122" && m["sent_at"].is_string()),
+        "{list:#?}"
+    );
 
     // Every message was read before it was deleted, and nothing is left on the SIM.
     let ops = reads_and_deletes(&a);

@@ -70,6 +70,8 @@ pub struct Info {
     pub imei: Option<String>,
     pub imsi: Option<String>,
     pub iccid: Option<String>,
+    /// The SIM's own number, when it knows it (AT+CNUM; most SIMs do not).
+    pub number: Option<String>,
     pub operator: Option<String>,
     /// 0 not registered, 1 home, 2 searching, 3 denied, 5 roaming.
     pub registration: Option<u8>,
@@ -358,9 +360,11 @@ impl Session<'_> {
             Some(v) => Some(v),
             None => self.value("AT+QCCID", "+QCCID").await,
         };
+        let number = self.cmd("AT+CNUM").await.ok().and_then(|r| r.value("+CNUM").and_then(cnum_number));
         if let Ok(mut i) = self.modem.info.lock() {
             i.imsi = imsi;
             i.iccid = iccid;
+            i.number = number;
         }
         // The network.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.ctx.cfg.registration_timeout_secs);
@@ -450,7 +454,14 @@ impl Session<'_> {
         let event = match decoded {
             Ok(Pdu::Deliver(d)) => {
                 self.modem.received.fetch_add(1, Ordering::Relaxed);
-                let own = self.modem.info.lock().ok().and_then(|i| i.imsi.clone()).unwrap_or_else(|| self.own.clone());
+                // Received on: the SIM's number if it knows it, else its IMSI.
+                let own = self
+                    .modem
+                    .info
+                    .lock()
+                    .ok()
+                    .and_then(|i| i.number.clone().or_else(|| i.imsi.clone()))
+                    .unwrap_or_else(|| self.own.clone());
                 Event::Inbound {
                     from: d.sender.value.clone(),
                     to: own,
@@ -543,6 +554,13 @@ impl Session<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// The number in a `+CNUM: "<alpha>","<number>",<type>` answer; None when
+/// the SIM stores none.
+fn cnum_number(value: &str) -> Option<String> {
+    let n = value.split(',').nth(1)?.trim().trim_matches('"').trim();
+    (!n.is_empty()).then(|| n.to_string())
 }
 
 /// How a part is named for its status report: the SIM, the reference the
@@ -664,6 +682,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn own_number_from_cnum() {
+        assert_eq!(cnum_number(r#""","+79161234567",145"#).as_deref(), Some("+79161234567"));
+        assert_eq!(cnum_number(r#""Own","89161234567",129,7,4"#).as_deref(), Some("89161234567"));
+        assert_eq!(cnum_number(r#""","",129"#), None);
+        assert_eq!(cnum_number("garbage"), None);
+    }
+
+    #[test]
     fn phase_names_are_the_api_names() {
         for p in Phase::ALL {
             assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
@@ -743,6 +769,7 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
     info.imei = s.value("AT+CGSN", "+CGSN").await;
     info.imsi = s.value("AT+CIMI", "+CIMI").await;
     info.iccid = s.value("AT+CCID", "+CCID").await;
+    info.number = s.cmd("AT+CNUM").await.ok().and_then(|r| r.value("+CNUM").and_then(cnum_number));
     info.smsc =
         s.value("AT+CSCA?", "+CSCA").await.map(|v| v.split(',').next().unwrap_or("").trim_matches('"').to_string());
     p.info = info;
