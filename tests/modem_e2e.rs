@@ -450,3 +450,48 @@ async fn sigterm_lets_the_send_in_progress_finish_and_it_is_not_sent_again() {
     assert_eq!(a.sent().len(), 1, "sent once: {:?}", a.sent());
     d.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_stored_while_the_gateway_was_down_is_read_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = modem(dir.path(), "q-if02", ModemConfig::profile("ec25").unwrap(), 30).await;
+    q.set_auto_reports(None);
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    let id = d.send(json!({"to": "+79160000040", "text": "report later"})).await;
+    d.wait_status(id, "submitted", 20).await;
+    assert_eq!(d.terminate(), Some(0));
+
+    // The network reports while nothing reads the port: it waits in "SR".
+    let sent = q.sent();
+    q.status_report(sent[0].message_ref, "+79160000040", 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(q.stored_in("SR").len(), 1);
+
+    let d = Daemon::start(dir.path());
+    d.wait_status(id, "delivered", 20).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !q.stored_in("SR").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "report left in SR: {:?}", q.stored_in("SR"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modem_that_refuses_stored_reports_gets_them_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    // A SIM800 whose firmware takes only ds 0 or 1.
+    let mut cfg = ModemConfig::default();
+    cfg.quirks.cnmi_test = Some("+CNMI: (0-2),(0-3),(0),(0,1),(0,1)".into());
+    let a = modem(dir.path(), "a-if02", cfg, 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    let id = d.send(json!({"to": "+79160000050", "text": "inline report"})).await;
+    d.wait_status(id, "delivered", 20).await;
+    let cnmi: Vec<String> = a.commands().into_iter().filter(|c| c.starts_with("AT+CNMI=")).collect();
+    assert_eq!(cnmi, ["AT+CNMI=2,1,0,2,0", "AT+CNMI=2,1,0,1,0"]);
+    d.terminate();
+}

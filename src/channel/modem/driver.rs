@@ -395,7 +395,19 @@ impl Session<'_> {
             tracing::warn!(modem = %self.own, error = %e, "cannot select message storage; using the modem's default");
         }
         if let Err(e) = self.cmd(&format!("AT+CNMI={}", self.profile.cnmi)).await {
-            tracing::warn!(modem = %self.own, error = %e, "cannot set new-message indications; relying on the periodic sweep");
+            // Stored reports (ds=2) outlive a restart of smsgw; a modem that
+            // refuses them still takes inline ones (ds=1).
+            let inline = format!("{},1,0", self.profile.cnmi.split(',').take(3).collect::<Vec<_>>().join(","));
+            let fallback = (inline != self.profile.cnmi).then_some(inline);
+            let taken = match &fallback {
+                Some(f) => self.cmd(&format!("AT+CNMI={f}")).await.is_ok(),
+                None => false,
+            };
+            if taken {
+                tracing::warn!(modem = %self.own, error = %e, "stored status reports refused; taking them inline");
+            } else {
+                tracing::warn!(modem = %self.own, error = %e, "cannot set new-message indications; relying on the periodic sweep");
+            }
         }
         let smsc = self
             .value("AT+CSCA?", "+CSCA")
@@ -496,27 +508,56 @@ impl Session<'_> {
     }
 
     /// Read a stored message, hand it to the store, and only then delete it.
-    async fn take(&self, storage: &str, index: u32) -> Result<(), AtError> {
-        if storage != self.profile.storage {
-            let _ = self.cmd(&format!("AT+CPMS=\"{storage}\"")).await;
+    /// Read and delete from `memory` (AT+CPMS mem1) instead of the usual
+    /// one. An error when the modem refuses: an index must never be read in
+    /// the wrong memory.
+    async fn select(&self, memory: &str) -> Result<(), AtError> {
+        if memory != self.profile.storage {
+            self.cmd(&format!("AT+CPMS=\"{memory}\"")).await?;
         }
-        let r = self.cmd(&format!("AT+CMGR={index}")).await;
-        let pdu_line =
-            r.as_ref().ok().and_then(|r| r.lines.iter().find(|l| !l.starts_with('+') && !l.is_empty()).cloned());
-        if let Some(hex) = pdu_line
-            && self.record(&hex).await
-        {
-            self.cmd(&format!("AT+CMGD={index}")).await?;
-        }
-        if storage != self.profile.storage {
+        Ok(())
+    }
+
+    /// Back to the usual memory after [`Session::select`].
+    async fn restore(&self, memory: &str) {
+        if memory != self.profile.storage {
             let s = &self.profile.storage;
             let _ = self.cmd(&format!("AT+CPMS=\"{s}\",\"{s}\",\"{s}\"")).await;
         }
-        r.map(|_| ())
     }
 
-    /// Everything stored on the SIM: messages missed while we were away.
+    /// One stored message or report: read, commit, then delete.
+    async fn take(&self, storage: &str, index: u32) -> Result<(), AtError> {
+        self.select(storage).await?;
+        let r = self.cmd(&format!("AT+CMGR={index}")).await;
+        let pdu_line =
+            r.as_ref().ok().and_then(|r| r.lines.iter().find(|l| !l.starts_with('+') && !l.is_empty()).cloned());
+        let deleted = match pdu_line {
+            Some(hex) if self.record(&hex).await => self.cmd(&format!("AT+CMGD={index}")).await.map(|_| ()),
+            _ => Ok(()),
+        };
+        self.restore(storage).await;
+        r.and(deleted)
+    }
+
+    /// Everything stored on the modem, messages and (in their own memory,
+    /// where the profile keeps them apart) status reports: what arrived
+    /// while no one was reading.
     async fn sweep(&self) -> Result<(), AtError> {
+        let mut memories = vec![self.profile.storage.clone()];
+        if self.profile.status_report_storage != self.profile.storage {
+            memories.push(self.profile.status_report_storage.clone());
+        }
+        for memory in memories {
+            self.select(&memory).await?;
+            let r = self.sweep_selected().await;
+            self.restore(&memory).await;
+            r?;
+        }
+        Ok(())
+    }
+
+    async fn sweep_selected(&self) -> Result<(), AtError> {
         let r = self.cmd("AT+CMGL=4").await?;
         let mut pending = Vec::new();
         let mut lines = r.lines.iter();
