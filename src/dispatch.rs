@@ -323,6 +323,9 @@ impl Dispatcher {
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         self.tracker.close();
+        for l in self.lanes().iter() {
+            l.channel.stopping();
+        }
         let limit = Duration::from_millis(self.cfg().shutdown_timeout_ms);
         if tokio::time::timeout(limit, self.tracker.wait()).await.is_err() {
             tracing::warn!(

@@ -324,6 +324,8 @@ async fn cms_errors_are_retried_when_temporary_and_fail_the_message_when_permane
     let d = Daemon::start(dir.path());
     wait_modems(&d, 1, "ready", 20).await;
 
+    // Line noise between answers changes nothing.
+    a.garbage();
     // 38, network out of order: temporary; the third try goes through.
     a.fail_next_sends(2, 38);
     let id = d.send(json!({"to": "+79160000005", "text": "try again"})).await;
@@ -493,5 +495,41 @@ async fn a_modem_that_refuses_stored_reports_gets_them_inline() {
     d.wait_status(id, "delivered", 20).await;
     let cnmi: Vec<String> = a.commands().into_iter().filter(|c| c.starts_with("AT+CNMI=")).collect();
     assert_eq!(cnmi, ["AT+CNMI=2,1,0,2,0", "AT+CNMI=2,1,0,1,0"]);
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_minute_caps_hold_per_modem() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await;
+    let b = modem(dir.path(), "b-if02", second(), 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), "per_minute = 2"));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 2, "ready", 20).await;
+    // Two SMS a minute per SIM: a two-part message and a one-part one fill one
+    // SIM and half the other; the rest waits for the minute to pass.
+    let long = "Two parts: this text is long enough that it cannot fit into a single SMS at all. ".repeat(2);
+    let mut ids = Vec::new();
+    for text in [long.as_str(), "one", "two", "three"] {
+        ids.push(d.send(json!({"to": "+79160000060", "text": text})).await);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(a.sent().len() <= 2 && b.sent().len() <= 2, "a {} b {}", a.sent().len(), b.sent().len());
+    assert_eq!(a.sent().len() + b.sent().len(), 4, "the caps allow four SMS in the first minute");
+    let mut waiting = Vec::new();
+    for id in ids {
+        let m = d.message(id).await;
+        if m["status"] == "queued" || m["status"] == "sending" {
+            waiting.push(id);
+        }
+    }
+    assert_eq!(waiting.len(), 1, "one message waits for the next minute");
+
+    // A stop does not wait for it: it goes back to the queue at once, and
+    // the next start sends it.
+    assert_eq!(d.terminate(), Some(0));
+    let d = Daemon::start(dir.path());
+    let m = d.wait_status(waiting[0], "delivered", 30).await;
+    assert!(m["history"].to_string().contains("stopped while this message waited for a modem"), "{m}");
     d.terminate();
 }

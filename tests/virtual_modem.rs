@@ -415,6 +415,22 @@ async fn status_report_stored_cdsi() {
 }
 
 #[tokio::test]
+async fn full_memory_holds_status_reports_in_the_network() {
+    let mut r = start(ModemConfig { sim_capacity: 1, ..ModemConfig::default() }).await;
+    let c = &mut r.client;
+    c.lines("ATE0;+CNMI=2,1,0,2,0").await;
+    r.modem.status_report(1, "+79161234567", 0);
+    r.modem.status_report(2, "+79161234567", 0);
+    c.expect("\r\n+CDSI: \"SM\",1\r\n", WAIT).await;
+    assert_eq!(c.drain(Duration::from_millis(300)).await, "", "no room: the second report waits");
+    assert_eq!(r.modem.stored().len(), 1);
+    assert_eq!(c.lines("AT+CMGD=1").await, ["OK"]);
+    c.expect("\r\n+CDSI: \"SM\",1\r\n", WAIT).await;
+    assert_eq!(report_of(&r.modem.stored()[0].2).message_ref, 2);
+    r.modem.shutdown().await;
+}
+
+#[tokio::test]
 async fn auto_reports_follow_sends_that_asked() {
     let mut r = start(ModemConfig::default()).await;
     let c = &mut r.client;

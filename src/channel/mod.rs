@@ -116,6 +116,10 @@ pub trait Channel: Send + Sync {
     fn modems(&self) -> Vec<modem::ModemView> {
         Vec::new()
     }
+    /// smsgw is stopping: submits still waiting for capacity (not yet handed
+    /// to the network) should give up now with a temporary error, so the
+    /// stop waits only for work that is really under way.
+    fn stopping(&self) {}
     /// Stop taking new work and release what the route holds.
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})

@@ -111,13 +111,15 @@ impl Modem {
         }
     }
 
-    /// Ready, idle, and under its caps.
-    pub fn can_take(&self, per_minute: Option<u32>, per_day: Option<u32>) -> bool {
-        !self.busy.load(Ordering::Relaxed) && self.in_service(per_minute, per_day)
+    /// Ready, idle, and with room under its caps for `parts` more SMS.
+    pub fn can_take(&self, parts: usize, per_minute: Option<u32>, per_day: Option<u32>) -> bool {
+        !self.busy.load(Ordering::Relaxed) && self.in_service(parts, per_minute, per_day)
     }
 
-    /// Ready or sending, and under its caps: it will take a message soon.
-    pub fn in_service(&self, per_minute: Option<u32>, per_day: Option<u32>) -> bool {
+    /// Ready or sending, with room under its caps for `parts` more SMS: it
+    /// will take the message soon. A message longer than a cap goes out
+    /// when the window is empty.
+    pub fn in_service(&self, parts: usize, per_minute: Option<u32>, per_day: Option<u32>) -> bool {
         if !matches!(self.phase().0, Phase::Ready | Phase::Sending) {
             return false;
         }
@@ -127,7 +129,8 @@ impl Modem {
             w.pop_front();
         }
         let last_minute = w.iter().filter(|t| now.duration_since(**t) < Duration::from_secs(60)).count();
-        per_minute.is_none_or(|m| last_minute < m as usize) && per_day.is_none_or(|d| w.len() < d as usize)
+        let room = |used: usize, cap: Option<u32>| cap.is_none_or(|c| used == 0 || used + parts <= c as usize);
+        room(last_minute, per_minute) && room(w.len(), per_day)
     }
 
     pub fn try_send(&self, job: Job) -> Result<(), Job> {

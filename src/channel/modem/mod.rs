@@ -25,6 +25,8 @@ const WAIT_FOR_MODEM: Duration = Duration::from_secs(30);
 
 pub struct Pool {
     ctx: Arc<Context>,
+    /// Set when smsgw stops: submits waiting for a free modem give up.
+    stopping: CancellationToken,
     modems: Mutex<BTreeMap<String, Arc<Modem>>>,
 }
 
@@ -56,7 +58,7 @@ impl Pool {
             free: Arc::new(Notify::new()),
             cancel: CancellationToken::new(),
         });
-        let pool = Arc::new(Pool { ctx, modems: Mutex::new(BTreeMap::new()) });
+        let pool = Arc::new(Pool { ctx, stopping: CancellationToken::new(), modems: Mutex::new(BTreeMap::new()) });
         pool.discover();
         // Globs pick up modems plugged in later.
         let p = pool.clone();
@@ -89,7 +91,7 @@ impl Pool {
     /// operator's) and one of them is in service, only those: a busy one is
     /// waited for rather than passed over, so the preference holds under
     /// load. Otherwise any free modem, the least used first.
-    fn pick(&self, to: &str) -> Option<Arc<Modem>> {
+    fn pick(&self, to: &str, parts: usize) -> Option<Arc<Modem>> {
         let cfg = &self.ctx.cfg;
         let all = self.all();
         let preferred: Vec<&str> =
@@ -97,12 +99,14 @@ impl Pool {
         let imsi = |m: &Arc<Modem>| m.info.lock().ok().and_then(|i| i.imsi.clone()).unwrap_or_default();
         let own: Vec<&Arc<Modem>> = all
             .iter()
-            .filter(|m| preferred.iter().any(|p| imsi(m).starts_with(p)) && m.in_service(cfg.per_minute, cfg.per_day))
+            .filter(|m| {
+                preferred.iter().any(|p| imsi(m).starts_with(p)) && m.in_service(parts, cfg.per_minute, cfg.per_day)
+            })
             .collect();
         let candidates: Vec<&Arc<Modem>> = if own.is_empty() { all.iter().collect() } else { own };
         candidates
             .into_iter()
-            .filter(|m| m.can_take(cfg.per_minute, cfg.per_day))
+            .filter(|m| m.can_take(parts, cfg.per_minute, cfg.per_day))
             .min_by_key(|m| m.sent.load(std::sync::atomic::Ordering::Relaxed))
             .cloned()
     }
@@ -152,13 +156,14 @@ impl Channel for Pool {
     fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + WAIT_FOR_MODEM;
+            let parts = crate::sms::split(&msg.text).parts.len();
             let mut job = {
                 let (tx, rx) = oneshot::channel();
                 (Job { to: msg.to.clone(), text: msg.text.clone(), reply: tx }, rx)
             };
             loop {
                 let free = self.ctx.free.notified();
-                if let Some(m) = self.pick(&msg.to) {
+                if let Some(m) = self.pick(&msg.to, parts) {
                     match m.try_send(job.0) {
                         Ok(()) => {
                             let ids = job.1.await.map_err(|_| SubmitError {
@@ -171,12 +176,19 @@ impl Channel for Pool {
                         Err(back) => job.0 = back,
                     }
                 }
-                if tokio::time::timeout_at(deadline, free).await.is_err() {
-                    return Err(SubmitError {
+                tokio::select! {
+                    woken = tokio::time::timeout_at(deadline, free) => if woken.is_err() {
+                        return Err(SubmitError {
+                            temporary: true,
+                            code: "no_modem".into(),
+                            text: format!("no modem was ready within {} s", WAIT_FOR_MODEM.as_secs()),
+                        });
+                    },
+                    _ = self.stopping.cancelled() => return Err(SubmitError {
                         temporary: true,
-                        code: "no_modem".into(),
-                        text: format!("no modem was ready within {} s", WAIT_FOR_MODEM.as_secs()),
-                    });
+                        code: "stopped".into(),
+                        text: "smsgw stopped while this message waited for a modem".into(),
+                    }),
                 }
             }
         })
@@ -204,8 +216,13 @@ impl Channel for Pool {
         Health { state, detail: Some(format!("{ready}/{} modems ready", modems.len())), members }
     }
 
+    fn stopping(&self) {
+        self.stopping.cancel();
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            self.stopping.cancel();
             self.ctx.cancel.cancel();
             // Give a modem in the middle of a send a moment to finish.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -522,6 +522,7 @@ impl Engine {
     }
 
     /// One SMS-STATUS-REPORT reaches the modem; one that cannot be stored is lost.
+    /// One status report reaches the modem. False: no room, the network keeps it.
     fn route_report(&mut self, pdu: ModemPdu) -> bool {
         match self.s.cnmi[3] {
             1 => {
@@ -535,15 +536,16 @@ impl Engine {
             }
             2 => {
                 let mem = if self.cfg.quirks.status_reports_stored { "SR".to_string() } else { self.s.mem[2].clone() };
-                let index = self.store_mut(&mem).and_then(|store| store.insert(Slot { stat: 0, pdu }));
-                if let Some(index) = index {
-                    let line = if self.cfg.quirks.cdsi_wrong_memory {
-                        "+CDSI: \"SM\",0".to_string()
-                    } else {
-                        format!("+CDSI: \"{mem}\",{index}")
-                    };
-                    self.indication(&[line]);
-                }
+                // Memory full: the network keeps the report and tries again later, as with messages.
+                let Some(index) = self.store_mut(&mem).and_then(|store| store.insert(Slot { stat: 0, pdu })) else {
+                    return false;
+                };
+                let line = if self.cfg.quirks.cdsi_wrong_memory {
+                    "+CDSI: \"SM\",0".to_string()
+                } else {
+                    format!("+CDSI: \"{mem}\",{index}")
+                };
+                self.indication(&[line]);
             }
             _ => {}
         }
