@@ -506,8 +506,9 @@ async fn per_minute_caps_hold_per_modem() {
     write_config(dir.path(), DISPATCH, &route(dir.path(), "per_minute = 2"));
     let d = Daemon::start(dir.path());
     wait_modems(&d, 2, "ready", 20).await;
-    // Two SMS a minute per SIM: a two-part message and a one-part one fill one
-    // SIM and half the other; the rest waits for the minute to pass.
+    // Two SMS a minute per SIM; four messages, one of them in two parts,
+    // make five SMS: at least one message waits for the next minute (which
+    // ones depends on the order the modems take them).
     let long = "Two parts: this text is long enough that it cannot fit into a single SMS at all. ".repeat(2);
     let mut ids = Vec::new();
     for text in [long.as_str(), "one", "two", "three"] {
@@ -515,7 +516,7 @@ async fn per_minute_caps_hold_per_modem() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(a.sent().len() <= 2 && b.sent().len() <= 2, "a {} b {}", a.sent().len(), b.sent().len());
-    assert_eq!(a.sent().len() + b.sent().len(), 4, "the caps allow four SMS in the first minute");
+    assert!(a.sent().len() + b.sent().len() >= 3, "a {} b {}", a.sent().len(), b.sent().len());
     let mut waiting = Vec::new();
     for id in ids {
         let m = d.message(id).await;
@@ -523,13 +524,15 @@ async fn per_minute_caps_hold_per_modem() {
             waiting.push(id);
         }
     }
-    assert_eq!(waiting.len(), 1, "one message waits for the next minute");
+    assert!(!waiting.is_empty(), "something waits for the next minute");
 
-    // A stop does not wait for it: it goes back to the queue at once, and
-    // the next start sends it.
+    // A stop does not wait for them: they go back to the queue at once, and
+    // the next start sends them.
     assert_eq!(d.terminate(), Some(0));
     let d = Daemon::start(dir.path());
-    let m = d.wait_status(waiting[0], "delivered", 30).await;
-    assert!(m["history"].to_string().contains("stopped while this message waited for a modem"), "{m}");
+    for id in &waiting {
+        let m = d.wait_status(*id, "delivered", 30).await;
+        assert!(m["history"].to_string().contains("stopped while this message waited for a modem"), "{m}");
+    }
     d.terminate();
 }
