@@ -511,6 +511,8 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
             metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => result).increment(1);
             if retry_at.is_none() {
                 d.throughput.count(now, Outcome::Failed);
+                metrics::counter!(crate::metrics::FINISHED, "route" => lane.cfg.name.clone(), "status" => final_status.as_str())
+                    .increment(1);
             }
             tracing::info!(message = m.id, route = %lane.cfg.name, code = %e.code, temporary = e.temporary, "submit failed");
             let f = AttemptFailure { code: e.code, text, retry_at, final_status };
@@ -541,6 +543,10 @@ async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<Route
                         .increment(1);
                     let receipt = Receipt { route: route.clone(), remote_id, status, error_code, error_text };
                     let matched = store.record_receipt(receipt).await;
+                    if let Ok(ReceiptMatch::Final { status, .. }) = &matched {
+                        metrics::counter!(crate::metrics::FINISHED, "route" => route.clone(), "status" => status.as_str())
+                            .increment(1);
+                    }
                     match matched {
                         Ok(ReceiptMatch::Final { status: Status::Delivered, created_at }) => {
                             metrics::histogram!(crate::metrics::DELIVERY_SECONDS, "route" => route)

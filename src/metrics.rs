@@ -14,6 +14,8 @@ pub const SUBMITS: &str = "smsgw_submits_total";
 pub const SUBMIT_SECONDS: &str = "smsgw_submit_duration_seconds";
 pub const DELIVERY_SECONDS: &str = "smsgw_delivery_duration_seconds";
 pub const RECEIPTS: &str = "smsgw_receipts_total";
+/// Messages that reached a final state, by route and that state.
+pub const FINISHED: &str = "smsgw_messages_finished_total";
 pub const INBOUND: &str = "smsgw_inbound_total";
 pub const RATE_WAIT: &str = "smsgw_rate_limit_wait_seconds";
 pub const COMMIT_SECONDS: &str = "smsgw_store_commit_duration_seconds";

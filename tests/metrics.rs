@@ -33,6 +33,11 @@ async fn counters_match_what_was_sent() {
     assert_eq!(sample(&scrape, "smsgw_submits_total", &[("route", "bad"), ("result", "failed")]), Some(1.0));
     assert_eq!(sample(&scrape, "smsgw_receipts_total", &[("route", "good"), ("status", "delivered")]), Some(7.0));
     assert_eq!(sample(&scrape, "smsgw_messages", &[("status", "delivered")]), Some(7.0));
+    let finished =
+        |route, status| sample(&scrape, "smsgw_messages_finished_total", &[("route", route), ("status", status)]);
+    assert_eq!(finished("good", "delivered"), Some(7.0));
+    assert_eq!(finished("bad", "failed"), Some(1.0));
+    assert_eq!(finished("good", "failed"), None);
     assert_eq!(sample(&scrape, "smsgw_messages", &[("status", "queued")]), Some(1.0));
     assert_eq!(sample(&scrape, "smsgw_queue_depth", &[("route", "good"), ("priority", "transactional")]), Some(1.0));
     assert_eq!(sample(&scrape, "smsgw_route_state", &[("route", "good")]), Some(1.0));
