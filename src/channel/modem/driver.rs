@@ -133,10 +133,17 @@ impl Modem {
         room(last_minute, per_minute) && room(w.len(), per_day)
     }
 
+    /// Hand `job` to this modem if it is idle. Two submits may pick the same
+    /// idle modem at once: only the one that marks it busy hands its job
+    /// over; the other gets its job back and leaves the mark alone (clearing
+    /// it would let a third submit queue behind the running send while
+    /// another modem stands idle).
     pub fn try_send(&self, job: Job) -> Result<(), Job> {
-        self.busy.store(true, Ordering::Relaxed);
+        if self.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Err(job);
+        }
         self.jobs.try_send(job).map_err(|e| {
-            self.busy.store(false, Ordering::Relaxed);
+            self.busy.store(false, Ordering::Release);
             match e {
                 mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
             }
@@ -724,6 +731,18 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_one_of_two_racing_submits_gets_an_idle_modem() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let m = Modem::new("p", tx);
+        let job = || Job { to: "+79160000000".into(), text: "x".into(), reply: oneshot::channel().0 };
+        assert!(m.try_send(job()).is_ok());
+        assert!(m.try_send(job()).is_err());
+        assert!(m.busy.load(Ordering::Relaxed), "the loser must not clear the winner's mark");
+        rx.try_recv().expect("the winner's job");
+        assert!(m.try_send(job()).is_err(), "busy until its send ends");
+    }
 
     #[test]
     fn own_number_from_cnum() {
