@@ -162,7 +162,11 @@ impl Channel for Pool {
                 (Job { to: msg.to.clone(), text: msg.text.clone(), reply: tx }, rx)
             };
             loop {
+                // Registered before the look, so a modem freed between the
+                // look and the wait still wakes this submit.
                 let free = self.ctx.free.notified();
+                tokio::pin!(free);
+                free.as_mut().enable();
                 if let Some(m) = self.pick(&msg.to, parts) {
                     match m.try_send(job.0) {
                         Ok(()) => {
@@ -177,7 +181,7 @@ impl Channel for Pool {
                     }
                 }
                 tokio::select! {
-                    woken = tokio::time::timeout_at(deadline, free) => if woken.is_err() {
+                    woken = tokio::time::timeout_at(deadline, &mut free) => if woken.is_err() {
                         return Err(SubmitError {
                             temporary: true,
                             code: "no_modem".into(),
