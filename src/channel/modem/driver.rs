@@ -419,12 +419,9 @@ impl Session<'_> {
                 tracing::warn!(modem = %self.own, error = %e, "cannot set new-message indications; relying on the periodic sweep");
             }
         }
-        let smsc = self
-            .value("AT+CSCA?", "+CSCA")
-            .await
-            .map(|v| v.split(',').next().unwrap_or("").trim_matches('"').to_string());
+        let smsc = self.value("AT+CSCA?", "+CSCA").await.and_then(|v| smsc_number(&v));
         if let Ok(mut i) = self.modem.info.lock() {
-            i.smsc = smsc.filter(|s| !s.is_empty());
+            i.smsc = smsc;
         }
         let _ = self.health().await;
         Ok(())
@@ -614,6 +611,27 @@ fn cnum_number(value: &str) -> Option<String> {
     (!n.is_empty()).then(|| n.to_string())
 }
 
+/// The SMSC address in a `+CSCA: <sca>,<tosca>` answer. A modem whose
+/// character set is UCS2 (AT+CSCS) writes it as hex of UTF-16, quoted or
+/// not: `002B0034...` is `+4...`. None when the SIM holds none.
+fn smsc_number(value: &str) -> Option<String> {
+    let raw = value.split(',').next()?.trim().trim_matches('"').trim();
+    let looks_ucs2 = raw.len() >= 8 && raw.len().is_multiple_of(4) && raw.bytes().all(|b| b.is_ascii_hexdigit());
+    let decoded = looks_ucs2
+        .then(|| {
+            raw.as_bytes()
+                .chunks(4)
+                .map(|c| {
+                    std::str::from_utf8(c).ok().and_then(|h| u32::from_str_radix(h, 16).ok()).and_then(char::from_u32)
+                })
+                .collect::<Option<String>>()
+        })
+        .flatten()
+        .filter(|d| d.chars().all(|c| c == '+' || c.is_ascii_digit()));
+    let n = decoded.unwrap_or_else(|| raw.to_string());
+    (!n.is_empty()).then_some(n)
+}
+
 /// How a part is named for its status report: the SIM, the reference the
 /// modem gave it and the recipient (references wrap at 256).
 pub fn remote_id(imsi: &str, mr: u8, to: &str) -> String {
@@ -745,6 +763,21 @@ mod tests {
     }
 
     #[test]
+    fn smsc_in_gsm_or_ucs2() {
+        assert_eq!(smsc_number(r#""+447802000332",145"#).as_deref(), Some("+447802000332"));
+        // csca-ucs2: with AT+CSCS="UCS2" the number comes as UTF-16 hex, quoted or not.
+        assert_eq!(
+            smsc_number("002B00390037003200350034003100320030003000330032,145").as_deref(),
+            Some("+97254120032")
+        );
+        assert_eq!(smsc_number(r#""002B0034003400370038",145"#).as_deref(), Some("+4478"));
+        // Digits that merely look like hex stay digits.
+        assert_eq!(smsc_number(r#""447802000332",145"#).as_deref(), Some("447802000332"));
+        assert_eq!(smsc_number("12345678,129").as_deref(), Some("12345678"));
+        assert_eq!(smsc_number(r#""",129"#), None);
+    }
+
+    #[test]
     fn own_number_from_cnum() {
         assert_eq!(cnum_number(r#""","+79161234567",145"#).as_deref(), Some("+79161234567"));
         assert_eq!(cnum_number(r#""Own","89161234567",129,7,4"#).as_deref(), Some("89161234567"));
@@ -833,8 +866,7 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
     info.imsi = s.value("AT+CIMI", "+CIMI").await;
     info.iccid = s.value("AT+CCID", "+CCID").await;
     info.number = s.cmd("AT+CNUM").await.ok().and_then(|r| r.value("+CNUM").and_then(cnum_number));
-    info.smsc =
-        s.value("AT+CSCA?", "+CSCA").await.map(|v| v.split(',').next().unwrap_or("").trim_matches('"').to_string());
+    info.smsc = s.value("AT+CSCA?", "+CSCA").await.and_then(|v| smsc_number(&v));
     p.info = info;
     Ok(p)
 }
