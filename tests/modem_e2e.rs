@@ -484,15 +484,20 @@ async fn a_report_stored_while_the_gateway_was_down_is_read_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modem_that_refuses_stored_reports_gets_them_inline() {
     let dir = tempfile::tempdir().unwrap();
-    // A SIM800 whose firmware takes only ds 0 or 1.
+    // A SIM800 whose firmware takes only ds 0 or 1, and that starts in
+    // AT+CSMS=1, where an inline report left without AT+CNMA turns inline
+    // reports off: every report after the first would be lost.
     let mut cfg = ModemConfig::default();
     cfg.quirks.cnmi_test = Some("+CNMI: (0-2),(0-3),(0),(0,1),(0,1)".into());
+    cfg.quirks.csms_phase2plus = true;
     let a = modem(dir.path(), "a-if02", cfg, 30).await;
     write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
     let d = Daemon::start(dir.path());
     wait_modems(&d, 1, "ready", 20).await;
-    let id = d.send(json!({"to": "+79160000050", "text": "inline report"})).await;
-    d.wait_status(id, "delivered", 20).await;
+    for n in 0..3 {
+        let id = d.send(json!({"to": "+79160000050", "text": format!("inline report {n}")})).await;
+        d.wait_status(id, "delivered", 20).await;
+    }
     let cnmi: Vec<String> = a.commands().into_iter().filter(|c| c.starts_with("AT+CNMI=")).collect();
     assert_eq!(cnmi, ["AT+CNMI=2,1,0,2,0", "AT+CNMI=2,1,0,1,0"]);
     d.terminate();

@@ -308,6 +308,10 @@ pub struct Quirks {
     /// AT+CFUN=1,1 re-enumerates the USB device (SIM7600, EC25): after OK the pty and the symlink
     /// go away and come back (a new pty) this many ms later. 0: the port stays (SIM800 on UART).
     pub usb_reset_ms: u64,
+    /// `quectel-cnma-340`: the modem starts with AT+CSMS=1, so every inline +CMT/+CDS needs one
+    /// AT+CNMA (a second gets +CMS ERROR: 340); one left unacknowledged when the next arrives
+    /// turns inline routing off (TS 27.005: <mt> and <ds> go to 0).
+    pub csms_phase2plus: bool,
     /// Seed of the pseudo-random source behind Huawei URC timing (0: a fixed default), so a
     /// failing run can be repeated.
     pub seed: u64,

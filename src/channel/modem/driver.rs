@@ -404,6 +404,12 @@ impl Session<'_> {
         if let Err(e) = self.cmd(&format!("AT+CPMS=\"{s}\",\"{s}\",\"{s}\"")).await {
             tracing::warn!(modem = %self.own, error = %e, "cannot select message storage; using the modem's default");
         }
+        // Phase 2 SMS service: a report or message shown inline (+CDS, +CMT)
+        // needs no AT+CNMA. Under AT+CSMS=1, a modem that sees no
+        // acknowledgement stops showing them.
+        if let Err(e) = self.cmd("AT+CSMS=0").await {
+            tracing::debug!(modem = %self.own, error = %e, "AT+CSMS=0 refused");
+        }
         if let Err(e) = self.cmd(&format!("AT+CNMI={}", self.profile.cnmi)).await {
             // Stored reports (ds=2) outlive a restart of smsgw; a modem that
             // refuses them still takes inline ones (ds=1).

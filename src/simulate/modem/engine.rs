@@ -193,7 +193,7 @@ impl Session {
             cscs: "IRA".into(),
             mem: [storage.clone(), storage.clone(), storage],
             csmp: [17, 167, 0, 0],
-            csms: 0,
+            csms: u8::from(cfg.quirks.csms_phase2plus),
             cmms: 0,
             ack_pending: false,
             curc: true,
@@ -500,6 +500,7 @@ impl Engine {
         if self.cfg.quirks.no_sms_storage {
             return true;
         }
+        self.unacknowledged_stops_routing();
         if self.s.cnmi[1] == 2 {
             let line = if self.s.text_mode {
                 text_mode_lines(&pdu, "+CMT: ", &self.s.cscs).unwrap_or_default()
@@ -521,9 +522,19 @@ impl Engine {
         true
     }
 
-    /// One SMS-STATUS-REPORT reaches the modem; one that cannot be stored is lost.
+    /// Under AT+CSMS=1, an inline +CMT/+CDS still unacknowledged when the next one comes
+    /// turns inline routing off: messages are stored unannounced, reports are dropped.
+    fn unacknowledged_stops_routing(&mut self) {
+        if self.s.ack_pending {
+            self.s.ack_pending = false;
+            self.s.cnmi[1] = 0;
+            self.s.cnmi[3] = 0;
+        }
+    }
+
     /// One status report reaches the modem. False: no room, the network keeps it.
     fn route_report(&mut self, pdu: ModemPdu) -> bool {
+        self.unacknowledged_stops_routing();
         match self.s.cnmi[3] {
             1 => {
                 let lines = if self.s.text_mode {
