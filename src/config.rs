@@ -289,6 +289,10 @@ pub struct SmppRoute {
     pub source_npi: Option<u8>,
     #[serde(default = "yes")]
     pub registered_delivery: bool,
+    /// Send each message's remaining validity as submit_sm validity_period
+    /// (relative form); false leaves it to the carrier's default.
+    #[serde(default = "yes")]
+    pub validity_period: bool,
     /// How this carrier writes ids: "same", "hex_in_resp" (receipts in
     /// decimal) or "decimal_in_resp" (receipts in hex).
     #[serde(default = "default_id_form")]

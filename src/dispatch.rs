@@ -469,6 +469,7 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
         parts: split.parts,
         priority: m.priority,
         attempt: m.attempt,
+        valid_until: m.valid_until,
     };
     let started = std::time::Instant::now();
     let result = lane.channel.submit(out).await;

@@ -103,6 +103,12 @@ pub fn now_ms() -> Millis {
     Utc::now().timestamp_millis()
 }
 
+/// Whole seconds from now until `until`, at least one: what is left of a
+/// message's validity when a route hands it to the network.
+pub fn secs_left(until: Millis) -> u64 {
+    (until.saturating_sub(now_ms()).max(1) as u64).div_ceil(1000)
+}
+
 pub fn to_rfc3339(ms: Millis) -> String {
     match Utc.timestamp_millis_opt(ms) {
         chrono::LocalResult::Single(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -541,3 +541,26 @@ async fn per_minute_caps_hold_per_modem() {
     }
     d.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sms_carries_what_is_left_of_its_validity() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    let code =
+        d.send(json!({"to": "+79160000070", "text": "Your code is 123456", "valid_until": in_secs(7200.0)})).await;
+    let long = "A reminder long enough for two parts. ".repeat(5);
+    let reminder = d.send(json!({"to": "+79160000071", "text": long, "valid_until": in_secs(3.0 * 86_400.0)})).await;
+    d.wait_status(code, "delivered", 20).await;
+    d.wait_status(reminder, "delivered", 20).await;
+    d.terminate();
+    // TS 23.040 relative TP-VP: 2 h is (23 + 1) × 5 min exactly, rounded up
+    // to the next step when a moment of it has passed; 3 days is 169.
+    let minutes =
+        |to: &str| -> Vec<Option<u32>> { a.sent().iter().filter(|s| s.to == to).map(|s| s.validity_minutes).collect() };
+    let code_vp = minutes("+79160000070");
+    assert!(code_vp.len() == 1 && matches!(code_vp[0], Some(120 | 125)), "{code_vp:?}");
+    assert_eq!(minutes("+79160000071"), [Some(3 * 1440), Some(3 * 1440)]);
+}

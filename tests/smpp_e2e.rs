@@ -163,3 +163,43 @@ async fn inbound_single_and_concatenated_from_the_simulator() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sim.unacknowledged(), 0);
 }
+
+/// SMPP 3.4 relative time `YYMMDDhhmmss000R` as seconds (a month of 30
+/// days, a year of 365).
+fn relative_secs(v: &str) -> u64 {
+    assert!(v.len() == 16 && v.ends_with("000R"), "not a relative time: {v:?}");
+    let f = |i: usize| v[i..i + 2].parse::<u64>().unwrap();
+    ((f(0) * 365 + f(2) * 30 + f(4)) * 24 + f(6)) * 3600 + f(8) * 60 + f(10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_carrier_is_told_how_long_a_message_stays_worth_delivering() {
+    let sim = smsc(SmscConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &route(sim.local_addr().port(), ""));
+    let d = Daemon::start(dir.path());
+    let code =
+        d.send(json!({"to": "+79160000001", "text": "Your code is 123456", "valid_until": in_secs(600.0)})).await;
+    let long = "A reminder long enough for two parts. ".repeat(5);
+    let reminder = d.send(json!({"to": "+79160000002", "text": long, "valid_until": in_secs(2.0 * 86_400.0)})).await;
+    d.wait_status(code, "delivered", 20).await;
+    d.wait_status(reminder, "delivered", 20).await;
+    d.terminate();
+    let by_dest = |dest: &str| -> Vec<u64> {
+        sim.submitted().iter().filter(|s| s.dest == dest).map(|s| relative_secs(&s.validity_period)).collect()
+    };
+    let code_left = by_dest("79160000001");
+    assert!(code_left.len() == 1 && (580..=600).contains(&code_left[0]), "{code_left:?}");
+    let reminder_left = by_dest("79160000002");
+    assert_eq!(reminder_left.len(), 2, "both parts");
+    assert!(reminder_left.iter().all(|s| (2 * 86_400 - 20..=2 * 86_400).contains(s)), "{reminder_left:?}");
+
+    // A carrier that will not take it: the key turns it off.
+    let sim2 = smsc(SmscConfig::default()).await;
+    write_config(dir.path(), "", &route(sim2.local_addr().port(), "validity_period = false"));
+    let d = Daemon::start(dir.path());
+    let id = d.send(json!({"to": "+79160000003", "text": "no validity", "valid_until": in_secs(600.0)})).await;
+    d.wait_status(id, "delivered", 20).await;
+    d.terminate();
+    assert!(sim2.submitted().iter().all(|s| s.validity_period.is_empty()), "{:?}", sim2.submitted());
+}

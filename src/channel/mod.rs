@@ -25,6 +25,10 @@ pub struct Outbound {
     pub parts: Vec<String>,
     pub priority: Priority,
     pub attempt: u32,
+    /// When the message stops being worth delivering (ms since the epoch):
+    /// routes pass what is left of it to the network, so a phone that comes
+    /// back on line a day later does not get a stale one-time code.
+    pub valid_until: Option<crate::message::Millis>,
 }
 
 /// The route took every part; one id per part for matching its report.

@@ -329,6 +329,8 @@ pub struct SentSms {
     pub concat: Option<Concat>,
     /// TP-SRR set (in text mode: AT+CSMP first octet has bit 5 set).
     pub status_report: bool,
+    /// A relative TP-VP in minutes (text mode: AT+CSMP's <vp> when its first octet says relative).
+    pub validity_minutes: Option<u32>,
     /// The PDU hex as received (SMSC part included); empty for a text-mode send.
     pub pdu: String,
     pub at: DateTime<Utc>,

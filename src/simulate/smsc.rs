@@ -215,6 +215,8 @@ pub struct Submitted {
     pub data_coding: u8,
     pub esm_class: u8,
     pub registered_delivery: u8,
+    /// validity_period as sent (empty: the SMSC default).
+    pub validity_period: String,
     /// short_message as sent (with its UDH if any); empty for data_sm.
     pub short_message: Vec<u8>,
     /// message_payload TLV, if present.

@@ -161,6 +161,8 @@ pub struct Submit {
     pub text: String,
     pub encoding: DataEncoding,
     pub status_report: bool,
+    /// A relative TP-VP, in minutes; None when absent or in another format.
+    pub validity_minutes: Option<u32>,
 }
 
 /// One SMS-SUBMIT per part of `split`, in order.
@@ -264,6 +266,17 @@ fn relative_validity(minutes: u32) -> u8 {
     u8::try_from(vp).unwrap_or(u8::MAX)
 }
 
+/// The period a relative TP-VP stands for, in minutes (TS 23.040 §9.2.3.12.1).
+pub fn relative_validity_minutes(vp: u8) -> u32 {
+    let vp = u32::from(vp);
+    match vp {
+        0..=143 => (vp + 1) * 5,
+        144..=167 => 12 * 60 + (vp - 143) * 30,
+        168..=196 => (vp - 166) * 24 * 60,
+        _ => (vp - 192) * 7 * 24 * 60,
+    }
+}
+
 /// Decode a PDU as read from AT+CMGR, +CMT or +CDS. `with_smsc`: the PDU starts with the SMSC
 /// address (its length octet, possibly 00). That is so for AT+CMGR in PDU mode on nearly every
 /// modem; pass false only for a bare TPDU.
@@ -292,8 +305,9 @@ pub fn decode(hex: &str, with_smsc: bool) -> Result<Pdu, PduError> {
             r.octet("TP-PID")?;
             let (dcs, encoding) = dcs(&mut r)?;
             // TP-VPF: none, enhanced (7 octets), relative (1), absolute (7).
-            let vp_len = [0, 7, 1, 7][usize::from(first >> 3 & 0x03)];
-            r.take(vp_len, "TP-VP")?;
+            let vpf = first >> 3 & 0x03;
+            let vp = r.take([0, 7, 1, 7][usize::from(vpf)], "TP-VP")?;
+            let validity_minutes = (vpf == 2).then(|| relative_validity_minutes(vp[0]));
             let ud = decode_user_data(&mut r, udhi, encoding)?;
             Ok(Pdu::Submit(Submit {
                 smsc,
@@ -304,6 +318,7 @@ pub fn decode(hex: &str, with_smsc: bool) -> Result<Pdu, PduError> {
                 text: ud.text,
                 encoding,
                 status_report: first & SRR != 0,
+                validity_minutes,
             }))
         }
         0x02 => {

@@ -97,6 +97,8 @@ pub struct Modem {
 pub struct Job {
     pub to: String,
     pub text: String,
+    /// Sent as the relative TP-VP: the network drops the SMS after it.
+    pub valid_until: Option<crate::message::Millis>,
     pub reply: oneshot::Sender<Result<Vec<String>, SubmitError>>,
 }
 
@@ -438,7 +440,9 @@ impl Session<'_> {
         let opts = SubmitOptions {
             message_ref: 0,
             status_report: self.ctx.cfg.status_reports,
-            validity_minutes: None,
+            validity_minutes: job
+                .valid_until
+                .map(|v| u32::try_from(crate::message::secs_left(v).div_ceil(60)).unwrap_or(u32::MAX)),
             concat_ref: self.modem.concat_ref.fetch_add(1, Ordering::Relaxed),
         };
         let pdus = pdu::encode_submit(&job.to, &split, &opts).map_err(|e| SubmitError {
@@ -760,7 +764,8 @@ mod tests {
     fn only_one_of_two_racing_submits_gets_an_idle_modem() {
         let (tx, mut rx) = mpsc::channel(1);
         let m = Modem::new("p", tx);
-        let job = || Job { to: "+79160000000".into(), text: "x".into(), reply: oneshot::channel().0 };
+        let job =
+            || Job { to: "+79160000000".into(), text: "x".into(), valid_until: None, reply: oneshot::channel().0 };
         assert!(m.try_send(job()).is_ok());
         assert!(m.try_send(job()).is_err());
         assert!(m.busy.load(Ordering::Relaxed), "the loser must not clear the winner's mark");

@@ -159,7 +159,7 @@ impl Channel for Pool {
             let parts = crate::sms::split(&msg.text).parts.len();
             let mut job = {
                 let (tx, rx) = oneshot::channel();
-                (Job { to: msg.to.clone(), text: msg.text.clone(), reply: tx }, rx)
+                (Job { to: msg.to.clone(), text: msg.text.clone(), valid_until: msg.valid_until, reply: tx }, rx)
             };
             loop {
                 // Registered before the look, so a modem freed between the

@@ -11,7 +11,7 @@ use crate::sms::{self, Encoding};
 use crate::store::ReceiptStatus;
 use rusmpp::pdus::SubmitSm;
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, Tlv, TlvValue};
-use rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use rusmpp::types::{AnyOctetString, COctetString, EmptyOrFullCOctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
 
 /// data_coding values we send and understand.
@@ -68,6 +68,16 @@ fn c_string<const MIN: usize, const MAX: usize>(field: &str, s: &str) -> Result<
 
 /// The submit_sm PDUs for a message; `reference` ties the parts of a long
 /// message together.
+/// SMPP 3.4 §7.1.1 relative time, `YYMMDDhhmmss000R`: days, hours, minutes
+/// and seconds from now (days beyond 99 go into months and years, as
+/// carriers read them: a month of 30 days, a year of 365).
+pub fn relative_time(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (years, days) = (days / 365, days % 365);
+    let (months, days) = (days / 30, days % 30);
+    format!("{:02}{months:02}{days:02}{:02}{:02}{:02}000R", years.min(99), rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
 pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<SubmitSm>, String> {
     let (dc, parts) = encode_text(&msg.text, cfg.gsm_coding);
     let (dton, dnpi, dest) = address(&msg.to);
@@ -79,6 +89,14 @@ pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<Su
     if let Some(n) = cfg.source_npi {
         snpi = n;
     }
+    let validity = match msg.valid_until {
+        Some(until) if cfg.validity_period => {
+            let text = relative_time(crate::message::secs_left(until));
+            EmptyOrFullCOctetString::from_vec(text.into_bytes().into_iter().chain([0]).collect())
+                .map_err(|e| format!("validity_period: {e}"))?
+        }
+        _ => EmptyOrFullCOctetString::empty(),
+    };
     let base = |esm: u8, body: Vec<u8>| -> Result<SubmitSm, String> {
         let short = OctetString::<0, 255>::from_vec(body).map_err(|e| format!("short_message too long: {e}"))?;
         Ok(SubmitSm::builder()
@@ -89,6 +107,7 @@ pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<Su
             .dest_addr_npi(Npi::from(dnpi))
             .destination_addr(c_string("destination_addr", &dest)?)
             .esm_class(EsmClass::from(esm))
+            .validity_period(validity.clone())
             .registered_delivery(RegisteredDelivery::from(u8::from(cfg.registered_delivery)))
             .data_coding(DataCoding::from(dc))
             .short_message(short)
@@ -275,6 +294,15 @@ mod tests {
         assert_eq!(encode_text("5 €", GsmCoding::Latin1AsDefault).0, DC_UCS2);
         let (dc, parts) = encode_text(&"Щ".repeat(71), GsmCoding::Gsm7);
         assert_eq!((dc, parts.len(), parts[0].len()), (DC_UCS2, 2, 134));
+    }
+
+    #[test]
+    fn relative_validity_period() {
+        assert_eq!(relative_time(300), "000000000500000R");
+        assert_eq!(relative_time(86_400 + 2 * 3600 + 3 * 60 + 4), "000001020304000R");
+        assert_eq!(relative_time(45 * 86_400), "000115000000000R");
+        assert_eq!(relative_time(400 * 86_400), "010105000000000R");
+        assert_eq!(relative_time(u64::MAX).len(), 16);
     }
 
     #[test]

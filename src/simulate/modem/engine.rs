@@ -992,6 +992,7 @@ impl Engine {
             encoding: submit.encoding,
             concat: submit.concat,
             status_report: submit.status_report,
+            validity_minutes: submit.validity_minutes,
             pdu: hex,
             at: Utc::now(),
         };
@@ -1017,6 +1018,8 @@ impl Engine {
             },
             concat: None,
             status_report: self.s.csmp[0] & 0x20 != 0,
+            validity_minutes: (self.s.csmp[0] >> 3 & 0x03 == 2)
+                .then(|| crate::sms::pdu::relative_validity_minutes(self.s.csmp[1])),
             pdu: String::new(),
             at: Utc::now(),
         };

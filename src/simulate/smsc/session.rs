@@ -486,10 +486,11 @@ pub(super) fn address(s: &str) -> Result<COctetString<1, 21>, SmscError> {
 
 /// The fields of a submit_sm / data_sm (outcome and session fields are filled in by the caller).
 fn record_of(pdu: &Pdu) -> Option<Submitted> {
-    let (kind, source, dest, esm, dc, rd, short, tlvs): (
+    let (kind, source, dest, validity_period, esm, dc, rd, short, tlvs): (
         _,
         _,
         _,
+        String,
         EsmClass,
         DataCoding,
         RegisteredDelivery,
@@ -500,6 +501,7 @@ fn record_of(pdu: &Pdu) -> Option<Submitted> {
             SubmitKind::SubmitSm,
             s.source_addr.to_string(),
             s.destination_addr.to_string(),
+            s.validity_period.to_string(),
             s.esm_class,
             s.data_coding,
             s.registered_delivery,
@@ -510,6 +512,7 @@ fn record_of(pdu: &Pdu) -> Option<Submitted> {
             SubmitKind::DataSm,
             s.source_addr.to_string(),
             s.destination_addr.to_string(),
+            String::new(),
             s.esm_class,
             s.data_coding,
             s.registered_delivery,
@@ -548,6 +551,7 @@ fn record_of(pdu: &Pdu) -> Option<Submitted> {
         data_coding: u8::from(dc),
         esm_class,
         registered_delivery: u8::from(rd),
+        validity_period,
         short_message: short.to_vec(),
         message_payload: payload,
         udh,

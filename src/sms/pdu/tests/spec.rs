@@ -55,6 +55,7 @@ fn encodes_ucs2_surrogate_pair_national_with_options() {
     let opts = SubmitOptions { message_ref: 5, status_report: true, validity_minutes: Some(60), concat_ref: 0 };
     let pdus = encode_submit("89161234567", &ucs2(&["😀"]), &opts).unwrap();
     assert_eq!(hexes(&pdus), [("0031050B819861214365F700080B04D83DDE00", 18)]);
+    assert_eq!(submit("0031050B819861214365F700080B04D83DDE00").validity_minutes, Some(60));
 }
 
 #[test]
@@ -85,12 +86,10 @@ fn relative_validity_rounds_up() {
         assert_eq!(relative_validity(minutes), vp, "{minutes} min");
     }
     // Never shorter than asked: check every minute up to 64 weeks against the TS table.
-    let period = |vp: u32| match vp {
-        0..=143 => (vp + 1) * 5,
-        144..=167 => 720 + (vp - 143) * 30,
-        168..=196 => (vp - 166) * 1440,
-        _ => (vp - 192) * 10080,
-    };
+    for (vp, minutes) in [(0, 5), (143, 720), (144, 750), (167, 1440), (168, 2880), (196, 43200), (197, 50400)] {
+        assert_eq!(relative_validity_minutes(vp), minutes, "TP-VP {vp}");
+    }
+    let period = |vp: u32| relative_validity_minutes(vp as u8);
     for minutes in (0..=64 * 10080).step_by(7) {
         let vp = u32::from(relative_validity(minutes));
         if minutes <= 635040 {
