@@ -451,6 +451,7 @@ async fn hand_back(store: &Store, msgs: impl Iterator<Item = Claimed>) {
             text: "smsgw stopped before this attempt started".into(),
             retry_at: Some(now_ms()),
             final_status: Status::Failed,
+            untried: true,
         };
         if let Err(e) = store.record_failure(m.id, f).await {
             tracing::warn!(message = m.id, error = %e, "cannot hand a message back; it returns at the next start");
@@ -495,7 +496,7 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
             let retry_at = now + d.retry_delay(m.attempt).as_millis() as i64;
             let (retry_at, final_status, text) = if !e.temporary {
                 (None, Status::Failed, e.text.clone())
-            } else if m.attempt >= d.cfg().max_attempts {
+            } else if !e.untried && m.attempt >= d.cfg().max_attempts {
                 (None, Status::Failed, format!("{} (gave up after {} attempts)", e.text, m.attempt))
             } else if m.valid_until.is_some_and(|v| v < retry_at) {
                 (None, Status::Expired, format!("{} (validity runs out before the next attempt)", e.text))
@@ -516,7 +517,7 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
                     .increment(1);
             }
             tracing::info!(message = m.id, route = %lane.cfg.name, code = %e.code, temporary = e.temporary, "submit failed");
-            let f = AttemptFailure { code: e.code, text, retry_at, final_status };
+            let f = AttemptFailure { code: e.code, text, retry_at, final_status, untried: e.untried };
             d.store.record_failure(m.id, f).await
         }
     };

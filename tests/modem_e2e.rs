@@ -538,6 +538,8 @@ async fn per_minute_caps_hold_per_modem() {
     for id in &waiting {
         let m = d.wait_status(*id, "delivered", 30).await;
         assert!(m["history"].to_string().contains("stopped while this message waited for a modem"), "{m}");
+        // Waiting for a modem is not an attempt: the one that sent it is the first.
+        assert_eq!(m["attempts"], 1, "{m}");
     }
     d.terminate();
 }
@@ -563,4 +565,49 @@ async fn each_sms_carries_what_is_left_of_its_validity() {
     let code_vp = minutes("+79160000070");
     assert!(code_vp.len() == 1 && matches!(code_vp[0], Some(120 | 125)), "{code_vp:?}");
     assert_eq!(minutes("+79160000071"), [Some(3 * 1440), Some(3 * 1440)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sims_at_their_daily_cap_leave_the_queue_alone_or_fail_it_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 30).await;
+    // One attempt only: a message that spent one waiting for a capped SIM
+    // would fail.
+    let dispatch = "[dispatch]\nmax_attempts = 1\n";
+    write_config(dir.path(), dispatch, &route(dir.path(), "per_day = 2"));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    for n in 0..2 {
+        let id = d.send(json!({"to": "+79160000080", "text": format!("within the plan {n}")})).await;
+        d.wait_status(id, "submitted", 20).await;
+    }
+    let third = d.send(json!({"to": "+79160000080", "text": "over the plan"})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = d.message(third).await;
+    assert_eq!((m["status"].as_str(), m["attempts"].as_i64()), (Some("queued"), Some(0)), "{m}");
+    let (_, routes) = d.get("/v1/routes").await;
+    let gsm = routes["routes"].as_array().unwrap().iter().find(|r| r["name"] == "gsm").unwrap().clone();
+    assert_eq!(gsm["state"], "down", "{gsm}");
+    assert!(gsm["detail"].as_str().unwrap().contains("1 at the SIM's SMS cap"), "{gsm}");
+    assert_eq!(a.sent().len(), 2);
+    d.terminate();
+
+    // With failover on, the next route takes what the SIMs may not send.
+    let routes = format!(
+        "{}{}",
+        route(dir.path(), "per_day = 2").replace("kind = \"modem\"\n", "kind = \"modem\"\nfailover = true\n"),
+        sim_route(dir.path(), "backup", "", "delivery_delay_ms = 0")
+    );
+    write_config(dir.path(), dispatch, &routes);
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    // A restart forgets the window; two more fill it again.
+    for n in 2..4 {
+        let id = d.send(json!({"to": "+79160000080", "text": format!("within the plan {n}")})).await;
+        d.wait_status(id, "submitted", 20).await;
+    }
+    let m = d.wait_status(third, "delivered", 20).await;
+    assert_eq!(m["route"], "backup", "{m}");
+    assert_eq!(a.sent().len(), 4);
+    d.terminate();
 }

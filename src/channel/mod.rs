@@ -43,9 +43,30 @@ pub struct Submitted {
 pub struct SubmitError {
     /// Worth another try later (possibly elsewhere)?
     pub temporary: bool,
+    /// The route never offered the message to the network (no modem free,
+    /// stopping, the carrier asking us to slow down): no attempt was spent,
+    /// so it does not count against `dispatch.max_attempts`.
+    pub untried: bool,
     /// A short machine-readable code, e.g. `cms_38` or `smpp_0x0b`.
     pub code: String,
     pub text: String,
+}
+
+impl SubmitError {
+    /// Refused for good: the message fails.
+    pub fn permanent(code: &str, text: impl Into<String>) -> SubmitError {
+        SubmitError { temporary: false, untried: false, code: code.into(), text: text.into() }
+    }
+
+    /// Tried and not done: another attempt later.
+    pub fn temporary(code: &str, text: impl Into<String>) -> SubmitError {
+        SubmitError { temporary: true, untried: false, code: code.into(), text: text.into() }
+    }
+
+    /// Not offered to the network at all: later, without spending an attempt.
+    pub fn untried(code: &str, text: impl Into<String>) -> SubmitError {
+        SubmitError { temporary: true, untried: true, code: code.into(), text: text.into() }
+    }
 }
 
 /// Things a route learns on its own and reports.

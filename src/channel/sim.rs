@@ -113,18 +113,10 @@ impl Channel for Sim {
                 )
             };
             if fail {
-                return Err(SubmitError {
-                    temporary: false,
-                    code: "sim_rejected".into(),
-                    text: "the simulated route refused the message".into(),
-                });
+                return Err(SubmitError::permanent("sim_rejected", "the simulated route refused the message"));
             }
             if temp {
-                return Err(SubmitError {
-                    temporary: true,
-                    code: "sim_busy".into(),
-                    text: "the simulated route is busy".into(),
-                });
+                return Err(SubmitError::temporary("sim_busy", "the simulated route is busy"));
             }
             let remote_ids: Vec<Option<String>> =
                 (0..msg.parts.len()).map(|i| Some(format!("sim-{}-{}-{}", msg.id, msg.attempt, i))).collect();

@@ -78,6 +78,9 @@ pub struct AttemptFailure {
     pub text: String,
     pub retry_at: Option<Millis>,
     pub final_status: Status,
+    /// The message never reached the network: the attempt its claim
+    /// counted is given back.
+    pub untried: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,12 +322,12 @@ pub(super) fn record_failure(c: &Connection, id: i64, f: &AttemptFailure, now: M
             let n = c
                 .prepare_cached(
                     "UPDATE messages SET status = 'queued', due_at = ?2, updated_at = ?3, error_code = ?4,
-                            error_text = ?5 WHERE id = ?1 AND status = 'sending'",
+                            error_text = ?5, attempts = attempts - ?6 WHERE id = ?1 AND status = 'sending'",
                 )?
-                .execute(params![id, at, now, f.code, f.text])?;
+                .execute(params![id, at, now, f.code, f.text, i64::from(f.untried)])?;
             if n > 0 {
-                let detail =
-                    format!("temporary failure ({}: {}); retry at {}", f.code, f.text, crate::message::to_rfc3339(at));
+                let what = if f.untried { "not sent" } else { "temporary failure" };
+                let detail = format!("{what} ({}: {}); retry at {}", f.code, f.text, crate::message::to_rfc3339(at));
                 history(c, id, now, Status::Queued, &detail)?;
             }
         }

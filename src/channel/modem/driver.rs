@@ -211,7 +211,7 @@ async fn run(port: String, ctx: Arc<Context>, modem: Arc<Modem>, mut jobs: mpsc:
                         _ = tokio::time::sleep_until(deadline) => break,
                         _ = ctx.cancel.cancelled() => return,
                         Some(job) = jobs.recv() => {
-                            let _ = job.reply.send(Err(temporary("modem_down", "the modem is not ready")));
+                            let _ = job.reply.send(Err(SubmitError::untried("modem_down", "the modem is not ready")));
                             modem.busy.store(false, Ordering::Relaxed);
                         }
                     }
@@ -219,10 +219,6 @@ async fn run(port: String, ctx: Arc<Context>, modem: Arc<Modem>, mut jobs: mpsc:
             }
         }
     }
-}
-
-fn temporary(code: &str, text: &str) -> SubmitError {
-    SubmitError { temporary: true, code: code.into(), text: text.into() }
 }
 
 fn from_at(e: &AtError) -> SubmitError {
@@ -236,7 +232,7 @@ fn from_at(e: &AtError) -> SubmitError {
     // The payload went out but no answer came: the SMS may have been sent.
     // At-least-once: retry (a possible duplicate) rather than lose it.
     let temporary = e.temporary() || matches!(e, AtError::Unconfirmed { .. });
-    SubmitError { temporary, code, text: e.to_string() }
+    SubmitError { temporary, untried: false, code, text: e.to_string() }
 }
 
 /// CSQ rssi (0..31, 99 unknown) as dBm and bars.
@@ -445,11 +441,8 @@ impl Session<'_> {
                 .map(|v| u32::try_from(crate::message::secs_left(v).div_ceil(60)).unwrap_or(u32::MAX)),
             concat_ref: self.modem.concat_ref.fetch_add(1, Ordering::Relaxed),
         };
-        let pdus = pdu::encode_submit(&job.to, &split, &opts).map_err(|e| SubmitError {
-            temporary: false,
-            code: "pdu".into(),
-            text: e.to_string(),
-        })?;
+        let pdus =
+            pdu::encode_submit(&job.to, &split, &opts).map_err(|e| SubmitError::permanent("pdu", e.to_string()))?;
         let imsi = self.modem.info.lock().ok().and_then(|i| i.imsi.clone()).unwrap_or_else(|| self.own.clone());
         let mut ids = Vec::new();
         for p in pdus {
@@ -463,7 +456,10 @@ impl Session<'_> {
                 .await
                 .map_err(|e| from_at(&e))?;
             let mr = r.value("+CMGS").and_then(|v| v.trim().parse::<u8>().ok()).ok_or_else(|| {
-                temporary("modem_answer", &format!("no message reference in the answer to AT+CMGS: {:?}", r.lines))
+                SubmitError::temporary(
+                    "modem_answer",
+                    format!("no message reference in the answer to AT+CMGS: {:?}", r.lines),
+                )
             })?;
             ids.push(remote_id(&imsi, mr, &job.to));
         }

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// How long a message waits for a modem to be free before it goes back to
-/// the queue as a temporary failure.
+/// the queue (without spending one of its attempts).
 const WAIT_FOR_MODEM: Duration = Duration::from_secs(30);
 
 pub struct Pool {
@@ -170,10 +170,8 @@ impl Channel for Pool {
                 if let Some(m) = self.pick(&msg.to, parts) {
                     match m.try_send(job.0) {
                         Ok(()) => {
-                            let ids = job.1.await.map_err(|_| SubmitError {
-                                temporary: true,
-                                code: "modem_gone".into(),
-                                text: "the modem went away before it answered".into(),
+                            let ids = job.1.await.map_err(|_| {
+                                SubmitError::temporary("modem_gone", "the modem went away before it answered")
                             })??;
                             return Ok(Submitted { remote_ids: ids.into_iter().map(Some).collect() });
                         }
@@ -182,17 +180,9 @@ impl Channel for Pool {
                 }
                 tokio::select! {
                     woken = tokio::time::timeout_at(deadline, &mut free) => if woken.is_err() {
-                        return Err(SubmitError {
-                            temporary: true,
-                            code: "no_modem".into(),
-                            text: format!("no modem was ready within {} s", WAIT_FOR_MODEM.as_secs()),
-                        });
+                        return Err(SubmitError::untried("no_modem", format!("no modem was ready within {} s", WAIT_FOR_MODEM.as_secs())));
                     },
-                    _ = self.stopping.cancelled() => return Err(SubmitError {
-                        temporary: true,
-                        code: "stopped".into(),
-                        text: "smsgw stopped while this message waited for a modem".into(),
-                    }),
+                    _ = self.stopping.cancelled() => return Err(SubmitError::untried("stopped", "smsgw stopped while this message waited for a modem")),
                 }
             }
         })
@@ -201,10 +191,21 @@ impl Channel for Pool {
     fn health(&self) -> Health {
         let modems = self.modems();
         let ready = modems.iter().filter(|m| matches!(m.state, Phase::Ready | Phase::Sending)).count();
-        let state = match ready {
+        // A modem whose SIM has used up its per-minute or per-day SMS takes
+        // nothing until the window moves: with every one of them there, the
+        // route is down (the dispatcher leaves its queue alone, or fails it
+        // over), not up and refusing.
+        let cfg = &self.ctx.cfg;
+        let with_room = self.all().iter().filter(|m| m.in_service(1, cfg.per_minute, cfg.per_day)).count();
+        let state = match with_room {
             0 => RouteState::Down,
             n if n < modems.len() => RouteState::Degraded,
             _ => RouteState::Up,
+        };
+        let capped = ready.saturating_sub(with_room);
+        let detail = match capped {
+            0 => format!("{ready}/{} modems ready", modems.len()),
+            n => format!("{ready}/{} modems ready, {n} at the SIM's SMS cap", modems.len()),
         };
         let members = modems
             .iter()
@@ -217,7 +218,7 @@ impl Channel for Pool {
                 signal_dbm: m.info.signal_dbm,
             })
             .collect();
-        Health { state, detail: Some(format!("{ready}/{} modems ready", modems.len())), members }
+        Health { state, detail: Some(detail), members }
     }
 
     fn stopping(&self) {

@@ -106,7 +106,6 @@ impl Smpp {
     }
 
     async fn submit_part(&self, pdu: rusmpp::pdus::SubmitSm) -> Result<String, SubmitError> {
-        let temporary = |code: &str, text: String| SubmitError { temporary: true, code: code.into(), text };
         let mut throttled_for = Duration::ZERO;
         loop {
             if let Some(until) = self.throttled_until() {
@@ -139,28 +138,31 @@ impl Smpp {
                             pause_ms = pause.as_millis() as u64,
                             "carrier throttles; slowing down"
                         );
+                        // The carrier keeps asking us to wait: the part never went in.
                         if throttled_for > MAX_THROTTLE_WAIT {
-                            return Err(temporary(
+                            return Err(SubmitError::untried(
                                 &status::code(st),
                                 format!("{} for over a minute", status::name(st)),
                             ));
                         }
                     }
                     status::Class::Temporary => {
-                        return Err(temporary(&status::code(st), format!("carrier refused: {}", status::name(st))));
+                        return Err(SubmitError::temporary(
+                            &status::code(st),
+                            format!("carrier refused: {}", status::name(st)),
+                        ));
                     }
                     status::Class::Permanent => {
-                        return Err(SubmitError {
-                            temporary: false,
-                            code: status::code(st),
-                            text: format!("carrier refused: {}", status::name(st)),
-                        });
+                        return Err(SubmitError::permanent(
+                            &status::code(st),
+                            format!("carrier refused: {}", status::name(st)),
+                        ));
                     }
                 },
-                Ok(Ok(PartResult::Lost(why))) => return Err(temporary("smpp_no_answer", why)),
-                Ok(Err(())) => return Err(temporary("smpp_stopped", "the route is stopping".into())),
+                Ok(Ok(PartResult::Lost(why))) => return Err(SubmitError::temporary("smpp_no_answer", why)),
+                Ok(Err(())) => return Err(SubmitError::temporary("smpp_stopped", "the route is stopping")),
                 Err(_) => {
-                    return Err(temporary(
+                    return Err(SubmitError::temporary(
                         "smpp_no_bind",
                         format!("no bind took and answered the part within {} s", wait.as_secs()),
                     ));
@@ -209,11 +211,8 @@ impl Channel for Smpp {
     fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
         Box::pin(async move {
             let reference = self.reference.fetch_add(1, Ordering::Relaxed);
-            let pdus = pdus::submits(&msg, &self.cfg, reference).map_err(|text| SubmitError {
-                temporary: false,
-                code: "smpp_encoding".into(),
-                text,
-            })?;
+            let pdus = pdus::submits(&msg, &self.cfg, reference)
+                .map_err(|text| SubmitError::permanent("smpp_encoding", text))?;
             let mut remote_ids = Vec::with_capacity(pdus.len());
             for pdu in pdus {
                 remote_ids.push(Some(self.submit_part(pdu).await?));
