@@ -752,6 +752,12 @@ impl Route {
         self.kind == other.kind && self.sim == other.sim && self.smpp == other.smpp && self.modem == other.modem
     }
 
+    /// True when the route counts what it sent against a cap (SIM plans), so
+    /// it needs the last day's sends from the store when it starts.
+    pub fn counts_sends(&self) -> bool {
+        self.modem.as_ref().is_some_and(|m| m.per_minute.is_some() || m.per_day.is_some())
+    }
+
     /// True when this route may carry a message to `e164`.
     pub fn serves(&self, e164: &str) -> bool {
         self.prefixes.is_empty() || self.prefixes.iter().any(|p| e164.starts_with(p.as_str()))

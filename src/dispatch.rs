@@ -150,7 +150,8 @@ impl Dispatcher {
         let cancel = CancellationToken::new();
         let mut lanes = Vec::new();
         for r in routes {
-            let ch = channel::build(r, events_tx.clone())
+            let ch = build_channel(&store, r, events_tx.clone())
+                .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("route {}: {e}", r.name)))?;
             lanes.push(Arc::new(Lane::new(r.clone(), ch, cancel.child_token())));
         }
@@ -195,7 +196,9 @@ impl Dispatcher {
             match old.iter().find(|l| l.cfg.name == r.name && l.cfg.same_channel(r)) {
                 Some(l) => built.push((r.clone(), l.channel.clone(), Some(l.clone()))),
                 None => {
-                    let ch = channel::build(r, self.events.clone()).map_err(|e| format!("route {}: {e}", r.name))?;
+                    let ch = build_channel(&self.store, r, self.events.clone())
+                        .await
+                        .map_err(|e| format!("route {}: {e}", r.name))?;
                     built.push((r.clone(), ch, None));
                 }
             }
@@ -441,6 +444,21 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
             d.tracker.spawn(attempt(d.clone(), lane.clone(), m, permit));
         }
     }
+}
+
+/// A route's channel; one that caps its sends is told what it sent in the
+/// last day, so a restart does not hand a SIM a fresh daily allowance.
+async fn build_channel(store: &Store, r: &Route, events: EventSender) -> std::io::Result<Arc<dyn Channel>> {
+    let ch = channel::build(r, events)?;
+    if r.counts_sends() {
+        match store.sent_since(r.name.clone(), now_ms() - 86_400_000).await {
+            Ok(sent) => ch.restore_sent(sent),
+            Err(e) => {
+                tracing::warn!(route = %r.name, error = %e, "cannot read the last day's sends; caps count from now")
+            }
+        }
+    }
+    Ok(ch)
 }
 
 /// Messages claimed but never started go back to the queue at once.

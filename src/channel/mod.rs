@@ -141,6 +141,10 @@ pub trait Channel: Send + Sync {
     fn modems(&self) -> Vec<modem::ModemView> {
         Vec::new()
     }
+    /// What this route handed to the network in the last day (remote id and
+    /// time, ms since the epoch), read from the store when the route is
+    /// built: a route that caps its sends carries on counting from there.
+    fn restore_sent(&self, _sent: Vec<(String, crate::message::Millis)>) {}
     /// smsgw is stopping: submits still waiting for capacity (not yet handed
     /// to the network) should give up now with a temporary error, so the
     /// stop waits only for work that is really under way.

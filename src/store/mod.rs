@@ -304,6 +304,11 @@ impl Store {
             .map(|n| n as u64)
     }
 
+    /// Parts `route` handed to the network since `since`: remote id and time.
+    pub async fn sent_since(&self, route: String, since: Millis) -> Result<Vec<(String, Millis)>, StoreError> {
+        self.read(move |c| query::sent_since(c, &route, since)).await
+    }
+
     /// The routes that have queued messages (to find orphans after a config change).
     pub async fn queued_routes(&self) -> Result<Vec<String>, StoreError> {
         self.read(query::queued_routes).await

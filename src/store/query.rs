@@ -182,6 +182,15 @@ pub(super) fn counts(c: &Connection) -> rusqlite::Result<Counts> {
     Ok(out)
 }
 
+pub(super) fn sent_since(c: &Connection, route: &str, since: Millis) -> rusqlite::Result<Vec<(String, Millis)>> {
+    c.prepare_cached(
+        "SELECT remote_id, submitted_at FROM parts
+         WHERE route = ?1 AND remote_id IS NOT NULL AND submitted_at >= ?2 ORDER BY submitted_at",
+    )?
+    .query_map(rusqlite::params![route, since], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
+
 pub(super) fn queued_routes(c: &Connection) -> rusqlite::Result<Vec<String>> {
     c.prepare_cached("SELECT DISTINCT route FROM messages WHERE status = 'queued'")?
         .query_map([], |r| r.get(0))?

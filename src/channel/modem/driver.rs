@@ -135,6 +135,15 @@ impl Modem {
         room(last_minute, per_minute) && room(w.len(), per_day)
     }
 
+    /// Count sends made before this start (ms since the epoch) in the cap
+    /// window.
+    pub fn restore_window(&self, sent: &[crate::message::Millis]) {
+        let (now, now_ms) = (std::time::Instant::now(), crate::message::now_ms());
+        let Ok(mut w) = self.window.lock() else { return };
+        w.extend(sent.iter().filter_map(|t| now.checked_sub(Duration::from_millis(now_ms.saturating_sub(*t) as u64))));
+        w.make_contiguous().sort();
+    }
+
     /// Hand `job` to this modem if it is idle. Two submits may pick the same
     /// idle modem at once: only the one that marks it busy hands its job
     /// over; the other gets its job back and leaves the mark alone (clearing
@@ -161,6 +170,9 @@ pub struct Context {
     pub events: EventSender,
     /// Signalled whenever a modem becomes free or ready.
     pub free: Arc<Notify>,
+    /// The last day's sends from the store, by sender (IMSI), until the
+    /// modem with that SIM takes them into its cap window.
+    pub sent_before: Mutex<std::collections::HashMap<String, Vec<crate::message::Millis>>>,
     pub cancel: CancellationToken,
 }
 
@@ -369,10 +381,16 @@ impl Session<'_> {
             None => self.value("AT+QCCID", "+QCCID").await,
         };
         let number = self.cmd("AT+CNUM").await.ok().and_then(|r| r.value("+CNUM").and_then(cnum_number));
+        let sender = imsi.clone().unwrap_or_else(|| self.own.clone());
         if let Ok(mut i) = self.modem.info.lock() {
             i.imsi = imsi;
             i.iccid = iccid;
             i.number = number;
+        }
+        // Sends before a restart count against this SIM's caps (taken after
+        // the IMSI is shown, so a restore that arrives meanwhile finds it).
+        if let Some(sent) = self.ctx.sent_before.lock().ok().and_then(|mut m| m.remove(&sender)) {
+            self.modem.restore_window(&sent);
         }
         // The network.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.ctx.cfg.registration_timeout_secs);
@@ -644,6 +662,11 @@ pub fn remote_id(imsi: &str, mr: u8, to: &str) -> String {
     format!("{imsi}:{mr}:{}", to.trim_start_matches('+'))
 }
 
+/// The SIM (IMSI, or the port when the SIM gave none) a part went out from.
+pub fn sender_of(remote_id: &str) -> &str {
+    remote_id.split(':').next().unwrap_or(remote_id)
+}
+
 async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut mpsc::Receiver<Job>) -> End {
     let own = port.rsplit('/').next().unwrap_or(port).to_string();
     modem.set(Phase::Starting, None);
@@ -845,6 +868,7 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
         profiles: profiles.to_vec(),
         events: tx,
         free: Arc::new(Notify::new()),
+        sent_before: Mutex::new(Default::default()),
         cancel: CancellationToken::new(),
     };
     let modem = spawn_idle(port);

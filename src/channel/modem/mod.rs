@@ -56,6 +56,7 @@ impl Pool {
             profiles,
             events,
             free: Arc::new(Notify::new()),
+            sent_before: Mutex::new(Default::default()),
             cancel: CancellationToken::new(),
         });
         let pool = Arc::new(Pool { ctx, stopping: CancellationToken::new(), modems: Mutex::new(BTreeMap::new()) });
@@ -219,6 +220,20 @@ impl Channel for Pool {
             })
             .collect();
         Health { state, detail: Some(detail), members }
+    }
+
+    fn restore_sent(&self, sent: Vec<(String, crate::message::Millis)>) {
+        let Ok(mut before) = self.ctx.sent_before.lock() else { return };
+        for (remote_id, at) in sent {
+            before.entry(driver::sender_of(&remote_id).to_string()).or_default().push(at);
+        }
+        // A modem that identified itself before this arrived takes its share now.
+        for m in self.all() {
+            let imsi = m.info.lock().ok().and_then(|i| i.imsi.clone());
+            if let Some(sent) = imsi.and_then(|i| before.remove(&i)) {
+                m.restore_window(&sent);
+            }
+        }
     }
 
     fn stopping(&self) {
