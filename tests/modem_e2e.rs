@@ -532,16 +532,24 @@ async fn per_minute_caps_hold_per_modem() {
     assert!(!waiting.is_empty(), "something waits for the next minute");
 
     // A stop does not wait for them: they go back to the queue at once, and
-    // the next start sends them.
+    // the next start sends them once the minute has moved on (the count
+    // survives the restart).
     assert_eq!(d.terminate(), Some(0));
     let d = Daemon::start(dir.path());
     for id in &waiting {
-        let m = d.wait_status(*id, "delivered", 30).await;
+        let m = d.wait_status(*id, "delivered", 90).await;
         assert!(m["history"].to_string().contains("stopped while this message waited for a modem"), "{m}");
         // Waiting for a modem is not an attempt: the one that sent it is the first.
         assert_eq!(m["attempts"], 1, "{m}");
     }
     d.terminate();
+    for (name, m) in [("a", &a), ("b", &b)] {
+        let at: Vec<_> = m.sent().iter().map(|s| s.at).collect();
+        for (i, t) in at.iter().enumerate() {
+            let in_a_minute = at[i..].iter().take_while(|u| **u < *t + chrono::Duration::seconds(60)).count();
+            assert!(in_a_minute <= 2, "modem {name} sent {in_a_minute} SMS within a minute of {t}: {at:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
