@@ -521,12 +521,14 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
             } else {
                 (Some(retry_at), Status::Queued, e.text.clone())
             };
-            let result = if retry_at.is_some() {
-                lane.retried.fetch_add(1, Ordering::Relaxed);
-                "retry"
-            } else {
+            let result = if retry_at.is_none() {
                 lane.failed.fetch_add(1, Ordering::Relaxed);
                 "failed"
+            } else if e.untried {
+                "untried"
+            } else {
+                lane.retried.fetch_add(1, Ordering::Relaxed);
+                "retry"
             };
             metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => result).increment(1);
             if retry_at.is_none() {

@@ -146,7 +146,7 @@ pub trait Channel: Send + Sync {
     /// built: a route that caps its sends carries on counting from there.
     fn restore_sent(&self, _sent: Vec<(String, crate::message::Millis)>) {}
     /// smsgw is stopping: submits still waiting for capacity (not yet handed
-    /// to the network) should give up now with a temporary error, so the
+    /// to the network) should give up now with an untried error, so the
     /// stop waits only for work that is really under way.
     fn stopping(&self) {}
     /// Stop taking new work and release what the route holds.

@@ -181,9 +181,13 @@ impl Channel for Pool {
                 }
                 tokio::select! {
                     woken = tokio::time::timeout_at(deadline, &mut free) => if woken.is_err() {
-                        return Err(SubmitError::untried("no_modem", format!("no modem was ready within {} s", WAIT_FOR_MODEM.as_secs())));
+                        let why = format!("no modem was ready within {} s", WAIT_FOR_MODEM.as_secs());
+                        return Err(SubmitError::untried("no_modem", why));
                     },
-                    _ = self.stopping.cancelled() => return Err(SubmitError::untried("stopped", "smsgw stopped while this message waited for a modem")),
+                    _ = self.stopping.cancelled() => {
+                        let why = "smsgw stopped while this message waited for a modem";
+                        return Err(SubmitError::untried("stopped", why));
+                    }
                 }
             }
         })
