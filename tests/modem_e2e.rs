@@ -597,6 +597,8 @@ async fn sims_at_their_daily_cap_leave_the_queue_alone_or_fail_it_over() {
     let gsm = routes["routes"].as_array().unwrap().iter().find(|r| r["name"] == "gsm").unwrap().clone();
     assert_eq!(gsm["state"], "down", "{gsm}");
     assert!(gsm["detail"].as_str().unwrap().contains("1 at the SIM's SMS cap"), "{gsm}");
+    let modems = modems_view(&d).await;
+    assert_eq!((modems[0]["state"].as_str(), modems[0]["at_cap"].as_bool()), (Some("ready"), Some(true)), "{modems:?}");
     assert_eq!(a.sent().len(), 2);
     d.terminate();
 

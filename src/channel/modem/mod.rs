@@ -114,22 +114,24 @@ impl Pool {
 
     /// Every modem, for the API.
     pub fn modems(&self) -> Vec<ModemView> {
-        self.all()
-            .iter()
-            .map(|m| {
-                let (phase, detail) = m.phase();
-                let info = m.info.lock().map(|i| i.clone()).unwrap_or_default();
-                ModemView {
-                    route: self.ctx.route.clone(),
-                    state: phase,
-                    detail,
-                    sent: m.sent.load(std::sync::atomic::Ordering::Relaxed),
-                    failed: m.failed.load(std::sync::atomic::Ordering::Relaxed),
-                    received: m.received.load(std::sync::atomic::Ordering::Relaxed),
-                    info,
-                }
-            })
-            .collect()
+        self.all().iter().map(|m| self.view(m)).collect()
+    }
+
+    fn view(&self, m: &Modem) -> ModemView {
+        let (phase, detail) = m.phase();
+        let info = m.info.lock().map(|i| i.clone()).unwrap_or_default();
+        let cfg = &self.ctx.cfg;
+        let at_cap = matches!(phase, Phase::Ready | Phase::Sending) && !m.in_service(1, cfg.per_minute, cfg.per_day);
+        ModemView {
+            route: self.ctx.route.clone(),
+            state: phase,
+            detail: detail.or_else(|| at_cap.then(|| "at the SIM's SMS cap".to_string())),
+            at_cap,
+            sent: m.sent.load(std::sync::atomic::Ordering::Relaxed),
+            failed: m.failed.load(std::sync::atomic::Ordering::Relaxed),
+            received: m.received.load(std::sync::atomic::Ordering::Relaxed),
+            info,
+        }
     }
 }
 
@@ -139,6 +141,8 @@ pub struct ModemView {
     pub route: String,
     pub state: Phase,
     pub detail: Option<String>,
+    /// Ready, but its SIM has used up its `per_minute` or `per_day` SMS.
+    pub at_cap: bool,
     /// SMS sent (a long message counts each part, as SIM plans do).
     pub sent: u64,
     /// Messages a send failed for.
@@ -200,14 +204,12 @@ impl Channel for Pool {
         // nothing until the window moves: with every one of them there, the
         // route is down (the dispatcher leaves its queue alone, or fails it
         // over), not up and refusing.
-        let cfg = &self.ctx.cfg;
-        let with_room = self.all().iter().filter(|m| m.in_service(1, cfg.per_minute, cfg.per_day)).count();
-        let state = match with_room {
+        let capped = modems.iter().filter(|m| m.at_cap).count();
+        let state = match ready - capped {
             0 => RouteState::Down,
             n if n < modems.len() => RouteState::Degraded,
             _ => RouteState::Up,
         };
-        let capped = ready.saturating_sub(with_room);
         let detail = match capped {
             0 => format!("{ready}/{} modems ready", modems.len()),
             n => format!("{ready}/{} modems ready, {n} at the SIM's SMS cap", modems.len()),
