@@ -203,3 +203,24 @@ async fn the_carrier_is_told_how_long_a_message_stays_worth_delivering() {
     d.terminate();
     assert!(sim2.submitted().iter().all(|s| s.validity_period.is_empty()), "{:?}", sim2.submitted());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_sent_again_keeps_its_concatenation_reference() {
+    // The third submit is never answered: the second part of the long message.
+    let sim = smsc(SmscConfig { drop_every_n: Some(3), ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dispatch = "[dispatch]\nretry_base_ms = 100\nretry_max_ms = 500\n";
+    let one_bind = route(sim.local_addr().port(), "").replace("binds = 2", "binds = 1");
+    write_config(dir.path(), dispatch, &one_bind.replace("response_timeout_secs = 5", "response_timeout_secs = 1"));
+    let d = Daemon::start(dir.path());
+    let short = d.send(json!({"to": "+79160000010", "text": "first"})).await;
+    d.wait_status(short, "submitted", 20).await;
+    let long = d.send(json!({"to": "+79160000011", "text": "A reminder long enough for two parts. ".repeat(5)})).await;
+    let m = d.wait_status(long, "delivered", 30).await;
+    assert_eq!(m["attempts"], 2, "{m}");
+    d.terminate();
+    let parts: Vec<_> = sim.submitted().into_iter().filter(|s| s.dest == "79160000011").collect();
+    assert!(parts.len() >= 3, "the first part went twice: {parts:?}");
+    let refs: Vec<_> = parts.iter().map(|s| s.concat.expect("a concatenated part").reference).collect();
+    assert!(refs.iter().all(|r| *r == refs[0]), "one reference for every copy of every part: {refs:?}");
+}

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use session::{Job, Mode, PartResult, Shared, State};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -34,7 +34,6 @@ pub struct Smpp {
     jobs: async_channel::Sender<Job>,
     sessions: Vec<Arc<State>>,
     limiter: Option<DefaultDirectRateLimiter>,
-    reference: AtomicU16,
     /// While set, nobody submits: the carrier asked us to slow down.
     throttle: Mutex<(Option<Instant>, Duration)>,
     cancel: CancellationToken,
@@ -74,16 +73,7 @@ impl Smpp {
                 Quota::with_period(period).expect("period is at least 1 ns").allow_burst(NonZeroU32::MIN),
             )
         });
-        Ok(Arc::new(Smpp {
-            reference: AtomicU16::new(rand::random()),
-            cfg,
-            jobs,
-            sessions,
-            limiter,
-            throttle: Mutex::new((None, THROTTLE_START)),
-            cancel,
-            tasks,
-        }))
+        Ok(Arc::new(Smpp { cfg, jobs, sessions, limiter, throttle: Mutex::new((None, THROTTLE_START)), cancel, tasks }))
     }
 
     fn throttled_until(&self) -> Option<Instant> {
@@ -210,7 +200,10 @@ impl Channel for Smpp {
 
     fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
         Box::pin(async move {
-            let reference = self.reference.fetch_add(1, Ordering::Relaxed);
+            // The parts' reference comes from the message, so a retry that
+            // sends its parts again reuses it: the phone joins them with
+            // those it already has instead of showing a stray first part.
+            let reference = msg.id as u16;
             let pdus = pdus::submits(&msg, &self.cfg, reference)
                 .map_err(|text| SubmitError::permanent("smpp_encoding", text))?;
             let mut remote_ids = Vec::with_capacity(pdus.len());
