@@ -626,3 +626,28 @@ async fn sims_at_their_daily_cap_leave_the_queue_alone_or_fail_it_over() {
     assert_eq!(a.sent().len(), 2);
     d.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_sent_again_keeps_its_concatenation_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 500).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    let to = "+79160000090";
+    let id = d.send(json!({"to": to, "text": "A reminder long enough for two parts. ".repeat(5)})).await;
+    // The first part is on its way: the network refuses the second, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while a.sent().iter().all(|s| s.to != to) {
+        assert!(std::time::Instant::now() < deadline, "the first part never went");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.fail_next_sends(1, 38);
+    let m = d.wait_status(id, "delivered", 30).await;
+    assert_eq!(m["attempts"], 2, "{m}");
+    d.terminate();
+    let parts: Vec<_> = a.sent().into_iter().filter(|s| s.to == to).collect();
+    let seen: Vec<_> = parts.iter().map(|s| s.concat.map(|c| (c.reference, c.seq))).collect();
+    let reference = seen[0].expect("a concatenated part").0;
+    assert_eq!(seen, [Some((reference, 1)), Some((reference, 1)), Some((reference, 2))]);
+}

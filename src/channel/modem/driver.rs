@@ -12,7 +12,7 @@ use crate::config::ModemRoute;
 use crate::sms::pdu::{self, Pdu, ReportOutcome, SubmitOptions};
 use crate::store::ReceiptStatus;
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -90,11 +90,15 @@ pub struct Modem {
     pub received: AtomicU64,
     /// Sends in the last minute and day, for the per-modem caps.
     window: Mutex<std::collections::VecDeque<std::time::Instant>>,
-    concat_ref: AtomicU8,
+    /// The next concatenation reference, and those given to the last long
+    /// messages, so one sent again through this modem keeps its reference.
+    concat: Mutex<(u8, std::collections::VecDeque<(i64, u8)>)>,
     jobs: mpsc::Sender<Job>,
 }
 
 pub struct Job {
+    /// The message's id in the store.
+    pub message: i64,
     pub to: String,
     pub text: String,
     /// Sent as the relative TP-VP: the network drops the SMS after it.
@@ -133,6 +137,24 @@ impl Modem {
         let last_minute = w.iter().filter(|t| now.duration_since(**t) < Duration::from_secs(60)).count();
         let room = |used: usize, cap: Option<u32>| cap.is_none_or(|c| used == 0 || used + parts <= c as usize);
         room(last_minute, per_minute) && room(w.len(), per_day)
+    }
+
+    /// The concatenation reference for `message`: the next in this modem's
+    /// rotation, or the one it had when this modem sent it before (a retry
+    /// after a later part failed), so the phone joins both tries' parts.
+    fn concat_ref(&self, message: i64) -> u8 {
+        const REMEMBERED: usize = 64;
+        let Ok(mut c) = self.concat.lock() else { return rand::random() };
+        if let Some((_, r)) = c.1.iter().find(|(m, _)| *m == message) {
+            return *r;
+        }
+        let r = c.0;
+        c.0 = r.wrapping_add(1);
+        if c.1.len() == REMEMBERED {
+            c.1.pop_front();
+        }
+        c.1.push_back((message, r));
+        r
     }
 
     /// Count sends made before this start (ms since the epoch) in the cap
@@ -186,7 +208,7 @@ impl Modem {
             failed: AtomicU64::new(0),
             received: AtomicU64::new(0),
             window: Mutex::new(Default::default()),
-            concat_ref: AtomicU8::new(rand::random()),
+            concat: Mutex::new((rand::random(), Default::default())),
             jobs,
         }
     }
@@ -457,7 +479,7 @@ impl Session<'_> {
             validity_minutes: job
                 .valid_until
                 .map(|v| u32::try_from(crate::message::secs_left(v).div_ceil(60)).unwrap_or(u32::MAX)),
-            concat_ref: self.modem.concat_ref.fetch_add(1, Ordering::Relaxed),
+            concat_ref: if split.parts.len() > 1 { self.modem.concat_ref(job.message) } else { 0 },
         };
         let pdus =
             pdu::encode_submit(&job.to, &split, &opts).map_err(|e| SubmitError::permanent("pdu", e.to_string()))?;
@@ -783,13 +805,30 @@ mod tests {
     fn only_one_of_two_racing_submits_gets_an_idle_modem() {
         let (tx, mut rx) = mpsc::channel(1);
         let m = Modem::new("p", tx);
-        let job =
-            || Job { to: "+79160000000".into(), text: "x".into(), valid_until: None, reply: oneshot::channel().0 };
+        let job = || Job {
+            message: 1,
+            to: "+79160000000".into(),
+            text: "x".into(),
+            valid_until: None,
+            reply: oneshot::channel().0,
+        };
         assert!(m.try_send(job()).is_ok());
         assert!(m.try_send(job()).is_err());
         assert!(m.busy.load(Ordering::Relaxed), "the loser must not clear the winner's mark");
         rx.try_recv().expect("the winner's job");
         assert!(m.try_send(job()).is_err(), "busy until its send ends");
+    }
+
+    #[test]
+    fn a_message_sent_again_keeps_its_concatenation_reference() {
+        let m = Modem::new("p", mpsc::channel(1).0);
+        let first = m.concat_ref(10);
+        assert_eq!(m.concat_ref(11), first.wrapping_add(1), "rotates per message");
+        assert_eq!(m.concat_ref(10), first, "a retry keeps its reference");
+        for id in 100..200 {
+            m.concat_ref(id);
+        }
+        assert_ne!(m.concat_ref(10), first, "long forgotten: the next in the rotation");
     }
 
     #[test]

@@ -162,10 +162,17 @@ impl Channel for Pool {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + WAIT_FOR_MODEM;
             let parts = crate::sms::split(&msg.text).parts.len();
-            let mut job = {
-                let (tx, rx) = oneshot::channel();
-                (Job { to: msg.to.clone(), text: msg.text.clone(), valid_until: msg.valid_until, reply: tx }, rx)
-            };
+            let (reply, answer) = oneshot::channel();
+            let mut job = (
+                Job {
+                    message: msg.id,
+                    to: msg.to.clone(),
+                    text: msg.text.clone(),
+                    valid_until: msg.valid_until,
+                    reply,
+                },
+                answer,
+            );
             loop {
                 // Registered before the look, so a modem freed between the
                 // look and the wait still wakes this submit.
