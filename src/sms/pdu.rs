@@ -631,7 +631,7 @@ fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-fn from_hex(hex: &str) -> Result<Vec<u8>, PduError> {
+pub fn from_hex(hex: &str) -> Result<Vec<u8>, PduError> {
     if let Some(i) = hex.find(|c: char| !c.is_ascii_hexdigit()) {
         let c = hex[i..].chars().next().unwrap_or_default();
         return Err(invalid("hex", i / 2, format!("{c:?} is not a hex digit")));

@@ -266,7 +266,7 @@ fn from_at(e: &AtError) -> SubmitError {
     // The payload went out but no answer came: the SMS may have been sent.
     // At-least-once: retry (a possible duplicate) rather than lose it.
     let temporary = e.temporary() || matches!(e, AtError::Unconfirmed { .. });
-    SubmitError { temporary, untried: false, code, text: e.to_string() }
+    if temporary { SubmitError::temporary(&code, e.to_string()) } else { SubmitError::permanent(&code, e.to_string()) }
 }
 
 /// CSQ rssi (0..31, 99 unknown) as dBm and bars.
@@ -662,17 +662,10 @@ fn cnum_number(value: &str) -> Option<String> {
 /// not: `002B0034...` is `+4...`. None when the SIM holds none.
 fn smsc_number(value: &str) -> Option<String> {
     let raw = value.split(',').next()?.trim().trim_matches('"').trim();
-    let looks_ucs2 = raw.len() >= 8 && raw.len().is_multiple_of(4) && raw.bytes().all(|b| b.is_ascii_hexdigit());
-    let decoded = looks_ucs2
-        .then(|| {
-            raw.as_bytes()
-                .chunks(4)
-                .map(|c| {
-                    std::str::from_utf8(c).ok().and_then(|h| u32::from_str_radix(h, 16).ok()).and_then(char::from_u32)
-                })
-                .collect::<Option<String>>()
-        })
+    let decoded = (raw.len() >= 8 && raw.len().is_multiple_of(4))
+        .then(|| pdu::from_hex(raw).ok())
         .flatten()
+        .map(|bytes| crate::sms::text::decode_ucs2(&bytes))
         .filter(|d| d.chars().all(|c| c == '+' || c.is_ascii_digit()));
     let n = decoded.unwrap_or_else(|| raw.to_string());
     (!n.is_empty()).then_some(n)

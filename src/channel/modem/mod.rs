@@ -163,16 +163,13 @@ impl Channel for Pool {
             let deadline = tokio::time::Instant::now() + WAIT_FOR_MODEM;
             let parts = crate::sms::split(&msg.text).parts.len();
             let (reply, answer) = oneshot::channel();
-            let mut job = (
-                Job {
-                    message: msg.id,
-                    to: msg.to.clone(),
-                    text: msg.text.clone(),
-                    valid_until: msg.valid_until,
-                    reply,
-                },
-                answer,
-            );
+            let mut job = Job {
+                message: msg.id,
+                to: msg.to.clone(),
+                text: msg.text.clone(),
+                valid_until: msg.valid_until,
+                reply,
+            };
             loop {
                 // Registered before the look, so a modem freed between the
                 // look and the wait still wakes this submit.
@@ -180,14 +177,14 @@ impl Channel for Pool {
                 tokio::pin!(free);
                 free.as_mut().enable();
                 if let Some(m) = self.pick(&msg.to, parts) {
-                    match m.try_send(job.0) {
+                    match m.try_send(job) {
                         Ok(()) => {
-                            let ids = job.1.await.map_err(|_| {
+                            let ids = answer.await.map_err(|_| {
                                 SubmitError::temporary("modem_gone", "the modem went away before it answered")
                             })??;
                             return Ok(Submitted { remote_ids: ids.into_iter().map(Some).collect() });
                         }
-                        Err(back) => job.0 = back,
+                        Err(back) => job = back,
                     }
                 }
                 tokio::select! {

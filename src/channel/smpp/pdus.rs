@@ -66,8 +66,6 @@ fn c_string<const MIN: usize, const MAX: usize>(field: &str, s: &str) -> Result<
     COctetString::from_vec(bytes).map_err(|e| format!("{field} {s:?} does not fit SMPP: {e}"))
 }
 
-/// The submit_sm PDUs for a message; `reference` ties the parts of a long
-/// message together.
 /// SMPP 3.4 §7.1.1 relative time, `YYMMDDhhmmss000R`: days, hours, minutes
 /// and seconds from now (days beyond 99 go into months and years, as
 /// carriers read them: a month of 30 days, a year of 365).
@@ -78,6 +76,8 @@ pub fn relative_time(secs: u64) -> String {
     format!("{:02}{months:02}{days:02}{:02}{:02}{:02}000R", years.min(99), rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
+/// The submit_sm PDUs for a message; `reference` ties the parts of a long
+/// message together.
 pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<SubmitSm>, String> {
     let (dc, parts) = encode_text(&msg.text, cfg.gsm_coding);
     let (dton, dnpi, dest) = address(&msg.to);
