@@ -5,7 +5,7 @@
 //! the slave, so the gateway opens it exactly as it opens `/dev/ttyUSB2`: with tokio-serial,
 //! exclusively, in raw mode. The modem answers the way real ones do, "\r\n"-framed, with echo,
 //! `> ` prompts, URCs between and (with [`Quirks::huawei_urcs`]) inside answers, and can reproduce
-//! the behaviours of `shared/testdata/modem/modem-quirks.jsonl` through [`Quirks`].
+//! the behaviours of `tests/data/modem/modem-quirks.jsonl` through [`Quirks`].
 //!
 //! The far side is driven from the test (or the `smsgw simulate modem` command): messages arrive
 //! from the network ([`VirtualModem::deliver`]), status reports come back

@@ -3,7 +3,7 @@
 //! The CMS table follows 3GPP TS 27.005 §3.2.5 (which embeds the RP-cause values of TS 24.011 annex E-2 and the
 //! TP-FCS values of TS 23.040 §9.2.3.22); the CME table follows TS 27.007 §9.2 plus vendor codes seen in the field.
 //! The tables are Rust data (not loaded at run time), so the build needs nothing outside the crate; a test checks
-//! them against the project's `cms-errors.json` (in `../shared/testdata/modem/`).
+//! them against the project's `cms-errors.json` (in `tests/data/modem/`).
 //!
 //! "Temporary" means: the message or command itself is not at fault, so trying again later or on another modem
 //! can succeed (network congestion, SIM busy, this modem not registered, missing SMSC on this modem...).
@@ -302,11 +302,11 @@ mod tests {
         assert_eq!(cme_code_for_text(""), None);
     }
 
-    /// The project's shared table (present at test time only) must agree with ours.
+    /// The table in tests/data/modem must agree with ours.
     #[test]
     fn agrees_with_shared_json() {
-        // shared/ sits beside the repository's checkout, as the PDU tests also expect.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/modem/cms-errors.json");
+        // Carried in the repository under tests/data/modem (see the README there).
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/modem/cms-errors.json");
         let text = std::fs::read_to_string(path).expect("read cms-errors.json");
         let json: serde_json::Value = serde_json::from_str(&text).expect("parse cms-errors.json");
         let cms = json["cms_error"].as_object().expect("cms_error object");

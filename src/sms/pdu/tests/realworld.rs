@@ -1,4 +1,4 @@
-//! The 65 captures of `shared/testdata/modem/realworld.jsonl` (see the README beside it): each is
+//! The 65 captures of `tests/data/modem/realworld.jsonl` (see the README beside it): each is
 //! decoded and compared with the `consensus` of four third-party decoders, and with what the source
 //! test suite expects (`source_expected`). Where the consensus contradicts TS 23.040/23.038, the
 //! test asserts the spec's answer instead ([`spec_over_consensus`], each with the reason). The ten
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::*;
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/modem/realworld.jsonl");
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/modem/realworld.jsonl");
 
 #[derive(Deserialize)]
 struct Entry {
