@@ -8,7 +8,7 @@ use crate::channel::{self, Channel, Event, EventSender, Health, Outbound, RouteE
 use crate::config::{Dispatch as DispatchCfg, Route};
 use crate::message::{Status, now_ms};
 use crate::sms;
-use crate::store::{AttemptFailure, Claimed, InboundPart, Receipt, ReceiptMatch, Store, SubmittedPart};
+use crate::store::{AttemptFailure, Claimed, InboundPart, Receipt, ReceiptMatch, Store, SubmittedPart, Undecodable};
 use crate::throughput::{Outcome, Throughput};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
@@ -582,8 +582,21 @@ async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<Route
                 }
                 Event::Inbound { from, to, text, concat, sent_at } => {
                     metrics::counter!(crate::metrics::INBOUND, "route" => route.clone()).increment(1);
-                    let part = InboundPart { route, sender: from, recipient: to, text, concat, sent_at };
+                    let part = InboundPart { route, sender: from, recipient: to, text, concat, sent_at, undecodable: None };
                     store.record_inbound(part).await.map(|_| ()).map_err(|e| ("an inbound message", e))
+                }
+                Event::Undecodable { to, pdu, reason } => {
+                    metrics::counter!(crate::metrics::INBOUND, "route" => route.clone()).increment(1);
+                    let part = InboundPart {
+                        route,
+                        sender: String::new(),
+                        recipient: to,
+                        text: String::new(),
+                        concat: None,
+                        sent_at: None,
+                        undecodable: Some(Undecodable { pdu, reason }),
+                    };
+                    store.record_inbound(part).await.map(|_| ()).map_err(|e| ("an undecodable inbound PDU", e))
                 }
             };
             if let Err((what, e)) = &ok {

@@ -651,3 +651,84 @@ async fn a_long_message_sent_again_keeps_its_concatenation_reference() {
     let reference = seen[0].expect("a concatenated part").0;
     assert_eq!(seen, [Some((reference, 1)), Some((reference, 1)), Some((reference, 2))]);
 }
+
+/// Two single messages and the two parts of a long one, stored while the
+/// gateway was down, on every kind of modem the virtual modem plays: all
+/// are read at start (AT+CMGL=4, each PDU behind its SMSC address), stored
+/// and deleted from the SIM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_messages_are_read_at_start_on_every_modem_kind() {
+    let long = "Ваш заказ 4821 собран и передан в доставку, курьер позвонит за час. Спасибо!".to_string();
+    assert_eq!(smsgw::sms::text::split(&long).parts.len(), 2);
+    for kind in
+        ["sim800", "sim7670g", "sim7600", "ec25", "huawei-e1752", "huawei-e3372", "wavecom", "mc55i", "telit", "zte"]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let m = modem(dir.path(), "m-if02", ModemConfig::profile(kind).unwrap(), 30).await;
+        m.deliver("+79161112233", "первое");
+        m.deliver("MyShop", "second one");
+        m.deliver("+79164445566", &long);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while m.stored().len() < 4 {
+            assert!(std::time::Instant::now() < deadline, "{kind}: not stored: {:?}", m.stored());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+        let d = Daemon::start(dir.path());
+        let list = wait_inbound(&d, 3, 30).await;
+        let texts: Vec<&str> = list.iter().filter_map(|m| m["text"].as_str()).collect();
+        assert!(
+            texts.contains(&"первое") && texts.contains(&"second one") && texts.contains(&long.as_str()),
+            "{kind}: {list:#?}"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !m.stored().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{kind}: left on the SIM: {:?}", m.stored());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        d.terminate();
+    }
+}
+
+/// Crafted PDUs the decoder refuses, more than the SIM holds: each is
+/// stored as it came with the reason (so nothing is lost) and deleted from
+/// the SIM, which never fills; a real message after them still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_pdus_are_kept_as_they_came_and_leave_the_sim() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = modem(dir.path(), "m-if02", ModemConfig::default(), 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 1, "ready", 20).await;
+    // An originating address of 105 digits, and compressed user data.
+    let too_long = smsgw::sms::pdu::from_hex("0469919761000000000000000000000000000000").unwrap();
+    let compressed = smsgw::sms::pdu::from_hex("040B919761000000F000396210102141000004C8329BFD").unwrap();
+    let flood = 40;
+    for i in 0..flood {
+        m.deliver_pdu(if i % 2 == 0 { &too_long } else { &compressed });
+    }
+    m.deliver("+79161112233", "after the flood");
+    let list = wait_inbound(&d, flood + 1, 60).await;
+    assert!(list.iter().any(|i| i["text"] == "after the flood"), "{list:#?}");
+    let bad: Vec<&Value> = list.iter().filter(|i| i["undecodable"].is_object()).collect();
+    assert_eq!(bad.len(), flood, "{list:#?}");
+    let reasons: Vec<&str> = bad.iter().filter_map(|i| i["undecodable"]["reason"].as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("TP-OA") && r.contains("105")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("TP-DCS") && r.contains("compressed")), "{reasons:?}");
+    // The PDU as it came: the SMSC part in front of the crafted TPDU.
+    let pdus: Vec<&str> = bad.iter().filter_map(|i| i["undecodable"]["pdu"].as_str()).collect();
+    assert!(
+        pdus.iter().all(|p| p.ends_with("0469919761000000000000000000000000000000")
+            || p.ends_with("040B919761000000F000396210102141000004C8329BFD")),
+        "{pdus:?}"
+    );
+    let (s, one) = d.get(&format!("/v1/inbound/{}", bad[0]["id"])).await;
+    assert_eq!(s, 200);
+    assert_eq!(one["undecodable"], bad[0]["undecodable"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !m.stored().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left on the SIM: {:?}", m.stored());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.terminate();
+}

@@ -28,6 +28,19 @@ pub struct InboundOut {
     /// The network's timestamp, when it gave one.
     pub sent_at: Option<String>,
     pub received_at: String,
+    /// Present when the device handed over a PDU that could not be decoded:
+    /// it is kept here as it came, and `text` and `from` are empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecodable: Option<UndecodableOut>,
+}
+
+/// A PDU that could not be decoded.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UndecodableOut {
+    /// Why it could not be decoded (the field and octet that were wrong).
+    pub reason: String,
+    /// The PDU as the device gave it, in hex (SMSC part included).
+    pub pdu: String,
 }
 
 impl From<InboundView> for InboundOut {
@@ -42,6 +55,7 @@ impl From<InboundView> for InboundOut {
             complete: v.complete,
             sent_at: v.sent_at.map(to_rfc3339),
             received_at: to_rfc3339(v.received_at),
+            undecodable: v.undecodable.map(|u| UndecodableOut { reason: u.reason, pdu: u.pdu }),
         }
     }
 }

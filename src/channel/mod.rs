@@ -83,6 +83,9 @@ pub enum Event {
         concat: Option<(u16, u8, u8)>,
         sent_at: Option<crate::message::Millis>,
     },
+    /// A received PDU that could not be decoded, kept as it came (hex) with
+    /// the reason, so that it can be removed from the device without being lost.
+    Undecodable { to: String, pdu: String, reason: String },
 }
 
 /// An event with the name of the route that saw it.

@@ -435,6 +435,12 @@ impl VirtualModem {
         self.inner.with(|e, now| e.deliver(from, text, now));
     }
 
+    /// The network hands over a TPDU exactly as given (an SMS-DELIVER or anything else, valid or
+    /// not), behind the SMSC address, as it does a message: stored and announced, or routed.
+    pub fn deliver_pdu(&self, tpdu: &[u8]) {
+        self.inner.with(|e, now| e.deliver_pdu(tpdu, now));
+    }
+
     /// The network reports on a message sent earlier: by TP-MR and recipient, with TP-ST `status`
     /// (0 delivered, 0x20.. pending, 0x40.. failed). AT+CNMI ds=1: +CDS: <len> and the PDU;
     /// ds=2: stored ("SR" with [`Quirks::status_reports_stored`], else mem3) and announced with

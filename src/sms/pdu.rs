@@ -277,6 +277,17 @@ pub fn relative_validity_minutes(vp: u8) -> u32 {
     }
 }
 
+/// Decode a PDU as a modem hands it over in PDU mode (AT+CMGR, AT+CMGL, +CMT, +CDS): behind its
+/// SMSC address (TS 27.005 §3.1). `tpdu_len`, the `<length>` of the header line where there was
+/// one, counts the TPDU alone: a PDU of exactly that many octets most likely came without its
+/// SMSC address (some modems leave it out). The likely reading is tried first and the other one
+/// only if it fails (some modems count the SMSC part in the length); if both fail, the error is
+/// the likely reading's, which names what is wrong with the PDU as it was meant.
+pub fn decode_from_modem(hex: &str, tpdu_len: Option<usize>) -> Result<Pdu, PduError> {
+    let bare = tpdu_len.is_some_and(|len| len == hex.trim().len() / 2);
+    decode(hex, !bare).or_else(|e| decode(hex, bare).map_err(|_| e))
+}
+
 /// Decode a PDU as read from AT+CMGR, +CMT or +CDS. `with_smsc`: the PDU starts with the SMSC
 /// address (its length octet, possibly 00). That is so for AT+CMGR in PDU mode on nearly every
 /// modem; pass false only for a bare TPDU.

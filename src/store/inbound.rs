@@ -1,7 +1,9 @@
 //! Inbound messages in SQL: single messages go straight in; parts of a
 //! concatenated message wait in `inbound_parts` until all have arrived (or
 //! until they are too old), then become one message. Everything is on disk
-//! before the route acknowledges it to the network.
+//! before the route acknowledges it to the network. A PDU that could not be
+//! decoded is kept too, raw and with the reason, as an inbound message of
+//! its own.
 
 use super::StoreError;
 use crate::message::Millis;
@@ -18,6 +20,15 @@ pub struct InboundPart {
     pub concat: Option<(u16, u8, u8)>,
     /// The network's timestamp, if it gave one.
     pub sent_at: Option<Millis>,
+    /// Set for a PDU that could not be decoded: what came, and why it could not be read.
+    pub undecodable: Option<Undecodable>,
+}
+
+/// A received PDU as it came (hex, SMSC part included) and why it could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecodable {
+    pub pdu: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +43,7 @@ pub struct InboundView {
     pub complete: bool,
     pub sent_at: Option<Millis>,
     pub received_at: Millis,
+    pub undecodable: Option<Undecodable>,
 }
 
 fn insert(
@@ -43,16 +55,27 @@ fn insert(
     now: Millis,
 ) -> rusqlite::Result<i64> {
     c.prepare_cached(
-        "INSERT INTO inbound (route, sender, recipient, body, parts, complete, sent_at, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO inbound (route, sender, recipient, body, parts, complete, sent_at, received_at, pdu, undecodable)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
-    .execute(params![p.route, p.sender, p.recipient, body, parts, complete, p.sent_at, now])?;
+    .execute(params![
+        p.route,
+        p.sender,
+        p.recipient,
+        body,
+        parts,
+        complete,
+        p.sent_at,
+        now,
+        p.undecodable.as_ref().map(|u| &u.pdu),
+        p.undecodable.as_ref().map(|u| &u.reason),
+    ])?;
     Ok(c.last_insert_rowid())
 }
 
 /// Store a part; returns the inbound message id once it is complete.
 pub(super) fn record(c: &Connection, p: &InboundPart, now: Millis) -> Result<Option<i64>, StoreError> {
-    let Some((reference, total, seq)) = p.concat.filter(|(_, total, _)| *total > 1) else {
+    let Some((reference, total, seq)) = p.concat.filter(|(_, total, _)| *total > 1 && p.undecodable.is_none()) else {
         return Ok(Some(insert(c, p, &p.text, 1, true, now)?));
     };
     c.prepare_cached(
@@ -98,6 +121,7 @@ fn assemble(
         text: String::new(),
         concat: None,
         sent_at: rows.first().and_then(|r| r.3),
+        undecodable: None,
     };
     insert(c, &first, &body, rows.len() as u32, complete, now)
 }
@@ -128,10 +152,14 @@ fn view(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboundView> {
         complete: r.get(6)?,
         sent_at: r.get(7)?,
         received_at: r.get(8)?,
+        undecodable: match (r.get::<_, Option<String>>(9)?, r.get::<_, Option<String>>(10)?) {
+            (Some(pdu), Some(reason)) => Some(Undecodable { pdu, reason }),
+            _ => None,
+        },
     })
 }
 
-const COLUMNS: &str = "id, route, sender, recipient, body, parts, complete, sent_at, received_at";
+const COLUMNS: &str = "id, route, sender, recipient, body, parts, complete, sent_at, received_at, pdu, undecodable";
 
 pub(super) fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<InboundView>> {
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM inbound WHERE id = ?1"))?.query_row(params![id], view).optional()

@@ -11,7 +11,7 @@ mod query;
 mod schema;
 mod writer;
 
-pub use inbound::{InboundPart, InboundView};
+pub use inbound::{InboundPart, InboundView, Undecodable};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
     ReceiptStatus, SubmittedPart,

@@ -106,6 +106,12 @@ CREATE TABLE inbound_parts (
 ) WITHOUT ROWID;
 CREATE INDEX inbound_parts_age ON inbound_parts(received_at);
 "#,
+    // 3: a PDU from a modem that could not be decoded is kept as it came,
+    // with the reason, so it can leave the SIM without being lost.
+    r#"
+ALTER TABLE inbound ADD COLUMN pdu TEXT;
+ALTER TABLE inbound ADD COLUMN undecodable TEXT;
+"#,
 ];
 
 pub fn latest() -> i64 {

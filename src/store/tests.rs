@@ -34,6 +34,7 @@ fn part(seq: u8, text: &str) -> InboundPart {
         text: text.into(),
         concat: Some((7, 3, seq)),
         sent_at: Some(1_700_000_000_000),
+        undecodable: None,
     }
 }
 

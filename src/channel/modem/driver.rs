@@ -292,6 +292,11 @@ struct Session<'a> {
     modem: &'a Modem,
     profile: Profile,
     own: String,
+    /// Every memory that may hold received messages or reports: the
+    /// profile's, and those the modem offers (AT+CPMS=?), since messages
+    /// that arrived before the profile's memory was selected stay where the
+    /// modem first put them.
+    memories: Vec<String>,
 }
 
 impl Session<'_> {
@@ -442,6 +447,16 @@ impl Session<'_> {
         if let Err(e) = self.cmd(&format!("AT+CPMS=\"{s}\",\"{s}\",\"{s}\"")).await {
             tracing::warn!(modem = %self.own, error = %e, "cannot select message storage; using the modem's default");
         }
+        let offered = self.cmd("AT+CPMS=?").await.ok().and_then(|r| r.value("+CPMS").map(readable_memories));
+        self.memories = [self.profile.storage.clone(), self.profile.status_report_storage.clone()]
+            .into_iter()
+            .chain(offered.unwrap_or_default())
+            .fold(Vec::new(), |mut all, m| {
+                if !all.contains(&m) {
+                    all.push(m);
+                }
+                all
+            });
         // Phase 2 SMS service: a report or message shown inline (+CDS, +CMT)
         // needs no AT+CNMA. Under AT+CSMS=1, a modem that sees no
         // acknowledgement stops showing them.
@@ -512,24 +527,28 @@ impl Session<'_> {
         rx
     }
 
+    /// The number this modem receives on: the SIM's, if it knows it, else its IMSI.
+    fn receiving_number(&self) -> String {
+        self.modem
+            .info
+            .lock()
+            .ok()
+            .and_then(|i| i.number.clone().or_else(|| i.imsi.clone()))
+            .unwrap_or_else(|| self.own.clone())
+    }
+
     /// A PDU that arrived (inbound message or status report) becomes an
-    /// event; true once the store has it.
-    async fn record(&self, hex: &str) -> bool {
-        let decoded = pdu::decode(hex, true).or_else(|_| pdu::decode(hex, false));
-        let event = match decoded {
+    /// event; true once the store has it. `tpdu_len` is the length the
+    /// modem's header line gave, when there was one. A PDU that cannot be
+    /// decoded is stored as it came, with the reason, so that it can leave
+    /// the SIM: left there, such PDUs would fill it and stop all reception.
+    async fn record(&self, hex: &str, tpdu_len: Option<usize>) -> bool {
+        let event = match pdu::decode_from_modem(hex, tpdu_len) {
             Ok(Pdu::Deliver(d)) => {
                 self.modem.received.fetch_add(1, Ordering::Relaxed);
-                // Received on: the SIM's number if it knows it, else its IMSI.
-                let own = self
-                    .modem
-                    .info
-                    .lock()
-                    .ok()
-                    .and_then(|i| i.number.clone().or_else(|| i.imsi.clone()))
-                    .unwrap_or_else(|| self.own.clone());
                 Event::Inbound {
                     from: d.sender.value.clone(),
-                    to: own,
+                    to: self.receiving_number(),
                     text: d.text,
                     concat: d.concat.map(|c| (c.reference, c.total, c.seq)),
                     sent_at: Some(d.timestamp.timestamp_millis()),
@@ -553,8 +572,9 @@ impl Session<'_> {
             }
             Ok(Pdu::Submit(_)) => return true, // a copy of our own outbox: nothing to do
             Err(e) => {
-                tracing::warn!(route = %self.ctx.route, modem = %self.own, error = %e, "unreadable PDU from the modem; kept on the SIM");
-                return false;
+                tracing::warn!(route = %self.ctx.route, modem = %self.own, error = %e, pdu = hex, "undecodable PDU from the modem; stored as it came");
+                self.modem.received.fetch_add(1, Ordering::Relaxed);
+                Event::Undecodable { to: self.receiving_number(), pdu: hex.trim().to_string(), reason: e.to_string() }
             }
         };
         matches!(self.emit(event).await, Ok(true))
@@ -583,10 +603,11 @@ impl Session<'_> {
     async fn take(&self, storage: &str, index: u32) -> Result<(), AtError> {
         self.select(storage).await?;
         let r = self.cmd(&format!("AT+CMGR={index}")).await;
+        let header_len = r.as_ref().ok().and_then(|r| r.value("+CMGR")).and_then(header_length);
         let pdu_line =
             r.as_ref().ok().and_then(|r| r.lines.iter().find(|l| !l.starts_with('+') && !l.is_empty()).cloned());
         let deleted = match pdu_line {
-            Some(hex) if self.record(&hex).await => self.cmd(&format!("AT+CMGD={index}")).await.map(|_| ()),
+            Some(hex) if self.record(&hex, header_len).await => self.cmd(&format!("AT+CMGD={index}")).await.map(|_| ()),
             _ => Ok(()),
         };
         self.restore(storage).await;
@@ -597,17 +618,19 @@ impl Session<'_> {
     /// where the profile keeps them apart) status reports: what arrived
     /// while no one was reading.
     async fn sweep(&self) -> Result<(), AtError> {
-        let mut memories = vec![self.profile.storage.clone()];
-        if self.profile.status_report_storage != self.profile.storage {
-            memories.push(self.profile.status_report_storage.clone());
+        let mut first_error = None;
+        for memory in &self.memories {
+            let r = match self.select(memory).await {
+                Ok(()) => self.sweep_selected().await,
+                Err(e) => Err(e),
+            };
+            self.restore(memory).await;
+            if let Err(e) = r {
+                tracing::debug!(modem = %self.own, %memory, error = %e, "cannot list this memory");
+                first_error.get_or_insert(e);
+            }
         }
-        for memory in memories {
-            self.select(&memory).await?;
-            let r = self.sweep_selected().await;
-            self.restore(&memory).await;
-            r?;
-        }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn sweep_selected(&self) -> Result<(), AtError> {
@@ -619,11 +642,11 @@ impl Session<'_> {
                 && let Some(idx) = v.split(',').next().and_then(|i| i.trim().parse::<u32>().ok())
                 && let Some(hex) = lines.next()
             {
-                pending.push((idx, hex.clone()));
+                pending.push((idx, hex.clone(), header_length(v)));
             }
         }
-        for (idx, hex) in pending {
-            if self.record(&hex).await {
+        for (idx, hex, len) in pending {
+            if self.record(&hex, len).await {
                 self.cmd(&format!("AT+CMGD={idx}")).await?;
             }
         }
@@ -636,7 +659,7 @@ impl Session<'_> {
                 self.take(&storage, index).await
             }
             Urc::StatusReport { pdu } | Urc::Deliver { pdu } => {
-                self.record(&pdu).await;
+                self.record(&pdu, None).await;
                 Ok(())
             }
             Urc::Registration { stat } => {
@@ -648,6 +671,25 @@ impl Session<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// The `<length>` at the end of a PDU-mode `+CMGR:` / `+CMGL:` header: the
+/// TPDU's octets, SMSC part not counted (TS 27.005 §3.4.2, §4.1).
+fn header_length(value: &str) -> Option<usize> {
+    value.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// The memories in the first list of an `AT+CPMS=?` answer (those that can
+/// be read and deleted) that hold received messages or status reports:
+/// `("SM","ME","SR"),(...),(...)` or `(("SM","BM","SR"),("SM"))`. "MT" (SM
+/// and ME together) and "BM" (cell broadcast) are left out.
+fn readable_memories(value: &str) -> Vec<String> {
+    let first = value.trim_start_matches(['(', ' ']).split(')').next().unwrap_or("");
+    first
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_ascii_uppercase())
+        .filter(|m| matches!(m.as_str(), "SM" | "ME" | "SR"))
+        .collect()
 }
 
 /// The number in a `+CNUM: "<alpha>","<number>",<type>` answer; None when
@@ -694,7 +736,7 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
         }
     };
     let profile = profile::choose(&ctx.profiles, "", "").clone();
-    let mut s = Session { at, ctx, modem, profile, own: own.clone() };
+    let mut s = Session { at, ctx, modem, profile, own: own.clone(), memories: Vec::new() };
     if let Err((phase, why)) = s.start().await {
         tracing::warn!(route = %ctx.route, modem = %own, %why, "modem not ready");
         modem.set(phase, Some(why));
@@ -793,6 +835,19 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_lengths_and_offered_memories() {
+        assert_eq!(header_length(" 1,0,,24"), Some(24));
+        assert_eq!(header_length(" 0,\"REC UNREAD\",,159"), Some(159));
+        assert_eq!(header_length(" 3,\"x,y\",30"), Some(30));
+        assert_eq!(header_length(" 1,0,"), None);
+        assert_eq!(readable_memories("(\"SM\",\"ME\",\"SR\"),(\"SM\",\"ME\"),(\"SM\",\"ME\")"), ["SM", "ME", "SR"]);
+        assert_eq!(readable_memories("((\"SM\",\"BM\",\"SR\"),(\"SM\"))"), ["SM", "SR"]);
+        assert_eq!(readable_memories("(\"MT\",\"SM\",\"ME\"),(\"MT\",\"SM\",\"ME\"),(\"MT\",\"SM\")"), ["SM", "ME"]);
+        assert!(readable_memories("(),(),()").is_empty());
+        assert!(readable_memories("").is_empty());
+    }
 
     #[test]
     fn only_one_of_two_racing_submits_gets_an_idle_modem() {
@@ -904,8 +959,14 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
         cancel: CancellationToken::new(),
     };
     let modem = spawn_idle(port);
-    let mut s =
-        Session { at, ctx: &ctx, modem: &modem, profile: profile::choose(profiles, "", "").clone(), own: port.into() };
+    let mut s = Session {
+        at,
+        ctx: &ctx,
+        modem: &modem,
+        profile: profile::choose(profiles, "", "").clone(),
+        own: port.into(),
+        memories: Vec::new(),
+    };
     if s.at.command("AT", Duration::from_secs(3)).await.is_err() {
         s.at.command("AT", Duration::from_secs(3)).await.map_err(|e| format!("{port} does not answer AT: {e}"))?;
     }

@@ -21,6 +21,8 @@ use super::{ModemConfig, VirtualModem};
 pub enum Action {
     /// A message from `from` arrives (long text arrives in concatenated parts).
     Deliver { from: String, text: String },
+    /// A TPDU in hex arrives as it is (crafted or malformed SMS from the network).
+    DeliverPdu { tpdu: String },
     /// A status report for the message with TP-MR `message_ref` to `to`; TP-ST `status` (0
     /// delivered, 0x40.. failed).
     Report { message_ref: u8, to: String, status: u8 },
@@ -43,7 +45,7 @@ pub enum Action {
 }
 
 impl Action {
-    /// Parse a typed line `VERB [ARGS]`: `deliver FROM TEXT...`, `report MR TO STATUS`,
+    /// Parse a typed line `VERB [ARGS]`: `deliver FROM TEXT...`, `deliver-pdu HEX`, `report MR TO STATUS`,
     /// `fail COUNT CODE`, `hang`, `resume`, `garbage`, `unplug`, `replug`, `coverage on|off`,
     /// `signal CSQ`.
     pub fn parse(line: &str) -> Result<Action, String> {
@@ -61,6 +63,9 @@ impl Action {
             "deliver" => {
                 let (from, text) = rest.trim_start().split_once(' ').ok_or("deliver: expected FROM TEXT")?;
                 Action::Deliver { from: from.into(), text: text.into() }
+            }
+            "deliver-pdu" => {
+                Action::DeliverPdu { tpdu: args.first().ok_or("deliver-pdu: TPDU hex missing")?.to_string() }
             }
             "report" => Action::Report {
                 message_ref: small(number(args.first(), "message reference")?, 255, "message reference")? as u8,
@@ -171,6 +176,7 @@ impl Bank {
         let m = self.get(index)?;
         match action {
             Action::Deliver { from, text } => m.deliver(from, text),
+            Action::DeliverPdu { tpdu } => m.deliver_pdu(&crate::sms::pdu::from_hex(tpdu).map_err(|e| e.to_string())?),
             Action::Report { message_ref, to, status } => m.status_report(*message_ref, to, *status),
             Action::FailSends { count, code } => m.fail_next_sends(*count, *code),
             Action::Hang => m.set_hung(true),
@@ -267,6 +273,7 @@ mod tests {
             Action::parse("report 17 +79161234567 64").unwrap(),
             Action::Report { message_ref: 17, to: "+79161234567".into(), status: 64 }
         );
+        assert_eq!(Action::parse("deliver-pdu 0400").unwrap(), Action::DeliverPdu { tpdu: "0400".into() });
         assert_eq!(Action::parse("fail 2 38").unwrap(), Action::FailSends { count: 2, code: 38 });
         assert_eq!(Action::parse("coverage off").unwrap(), Action::Coverage { on: false });
         assert_eq!(Action::parse("hang").unwrap(), Action::Hang);

@@ -462,6 +462,17 @@ impl Engine {
         self.pump(now);
     }
 
+    /// A PDU from the network as it is, however malformed: `hex` is the TPDU, the SMSC part is
+    /// put in front of it.
+    pub fn deliver_pdu(&mut self, tpdu: &[u8], now: Instant) {
+        let mut bytes = modem_pdu::smsc_part(&self.cfg.smsc);
+        bytes.extend_from_slice(tpdu);
+        let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        let due = self.network.back().map_or(now, |(at, _)| (*at).max(now));
+        self.network.push_back((due, Incoming::Deliver(ModemPdu { hex, tpdu_len: tpdu.len() })));
+        self.pump(now);
+    }
+
     pub fn status_report(&mut self, message_ref: u8, recipient: &str, status: u8, now: Instant) {
         let discharged = local_now();
         let submitted = self
