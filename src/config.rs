@@ -363,7 +363,9 @@ pub struct ModemRoute {
     pub ports: Vec<String>,
     #[serde(default = "default_baud")]
     pub baud: u32,
-    /// SIM PIN, if the SIMs need one (never retried when wrong).
+    /// SIM PIN, if the SIMs need one. One a SIM refused is never sent to
+    /// that SIM again until this changes; none is sent to a SIM with only
+    /// one attempt left.
     #[serde(default)]
     pub pin: Option<String>,
     /// A directory of modem profiles (*.toml) added to the built-in ones.
@@ -388,6 +390,10 @@ pub struct ModemRoute {
     /// does not answer, reopened (the message goes back to the queue).
     #[serde(default = "default_send_timeout")]
     pub send_timeout_secs: u64,
+    /// How long a modem that cannot be used until someone acts (no SIM, a
+    /// PIN missing or refused) waits before it is opened and looked at again.
+    #[serde(default = "default_retry")]
+    pub retry_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -404,6 +410,9 @@ fn default_health() -> u64 {
     30
 }
 fn default_send_timeout() -> u64 {
+    60
+}
+fn default_retry() -> u64 {
     60
 }
 
@@ -609,7 +618,7 @@ impl Config {
                             }
                         }
                         if let Some(pin) = &m.pin
-                            && !(4..=8).contains(&pin.len())
+                            && (!(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()))
                         {
                             bad(&format!("{k}.pin"), "a SIM PIN has 4 to 8 digits".into());
                         }
@@ -622,10 +631,15 @@ impl Config {
                         {
                             bad(&format!("{k}.profiles_dir"), e);
                         }
-                        if m.health_interval_secs == 0 || m.registration_timeout_secs == 0 || m.send_timeout_secs == 0 {
+                        if m.health_interval_secs == 0
+                            || m.registration_timeout_secs == 0
+                            || m.send_timeout_secs == 0
+                            || m.retry_secs == 0
+                        {
                             bad(
                                 &k,
-                                "health_interval_secs, registration_timeout_secs and send_timeout_secs must be above 0"
+                                "health_interval_secs, registration_timeout_secs, send_timeout_secs and retry_secs \
+                                 must be above 0"
                                     .into(),
                             );
                         }
@@ -860,6 +874,18 @@ fail_fraction = 2.0
         assert_eq!(l.config.routes[0].smpp.as_ref().unwrap().window, 10);
         let wrong_table = format!("{MIN}[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\n");
         assert!(check(&wrong_table).unwrap_err().to_string().contains("routes[0].smpp: only for kind"));
+    }
+
+    #[test]
+    fn a_modem_pin_is_digits_and_a_retry_pause_is_above_zero() {
+        let modem = |keys: &str| {
+            MIN.replace("kind = \"sim\"", &format!("kind = \"modem\"\n[routes.modem]\nports = [\"/dev/x\"]\n{keys}"))
+        };
+        // A quote would end the AT+CPIN argument early.
+        let e = check(&modem("pin = \"12\\\"4\"\nretry_secs = 0")).unwrap_err().to_string();
+        assert!(e.contains("routes[0].modem.pin") && e.contains("retry_secs"), "{e}");
+        let l = check(&modem("pin = \"0042\"")).unwrap();
+        assert_eq!(l.config.routes[0].modem.as_ref().unwrap().retry_secs, 60);
     }
 
     #[test]

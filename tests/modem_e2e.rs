@@ -3,7 +3,8 @@
 //! report matched; inbound single and concatenated messages read, stored and
 //! only then deleted; a modem that hangs mid-send healed while the other
 //! sends its message; a port unplugged and plugged back in; a wrong PIN
-//! that stops its modem without another try.
+//! sent once only, through reopens, a replug and reloads, until the config
+//! gives another; a restart loop that leaves the SIM its last attempt.
 
 mod common;
 use common::*;
@@ -292,28 +293,116 @@ async fn an_unplugged_modem_is_waited_for_and_taken_back() {
     d.terminate();
 }
 
+/// The modem on `port` as /v1/modems shows it, once it is in `state`.
+async fn wait_port(d: &Daemon, port: &Path, state: &str, secs: u64) -> Value {
+    let port = port.display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let modems = modems_view(d).await;
+        if let Some(m) = modems.iter().find(|m| m["port"] == port.as_str() && m["state"] == state) {
+            return m.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "waiting for {port} {state}: {modems:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How often the modem was asked for its SIM state (AT+CPIN?), and how
+/// often it was given a PIN (AT+CPIN=...).
+fn pin_commands(m: &VirtualModem) -> (usize, usize) {
+    let commands: Vec<String> = m.commands().iter().map(|c| c.to_ascii_uppercase()).collect();
+    let asked = commands.iter().filter(|c| c.starts_with("AT+CPIN?")).count();
+    let given = commands.iter().filter(|c| c.starts_with("AT+CPIN=")).count();
+    (asked, given)
+}
+
+/// Wait until the modem has been asked for its SIM state `n` times in all.
+async fn wait_asked(m: &VirtualModem, n: usize, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while pin_commands(m).0 < n {
+        assert!(std::time::Instant::now() < deadline, "asked {:?} of {n} times: {:?}", pin_commands(m), m.commands());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_pin_stops_that_modem_and_is_never_retried() {
+async fn a_wrong_pin_is_sent_once_however_often_the_modem_is_reopened_until_the_config_changes() {
+    let began = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let locked = ModemConfig { pin: Some("4321".into()), ..second() };
     let a = modem(dir.path(), "a-if02", ModemConfig { pin: Some("1234".into()), ..ModemConfig::default() }, 30).await;
     let b = modem(dir.path(), "b-if02", locked, 30).await;
-    write_config(dir.path(), DISPATCH, &route(dir.path(), "pin = \"1234\""));
+    // A modem waiting for someone is looked at again every second.
+    let config =
+        |extra: &str| write_config(dir.path(), DISPATCH, &route(dir.path(), &format!("retry_secs = 1\n{extra}")));
+    config("pin = \"1234\"");
     let d = Daemon::start(dir.path());
-    wait_modems(&d, 1, "ready", 20).await;
-    let modems = wait_modems(&d, 1, "pin_needed", 20).await;
-    let bad = modems.iter().find(|m| m["state"] == "pin_needed").unwrap();
-    assert_eq!(bad["port"], b.link().display().to_string().as_str());
-    assert!(bad["detail"].as_str().unwrap_or("").contains("PIN"), "{bad}");
+    wait_port(&d, a.link(), "ready", 20).await;
+    let bad = wait_port(&d, b.link(), "pin_needed", 20).await;
+    let detail = bad["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("refused the configured PIN") && detail.contains("until the pin in the config changes"),
+        "{bad}"
+    );
+    assert!(!detail.contains("1234"), "the PIN is never shown: {bad}");
 
-    // The good modem carries the traffic; the locked SIM is asked once only.
+    // The good modem carries the traffic.
     let id = d.send(json!({"to": "+79160000004", "text": "still working"})).await;
     d.wait_status(id, "delivered", 30).await;
     assert!(sent_to(&a, "+79160000004"));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let tries = b.commands().iter().filter(|c| c.to_ascii_uppercase().starts_with("AT+CPIN=")).count();
-    assert_eq!(tries, 1, "{:?}", b.commands());
+
+    // Reopened after each pause: asked for its SIM state again, given no PIN.
+    let (first, _) = pin_commands(&b);
+    wait_asked(&b, first + 3, 30).await;
+    wait_port(&d, b.link(), "pin_needed", 20).await;
+
+    // Unplugged and plugged back: the SIM powers up asking for its PIN again.
+    b.unplug().await;
+    wait_port(&d, b.link(), "gone", 20).await;
+    b.replug().await.unwrap();
+    let (asked, _) = pin_commands(&b);
+    wait_asked(&b, asked + 2, 30).await;
+    wait_port(&d, b.link(), "pin_needed", 20).await;
+
+    // A reload that rebuilds the route for another reason keeps the rule.
+    config("pin = \"1234\"\nsend_timeout_secs = 30");
+    d.signal("HUP");
+    let (asked, _) = pin_commands(&b);
+    wait_asked(&b, asked + 2, 30).await;
+    let bad = wait_port(&d, b.link(), "pin_needed", 20).await;
+    assert!(bad["detail"].as_str().unwrap_or("").contains("refused"), "{bad}");
+    let (cycles, given) = pin_commands(&b);
+    assert_eq!(given, 1, "the refused PIN was sent again: {:?}", b.commands());
+
+    // The right PIN by a reload: sent once, and the modem comes in.
+    config("pin = \"4321\"");
+    d.signal("HUP");
+    wait_port(&d, b.link(), "ready", 30).await;
+    wait_port(&d, a.link(), "ready", 30).await;
+    assert_eq!(pin_commands(&b).1, 2, "{:?}", b.commands());
+    let id = d.send(json!({"to": "+79160000005", "text": "both again"})).await;
+    d.wait_status(id, "delivered", 30).await;
+    eprintln!("wrong PIN held back over {cycles} looks at the SIM in {:.1} s", began.elapsed().as_secs_f64());
     d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loop_leaves_the_sim_its_last_pin_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = modem(dir.path(), "b-if02", ModemConfig { pin: Some("4321".into()), ..second() }, 30).await;
+    write_config(dir.path(), DISPATCH, &route(dir.path(), "retry_secs = 1\npin = \"1234\""));
+    // Each start forgets what the last one learnt; the SIM's own count of
+    // attempts left (AT+CPINR) stops the third try, which would lock it.
+    for start in 1..=3 {
+        let d = Daemon::start(dir.path());
+        let bad = wait_port(&d, b.link(), "pin_needed", 20).await;
+        if start == 3 {
+            let detail = bad["detail"].as_str().unwrap_or("");
+            assert!(detail.contains("1 PIN attempt(s) left"), "{bad}");
+        }
+        d.terminate();
+    }
+    assert_eq!(pin_commands(&b).1, 2, "{:?}", b.commands());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,8 +6,16 @@
 //! virtual modem was told to deliver, and what it sent against what the virtual modem decoded
 //! (GET /modems/0/sent).
 //!
+//! A send with a status report requested gets its report back as the library waits for it,
+//! also when the report is ready before the modem has answered the send.
+//!
 //! The library runs in a virtualenv at tests/interop/.venv, made on first use from
 //! tests/interop/requirements.txt (python3 with the venv module and PyPI are needed then).
+//!
+//! gammu (the Debian package) talks to the same virtual modem through a config file of its own:
+//! `identify`, `networkinfo`, `sendsms` (checked against what the modem decoded) and `getallsms`
+//! after the network delivered messages, Cyrillic included. Without gammu those tests print why
+//! they checked nothing, unless CI is set: then they fail.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -100,14 +108,15 @@ struct Simulator {
 }
 
 impl Simulator {
-    fn start() -> Simulator {
+    /// One virtual modem with these `smsgw simulate modem` flags besides the directory, the
+    /// count and the control API.
+    fn start(flags: &[&str]) -> Simulator {
         let dir = tempfile::tempdir().expect("temp dir");
         let child = Command::new(env!("CARGO_BIN_EXE_smsgw"))
             .args(["simulate", "modem", "--dir"])
             .arg(dir.path())
-            // Sends take 200 ms; reports come 2 s after a send, once the parts of a long message
-            // are all sent (a +CDSI inside a +CMGS answer would be lost to the library).
-            .args(["--count", "1", "--send-delay-ms", "200", "--report-delay-ms", "2000"])
+            .args(["--count", "1"])
+            .args(flags)
             .args(["--control", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -176,10 +185,71 @@ fn decoded(v: &Value) -> Decoded {
     }
 }
 
+/// Run tests/interop/gsmmodem_peer.py against `sim` with `args`; its events (one JSON object a
+/// line) and its whole output, for messages.
+async fn run_peer(python: &Path, sim: &Simulator, args: &[&str]) -> (Vec<Value>, String) {
+    let child = tokio::process::Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/gsmmodem_peer.py"))
+        .arg(&sim.link)
+        .arg(&sim.control)
+        .arg("--verbose")
+        .args(args)
+        .env("PYTHONUTF8", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the python peer");
+    let output = tokio::time::timeout(PEER_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("the python peer finished in time")
+        .expect("the python peer ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "python peer failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect();
+    (events, stdout)
+}
+
+/// GET /modems/0/sent: every SMS-SUBMIT the virtual modem decoded.
+async fn sent_by(sim: &Simulator) -> Vec<Decoded> {
+    let resp = reqwest::get(format!("{}/modems/0/sent", sim.control)).await.expect("GET /modems/0/sent");
+    assert_eq!(resp.status(), 200);
+    let list: Value = resp.json().await.expect("JSON");
+    list.as_array().expect("a list").iter().map(decoded).collect()
+}
+
+#[tokio::test]
+async fn python_gsmmodem_gets_the_status_report_for_its_send() {
+    let python = venv_python();
+    // As a SIM800 on a quick network: the report is ready 100 ms into a send that takes 1.5 s.
+    // The modem holds it until its +CMGS answer is out (TS 27.005 §3.4.1), so the library,
+    // with its default AT+CNMI=2,1,0,2, reads it back after +CDSI as its own.
+    let sim = Simulator::start(&["--send-delay-ms", "1500", "--report-delay-ms", "100"]);
+    let (events, stdout) = run_peer(&python, &sim, &["--send", TO, SEND_CYRILLIC, "--send", TO, DELIVER_GSM]).await;
+    let sent: Vec<&Value> = events.iter().filter(|v| v["event"] == "sent").collect();
+    let decoded = sent_by(&sim).await;
+    assert_eq!((sent.len(), decoded.len()), (2, 2), "{stdout}");
+    for (event, d) in sent.iter().zip(&decoded) {
+        assert!(d.status_report, "the library asked for a report: {d:?}");
+        assert_eq!(event["status"], "delivered", "{event}");
+        assert_eq!(event["reference"].as_u64(), Some(d.message_ref), "{event}");
+        let reports = event["reports"].as_array().expect("reports");
+        assert_eq!(reports.len(), 1, "{event}");
+        assert_eq!(reports[0]["reference"].as_u64(), Some(d.message_ref), "{event}");
+        assert_eq!((reports[0]["number"].as_str(), reports[0]["delivery_status"].as_u64()), (Some(TO), Some(0)));
+    }
+}
+
 #[tokio::test]
 async fn python_gsmmodem_identifies_sends_and_receives_through_the_virtual_modem() {
     let python = venv_python();
-    let sim = Simulator::start();
+    // Sends take 200 ms; reports come 2 s after a send, so none arrives while the library is
+    // still sending the parts of a long message.
+    let sim = Simulator::start(&["--send-delay-ms", "200", "--report-delay-ms", "2000"]);
     let cfg = ModemConfig::default();
 
     // Each text and whether it is too long for one SMS.
@@ -191,34 +261,17 @@ async fn python_gsmmodem_identifies_sends_and_receives_through_the_virtual_modem
     ];
     let delivers = [DELIVER_GSM, DELIVER_CYRILLIC];
     let stored = [deliver_long_cyrillic(), deliver_long_gsm()];
-    let mut cmd = tokio::process::Command::new(&python);
-    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/gsmmodem_peer.py"))
-        .arg(&sim.link)
-        .arg(&sim.control)
-        .arg("--verbose")
-        .env("PYTHONUTF8", "1");
+    let mut args: Vec<&str> = Vec::new();
     for (text, _) in &sends {
-        cmd.args(["--send", TO, text]);
+        args.extend(["--send", TO, text]);
     }
     for text in delivers {
-        cmd.args(["--deliver", FROM, text]);
+        args.extend(["--deliver", FROM, text]);
     }
     for text in &stored {
-        cmd.args(["--deliver-stored", FROM, text]);
+        args.extend(["--deliver-stored", FROM, text]);
     }
-    let child =
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().expect("spawn the python peer");
-    let output = tokio::time::timeout(PEER_TIMEOUT, child.wait_with_output())
-        .await
-        .expect("the python peer finished in time")
-        .expect("the python peer ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "python peer failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    let events: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-        .collect();
+    let (events, stdout) = run_peer(&python, &sim, &args).await;
     let of = |event: &str| events.iter().filter(|v| v["event"] == event).cloned().collect::<Vec<_>>();
 
     // 1. The library identified the modem: what the default virtual modem answers.
@@ -239,11 +292,7 @@ async fn python_gsmmodem_identifies_sends_and_receives_through_the_virtual_modem
     // exactly the recipient and text the library encoded, part by part.
     let sent_events = of("sent");
     assert_eq!(sent_events.len(), sends.len(), "{stdout}");
-    let url = format!("{}/modems/0/sent", sim.control);
-    let resp = reqwest::get(&url).await.expect("GET /modems/0/sent");
-    assert_eq!(resp.status(), 200);
-    let list: Value = resp.json().await.expect("JSON");
-    let decoded: Vec<Decoded> = list.as_array().expect("a list").iter().map(decoded).collect();
+    let decoded = sent_by(&sim).await;
     let mut next = decoded.iter();
     for (event, (text, long)) in sent_events.iter().zip(&sends) {
         assert_eq!((event["to"].as_str(), event["text"].as_str()), (Some(TO), Some(text.as_str())));
@@ -308,4 +357,140 @@ async fn python_gsmmodem_identifies_sends_and_receives_through_the_virtual_modem
 
     // Everything read was deleted again (AT+CMGD), reports included.
     assert_eq!(of("stored_after").first().map(|v| v["count"].clone()), Some(Value::from(0)), "{stdout}");
+}
+
+/// gammu, when installed. Where it is not and CI is not set, None with the reason printed (the
+/// test then checks nothing); under CI (which installs it, see .ci/run) a missing gammu fails.
+fn gammu_installed() -> bool {
+    let found = Command::new("gammu").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        assert!(!ci, "gammu is not installed but CI is set: install it (apt-get install gammu; .ci/run does)");
+        eprintln!("SKIPPED: gammu is not installed (apt-get install gammu) and CI is not set; nothing was checked");
+    }
+    found
+}
+
+/// gammu pointed at the virtual modem's pty through its own config file.
+struct Gammu {
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gammu {
+    fn new(sim: &Simulator) -> Gammu {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("gammurc");
+        let text = format!("[gammu]\ndevice = {}\nconnection = at\n", sim.link.display());
+        std::fs::write(&config, text).expect("write the gammu config");
+        Gammu { config, _dir: dir }
+    }
+
+    /// Run `gammu -c CONFIG args...`; its standard output, after checking it succeeded. A UTF-8
+    /// locale, so gammu reads and prints Cyrillic as it is.
+    async fn run(&self, args: &[&str]) -> String {
+        let child = tokio::process::Command::new("gammu")
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env("LC_ALL", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn gammu");
+        let output = tokio::time::timeout(PEER_TIMEOUT, child.wait_with_output())
+            .await
+            .expect("gammu finished in time")
+            .expect("gammu ran");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "gammu {args:?} failed ({})\nstdout:\n{stdout}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+}
+
+/// The value of `key` in gammu's "Key     : value" output.
+fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+    out.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn gammu_identifies_the_virtual_modem() {
+    if !gammu_installed() {
+        return;
+    }
+    let sim = Simulator::start(&["--send-delay-ms", "300"]);
+    let cfg = ModemConfig::default();
+    let out = Gammu::new(&sim).run(&["identify"]).await;
+    assert_eq!(field(&out, "Manufacturer"), Some(cfg.manufacturer.as_str()), "{out}");
+    assert!(field(&out, "Model").is_some_and(|m| m.contains(&cfg.model)), "{out}");
+    assert_eq!(field(&out, "Firmware"), Some(cfg.revision.as_str()), "{out}");
+    assert_eq!(field(&out, "IMEI"), Some(sim.imei.as_str()), "{out}");
+    assert_eq!(field(&out, "SIM IMSI"), Some(cfg.imsi.as_str()), "{out}");
+}
+
+#[tokio::test]
+async fn gammu_reads_the_network_of_the_virtual_modem() {
+    if !gammu_installed() {
+        return;
+    }
+    let sim = Simulator::start(&["--send-delay-ms", "300"]);
+    let out = Gammu::new(&sim).run(&["networkinfo"]).await;
+    assert_eq!(field(&out, "Network state"), Some("home network"), "{out}");
+    assert_eq!(field(&out, "Packet network state"), Some("home network"), "{out}");
+    assert_eq!(field(&out, "GPRS"), Some("attached"), "{out}");
+    // The operator by number (AT+COPS=3,2), with the cell gammu read from AT+CREG=2.
+    let network = field(&out, "Network").unwrap_or_default();
+    assert!(network.starts_with("250 01") && network.contains("LAC 2AF5"), "{out}");
+    assert_eq!(field(&out, "Name in phone"), Some("\"MTS RUS\""), "{out}");
+}
+
+#[tokio::test]
+async fn gammu_sends_through_the_virtual_modem() {
+    if !gammu_installed() {
+        return;
+    }
+    let sim = Simulator::start(&["--send-delay-ms", "300"]);
+    let gammu = Gammu::new(&sim);
+    let gsm = "Hello from gammu @ 5 EUR";
+    let out = gammu.run(&["sendsms", "TEXT", TO, "-text", gsm]).await;
+    assert!(out.contains("message reference="), "{out}");
+    // gammu sends GSM 7-bit unless told the text needs UCS-2.
+    let out = gammu.run(&["sendsms", "TEXT", TO, "-unicode", "-text", SEND_CYRILLIC]).await;
+    assert!(out.contains("message reference="), "{out}");
+    let sent = sent_by(&sim).await;
+    let got: Vec<(&str, &str)> = sent.iter().map(|d| (d.to.as_str(), d.text.as_str())).collect();
+    assert_eq!(got, [(TO, gsm), (TO, SEND_CYRILLIC)], "{sent:#?}");
+}
+
+#[tokio::test]
+async fn gammu_reads_messages_the_network_delivered() {
+    if !gammu_installed() {
+        return;
+    }
+    let sim = Simulator::start(&["--send-delay-ms", "300"]);
+    let http = reqwest::Client::new();
+    for text in [DELIVER_CYRILLIC, DELIVER_GSM] {
+        let resp = http
+            .post(format!("{}/modems/0", sim.control))
+            .json(&serde_json::json!({"do": "deliver", "from": FROM, "text": text}))
+            .send()
+            .await
+            .expect("POST /modems/0");
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    let out = Gammu::new(&sim).run(&["getallsms"]).await;
+    assert!(out.contains(DELIVER_CYRILLIC), "{out}");
+    assert!(out.contains(DELIVER_GSM), "{out}");
+    assert_eq!(out.matches(&format!("Remote number        : \"{FROM}\"")).count(), 2, "{out}");
+    assert!(out.contains("2 SMS parts in 2 SMS sequences"), "{out}");
 }

@@ -114,7 +114,11 @@ async fn pin_wrong_pin_and_puk_lock() {
     assert_eq!(c.lines("AT+CIMI").await, ["+CME ERROR: 11"]);
     assert_eq!(c.lines("AT+CMGL=4").await, ["+CMS ERROR: 311"]);
     assert_eq!(c.lines("AT+CREG?").await, ["+CREG: 0,0", "OK"]);
+    assert_eq!(c.lines("AT+CPINR=\"SIM PIN\"").await, ["+CPINR: SIM PIN,3,3", "OK"]);
     assert_eq!(c.lines("AT+CPIN=\"0000\"").await, ["+CME ERROR: 16"]);
+    // TS 27.007 §8.65: the attempts left, readable before the PIN.
+    assert_eq!(c.lines("AT+CPINR=\"SIM PIN\"").await, ["+CPINR: SIM PIN,2,3", "OK"]);
+    assert_eq!(c.lines("AT+CPINR=\"SIM*\"").await, ["+CPINR: SIM PIN,2,3", "+CPINR: SIM PUK,10,10", "OK"]);
     assert_eq!(c.lines("AT+CPIN=\"1234\"").await, ["OK"]);
     c.expect("\r\n+CPIN: READY\r\n", WAIT).await;
     c.expect("\r\nSMS Ready\r\n", WAIT).await;
@@ -444,6 +448,40 @@ async fn auto_reports_follow_sends_that_asked() {
     assert_eq!(lines.len(), 2, "exactly one report: {lines:?}");
     let report = report_of(&lines[1]);
     assert_eq!((report.message_ref, report.recipient.value.as_str(), report.status), (asked, "+79161234568", 0));
+    r.modem.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_report_due_during_a_send_comes_after_its_answer() {
+    // TS 27.005 §3.4.1: while AT+CMGS has not given its final result the link is reserved, and
+    // what the modem has to say (here the report, due 100 ms into a 1 s send) waits for it.
+    let mut r = start(ModemConfig { send_delay_ms: 1000, ..ModemConfig::default() }).await;
+    let c = &mut r.client;
+    c.lines("ATE0;+CNMI=2,1,0,2,0").await;
+    r.modem.set_auto_reports(Some(Duration::from_millis(100)));
+    let answer = send_pdu(c, &submit("+79161234567", "report me", true)[0]).await;
+    assert_eq!(answer_lines(&answer, ""), [format!("+CMGS: {}", mr_of(&answer)), "OK".to_string()]);
+    c.expect("\r\n+CDSI: \"SM\",1\r\n", WAIT).await;
+    r.modem.shutdown().await;
+}
+
+#[tokio::test]
+async fn packet_domain_attach_and_operator_formats() {
+    let mut r = start(ModemConfig { registration_delay_ms: 500, ..ModemConfig::default() }).await;
+    let c = &mut r.client;
+    assert_eq!(c.lines("ATE0").await, ["OK"]);
+    assert_eq!(c.lines("AT+CGATT=?").await, ["+CGATT: (0,1)", "OK"]);
+    assert_eq!(c.lines("AT+CGATT?").await, ["+CGATT: 0", "OK"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(c.lines("AT+CGATT?").await, ["+CGATT: 1", "OK"]);
+    assert_eq!(c.lines("AT+CGATT=0").await, ["OK"]);
+    assert_eq!(c.lines("AT+CGATT?").await, ["+CGATT: 0", "OK"]);
+    assert_eq!(c.lines("AT+CGATT=2").await, ["ERROR"]);
+    // The operator by number (MCC and MNC) after AT+COPS=3,2, by name again after AT+COPS=3,0.
+    assert_eq!(c.lines("AT+COPS=3,2").await, ["OK"]);
+    assert_eq!(c.lines("AT+COPS?").await, ["+COPS: 0,2,\"25001\"", "OK"]);
+    assert_eq!(c.lines("AT+COPS=3,0").await, ["OK"]);
+    assert_eq!(c.lines("AT+COPS?").await, ["+COPS: 0,0,\"MTS RUS\"", "OK"]);
     r.modem.shutdown().await;
 }
 

@@ -76,8 +76,8 @@ pub struct ModemConfig {
     /// Capacity of "ME" (and "SR") storage.
     pub me_capacity: u32,
     /// Time between the Ctrl-Z ending an AT+CMGS and its +CMGS answer (real modems take 1-5 s);
-    /// URCs that fall due meanwhile are printed before the answer, commands typed meanwhile are
-    /// taken afterwards.
+    /// URCs that fall due meanwhile are held and printed after the answer (the link is reserved
+    /// until the final result, TS 27.005 §3.4.1), commands typed meanwhile are taken afterwards.
     pub send_delay_ms: u64,
     /// Time between the parts of a long incoming message (each part is a delivery of its own on
     /// a real network; 0 hands them over at once).

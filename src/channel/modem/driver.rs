@@ -1,11 +1,13 @@
 //! One modem's life: open its port, bring it to a known state (identify,
-//! unlock the SIM, wait for the network, PDU mode, storage, indications),
+//! unlock the SIM, never with a PIN it refused before nor when it has one
+//! attempt left, wait for the network, PDU mode, storage, indications),
 //! send messages one at a time, read what arrives (read, commit, then
 //! delete), turn status reports into receipts, watch its health, and heal:
 //! reopen a port that stopped answering (resetting it if the profile says
 //! that is safe) and wait for an unplugged one to come back.
 
 use super::at::{AtError, AtPort, Urc, UrcReceiver};
+use super::pin;
 use super::profile::{self, Profile};
 use crate::channel::{Event, EventSender, RouteEvent, SubmitError};
 use crate::config::ModemRoute;
@@ -350,6 +352,59 @@ impl Session<'_> {
         Some(0)
     }
 
+    /// The SIM's ICCID (AT+CCID, or Quectel's AT+QCCID).
+    async fn iccid(&self) -> Option<String> {
+        match self.value("AT+CCID", "+CCID").await {
+            Some(v) => Some(v),
+            None => self.value("AT+QCCID", "+QCCID").await,
+        }
+    }
+
+    /// The PIN attempts the SIM has left, where the modem tells.
+    async fn pin_attempts(&self) -> Option<u32> {
+        for (which, (command, _, _)) in pin::ATTEMPTS.iter().enumerate() {
+            if let Ok(r) = self.cmd(command).await
+                && let Some(left) = pin::attempts_left(which, &r.lines)
+            {
+                return Some(left);
+            }
+        }
+        None
+    }
+
+    /// Enter the configured PIN into `sim`, unless that SIM refused this PIN
+    /// before or has a single attempt left: a SIM locks itself after the
+    /// third wrong PIN, and only its PUK opens it again.
+    async fn unlock(&self, sim: &str) -> Result<(), (Phase, String)> {
+        const REFUSED: &str = "the SIM refused the configured PIN; it will not be sent to this SIM again until \
+                               the pin in the config changes";
+        let Some(code) = self.ctx.cfg.pin.as_deref() else {
+            return Err((Phase::PinNeeded, "the SIM asks for a PIN and none is configured".into()));
+        };
+        if pin::refused(sim, code) {
+            return Err((Phase::PinNeeded, REFUSED.into()));
+        }
+        if let Some(left) = self.pin_attempts().await
+            && left <= 1
+        {
+            let why = format!(
+                "the SIM has {left} PIN attempt(s) left and a wrong one would lock it: smsgw sends no PIN; \
+                 unlock the SIM by hand (in a phone) and it is taken in"
+            );
+            return Err((Phase::PinNeeded, why));
+        }
+        match self.cmd(&format!("AT+CPIN=\"{code}\"")).await {
+            Ok(_) => Ok(()),
+            Err(AtError::Gone(why)) => Err((Phase::Gone, why)),
+            // Refused, or no answer: the SIM may have counted it either way.
+            Err(e) => {
+                pin::remember_refused(sim, code);
+                tracing::warn!(route = %self.ctx.route, modem = %self.own, %sim, error = %e, "the SIM refused the configured PIN");
+                Err((Phase::PinNeeded, format!("{REFUSED} ({e})")))
+            }
+        }
+    }
+
     /// Bring the modem to a known state. Errors name what is wrong.
     async fn start(&mut self) -> Result<(), (Phase, String)> {
         let unresponsive = |e: AtError| (Phase::Unresponsive, e.to_string());
@@ -372,10 +427,14 @@ impl Session<'_> {
             }
         }
         let imei = self.value("AT+CGSN", "+CGSN").await;
+        // Most modems read the ICCID before the PIN: it names the SIM for the
+        // PIN rule (see `pin`).
+        let iccid = self.iccid().await;
         if let Ok(mut i) = self.modem.info.lock() {
             i.manufacturer = Some(manufacturer.clone());
             i.model = Some(model.clone());
-            i.imei = imei;
+            i.imei = imei.clone();
+            i.iccid = iccid.clone();
             i.profile = Some(self.profile.name.clone());
         }
         // The SIM.
@@ -388,24 +447,16 @@ impl Session<'_> {
         match pin_state.as_str() {
             "READY" => {}
             "SIM PIN" => {
-                let Some(pin) = self.ctx.cfg.pin.clone() else {
-                    return Err((Phase::PinNeeded, "the SIM asks for a PIN and none is configured".into()));
-                };
-                if let Err(e) = self.cmd(&format!("AT+CPIN=\"{pin}\"")).await {
-                    // Never retry a wrong PIN: a third try locks the SIM.
-                    return Err((
-                        Phase::PinNeeded,
-                        format!("the SIM refused the configured PIN ({e}); not retrying, fix the PIN"),
-                    ));
-                }
+                let sim = pin::sim_name(iccid.as_deref(), imei.as_deref(), &self.own);
+                self.unlock(&sim).await?;
                 tokio::time::sleep(Duration::from_millis(1000)).await;
             }
             other => return Err((Phase::PinNeeded, format!("the SIM needs {other:?}; smsgw will not guess"))),
         }
         let imsi = self.value("AT+CIMI", "+CIMI").await;
-        let iccid = match self.value("AT+CCID", "+CCID").await {
+        let iccid = match iccid {
             Some(v) => Some(v),
-            None => self.value("AT+QCCID", "+QCCID").await,
+            None => self.iccid().await,
         };
         let number = self.cmd("AT+CNUM").await.ok().and_then(|r| r.value("+CNUM").and_then(cnum_number));
         let sender = imsi.clone().unwrap_or_else(|| self.own.clone());
@@ -744,8 +795,8 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
             tracing::warn!(route = %ctx.route, modem = %own, "resetting the modem");
             let _ = s.at.command(&s.profile.reset, Duration::from_secs(5)).await;
         }
-        // A wrong PIN or a missing SIM will not fix itself quickly.
-        let pause = if matches!(phase, Phase::PinNeeded | Phase::NoSim) { 60 } else { 5 };
+        // A PIN or a SIM missing will not fix itself quickly.
+        let pause = if matches!(phase, Phase::PinNeeded | Phase::NoSim) { ctx.cfg.retry_secs } else { 5 };
         return End::Retry(Duration::from_secs(pause));
     }
     modem.set(Phase::Ready, None);
@@ -951,6 +1002,7 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
             health_interval_secs: 30,
             registration_timeout_secs: 1,
             send_timeout_secs: 60,
+            retry_secs: 60,
         },
         profiles: profiles.to_vec(),
         events: tx,

@@ -7,6 +7,7 @@
 
 pub mod at;
 pub mod driver;
+pub mod pin;
 pub mod profile;
 
 use super::{Channel, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};

@@ -180,7 +180,7 @@ fn num(args: &[Arg], i: usize) -> Result<Option<u32>, ()> {
 const WITHOUT_SIM: &[&str] = &[
     "+CMEE", "+CGMI", "+GMI", "+CGMM", "+GMM", "+CGMR", "+GMR", "+CGSN", "+GSN", "+CPIN", "+CSQ", "+CREG", "+CGREG",
     "+CEREG", "+CFUN", "+CCID", "+QCCID", "+ICCID", "^ICCID", "+CMGF", "+CSCS", "+CLAC", "^CURC", "+IPR", "+IFC",
-    "+CSMS", "+CSDH", "+CMMS", "+CLIP", "+CRC", "+CVHU", "+CNMI", "+CSMP", "+COPS",
+    "+CSMS", "+CSDH", "+CMMS", "+CLIP", "+CRC", "+CVHU", "+CNMI", "+CSMP", "+COPS", "+CPINR",
 ];
 
 /// SMS commands: +CMS ERROR, refused until SMS is ready.
@@ -190,9 +190,9 @@ const SMS: &[&str] = &[
 
 /// What AT+CLAC lists.
 const CLAC: &[&str] = &[
-    "&C", "&D", "&F", "&W", "E", "I", "Q", "V", "Z", "+CCID", "+CEREG", "+CFUN", "+CGMI", "+CGMM", "+CGMR", "+CGSN",
-    "+CIMI", "+CLAC", "+CMEE", "+CMGD", "+CMGF", "+CMGL", "+CMGR", "+CMGS", "+CNMA", "+CNMI", "+CNUM", "+COPS",
-    "+CPIN", "+CPMS", "+CREG", "+CSCA", "+CSCS", "+CSDH", "+CSMP", "+CSMS", "+CSQ",
+    "&C", "&D", "&F", "&W", "E", "I", "Q", "V", "Z", "+CCID", "+CEREG", "+CFUN", "+CGATT", "+CGMI", "+CGMM", "+CGMR",
+    "+CGSN", "+CIMI", "+CLAC", "+CMEE", "+CMGD", "+CMGF", "+CMGL", "+CMGR", "+CMGS", "+CNMA", "+CNMI", "+CNUM",
+    "+COPS", "+CPIN", "+CPINR", "+CPMS", "+CREG", "+CSCA", "+CSCS", "+CSDH", "+CSMP", "+CSMS", "+CSQ",
 ];
 
 /// Run one command.
@@ -259,6 +259,17 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
             _ => Vec::new(),
         }),
         "+CPIN" => cpin(e, cmd, &args),
+        "+CPINR" => cpinr(e, cmd, &args),
+        "+CGATT" => match cmd.kind {
+            // TS 27.007 §10.1.9: attached only while registered and not detached by hand.
+            Kind::Query => Outcome::Done(vec![format!("+CGATT: {}", u8::from(e.s.cgatt && e.registered(now)))]),
+            Kind::Test => Outcome::Done(vec!["+CGATT: (0,1)".into()]),
+            Kind::Exec => Outcome::Fail(AtError::Plain),
+            Kind::Set => match num(&args, 0) {
+                Ok(Some(v @ 0..=1)) => done_with(|| e.s.cgatt = v == 1),
+                _ => Outcome::Fail(AtError::Cme(50)),
+            },
+        },
         "+CREG" | "+CGREG" | "+CEREG" => creg(e, cmd, &args, now),
         "+CSQ" => match cmd.kind {
             Kind::Test => Outcome::Done(vec!["+CSQ: (0-31,99),(0-7,99)".into()]),
@@ -267,12 +278,23 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
         },
         "+COPS" => match cmd.kind {
             Kind::Query if e.registered(now) => {
-                Outcome::Done(vec![format!("+COPS: 0,0,\"{}\"", encode_string(&e.cfg.operator, &e.s.cscs))])
+                // The numeric form is the MCC and MNC, as the SIM's IMSI begins.
+                let name = match e.s.cops_format {
+                    2 => e.cfg.imsi.chars().take(5).collect(),
+                    _ => encode_string(&e.cfg.operator, &e.s.cscs),
+                };
+                Outcome::Done(vec![format!("+COPS: 0,{},\"{name}\"", e.s.cops_format)])
             }
             Kind::Query => Outcome::Done(vec!["+COPS: 0".into()]),
             Kind::Test => {
-                Outcome::Done(vec![format!("+COPS: (2,\"{0}\",\"{0}\",\"25001\"),,(0-4),(0-2)", e.cfg.operator)])
+                let numeric: String = e.cfg.imsi.chars().take(5).collect();
+                Outcome::Done(vec![format!("+COPS: (2,\"{0}\",\"{0}\",\"{numeric}\"),,(0-4),(0-2)", e.cfg.operator)])
             }
+            // AT+COPS=3,<format> only chooses how the operator is named.
+            Kind::Set if num(&args, 0) == Ok(Some(3)) => match num(&args, 1) {
+                Ok(Some(f @ 0..=2)) => done_with(|| e.s.cops_format = f as u8),
+                _ => Outcome::Fail(AtError::Cme(50)),
+            },
             _ => Outcome::Done(Vec::new()),
         },
         "+CFUN" => cfun(e, cmd, &args, now),
@@ -383,7 +405,7 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
 fn is_known(e: &Engine, name: &str) -> bool {
     SMS.contains(&name)
         || WITHOUT_SIM.contains(&name)
-        || ["+CIMI", "+CNUM", "+CNMA"].contains(&name)
+        || ["+CIMI", "+CNUM", "+CNMA", "+CGATT"].contains(&name)
         || (name == "^CURC" && e.cfg.quirks.huawei_urcs)
 }
 
@@ -481,6 +503,29 @@ fn cpin(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
                     Some(_) => Outcome::Fail(AtError::Cme(16)),
                 },
             }
+        }
+    }
+}
+
+/// TS 27.007 §8.65: the attempts left for the SIM's PIN and PUK. `AT+CPINR` lists both,
+/// `AT+CPINR="SIM P*"` those whose name matches the pattern.
+fn cpinr(e: &Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
+    let codes = [("SIM PIN", e.pin_attempts, 3), ("SIM PUK", 10, 10)];
+    match cmd.kind {
+        Kind::Test | Kind::Query => Outcome::Done(Vec::new()),
+        Kind::Exec | Kind::Set => {
+            let pattern = args.first().map(|a| a.text.to_ascii_uppercase()).unwrap_or_default();
+            let matches = |code: &str| match pattern.strip_suffix('*') {
+                Some(prefix) => code.starts_with(prefix),
+                None => pattern.is_empty() || code == pattern,
+            };
+            Outcome::Done(
+                codes
+                    .iter()
+                    .filter(|(code, _, _)| matches(code))
+                    .map(|(code, left, all)| format!("+CPINR: {code},{left},{all}"))
+                    .collect(),
+            )
         }
     }
 }

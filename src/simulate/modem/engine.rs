@@ -154,6 +154,10 @@ pub(super) struct Session {
     pub ack_pending: bool,
     pub curc: bool,
     pub clip: u8,
+    /// AT+CGATT: attached to the packet domain (while registered) unless detached by hand.
+    pub cgatt: bool,
+    /// AT+COPS=3,<format>: how AT+COPS? names the operator (0 long, 1 short, 2 numeric).
+    pub cops_format: u8,
     /// When the SIM became usable (power-up, or the correct PIN).
     pub sim_ready_at: Option<Instant>,
     /// AT+CFUN level and since when the radio is on.
@@ -198,6 +202,8 @@ impl Session {
             ack_pending: false,
             curc: true,
             clip: 0,
+            cgatt: true,
+            cops_format: 0,
             sim_ready_at: if pin_required { None } else { Some(now) },
             cfun: 1,
             radio_on_at: Some(now),
@@ -587,8 +593,12 @@ impl Engine {
         self.urc_bytes(bytes);
     }
 
+    /// TS 27.005 §3.4.1 (AT+CNMI mode 2) and V.250: while the link is reserved (the host is
+    /// typing after a prompt, or a command such as AT+CMGS has not given its final result yet)
+    /// result codes are held in the modem and flushed after the final result, never printed
+    /// inside an answer.
     fn urc_bytes(&mut self, bytes: Vec<u8>) {
-        if matches!(self.s.input, Input::Command(_)) {
+        if matches!(self.s.input, Input::Command(_)) && self.s.pending.is_none() {
             self.out.extend(bytes);
         } else {
             self.s.held.extend(bytes);
@@ -655,15 +665,16 @@ impl Engine {
         bytes
     }
 
-    /// Send an answer now, or after `delay`; then whatever URCs were held meanwhile.
+    /// Send an answer now, or after `delay`; then whatever URCs were held meanwhile (those that
+    /// fall due during the delay come after the answer too).
     fn send_answer(&mut self, bytes: Vec<u8>, delay: Duration, now: Instant) {
         if delay.is_zero() {
             self.out.extend(bytes);
+            let held = std::mem::take(&mut self.s.held);
+            self.out.extend(held);
         } else {
             self.s.pending = Some((now + delay, bytes));
         }
-        let held = std::mem::take(&mut self.s.held);
-        self.out.extend(held);
     }
 
     pub fn render_error(&self, error: AtError) -> String {
@@ -685,6 +696,8 @@ impl Engine {
             if let Some((_, bytes)) = self.s.pending.take() {
                 self.out.extend(bytes);
             }
+            let held = std::mem::take(&mut self.s.held);
+            self.out.extend(held);
             let deferred = std::mem::take(&mut self.s.deferred);
             self.feed(&deferred, now);
         }

@@ -236,13 +236,13 @@ impl AtPort {
 
     async fn submit(&self, cmd: &str, payload: Option<String>, timeout: Duration) -> Result<Response, AtError> {
         if cmd.contains(['\r', '\n', CTRL_Z as char, ESC as char]) {
-            return Err(AtError::Invalid { cmd: cmd.to_string(), reason: "command contains CR, LF, Ctrl-Z or ESC" });
+            return Err(AtError::Invalid { cmd: shown(cmd), reason: "command contains CR, LF, Ctrl-Z or ESC" });
         }
         if self.is_gone() {
             return Err(AtError::Gone(self.shared.reason()));
         }
         let (reply, answer) = oneshot::channel();
-        let request = Request { cmd: cmd.to_string(), payload, timeout, reply };
+        let request = Request { cmd: cmd.to_string(), shown: shown(cmd), payload, timeout, reply };
         if self.requests.send(request).is_err() {
             return Err(AtError::Gone(self.shared.reason()));
         }
@@ -279,8 +279,21 @@ impl Shared {
     }
 }
 
+/// `cmd` with the arguments of the commands that carry a secret (AT+CPIN, AT+CPWD, AT+CLCK,
+/// AT+CPIN2) replaced by `***`, so no PIN reaches a log line or an error shown by the API.
+fn shown(cmd: &str) -> String {
+    const SECRET: [&str; 4] = ["AT+CPIN=", "AT+CPIN2=", "AT+CPWD=", "AT+CLCK="];
+    let upper = cmd.to_ascii_uppercase();
+    match SECRET.iter().find(|p| upper.starts_with(*p)) {
+        Some(p) => format!("{}***", &cmd[..p.len()]),
+        None => cmd.to_string(),
+    }
+}
+
 struct Request {
     cmd: String,
+    /// The command as logs and errors show it: a PIN or password it carries masked.
+    shown: String,
     payload: Option<String>,
     timeout: Duration,
     reply: oneshot::Sender<Result<Response, AtError>>,
@@ -394,7 +407,7 @@ impl Engine {
     /// Begin `request`; returns the bytes to write.
     fn start(&mut self, request: Request) -> Option<(Vec<u8>, Duration)> {
         if request.reply.is_closed() {
-            tracing::debug!(cmd = %request.cmd, "caller gave up before the command was sent: skipped");
+            tracing::debug!(cmd = %request.shown, "caller gave up before the command was sent: skipped");
             return None;
         }
         if request.cmd.is_empty() {
@@ -403,7 +416,7 @@ impl Engine {
             self.settle_until = Some(Instant::now() + SETTLE_AFTER_TIMEOUT);
             return Some((vec![ESC], Duration::from_secs(1)));
         }
-        tracing::debug!(cmd = %request.cmd, "AT >");
+        tracing::debug!(cmd = %request.shown, "AT >");
         let mut bytes = request.cmd.as_bytes().to_vec();
         bytes.push(b'\r');
         let phase = if request.payload.is_some() { Phase::Prompt } else { Phase::Final };
@@ -417,7 +430,7 @@ impl Engine {
     fn finish(&mut self, result: Result<Response, AtError>) {
         if let Some(active) = self.active.take() {
             match &result {
-                Ok(_) => tracing::debug!(cmd = %active.request.cmd, "AT < OK"),
+                Ok(_) => tracing::debug!(cmd = %active.request.shown, "AT < OK"),
                 Err(e) => tracing::debug!(error = %e, "AT < error"),
             }
             // The caller may have stopped waiting: nothing to do then.
@@ -444,7 +457,7 @@ impl Engine {
                 Some((bytes, active.request.timeout))
             }
             (Phase::Final, _) => {
-                tracing::warn!(cmd = %active.request.cmd, "prompt during a plain command");
+                tracing::warn!(cmd = %active.request.shown, "prompt during a plain command");
                 active.prompt_seen = true;
                 None
             }
@@ -454,7 +467,7 @@ impl Engine {
 
     fn on_timeout(&mut self) -> Option<(Vec<u8>, Duration)> {
         let active = self.active.as_ref()?;
-        let cmd = active.request.cmd.clone();
+        let cmd = active.request.shown.clone();
         let secs = active.request.timeout.as_secs_f64();
         // After the payload too: if the modem lost some of it, it still waits for the rest.
         let needs_escape = active.phase != Phase::Final || active.prompt_seen;
@@ -517,7 +530,7 @@ impl Engine {
                 tracing::debug!(line, "final result with no command pending (late answer): dropped");
                 return;
             };
-            let cmd = active.request.cmd.clone();
+            let cmd = active.request.shown.clone();
             let outcome = match result {
                 Final::Ok if active.phase == Phase::Prompt => {
                     Err(AtError::Rejected { cmd, result: "OK without a prompt".to_string() })
@@ -841,5 +854,9 @@ mod tests {
         assert!(!AtError::Rejected { cmd: "AT+X".into(), result: "COMMAND NOT SUPPORT".into() }.temporary());
         assert_eq!(cms(330).to_string(), "AT+CMGS=1: +CMS ERROR 330 (SMSC address unknown)");
         assert_eq!(AtError::Timeout { cmd: "AT".into(), secs: 2.0 }.to_string(), "AT: no answer within 2.0 s");
+        assert_eq!(shown("AT+CPIN=\"1234\""), "AT+CPIN=***");
+        assert_eq!(shown("at+cpin=\"1234\",\"5678\""), "at+cpin=***");
+        assert_eq!(shown("AT+CPIN?"), "AT+CPIN?");
+        assert_eq!(shown("AT+CMGS=20"), "AT+CMGS=20");
     }
 }
