@@ -3,7 +3,10 @@
 //! report matched; inbound single and concatenated messages read, stored and
 //! only then deleted; a modem that hangs mid-send healed while the other
 //! sends its message; a port unplugged and plugged back in; a wrong PIN
-//! that stops its modem without another try.
+//! that stops its modem without another try; a thousand messages to one
+//! number while the modem's TP-MR wraps, and two modems whose SIMs report
+//! the same IMSI, every report on its own part; a long message resumed from
+//! the part the network refused.
 
 mod common;
 use common::*;
