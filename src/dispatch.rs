@@ -4,7 +4,7 @@
 //! back: submitted, retry later with backoff, or failed. It also records the
 //! events routes report (delivery receipts) and sweeps expired messages.
 
-use crate::channel::{self, Channel, Event, EventSender, Health, Outbound, RouteEvent, RouteState};
+use crate::channel::{self, Channel, Event, EventSender, Health, Outbound, RouteEvent, RouteState, Submitted};
 use crate::config::{Dispatch as DispatchCfg, Route};
 use crate::message::{Status, now_ms};
 use crate::sms;
@@ -470,6 +470,8 @@ async fn hand_back(store: &Store, msgs: impl Iterator<Item = Claimed>) {
             retry_at: Some(now_ms()),
             final_status: Status::Failed,
             untried: true,
+            accepted: Vec::new(),
+            concat_ref: None,
         };
         if let Err(e) = store.record_failure(m.id, f).await {
             tracing::warn!(message = m.id, error = %e, "cannot hand a message back; it returns at the next start");
@@ -489,6 +491,7 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
         priority: m.priority,
         attempt: m.attempt,
         valid_until: m.valid_until,
+        resume: Submitted { first_part: 0, remote_ids: m.sent.clone(), concat_ref: m.concat_ref },
     };
     let started = std::time::Instant::now();
     let result = lane.channel.submit(out).await;
@@ -500,13 +503,8 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
             lane.sent.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => "submitted").increment(1);
             d.throughput.count(now_ms(), Outcome::Sent);
-            let parts = s
-                .remote_ids
-                .into_iter()
-                .enumerate()
-                .map(|(i, remote_id)| SubmittedPart { index: i as u32, remote_id })
-                .collect();
-            d.store.record_submitted(m.id, lane.cfg.name.clone(), parts).await
+            let concat_ref = s.concat_ref;
+            d.store.record_submitted(m.id, lane.cfg.name.clone(), parts_of(s), concat_ref).await
         }
         Err(e) => {
             lane.note_error(&e.to_string());
@@ -537,13 +535,26 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
                     .increment(1);
             }
             tracing::info!(message = m.id, route = %lane.cfg.name, code = %e.code, temporary = e.temporary, "submit failed");
-            let f = AttemptFailure { code: e.code, text, retry_at, final_status, untried: e.untried };
+            let concat_ref = e.accepted.concat_ref;
+            let accepted = parts_of(e.accepted);
+            let f =
+                AttemptFailure { code: e.code, text, retry_at, final_status, untried: e.untried, accepted, concat_ref };
             d.store.record_failure(m.id, f).await
         }
     };
     if let Err(e) = recorded {
         tracing::error!(message = m.id, error = %e, "cannot record the submit result; the message returns to the queue at the next start");
     }
+}
+
+/// The parts a route took, numbered from the message's first part.
+fn parts_of(s: Submitted) -> Vec<SubmittedPart> {
+    let first = s.first_part;
+    s.remote_ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, remote_id)| SubmittedPart { index: (first + i) as u32, remote_id })
+        .collect()
 }
 
 /// Record what routes report. Each event is written by its own task so the
@@ -560,10 +571,11 @@ async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<Route
         let d2 = d.clone();
         d.tracker.spawn(async move {
             let ok = match event {
-                Event::Receipt { remote_id, status, error_code, error_text } => {
+                Event::Receipt { remote_id, status, error_code, error_text, sc_time, legacy_id } => {
                     metrics::counter!(crate::metrics::RECEIPTS, "route" => route.clone(), "status" => format!("{status:?}").to_lowercase())
                         .increment(1);
-                    let receipt = Receipt { route: route.clone(), remote_id, status, error_code, error_text };
+                    let receipt =
+                        Receipt { route: route.clone(), remote_id, status, error_code, error_text, sc_time, legacy_id };
                     let matched = store.record_receipt(receipt).await;
                     if let Ok(ReceiptMatch::Final { status, .. }) = &matched {
                         metrics::counter!(crate::metrics::FINISHED, "route" => route.clone(), "status" => status.as_str())

@@ -4,7 +4,11 @@
 //! only then deleted; a modem that hangs mid-send healed while the other
 //! sends its message; a port unplugged and plugged back in; a wrong PIN
 //! sent once only, through reopens, a replug and reloads, until the config
-//! gives another; a restart loop that leaves the SIM its last attempt.
+//! gives another; a restart loop that leaves the SIM its last attempt; a
+//! thousand messages to one number while the modem's TP-MR wraps, and two
+//! modems whose SIMs report the same IMSI, every report on its own part; a
+//! long message resumed from the part the network refused; stored messages
+//! read at start from every memory; undecodable PDUs kept and deleted.
 
 mod common;
 use common::*;
@@ -717,28 +721,109 @@ async fn sims_at_their_daily_cap_leave_the_queue_alone_or_fail_it_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_message_sent_again_keeps_its_concatenation_reference() {
+async fn a_long_message_that_failed_at_part_two_is_resumed_from_part_two_through_the_same_sim() {
     let dir = tempfile::tempdir().unwrap();
     let a = modem(dir.path(), "a-if02", ModemConfig::default(), 500).await;
+    let b = modem(dir.path(), "b-if02", second(), 500).await;
+    // Reports by hand: the message must wait for every part's.
+    a.set_auto_reports(None);
+    b.set_auto_reports(None);
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 2, "ready", 20).await;
+    let to = "+79160000090";
+    let text = "A reminder long enough for three parts, or so we hope. ".repeat(7);
+    assert_eq!(smsgw::sms::text::split(&text).parts.len(), 3);
+    let id = d.send(json!({"to": to, "text": text})).await;
+    // The first part is on its way: the network refuses the second, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (sender, other) = loop {
+        if a.sent().iter().any(|s| s.to == to) {
+            break (&a, &b);
+        }
+        if b.sent().iter().any(|s| s.to == to) {
+            break (&b, &a);
+        }
+        assert!(std::time::Instant::now() < deadline, "the first part never went");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    sender.fail_next_sends(1, 38);
+    let m = d.wait_status(id, "submitted", 30).await;
+    assert_eq!(m["attempts"], 2, "{m}");
+
+    // Part 1 went once, parts 2 and 3 after the retry, under one reference,
+    // from the same SIM.
+    let parts: Vec<_> = sender.sent().into_iter().filter(|s| s.to == to).collect();
+    let seen: Vec<_> = parts.iter().map(|s| s.concat.map(|c| (c.reference, c.seq))).collect();
+    let reference = seen[0].expect("a concatenated part").0;
+    assert_eq!(seen, [Some((reference, 1)), Some((reference, 2)), Some((reference, 3))]);
+    assert!(other.sent().iter().all(|s| s.to != to), "{:?}", other.sent());
+
+    // Delivered only once every part is.
+    for (n, p) in parts.iter().enumerate() {
+        let m = d.message(id).await;
+        assert_eq!(m["status"], "submitted", "before the report of part {}: {m}", n + 1);
+        sender.status_report(p.message_ref, to, 0);
+        if n + 1 < parts.len() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let m = d.wait_status(id, "delivered", 20).await;
+    let parts = m["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "{m}");
+    assert!(parts.iter().all(|p| p["status"] == "delivered"), "{m}");
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_messages_to_one_number_through_one_modem_all_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 1).await;
     write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
     let d = Daemon::start(dir.path());
     wait_modems(&d, 1, "ready", 20).await;
-    let to = "+79160000090";
-    let id = d.send(json!({"to": to, "text": "A reminder long enough for two parts. ".repeat(5)})).await;
-    // The first part is on its way: the network refuses the second, once.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while a.sent().iter().all(|s| s.to != to) {
-        assert!(std::time::Instant::now() < deadline, "the first part never went");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    a.fail_next_sends(1, 38);
-    let m = d.wait_status(id, "delivered", 30).await;
-    assert_eq!(m["attempts"], 2, "{m}");
+    const COUNT: usize = 1000;
+    let msgs: Vec<Value> = (0..COUNT).map(|i| json!({"to": "+79160000100", "text": format!("note {i}")})).collect();
+    let (s, v) = d.post("/v1/messages", &json!({ "messages": msgs })).await;
+    assert_eq!(s, 202, "{v}");
+    d.wait_counts(600, "every message delivered", |c| c["delivered"] == COUNT).await;
+    // The modem's TP-MR came round (it has 256 values) several times.
+    let sent = a.sent();
+    assert_eq!(sent.len(), COUNT);
+    let refs: std::collections::BTreeSet<u8> = sent.iter().map(|s| s.message_ref).collect();
+    assert_eq!(refs.len(), 256);
     d.terminate();
-    let parts: Vec<_> = a.sent().into_iter().filter(|s| s.to == to).collect();
-    let seen: Vec<_> = parts.iter().map(|s| s.concat.map(|c| (c.reference, c.seq))).collect();
-    let reference = seen[0].expect("a concatenated part").0;
-    assert_eq!(seen, [Some((reference, 1)), Some((reference, 1)), Some((reference, 2))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_modems_whose_sims_report_the_same_imsi_each_get_their_own_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = modem(dir.path(), "a-if02", ModemConfig::default(), 5).await;
+    // Another modem (IMEI), but a SIM that reports the same IMSI; every
+    // report it gets says "not delivered".
+    let twin = ModemConfig { imsi: ModemConfig::default().imsi, ..second() };
+    let b = modem(dir.path(), "b-if02", twin, 5).await;
+    b.set_report_failure_fraction(1.0);
+    write_config(dir.path(), DISPATCH, &route(dir.path(), ""));
+    let d = Daemon::start(dir.path());
+    wait_modems(&d, 2, "ready", 20).await;
+    const COUNT: usize = 100;
+    let msgs: Vec<Value> = (0..COUNT).map(|i| json!({"to": "+79160000110", "text": format!("twin {i}")})).collect();
+    let (s, v) = d.post("/v1/messages", &json!({ "messages": msgs })).await;
+    assert_eq!(s, 202, "{v}");
+    let ids: Vec<i64> = v["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    d.wait_counts(120, "every message final", |c| {
+        c["delivered"].as_u64().unwrap_or(0) + c["undelivered"].as_u64().unwrap_or(0) == COUNT as u64
+    })
+    .await;
+    assert!(!a.sent().is_empty() && !b.sent().is_empty(), "both modems sent");
+    for (i, id) in ids.iter().enumerate() {
+        let text = format!("twin {i}");
+        let want = if b.sent().iter().any(|s| s.text == text) { "undelivered" } else { "delivered" };
+        let m = d.message(*id).await;
+        assert_eq!(m["status"], want, "{m}");
+    }
+    d.terminate();
 }
 
 /// Two single messages and the two parts of a long one, stored while the

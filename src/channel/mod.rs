@@ -29,12 +29,23 @@ pub struct Outbound {
     /// routes pass what is left of it to the network, so a phone that comes
     /// back on line a day later does not get a stale one-time code.
     pub valid_until: Option<crate::message::Millis>,
+    /// What earlier attempts of a long message got through (`first_part`
+    /// 0): the parts the network already took and the reference they
+    /// carry. A route resumes after them under that reference, so the
+    /// phone joins the parts of both tries; one that cannot (another
+    /// sender, another route) starts over from part 0 under a new one.
+    pub resume: Submitted,
 }
 
-/// The route took every part; one id per part for matching its report.
-#[derive(Debug, Clone)]
+/// Parts the route handed to the network: one id per part, for matching
+/// its report, from `first_part` on (the parts before it were taken by an
+/// earlier attempt). A successful submit covers every part to the last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Submitted {
+    pub first_part: usize,
     pub remote_ids: Vec<Option<String>>,
+    /// The concatenation reference the parts of a long message carry.
+    pub concat_ref: Option<u16>,
 }
 
 /// Why a submit did not go through.
@@ -50,22 +61,48 @@ pub struct SubmitError {
     /// A short machine-readable code, e.g. `cms_38` or `smpp_0x0b`.
     pub code: String,
     pub text: String,
+    /// The parts of a long message the network took before one failed:
+    /// recorded, so their reports match and a retry resumes after them.
+    pub accepted: Submitted,
 }
 
 impl SubmitError {
     /// Refused for good: the message fails.
     pub fn permanent(code: &str, text: impl Into<String>) -> SubmitError {
-        SubmitError { temporary: false, untried: false, code: code.into(), text: text.into() }
+        SubmitError {
+            temporary: false,
+            untried: false,
+            code: code.into(),
+            text: text.into(),
+            accepted: Submitted::default(),
+        }
     }
 
     /// Tried and not done: another attempt later.
     pub fn temporary(code: &str, text: impl Into<String>) -> SubmitError {
-        SubmitError { temporary: true, untried: false, code: code.into(), text: text.into() }
+        SubmitError {
+            temporary: true,
+            untried: false,
+            code: code.into(),
+            text: text.into(),
+            accepted: Submitted::default(),
+        }
     }
 
     /// Not offered to the network at all: later, without spending an attempt.
     pub fn untried(code: &str, text: impl Into<String>) -> SubmitError {
-        SubmitError { temporary: true, untried: true, code: code.into(), text: text.into() }
+        SubmitError {
+            temporary: true,
+            untried: true,
+            code: code.into(),
+            text: text.into(),
+            accepted: Submitted::default(),
+        }
+    }
+
+    /// The same failure, after the network took the parts in `accepted`.
+    pub fn after(self, accepted: Submitted) -> SubmitError {
+        SubmitError { accepted, ..self }
     }
 }
 
@@ -73,7 +110,19 @@ impl SubmitError {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A delivery report for one part, by the id the route gave that part.
-    Receipt { remote_id: String, status: ReceiptStatus, error_code: Option<String>, error_text: Option<String> },
+    Receipt {
+        remote_id: String,
+        status: ReceiptStatus,
+        error_code: Option<String>,
+        error_text: Option<String>,
+        /// When the network took the part (a modem report's TP-SCTS), for
+        /// routes whose ids come round again: the store gives the report to
+        /// the newest open part with that id sent before this time.
+        sc_time: Option<crate::message::Millis>,
+        /// The id an earlier smsgw gave the same part, so parts sent before
+        /// an upgrade still match their report.
+        legacy_id: Option<String>,
+    },
     /// A received SMS, or one part of a concatenated one.
     Inbound {
         from: String,

@@ -137,14 +137,21 @@ impl Channel for Sim {
                         at,
                         RouteEvent {
                             route: self.name.clone(),
-                            event: Event::Receipt { remote_id: rid.clone(), status, error_code, error_text },
+                            event: Event::Receipt {
+                                remote_id: rid.clone(),
+                                status,
+                                error_code,
+                                error_text,
+                                sc_time: None,
+                                legacy_id: None,
+                            },
                             ack: None,
                         },
                     ));
                 }
             }
             self.pending.wake.notify_one();
-            Ok(Submitted { remote_ids })
+            Ok(Submitted { first_part: 0, remote_ids, concat_ref: None })
         })
     }
 

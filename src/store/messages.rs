@@ -1,6 +1,8 @@
 //! The write side of a message's life in SQL: accept, claim, record what the
-//! route said, apply delivery reports, cancel, expire. Every state change
-//! writes a history row in the same transaction.
+//! route said (the parts it took, even when a later one failed, so a retry
+//! resumes after them), apply delivery reports (telling apart parts whose
+//! ids came round again by the network's time), cancel, expire. Every state
+//! change writes a history row in the same transaction.
 
 use super::StoreError;
 use crate::message::{Millis, Priority, Status};
@@ -61,6 +63,11 @@ pub struct Claimed {
     /// Attempts including this one.
     pub attempt: u32,
     pub valid_until: Option<Millis>,
+    /// Parts 0.. that earlier attempts on this route handed to the network
+    /// (their remote ids), and the concatenation reference they carry: a
+    /// retry resumes after them.
+    pub sent: Vec<Option<String>>,
+    pub concat_ref: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +88,9 @@ pub struct AttemptFailure {
     /// The message never reached the network: the attempt its claim
     /// counted is given back.
     pub untried: bool,
+    /// Parts the route took before the failure, and their reference.
+    pub accepted: Vec<SubmittedPart>,
+    pub concat_ref: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +126,18 @@ pub struct Receipt {
     pub status: ReceiptStatus,
     pub error_code: Option<String>,
     pub error_text: Option<String>,
+    /// When the network took the part (ms since the epoch), if the report
+    /// says: of several open parts with this id, the newest sent before it.
+    pub sc_time: Option<Millis>,
+    /// Another id the part may be stored under (written by an earlier
+    /// smsgw).
+    pub legacy_id: Option<String>,
 }
+
+/// How far the network's clock and ours may disagree, plus the time between
+/// the network taking a part and our recording it: a report's time is read
+/// with this much slack.
+pub const SC_SKEW_MS: Millis = 120_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptMatch {
@@ -221,6 +242,8 @@ pub(super) fn claim(c: &Connection, route: &str, limit: usize, now: Millis) -> R
             let pri: i64 = r.get(6)?;
             let attempts: u32 = r.get(7)?;
             rows.push(Claimed {
+                sent: Vec::new(),
+                concat_ref: None,
                 id: r.get(0)?,
                 recipient: r.get(1)?,
                 sender: r.get(2)?,
@@ -244,9 +267,82 @@ pub(super) fn claim(c: &Connection, route: &str, limit: usize, now: Millis) -> R
         )?
         .execute(params![m.id, now])?;
         history(c, m.id, now, Status::Sending, &format!("attempt {} on route {route}", m.attempt))?;
+        let mut m = m;
+        if m.segments > 1 {
+            (m.sent, m.concat_ref) = sent_before(c, m.id, route)?;
+        }
         claimed.push(m);
     }
     Ok(claimed)
+}
+
+/// The parts 0.. an earlier attempt of message `id` handed to `route`, and
+/// their reference; nothing when they went through another route (a phone
+/// joins only parts from one sender).
+fn sent_before(c: &Connection, id: i64, route: &str) -> rusqlite::Result<(Vec<Option<String>>, Option<u16>)> {
+    let rows: Vec<(i64, String, Option<String>)> = c
+        .prepare_cached("SELECT idx, route, remote_id FROM parts WHERE message_id = ?1 ORDER BY idx")?
+        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let contiguous = rows.iter().enumerate().all(|(i, (idx, r, _))| *idx == i as i64 && r == route);
+    let reference: Option<i64> =
+        c.prepare_cached("SELECT concat_ref FROM messages WHERE id = ?1")?.query_row(params![id], |r| r.get(0))?;
+    match reference.and_then(|r| u16::try_from(r).ok()) {
+        Some(r) if contiguous && !rows.is_empty() => Ok((rows.into_iter().map(|(_, _, id)| id).collect(), Some(r))),
+        _ => Ok((Vec::new(), None)),
+    }
+}
+
+/// Write the parts a route took, from the first of `parts` on (replacing
+/// what an abandoned earlier try left there), keep their reference on the
+/// message, and apply reports that overtook them.
+fn store_parts(
+    c: &Connection,
+    id: i64,
+    route: &str,
+    parts: &[SubmittedPart],
+    concat_ref: Option<u16>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let Some(first) = parts.first() else { return Ok(()) };
+    c.prepare_cached("DELETE FROM parts WHERE message_id = ?1 AND idx >= ?2")?.execute(params![id, first.index])?;
+    c.prepare_cached("UPDATE messages SET concat_ref = ?2 WHERE id = ?1")?.execute(params![id, concat_ref])?;
+    let mut ins = c.prepare_cached(
+        "INSERT OR REPLACE INTO parts (message_id, idx, route, remote_id, status, submitted_at)
+         VALUES (?1, ?2, ?3, ?4, 'submitted', ?5)",
+    )?;
+    for p in parts {
+        ins.execute(params![id, p.index, route, p.remote_id, now])?;
+    }
+    // Receipts that overtook this submit result (a stale one, for an
+    // earlier part that had the same id, is left alone).
+    for p in parts {
+        let Some(remote) = &p.remote_id else { continue };
+        let early: Option<Receipt> = c
+            .prepare_cached(
+                "DELETE FROM early_receipts WHERE route = ?1 AND remote_id = ?2 AND (sc_time IS NULL OR sc_time >= ?3)
+                 RETURNING status, error_code, error_text, sc_time",
+            )?
+            .query_row(params![route, remote, now - SC_SKEW_MS], |r| {
+                let status: String = r.get(0)?;
+                let (error_code, error_text, sc_time) = (r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok(ReceiptStatus::parse(&status).map(|status| Receipt {
+                    route: route.to_string(),
+                    remote_id: remote.clone(),
+                    status,
+                    error_code,
+                    error_text,
+                    sc_time,
+                    legacy_id: None,
+                }))
+            })
+            .optional()?
+            .flatten();
+        if let Some(receipt) = early {
+            apply_receipt(c, &receipt, now)?;
+        }
+    }
+    Ok(())
 }
 
 fn expire(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
@@ -258,62 +354,35 @@ fn expire(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
     history(c, id, now, Status::Expired, "validity ran out before the message could be sent")
 }
 
+/// Every part from the first of `parts` to the last is with the route (the
+/// ones before, if any, went with an earlier attempt).
 pub(super) fn record_submitted(
     c: &Connection,
     id: i64,
     route: &str,
     parts: &[SubmittedPart],
+    concat_ref: Option<u16>,
     now: Millis,
 ) -> Result<(), StoreError> {
+    let total = parts.last().map_or(0, |p| p.index + 1);
     let changed = c
         .prepare_cached(
-            "UPDATE messages SET status = 'submitted', updated_at = ?2, error_code = NULL, error_text = NULL
+            "UPDATE messages SET status = 'submitted', updated_at = ?2, error_code = NULL, error_text = NULL,
+                    parts_total = ?3
              WHERE id = ?1 AND status = 'sending'",
         )?
-        .execute(params![id, now])?;
+        .execute(params![id, now, total])?;
     if changed == 0 {
         tracing::warn!(message = id, "submit result for a message that is not being sent; ignored");
         return Ok(());
     }
-    let mut ins = c.prepare_cached(
-        "INSERT OR REPLACE INTO parts (message_id, idx, route, remote_id, status, submitted_at)
-         VALUES (?1, ?2, ?3, ?4, 'submitted', ?5)",
-    )?;
-    for p in parts {
-        ins.execute(params![id, p.index, route, p.remote_id, now])?;
-    }
     let n = parts.len();
-    history(
-        c,
-        id,
-        now,
-        Status::Submitted,
-        &format!("{n} part{} accepted by route {route}", if n == 1 { "" } else { "s" }),
-    )?;
-    // Receipts that overtook this submit result.
-    for p in parts {
-        let Some(remote) = &p.remote_id else { continue };
-        let early: Option<(String, Option<String>, Option<String>)> = c
-            .prepare_cached(
-                "DELETE FROM early_receipts WHERE route = ?1 AND remote_id = ?2
-                 RETURNING status, error_code, error_text",
-            )?
-            .query_row(params![route, remote], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        if let Some((status, code, text)) = early
-            && let Some(status) = ReceiptStatus::parse(&status)
-        {
-            let receipt = Receipt {
-                route: route.to_string(),
-                remote_id: remote.clone(),
-                status,
-                error_code: code,
-                error_text: text,
-            };
-            apply_receipt(c, &receipt, now)?;
-        }
+    let mut detail = format!("{n} part{} accepted by route {route}", if n == 1 { "" } else { "s" });
+    if let Some(first) = parts.first().filter(|p| p.index > 0) {
+        detail.push_str(&format!(" (parts {}-{total} of {total}; an earlier attempt sent the rest)", first.index + 1));
     }
-    Ok(())
+    history(c, id, now, Status::Submitted, &detail)?;
+    store_parts(c, id, route, parts, concat_ref, now)
 }
 
 pub(super) fn record_failure(c: &Connection, id: i64, f: &AttemptFailure, now: Millis) -> Result<(), StoreError> {
@@ -327,8 +396,15 @@ pub(super) fn record_failure(c: &Connection, id: i64, f: &AttemptFailure, now: M
                 .execute(params![id, at, now, f.code, f.text, i64::from(f.untried)])?;
             if n > 0 {
                 let what = if f.untried { "not sent" } else { "temporary failure" };
-                let detail = format!("{what} ({}: {}); retry at {}", f.code, f.text, crate::message::to_rfc3339(at));
+                let mut detail =
+                    format!("{what} ({}: {}); retry at {}", f.code, f.text, crate::message::to_rfc3339(at));
+                if let (Some(first), Some(last)) = (f.accepted.first(), f.accepted.last()) {
+                    let (a, b) = (first.index + 1, last.index + 1);
+                    let parts = if a == b { format!("part {a}") } else { format!("parts {a}-{b}") };
+                    detail.push_str(&format!("; {parts} went out and will not be sent again"));
+                }
                 history(c, id, now, Status::Queued, &detail)?;
+                record_accepted(c, id, f, now)?;
             }
         }
         None => {
@@ -340,33 +416,77 @@ pub(super) fn record_failure(c: &Connection, id: i64, f: &AttemptFailure, now: M
                 .execute(params![id, f.final_status.as_str(), now, f.code, f.text])?;
             if n > 0 {
                 history(c, id, now, f.final_status, &format!("{}: {}", f.code, f.text))?;
+                record_accepted(c, id, f, now)?;
             }
         }
     }
     Ok(())
 }
 
+/// The parts a route took before a failure, kept so their reports match and
+/// the next attempt resumes after them.
+fn record_accepted(c: &Connection, id: i64, f: &AttemptFailure, now: Millis) -> Result<(), StoreError> {
+    if f.accepted.is_empty() {
+        return Ok(());
+    }
+    let route: String =
+        c.prepare_cached("SELECT route FROM messages WHERE id = ?1")?.query_row(params![id], |r| r.get(0))?;
+    store_parts(c, id, &route, &f.accepted, f.concat_ref, now)
+}
+
+/// A report finds its part by route and id. Ids may come round again (a
+/// modem's TP-MR wraps after 256 sends), so of the parts still waiting for
+/// a report it takes the newest one sent before the network's time on the
+/// report (with [`SC_SKEW_MS`] of slack), or the newest one when that time
+/// is missing or fits none. A report for no waiting part is a duplicate of
+/// one already applied (same id and network time), or is kept until its
+/// submit result is recorded.
 pub(super) fn apply_receipt(c: &Connection, r: &Receipt, now: Millis) -> Result<ReceiptMatch, StoreError> {
-    let part: Option<(i64, i64, String)> = c
-        .prepare_cached("SELECT message_id, idx, status FROM parts WHERE route = ?1 AND remote_id = ?2")?
-        .query_row(params![r.route, r.remote_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()?;
-    let Some((id, idx, status)) = part else {
+    let legacy = r.legacy_id.as_deref().unwrap_or(&r.remote_id);
+    let seen = || -> rusqlite::Result<bool> {
         c.prepare_cached(
-            "INSERT OR REPLACE INTO early_receipts (route, remote_id, status, error_code, error_text, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "SELECT EXISTS (SELECT 1 FROM parts WHERE route = ?1 AND remote_id IN (?2, ?3) AND sc_time IS ?4)",
         )?
-        .execute(params![r.route, r.remote_id, r.status.as_str(), r.error_code, r.error_text, now])?;
-        return Ok(ReceiptMatch::Early);
+        .query_row(params![r.route, r.remote_id, legacy, r.sc_time], |row| row.get(0))
     };
-    if status != "submitted" {
+    // A report read twice (the modem kept it after a crash) carries the
+    // network time of the one already applied.
+    if r.sc_time.is_some() && seen()? {
         return Ok(ReceiptMatch::Duplicate);
     }
+    let sent_before = r.sc_time.map_or(Millis::MAX, |t| t.saturating_add(SC_SKEW_MS));
+    let part: Option<(i64, i64)> = c
+        .prepare_cached(
+            "SELECT message_id, idx FROM parts
+             WHERE route = ?1 AND remote_id IN (?2, ?3) AND status = 'submitted'
+             ORDER BY submitted_at <= ?4 DESC, submitted_at DESC, message_id DESC, idx DESC LIMIT 1",
+        )?
+        .query_row(params![r.route, r.remote_id, legacy, sent_before], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((id, idx)) = part else {
+        if seen()? {
+            return Ok(ReceiptMatch::Duplicate);
+        }
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO early_receipts (route, remote_id, status, error_code, error_text, at, sc_time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            r.route,
+            r.remote_id,
+            r.status.as_str(),
+            r.error_code,
+            r.error_text,
+            now,
+            r.sc_time
+        ])?;
+        return Ok(ReceiptMatch::Early);
+    };
     c.prepare_cached(
-        "UPDATE parts SET status = ?3, error_code = ?4, error_text = ?5, done_at = ?6
+        "UPDATE parts SET status = ?3, error_code = ?4, error_text = ?5, done_at = ?6, sc_time = ?7
          WHERE message_id = ?1 AND idx = ?2",
     )?
-    .execute(params![id, idx, r.status.as_str(), r.error_code, r.error_text, now])?;
+    .execute(params![id, idx, r.status.as_str(), r.error_code, r.error_text, now, r.sc_time])?;
     Ok(match roll_up(c, id, now)? {
         Some((status, created_at)) => ReceiptMatch::Final { status, created_at },
         None => ReceiptMatch::Matched,
@@ -376,12 +496,13 @@ pub(super) fn apply_receipt(c: &Connection, r: &Receipt, now: Millis) -> Result<
 /// When every part of a submitted message has a final state, the message
 /// takes the worst of them: delivered only if all were.
 fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<Option<(Status, Millis)>> {
-    // Every part the route took was recorded at once when it answered, so
-    // the recorded parts are all there are (one for a message_payload
-    // submit of a long text).
-    let (status, created_at): (String, Millis) = c
-        .prepare_cached("SELECT status, created_at FROM messages WHERE id = ?1")?
-        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // A message is submitted once the route took its last part, and then
+    // knows how many parts it has at the route (one for a message_payload
+    // submit of a long text); parts an earlier attempt sent are among them.
+    // Until every one of those is recorded, a part was never sent.
+    let (status, created_at, total): (String, Millis, Option<i64>) = c
+        .prepare_cached("SELECT status, created_at, parts_total FROM messages WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     if status != Status::Submitted.as_str() {
         return Ok(None);
     }
@@ -389,7 +510,7 @@ fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<Option<(Sta
         c.prepare_cached("SELECT status, error_code, error_text FROM parts WHERE message_id = ?1 ORDER BY idx")?;
     let parts: Vec<(String, Option<String>, Option<String>)> =
         q.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    if parts.is_empty() || parts.iter().any(|p| p.0 == "submitted") {
+    if parts.is_empty() || parts.iter().any(|p| p.0 == "submitted") || total.is_some_and(|t| (parts.len() as i64) < t) {
         return Ok(None);
     }
     let worst = parts.iter().find(|p| p.0 == "undelivered").or_else(|| parts.iter().find(|p| p.0 == "expired"));

@@ -214,8 +214,16 @@ impl Store {
         self.write(move |c| messages::claim(c, &route, limit, now_ms())).await
     }
 
-    pub async fn record_submitted(&self, id: i64, route: String, parts: Vec<SubmittedPart>) -> Result<(), StoreError> {
-        self.write(move |c| messages::record_submitted(c, id, &route, &parts, now_ms())).await
+    /// The route took the message's parts from the first of `parts` to the
+    /// last, under `concat_ref`.
+    pub async fn record_submitted(
+        &self,
+        id: i64,
+        route: String,
+        parts: Vec<SubmittedPart>,
+        concat_ref: Option<u16>,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| messages::record_submitted(c, id, &route, &parts, concat_ref, now_ms())).await
     }
 
     pub async fn record_failure(&self, id: i64, failure: AttemptFailure) -> Result<(), StoreError> {

@@ -112,6 +112,17 @@ CREATE INDEX inbound_parts_age ON inbound_parts(received_at);
 ALTER TABLE inbound ADD COLUMN pdu TEXT;
 ALTER TABLE inbound ADD COLUMN undecodable TEXT;
 "#,
+    // 4: a long message's concatenation reference and its number of parts
+    // at the route, so a retry resumes where the last attempt stopped and
+    // the message is final only once every part was sent; the network's
+    // time on a report (TP-SCTS), to tell apart parts whose ids came round
+    // again.
+    r#"
+ALTER TABLE messages ADD COLUMN concat_ref INTEGER;
+ALTER TABLE messages ADD COLUMN parts_total INTEGER;
+ALTER TABLE parts ADD COLUMN sc_time INTEGER;
+ALTER TABLE early_receipts ADD COLUMN sc_time INTEGER;
+"#,
 ];
 
 pub fn latest() -> i64 {

@@ -1,5 +1,7 @@
 //! Store tests on a real SQLite file: the paths the end-to-end tests reach
-//! only by timing (receipt before submit result, reassembly, roll-up).
+//! only by timing (receipt before submit result, reports for ids that came
+//! round again, reassembly, roll-up, a long message resumed after a failed
+//! part).
 
 use super::*;
 use crate::message::{Priority, Status};
@@ -83,6 +85,8 @@ async fn receipt_before_submit_result_is_kept_and_applied() {
         status,
         error_code: None,
         error_text: None,
+        sc_time: None,
+        legacy_id: None,
     };
     // The receipt for part 0 overtakes the submit result.
     assert_eq!(s.record_receipt(receipt("A", ReceiptStatus::Delivered)).await.unwrap(), ReceiptMatch::Early);
@@ -90,7 +94,7 @@ async fn receipt_before_submit_result_is_kept_and_applied() {
         SubmittedPart { index: 0, remote_id: Some("A".into()) },
         SubmittedPart { index: 1, remote_id: Some("B".into()) },
     ];
-    s.record_submitted(id, "r".into(), parts).await.unwrap();
+    s.record_submitted(id, "r".into(), parts, None).await.unwrap();
     let v = s.get(id).await.unwrap().unwrap();
     assert_eq!(v.status, Status::Submitted, "one part still open");
     assert_eq!(v.parts[0].status, "delivered");
@@ -114,13 +118,15 @@ async fn one_undelivered_part_makes_the_message_undelivered() {
     let id = a[0].id;
     s.claim("r".into(), 10).await.unwrap();
     let parts = (0..2).map(|i| SubmittedPart { index: i, remote_id: Some(format!("p{i}")) }).collect();
-    s.record_submitted(id, "r".into(), parts).await.unwrap();
+    s.record_submitted(id, "r".into(), parts, None).await.unwrap();
     let r = |rid: &str, status, code: Option<&str>| Receipt {
         route: "r".into(),
         remote_id: rid.into(),
         status,
         error_code: code.map(str::to_string),
         error_text: None,
+        sc_time: None,
+        legacy_id: None,
     };
     s.record_receipt(r("p1", ReceiptStatus::Undelivered, Some("smpp_err_001"))).await.unwrap();
     s.record_receipt(r("p0", ReceiptStatus::Delivered, None)).await.unwrap();
@@ -142,4 +148,172 @@ async fn claim_serves_priority_then_age_and_skips_other_routes() {
     assert_eq!(got, [3, 2, 1]);
     let got: Vec<i64> = s.claim("r".into(), 3).await.unwrap().iter().map(|m| m.id).collect();
     assert_eq!(got, [4]);
+}
+
+/// The write functions on their own connection, at times the test chooses.
+fn conn() -> (tempfile::TempDir, rusqlite::Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    schema::migrate(&mut c).unwrap();
+    (dir, c)
+}
+
+/// A message of `segments` parts, claimed at `now`.
+fn claimed(c: &rusqlite::Connection, segments: u32, now: Millis) -> Claimed {
+    let EnqueueOutcome::Created(a) = messages::enqueue(c, "k", None, &[new_msg(segments)], now).unwrap() else {
+        panic!("created")
+    };
+    let mut got = messages::claim(c, "r", 100, now).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, a[0].id);
+    got.remove(0)
+}
+
+fn report(remote_id: &str, sc_time: Option<Millis>) -> Receipt {
+    Receipt {
+        route: "r".into(),
+        remote_id: remote_id.into(),
+        status: ReceiptStatus::Delivered,
+        error_code: None,
+        error_text: None,
+        sc_time,
+        legacy_id: None,
+    }
+}
+
+fn status(c: &rusqlite::Connection, id: i64) -> String {
+    c.query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+}
+
+fn one(id: &str) -> Vec<SubmittedPart> {
+    vec![SubmittedPart { index: 0, remote_id: Some(id.into()) }]
+}
+
+#[test]
+fn reports_for_an_id_that_came_round_again_find_their_own_part() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    let hour = 3_600_000;
+    // A modem's TP-MR wrapped: two open parts carry the same id, an hour apart.
+    let old = claimed(&c, 1, t0).id;
+    messages::record_submitted(&c, old, "r", &one("X"), None, t0).unwrap();
+    let new = claimed(&c, 1, t0 + hour).id;
+    messages::record_submitted(&c, new, "r", &one("X"), None, t0 + hour).unwrap();
+    // The older part's report (the network took it at t0) is the older one's,
+    // though a newer part has its id.
+    let m = messages::apply_receipt(&c, &report("X", Some(t0 - 1_000)), t0 + hour + 5).unwrap();
+    assert!(matches!(m, ReceiptMatch::Final { status: Status::Delivered, .. }), "{m:?}");
+    assert_eq!((status(&c, old).as_str(), status(&c, new).as_str()), ("delivered", "submitted"));
+    // The same report again is a duplicate, not the newer part's.
+    let m = messages::apply_receipt(&c, &report("X", Some(t0 - 1_000)), t0 + hour + 6).unwrap();
+    assert_eq!(m, ReceiptMatch::Duplicate);
+    assert_eq!(status(&c, new), "submitted");
+    let m = messages::apply_receipt(&c, &report("X", Some(t0 + hour)), t0 + hour + 7).unwrap();
+    assert!(matches!(m, ReceiptMatch::Final { status: Status::Delivered, .. }), "{m:?}");
+
+    // Once every earlier part with the id has its report, the id's next
+    // part still gets its own (not taken for a duplicate).
+    let third = claimed(&c, 1, t0 + 2 * hour).id;
+    messages::record_submitted(&c, third, "r", &one("X"), None, t0 + 2 * hour).unwrap();
+    messages::apply_receipt(&c, &report("X", Some(t0 + 2 * hour)), t0 + 2 * hour + 1).unwrap();
+    assert_eq!(status(&c, third), "delivered");
+}
+
+#[test]
+fn a_report_without_a_usable_time_takes_the_newest_open_part() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    let a = claimed(&c, 1, t0).id;
+    messages::record_submitted(&c, a, "r", &one("Y"), None, t0).unwrap();
+    let b = claimed(&c, 1, t0 + 1_000).id;
+    messages::record_submitted(&c, b, "r", &one("Y"), None, t0 + 1_000).unwrap();
+    // A network clock a day behind fits no part: the newest one.
+    messages::apply_receipt(&c, &report("Y", Some(t0 - 86_400_000)), t0 + 2_000).unwrap();
+    assert_eq!((status(&c, a).as_str(), status(&c, b).as_str()), ("submitted", "delivered"));
+    messages::apply_receipt(&c, &report("Y", None), t0 + 3_000).unwrap();
+    assert_eq!(status(&c, a), "delivered");
+}
+
+#[test]
+fn an_early_report_waits_for_its_part_and_a_stale_one_does_not_take_a_new_part() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    // A report whose part was never recorded (the process died first).
+    assert_eq!(messages::apply_receipt(&c, &report("Z", Some(t0)), t0).unwrap(), ReceiptMatch::Early);
+    // An hour later a new part gets that id: the stale report is not its.
+    let late = claimed(&c, 1, t0 + 3_600_000).id;
+    messages::record_submitted(&c, late, "r", &one("Z"), None, t0 + 3_600_000).unwrap();
+    assert_eq!(status(&c, late), "submitted");
+    // Its own report, overtaking the submit result, is applied when it is recorded.
+    let next = claimed(&c, 1, t0 + 7_200_000).id;
+    let early = report("W", Some(t0 + 7_200_000));
+    assert_eq!(messages::apply_receipt(&c, &early, t0 + 7_200_001).unwrap(), ReceiptMatch::Early);
+    messages::record_submitted(&c, next, "r", &one("W"), None, t0 + 7_200_002).unwrap();
+    assert_eq!(status(&c, next), "delivered");
+}
+
+#[test]
+fn parts_named_by_an_earlier_version_still_match() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    let id = claimed(&c, 1, t0).id;
+    messages::record_submitted(&c, id, "r", &one("250011234567890:5:79161234567"), None, t0).unwrap();
+    let r = Receipt {
+        legacy_id: Some("250011234567890:5:79161234567".into()),
+        ..report("250011234567890:5:79161234567:867856030456784", Some(t0))
+    };
+    messages::apply_receipt(&c, &r, t0 + 1).unwrap();
+    assert_eq!(status(&c, id), "delivered");
+}
+
+#[test]
+fn a_long_message_resumes_after_its_sent_parts_and_is_delivered_only_when_all_are() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    let m = claimed(&c, 3, t0);
+    assert!(m.sent.is_empty() && m.concat_ref.is_none());
+    // Part 1 went out, part 2 was refused.
+    let f = AttemptFailure {
+        code: "cms_38".into(),
+        text: "network out of order".into(),
+        retry_at: Some(t0 + 10),
+        final_status: Status::Queued,
+        untried: false,
+        accepted: one("p1"),
+        concat_ref: Some(42),
+    };
+    messages::record_failure(&c, m.id, &f, t0).unwrap();
+    // Its report alone does not make the message delivered.
+    messages::apply_receipt(&c, &report("p1", None), t0 + 5).unwrap();
+    assert_eq!(status(&c, m.id), "queued");
+    // The retry knows what went out and under which reference.
+    let again = messages::claim(&c, "r", 10, t0 + 20).unwrap().remove(0);
+    assert_eq!((again.sent, again.concat_ref), (vec![Some("p1".to_string())], Some(42)));
+    let rest = vec![
+        SubmittedPart { index: 1, remote_id: Some("p2".into()) },
+        SubmittedPart { index: 2, remote_id: Some("p3".into()) },
+    ];
+    messages::record_submitted(&c, m.id, "r", &rest, Some(42), t0 + 30).unwrap();
+    messages::apply_receipt(&c, &report("p2", None), t0 + 40).unwrap();
+    assert_eq!(status(&c, m.id), "submitted");
+    messages::apply_receipt(&c, &report("p3", None), t0 + 50).unwrap();
+    assert_eq!(status(&c, m.id), "delivered");
+    let parts: i64 = c.query_row("SELECT count(*) FROM parts WHERE message_id = ?1", [m.id], |r| r.get(0)).unwrap();
+    assert_eq!(parts, 3);
+}
+
+#[test]
+fn a_message_submitted_with_a_part_missing_is_not_delivered() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    let m = claimed(&c, 3, t0);
+    // The route says it took parts 2 and 3, but part 1 was never recorded.
+    let rest = vec![
+        SubmittedPart { index: 1, remote_id: Some("q2".into()) },
+        SubmittedPart { index: 2, remote_id: Some("q3".into()) },
+    ];
+    messages::record_submitted(&c, m.id, "r", &rest, Some(7), t0).unwrap();
+    messages::apply_receipt(&c, &report("q2", None), t0 + 1).unwrap();
+    messages::apply_receipt(&c, &report("q3", None), t0 + 2).unwrap();
+    assert_eq!(status(&c, m.id), "submitted");
 }

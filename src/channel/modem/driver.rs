@@ -2,14 +2,16 @@
 //! unlock the SIM, never with a PIN it refused before nor when it has one
 //! attempt left, wait for the network, PDU mode, storage, indications),
 //! send messages one at a time, read what arrives (read, commit, then
-//! delete), turn status reports into receipts, watch its health, and heal:
+//! delete), turn status reports into receipts (named by modem, SIM, TP-MR
+//! and recipient, with the network's time so the store can tell apart
+//! parts whose TP-MR came round again), watch its health, and heal:
 //! reopen a port that stopped answering (resetting it if the profile says
 //! that is safe) and wait for an unplugged one to come back.
 
 use super::at::{AtError, AtPort, Urc, UrcReceiver};
 use super::pin;
 use super::profile::{self, Profile};
-use crate::channel::{Event, EventSender, RouteEvent, SubmitError};
+use crate::channel::{Event, EventSender, RouteEvent, SubmitError, Submitted};
 use crate::config::ModemRoute;
 use crate::sms::pdu::{self, Pdu, ReportOutcome, SubmitOptions};
 use crate::store::ReceiptStatus;
@@ -92,9 +94,10 @@ pub struct Modem {
     pub received: AtomicU64,
     /// Sends in the last minute and day, for the per-modem caps.
     window: Mutex<std::collections::VecDeque<std::time::Instant>>,
-    /// The next concatenation reference, and those given to the last long
-    /// messages, so one sent again through this modem keeps its reference.
-    concat: Mutex<(u8, std::collections::VecDeque<(i64, u8)>)>,
+    /// The next concatenation reference for a long message sent from the
+    /// start (one resumed after a failed part keeps the reference the store
+    /// kept for it).
+    concat: Mutex<u8>,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -105,7 +108,11 @@ pub struct Job {
     pub text: String,
     /// Sent as the relative TP-VP: the network drops the SMS after it.
     pub valid_until: Option<crate::message::Millis>,
-    pub reply: oneshot::Sender<Result<Vec<String>, SubmitError>>,
+    /// Parts before this one went out in an earlier attempt through this
+    /// SIM, under `concat_ref`; the send resumes here.
+    pub first_part: usize,
+    pub concat_ref: Option<u8>,
+    pub reply: oneshot::Sender<Result<Submitted, SubmitError>>,
 }
 
 impl Modem {
@@ -117,6 +124,13 @@ impl Modem {
         if let Ok(mut p) = self.phase.lock() {
             *p = (phase, detail);
         }
+    }
+
+    /// The name its SIM goes by in remote ids: the IMSI, or the port's
+    /// name when the SIM gave none.
+    pub fn sender(&self) -> Option<String> {
+        let i = self.info.lock().ok()?;
+        Some(i.imsi.clone().unwrap_or_else(|| i.port.rsplit('/').next().unwrap_or(&i.port).to_string()))
     }
 
     /// Ready, idle, and with room under its caps for `parts` more SMS.
@@ -141,21 +155,11 @@ impl Modem {
         room(last_minute, per_minute) && room(w.len(), per_day)
     }
 
-    /// The concatenation reference for `message`: the next in this modem's
-    /// rotation, or the one it had when this modem sent it before (a retry
-    /// after a later part failed), so the phone joins both tries' parts.
-    fn concat_ref(&self, message: i64) -> u8 {
-        const REMEMBERED: usize = 64;
+    /// The next concatenation reference in this modem's rotation.
+    fn next_concat_ref(&self) -> u8 {
         let Ok(mut c) = self.concat.lock() else { return rand::random() };
-        if let Some((_, r)) = c.1.iter().find(|(m, _)| *m == message) {
-            return *r;
-        }
-        let r = c.0;
-        c.0 = r.wrapping_add(1);
-        if c.1.len() == REMEMBERED {
-            c.1.pop_front();
-        }
-        c.1.push_back((message, r));
+        let r = *c;
+        *c = r.wrapping_add(1);
         r
     }
 
@@ -210,7 +214,7 @@ impl Modem {
             failed: AtomicU64::new(0),
             received: AtomicU64::new(0),
             window: Mutex::new(Default::default()),
-            concat: Mutex::new((rand::random(), Default::default())),
+            concat: Mutex::new(rand::random()),
             jobs,
         }
     }
@@ -537,22 +541,32 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn send(&self, job: &Job) -> Result<Vec<String>, SubmitError> {
+    /// Send the job's parts from `first_part` on. A part the network
+    /// refuses ends the send; the error carries the parts it took before.
+    async fn send(&self, job: &Job) -> Result<Submitted, SubmitError> {
         let split = crate::sms::split(&job.text);
+        let long = split.parts.len() > 1;
+        let concat_ref = match job.concat_ref {
+            Some(r) if long => r,
+            _ if long => self.modem.next_concat_ref(),
+            _ => 0,
+        };
         let opts = SubmitOptions {
             message_ref: 0,
             status_report: self.ctx.cfg.status_reports,
             validity_minutes: job
                 .valid_until
                 .map(|v| u32::try_from(crate::message::secs_left(v).div_ceil(60)).unwrap_or(u32::MAX)),
-            concat_ref: if split.parts.len() > 1 { self.modem.concat_ref(job.message) } else { 0 },
+            concat_ref,
         };
         let pdus =
             pdu::encode_submit(&job.to, &split, &opts).map_err(|e| SubmitError::permanent("pdu", e.to_string()))?;
-        let imsi = self.modem.info.lock().ok().and_then(|i| i.imsi.clone()).unwrap_or_else(|| self.own.clone());
-        let mut ids = Vec::new();
-        for p in pdus {
-            let r = self
+        let (imsi, imei) = self.identity();
+        let first_part = if job.first_part < pdus.len() { job.first_part } else { 0 };
+        let mut sent =
+            Submitted { first_part, remote_ids: Vec::new(), concat_ref: long.then_some(u16::from(concat_ref)) };
+        for p in pdus.into_iter().skip(first_part) {
+            let r = match self
                 .at
                 .command_with_prompt(
                     &format!("AT+CMGS={}", p.tpdu_len),
@@ -560,16 +574,27 @@ impl Session<'_> {
                     Duration::from_secs(self.ctx.cfg.send_timeout_secs),
                 )
                 .await
-                .map_err(|e| from_at(&e))?;
-            let mr = r.value("+CMGS").and_then(|v| v.trim().parse::<u8>().ok()).ok_or_else(|| {
-                SubmitError::temporary(
-                    "modem_answer",
-                    format!("no message reference in the answer to AT+CMGS: {:?}", r.lines),
-                )
-            })?;
-            ids.push(remote_id(&imsi, mr, &job.to));
+            {
+                Ok(r) => r,
+                Err(e) => return Err(from_at(&e).after(sent)),
+            };
+            let Some(mr) = r.value("+CMGS").and_then(|v| v.trim().parse::<u8>().ok()) else {
+                let why = format!("no message reference in the answer to AT+CMGS: {:?}", r.lines);
+                return Err(SubmitError::temporary("modem_answer", why).after(sent));
+            };
+            sent.remote_ids.push(Some(remote_id(&imsi, &imei, mr, &job.to)));
         }
-        Ok(ids)
+        Ok(sent)
+    }
+
+    /// The SIM (IMSI) and the modem (IMEI) that name what this modem sends;
+    /// the port stands in for either when the modem did not say.
+    fn identity(&self) -> (String, String) {
+        let info = self.modem.info.lock().ok();
+        let get = |f: fn(&Info) -> &Option<String>| {
+            info.as_ref().and_then(|i| f(i).clone()).unwrap_or_else(|| self.own.clone())
+        };
+        (get(|i| &i.imsi), get(|i| &i.imei))
     }
 
     fn emit(&self, event: Event) -> oneshot::Receiver<bool> {
@@ -612,13 +637,15 @@ impl Session<'_> {
                     ReportOutcome::Expired => ReceiptStatus::Expired,
                     ReportOutcome::Failed => ReceiptStatus::Undelivered,
                 };
-                let imsi = self.modem.info.lock().ok().and_then(|i| i.imsi.clone()).unwrap_or_else(|| self.own.clone());
+                let (imsi, imei) = self.identity();
                 let failed = status != ReceiptStatus::Delivered;
                 Event::Receipt {
-                    remote_id: remote_id(&imsi, r.message_ref, &r.recipient.value),
+                    remote_id: remote_id(&imsi, &imei, r.message_ref, &r.recipient.value),
                     status,
                     error_code: failed.then(|| format!("tp_st_{:02x}", r.status)),
                     error_text: failed.then(|| pdu::status_text(r.status).to_string()),
+                    sc_time: Some(r.submitted.timestamp_millis()),
+                    legacy_id: Some(legacy_remote_id(&imsi, r.message_ref, &r.recipient.value)),
                 }
             }
             Ok(Pdu::Submit(_)) => return true, // a copy of our own outbox: nothing to do
@@ -765,12 +792,21 @@ fn smsc_number(value: &str) -> Option<String> {
 }
 
 /// How a part is named for its status report: the SIM, the reference the
-/// modem gave it and the recipient (references wrap at 256).
-pub fn remote_id(imsi: &str, mr: u8, to: &str) -> String {
+/// modem gave it, the recipient and the modem (two SIMs may report the same
+/// IMSI). References wrap at 256, so the name comes round again; the
+/// report's network time tells those apart.
+pub fn remote_id(imsi: &str, imei: &str, mr: u8, to: &str) -> String {
+    format!("{}:{imei}", legacy_remote_id(imsi, mr, to))
+}
+
+/// The name parts had before the modem was part of it: still matched, so a
+/// part sent before an upgrade gets its report.
+pub fn legacy_remote_id(imsi: &str, mr: u8, to: &str) -> String {
     format!("{imsi}:{mr}:{}", to.trim_start_matches('+'))
 }
 
-/// The SIM (IMSI, or the port when the SIM gave none) a part went out from.
+/// The SIM (IMSI, or the port when the SIM gave none) a part went out from,
+/// in either form of its name.
 pub fn sender_of(remote_id: &str) -> &str {
     remote_id.split(':').next().unwrap_or(remote_id)
 }
@@ -817,16 +853,19 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
                 let Some(job) = job else { return End::Stopped };
                 modem.set(Phase::Sending, None);
                 let r = s.send(&job).await;
-                match &r {
-                    // Counted in SMS, as SIM plans count them (a long message is several).
-                    Ok(parts) => {
-                        modem.sent.fetch_add(parts.len() as u64, Ordering::Relaxed);
-                        if let Ok(mut w) = modem.window.lock() {
-                            let now = std::time::Instant::now();
-                            w.extend(std::iter::repeat_n(now, parts.len()));
-                        }
+                // Counted in SMS, as SIM plans count them (a long message is
+                // several, and the parts sent before a failed one count too).
+                let parts = match &r {
+                    Ok(sent) => sent.remote_ids.len(),
+                    Err(e) => {
+                        modem.failed.fetch_add(1, Ordering::Relaxed);
+                        e.accepted.remote_ids.len()
                     }
-                    Err(_) => { modem.failed.fetch_add(1, Ordering::Relaxed); }
+                };
+                modem.sent.fetch_add(parts as u64, Ordering::Relaxed);
+                if let Ok(mut w) = modem.window.lock() {
+                    let now = std::time::Instant::now();
+                    w.extend(std::iter::repeat_n(now, parts));
                 }
                 let gone = r.as_ref().err().is_some_and(|e| e.code == "modem_gone");
                 let stuck = r.as_ref().err().is_some_and(|e| e.code == "modem_timeout");
@@ -909,6 +948,8 @@ mod tests {
             to: "+79160000000".into(),
             text: "x".into(),
             valid_until: None,
+            first_part: 0,
+            concat_ref: None,
             reply: oneshot::channel().0,
         };
         assert!(m.try_send(job()).is_ok());
@@ -919,15 +960,10 @@ mod tests {
     }
 
     #[test]
-    fn a_message_sent_again_keeps_its_concatenation_reference() {
+    fn concatenation_references_rotate_per_modem() {
         let m = Modem::new("p", mpsc::channel(1).0);
-        let first = m.concat_ref(10);
-        assert_eq!(m.concat_ref(11), first.wrapping_add(1), "rotates per message");
-        assert_eq!(m.concat_ref(10), first, "a retry keeps its reference");
-        for id in 100..200 {
-            m.concat_ref(id);
-        }
-        assert_ne!(m.concat_ref(10), first, "long forgotten: the next in the rotation");
+        let first = m.next_concat_ref();
+        assert_eq!(m.next_concat_ref(), first.wrapping_add(1));
     }
 
     #[test]
@@ -969,8 +1005,13 @@ mod tests {
     }
 
     #[test]
-    fn remote_ids_name_sim_reference_and_recipient() {
-        assert_eq!(remote_id("250011234567890", 7, "+79161234567"), "250011234567890:7:79161234567");
+    fn remote_ids_name_sim_reference_recipient_and_modem() {
+        let id = remote_id("250011234567890", "867856030456784", 7, "+79161234567");
+        assert_eq!(id, "250011234567890:7:79161234567:867856030456784");
+        assert_eq!(legacy_remote_id("250011234567890", 7, "+79161234567"), "250011234567890:7:79161234567");
+        // Caps restored after a restart find the SIM in either form.
+        assert_eq!(sender_of(&id), "250011234567890");
+        assert_eq!(sender_of("250011234567890:7:79161234567"), "250011234567890");
     }
 }
 

@@ -2,8 +2,12 @@
 //! serial AT commands. The dispatcher hands a message to the route; the
 //! pool gives it to a ready, idle modem under its caps (preferring one
 //! whose SIM belongs to the recipient's operator), each modem sending one
-//! message at a time. Modems named by a glob are picked up when they
-//! appear; each heals on its own, and one sick modem never stalls the rest.
+//! message at a time. A long message whose earlier attempt got some parts
+//! out goes on from the next part through the same SIM under the same
+//! reference (a phone joins only parts from one sender), or starts over
+//! elsewhere when that SIM has left. Modems named by a glob are picked up
+//! when they appear; each heals on its own, and one sick modem never stalls
+//! the rest.
 
 pub mod at;
 pub mod driver;
@@ -23,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 /// How long a message waits for a modem to be free before it goes back to
 /// the queue (without spending one of its attempts).
 const WAIT_FOR_MODEM: Duration = Duration::from_secs(30);
+/// How long the rest of a long message waits for the SIM that sent its
+/// first parts to be in service before it starts over on another.
+const WAIT_FOR_SIM: Duration = Duration::from_secs(20);
 
 pub struct Pool {
     ctx: Arc<Context>,
@@ -113,6 +120,21 @@ impl Pool {
             .cloned()
     }
 
+    /// A free modem with the SIM `sender` (as [`driver::sender_of`] names
+    /// it), and whether any modem with that SIM is in service at all.
+    fn pick_sim(&self, sender: &str, parts: usize) -> (Option<Arc<Modem>>, bool) {
+        let cfg = &self.ctx.cfg;
+        let all = self.all();
+        let with_sim: Vec<&Arc<Modem>> = all.iter().filter(|m| m.sender().as_deref() == Some(sender)).collect();
+        let in_service = with_sim.iter().any(|m| matches!(m.phase().0, Phase::Ready | Phase::Sending));
+        let free = with_sim
+            .into_iter()
+            .filter(|m| m.can_take(parts, cfg.per_minute, cfg.per_day))
+            .min_by_key(|m| m.sent.load(std::sync::atomic::Ordering::Relaxed))
+            .cloned();
+        (free, in_service)
+    }
+
     /// Every modem, for the API.
     pub fn modems(&self) -> Vec<ModemView> {
         self.all().iter().map(|m| self.view(m)).collect()
@@ -164,31 +186,68 @@ impl Channel for Pool {
             let deadline = tokio::time::Instant::now() + WAIT_FOR_MODEM;
             let parts = crate::sms::split(&msg.text).parts.len();
             let (reply, answer) = oneshot::channel();
+            // Parts an earlier attempt got out: the rest go through the same
+            // SIM, under the same reference.
+            let resume = &msg.resume;
+            let mut sim = resume
+                .remote_ids
+                .first()
+                .and_then(|id| id.as_deref())
+                .filter(|_| resume.concat_ref.is_some())
+                .map(|id| driver::sender_of(id).to_string());
             let mut job = Job {
                 message: msg.id,
                 to: msg.to.clone(),
                 text: msg.text.clone(),
                 valid_until: msg.valid_until,
+                first_part: if sim.is_some() { resume.remote_ids.len() } else { 0 },
+                concat_ref: resume.concat_ref.and_then(|r| u8::try_from(r).ok()).filter(|_| sim.is_some()),
                 reply,
             };
+            let sim_deadline = tokio::time::Instant::now() + WAIT_FOR_SIM;
             loop {
                 // Registered before the look, so a modem freed between the
                 // look and the wait still wakes this submit.
                 let free = self.ctx.free.notified();
                 tokio::pin!(free);
                 free.as_mut().enable();
-                if let Some(m) = self.pick(&msg.to, parts) {
+                let picked = match &sim {
+                    Some(s) => {
+                        let (m, in_service) = self.pick_sim(s, parts);
+                        if !in_service && tokio::time::Instant::now() >= sim_deadline {
+                            // The SIM has left: a phone joins only parts from
+                            // one sender, so every part again, under a new
+                            // reference.
+                            tracing::info!(route = %self.ctx.route, message = msg.id, sim = %s,
+                                "the SIM that sent the first parts is not in service; sending every part again");
+                            sim = None;
+                            (job.first_part, job.concat_ref) = (0, None);
+                            continue;
+                        }
+                        m
+                    }
+                    None => self.pick(&msg.to, parts),
+                };
+                if let Some(m) = picked {
                     match m.try_send(job) {
                         Ok(()) => {
-                            let ids = answer.await.map_err(|_| {
+                            return answer.await.map_err(|_| {
                                 SubmitError::temporary("modem_gone", "the modem went away before it answered")
-                            })??;
-                            return Ok(Submitted { remote_ids: ids.into_iter().map(Some).collect() });
+                            })?;
                         }
                         Err(back) => job = back,
                     }
                 }
+                let sim_wait = async {
+                    match &sim {
+                        Some(_) if tokio::time::Instant::now() < sim_deadline => {
+                            tokio::time::sleep_until(sim_deadline).await
+                        }
+                        _ => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
+                    _ = sim_wait => {}
                     woken = tokio::time::timeout_at(deadline, &mut free) => if woken.is_err() {
                         let why = format!("no modem was ready within {} s", WAIT_FOR_MODEM.as_secs());
                         return Err(SubmitError::untried("no_modem", why));

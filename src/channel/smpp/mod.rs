@@ -200,17 +200,25 @@ impl Channel for Smpp {
 
     fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
         Box::pin(async move {
-            // The parts' reference comes from the message, so a retry that
-            // sends its parts again reuses it: the phone joins them with
-            // those it already has instead of showing a stray first part.
-            let reference = msg.id as u16;
+            // The parts' reference comes from the message (or the one its
+            // earlier parts carried), and a retry resumes after the parts
+            // the carrier already took: the phone joins both tries' parts
+            // instead of showing a stray or doubled one.
+            let reference = msg.resume.concat_ref.unwrap_or(msg.id as u16);
             let pdus = pdus::submits(&msg, &self.cfg, reference)
                 .map_err(|text| SubmitError::permanent("smpp_encoding", text))?;
-            let mut remote_ids = Vec::with_capacity(pdus.len());
-            for pdu in pdus {
-                remote_ids.push(Some(self.submit_part(pdu).await?));
+            // Parts taken before, unless they no longer fit (the long-message
+            // mode changed): then all again.
+            let first_part = if msg.resume.remote_ids.len() < pdus.len() { msg.resume.remote_ids.len() } else { 0 };
+            let long = pdus.len() > 1;
+            let mut sent = Submitted { first_part, remote_ids: Vec::new(), concat_ref: long.then_some(reference) };
+            for pdu in pdus.into_iter().skip(first_part) {
+                match self.submit_part(pdu).await {
+                    Ok(id) => sent.remote_ids.push(Some(id)),
+                    Err(e) => return Err(e.after(sent)),
+                }
             }
-            Ok(Submitted { remote_ids })
+            Ok(sent)
         })
     }
 

@@ -378,6 +378,8 @@ impl Session<'_> {
                 status,
                 error_code: error.as_ref().map(|_| "dlr".to_string()),
                 error_text: error,
+                sc_time: None,
+                legacy_id: None,
             },
             Ok(Incoming::Message { from, to, text, concat }) => {
                 Event::Inbound { from, to, text, concat, sent_at: None }
