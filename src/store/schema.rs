@@ -112,6 +112,13 @@ CREATE INDEX inbound_parts_age ON inbound_parts(received_at);
 ALTER TABLE inbound ADD COLUMN pdu TEXT;
 ALTER TABLE inbound ADD COLUMN undecodable TEXT;
 "#,
+    // 4: a key's own messages, newest first (lists for keys without admin),
+    // and how many it created today (its daily quota), both from the index
+    // alone: ids grow with created_at, so counting back from the newest
+    // stops at the first message from before midnight.
+    r#"
+CREATE INDEX messages_by_key ON messages(api_key, id, created_at);
+"#,
 ];
 
 pub fn latest() -> i64 {
