@@ -137,7 +137,7 @@ pub struct ModemsOut {
 }
 
 /// Every modem of every modem route: state, signal, operator, SIM, counts.
-#[utoipa::path(get, path = "/v1/modems", tag = "routes", responses((status = 200, body = ModemsOut)), security(("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/modems", tag = "routes", responses((status = 200, body = ModemsOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 async fn modems(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Arc<Caller>>,
@@ -158,7 +158,7 @@ pub struct ThroughputOut {
 }
 
 /// Messages sent, delivered and failed per minute over the last hour.
-#[utoipa::path(get, path = "/v1/stats/throughput", tag = "routes", responses((status = 200, body = ThroughputOut)), security(("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/stats/throughput", tag = "routes", responses((status = 200, body = ThroughputOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 async fn throughput(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Arc<Caller>>,
@@ -221,7 +221,7 @@ pub struct RoutesOut {
 }
 
 /// Every route: kind, state, limits, load and counters.
-#[utoipa::path(get, path = "/v1/routes", tag = "routes", responses((status = 200, body = RoutesOut)), security(("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/routes", tag = "routes", responses((status = 200, body = RoutesOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 async fn list_routes(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Arc<Caller>>,
@@ -266,7 +266,7 @@ pub struct QueueOut {
 }
 
 /// Counts of messages by status, and of the queue by route and priority.
-#[utoipa::path(get, path = "/v1/queue", tag = "routes", responses((status = 200, body = QueueOut)), security(("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/queue", tag = "routes", responses((status = 200, body = QueueOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
 async fn queue(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Arc<Caller>>,
