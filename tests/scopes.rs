@@ -182,6 +182,10 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
     assert!(over.body["detail"].as_str().unwrap().contains("rate limit"), "{}", over.body);
     let wait = over.retry_after.expect("Retry-After");
     assert!((1..=5).contains(&wait), "Retry-After {wait}");
+    let scrape = call(&d, "GET", "/metrics", METRICS_KEY, None).await.body;
+    let scrape = prometheus_parse::Scrape::parse(scrape.as_str().unwrap().lines().map(|l| Ok(l.to_string()))).unwrap();
+    let refused = [("api_key", "chatty"), ("reason", "rate_limited")];
+    assert_eq!(sample(&scrape, "smsgw_api_key_refused_total", &refused), Some(1.0));
     // Nothing was written, and another key is not slowed down.
     assert_eq!(ids(&call(&d, "GET", "/v1/messages", ADMIN_KEY, None).await.body), Vec::<i64>::new());
     for _ in 0..10 {
@@ -218,6 +222,10 @@ async fn a_daily_quota_refuses_whole_batches_and_survives_a_restart() {
     assert!(detail.contains("3 of its daily quota of 5") && detail.contains("none was accepted"), "{detail}");
     assert!(over.retry_after.is_some_and(|s| (1..=86_400).contains(&s)), "{:?}", over.retry_after);
     assert_eq!(count_all(&d).await, 3, "a batch over the quota writes nothing");
+    let scrape = call(&d, "GET", "/metrics", METRICS_KEY, None).await.body;
+    let scrape = prometheus_parse::Scrape::parse(scrape.as_str().unwrap().lines().map(|l| Ok(l.to_string()))).unwrap();
+    let refused = [("api_key", "capped"), ("reason", "quota_exceeded")];
+    assert_eq!(sample(&scrape, "smsgw_api_key_refused_total", &refused), Some(1.0));
 
     assert_eq!(call(&d, "POST", "/v1/messages", CAPPED, Some(batch(2))).await.status, 202, "exactly to the quota");
     assert_eq!(call(&d, "POST", "/v1/messages", CAPPED, Some(msg("+79161234567", "one more"))).await.status, 429);

@@ -66,6 +66,8 @@ impl Caller {
         if self.scopes.contains(&Scope::Admin) || any_of.iter().any(|s| self.scopes.contains(s)) {
             return Ok(());
         }
+        metrics::counter!(crate::metrics::KEY_REFUSED, "api_key" => self.name.clone(), "reason" => "forbidden")
+            .increment(1);
         let needed: Vec<&str> = any_of.iter().map(|s| s.as_str()).collect();
         let has: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
         Err(Problem::forbidden(
@@ -141,6 +143,8 @@ pub async fn require_key(State(state): State<Arc<AppState>>, mut req: Request, n
         && let Err(not_until) = l.bucket.check()
     {
         let wait = not_until.wait_time_from(l.bucket.clock().now());
+        metrics::counter!(crate::metrics::KEY_REFUSED, "api_key" => caller.name.clone(), "reason" => "rate_limited")
+            .increment(1);
         return Problem::too_many(
             "rate-limited",
             format!(

@@ -397,33 +397,20 @@ pub async fn post_messages(
     };
     let replay = idem.is_some();
     let asked = built.messages.len();
-    let (accepted, replayed) =
-        match state.store.enqueue(key_name.clone(), idem, built.messages, caller.daily_quota).await? {
-            EnqueueOutcome::Created(a) => (a, false),
-            EnqueueOutcome::Replayed(a) => (a, true),
-            EnqueueOutcome::OverQuota { used } => {
-                let now = now_ms();
-                let midnight = utc_day_start(now) + 86_400_000;
-                return Err(Problem::too_many(
-                    "quota-exceeded",
-                    format!(
-                        "API key {key_name:?} has sent {used} of its daily quota of {} messages today (UTC); \
-                     this request has {asked}, so none was accepted; the quota resets at {}",
-                        caller.daily_quota.unwrap_or_default(),
-                        to_rfc3339(midnight)
-                    ),
-                    std::time::Duration::from_millis((midnight - now).max(0) as u64),
-                ));
-            }
-            EnqueueOutcome::Conflict => {
-                return Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    "idempotency-conflict",
-                    "Idempotency key reused",
-                    "this Idempotency-Key was already used with a different body",
-                ));
-            }
-        };
+    let outcome = state.store.enqueue(key_name.clone(), idem, built.messages, caller.daily_quota).await?;
+    let (accepted, replayed) = match outcome {
+        EnqueueOutcome::Created(a) => (a, false),
+        EnqueueOutcome::Replayed(a) => (a, true),
+        EnqueueOutcome::OverQuota { used } => return Err(over_quota(&caller, used, asked)),
+        EnqueueOutcome::Conflict => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-conflict",
+                "Idempotency key reused",
+                "this Idempotency-Key was already used with a different body",
+            ));
+        }
+    };
     if !replayed {
         metrics::counter!(crate::metrics::ACCEPTED, "api_key" => key_name).increment(accepted.len() as u64);
         for r in &built.routes {
@@ -444,6 +431,26 @@ pub async fn post_messages(
         resp.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static(v));
     }
     Ok(resp)
+}
+
+/// The 429 for a request that would take `caller` past its daily quota:
+/// how much is used, and `Retry-After` until the quota resets at midnight UTC.
+fn over_quota(caller: &Caller, used: u64, asked: usize) -> Problem {
+    metrics::counter!(crate::metrics::KEY_REFUSED, "api_key" => caller.name.clone(), "reason" => "quota_exceeded")
+        .increment(1);
+    let now = now_ms();
+    let midnight = utc_day_start(now) + 86_400_000;
+    Problem::too_many(
+        "quota-exceeded",
+        format!(
+            "API key {:?} has sent {used} of its daily quota of {} messages today (UTC); this request has {asked}, \
+             so none was accepted; the quota resets at {}",
+            caller.name,
+            caller.daily_quota.unwrap_or_default(),
+            to_rfc3339(midnight)
+        ),
+        std::time::Duration::from_millis((midnight - now).max(0) as u64),
+    )
 }
 
 fn parse_id(id: &str) -> Result<i64, Problem> {
