@@ -2,7 +2,7 @@
 //! validation that names the key and the reason for every problem it finds.
 
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -128,6 +128,67 @@ pub struct ApiKey {
     pub key: Option<String>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// What the key may do (`send`, `read`, `admin`, `metrics`); read as
+    /// strings so an unknown one is named with its place in the file.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Requests per second this key may make, on every endpoint; absent
+    /// means no limit.
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
+    /// Requests that may come back to back after a quiet spell (needs
+    /// rate_per_sec).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Messages this key may submit per UTC day; absent means no quota.
+    #[serde(default)]
+    pub daily_quota: Option<u64>,
+}
+
+/// What an API key may do. `admin` includes every other scope and sees
+/// every key's messages; the others see only what their own key sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Submit messages and cancel its own.
+    Send,
+    /// Read its own messages and the replies to them; routes, modems, queue.
+    Read,
+    /// Everything, over every key's messages.
+    Admin,
+    /// `GET /metrics` only.
+    Metrics,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Send, Scope::Read, Scope::Admin, Scope::Metrics];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Send => "send",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+            Scope::Metrics => "metrics",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A key without a `scopes` line, in a file where some key has one.
+pub const DEFAULT_SCOPES: [Scope; 2] = [Scope::Send, Scope::Read];
+
+/// An API key as the daemon uses it: its secret resolved, its scopes
+/// decided, its limits checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyGrant {
+    pub name: String,
+    pub secret: String,
+    pub scopes: BTreeSet<Scope>,
+    pub rate_per_sec: Option<f64>,
+    pub burst: Option<u32>,
+    pub daily_quota: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -438,8 +499,10 @@ impl ConfigError {
 pub struct Loaded {
     pub config: Config,
     pub listen: SocketAddr,
-    /// (name, secret) for every API key.
-    pub keys: Vec<(String, String)>,
+    /// Every API key with its secret, scopes and limits.
+    pub keys: Vec<KeyGrant>,
+    /// Things that are allowed but worth saying at start and in `config check`.
+    pub notes: Vec<String>,
 }
 
 impl Config {
@@ -517,11 +580,60 @@ impl Config {
         let mut keys = Vec::new();
         let mut names = HashSet::new();
         let mut secrets = HashSet::new();
+        let mut notes = Vec::new();
         if self.api_keys.is_empty() {
             bad("api_keys", "at least one API key is needed: every endpoint but /healthz requires one".into());
         }
+        // A file written before keys had scopes gave every key full access;
+        // it keeps that until some key is given a `scopes` line.
+        let legacy = !self.api_keys.is_empty() && self.api_keys.iter().all(|k| k.scopes.is_none());
+        if legacy {
+            notes.push(
+                "no API key has a `scopes` line, so every key has full access (admin); give each key its scopes"
+                    .to_string(),
+            );
+        }
         for (i, k) in self.api_keys.iter().enumerate() {
             let key = format!("api_keys[{i}]");
+            let scopes: BTreeSet<Scope> = match &k.scopes {
+                None if legacy => BTreeSet::from([Scope::Admin]),
+                None => DEFAULT_SCOPES.into(),
+                Some(list) => {
+                    if list.is_empty() {
+                        bad(&format!("{key}.scopes"), "name at least one scope: send, read, admin or metrics".into());
+                    }
+                    let mut set = BTreeSet::new();
+                    for (j, s) in list.iter().enumerate() {
+                        match Scope::parse(s) {
+                            Some(scope) => {
+                                set.insert(scope);
+                            }
+                            None => bad(
+                                &format!("{key}.scopes[{j}]"),
+                                format!("{s:?} is not a scope; the scopes are send, read, admin and metrics"),
+                            ),
+                        }
+                    }
+                    set
+                }
+            };
+            if let Some(rate) = k.rate_per_sec
+                && !(rate.is_finite() && rate > 0.0)
+            {
+                bad(&format!("{key}.rate_per_sec"), "must be a positive number of requests per second".into());
+            }
+            if k.burst == Some(0) {
+                bad(&format!("{key}.burst"), "must be at least 1".into());
+            }
+            if k.burst.is_some() && k.rate_per_sec.is_none() {
+                bad(&format!("{key}.burst"), "only means something with rate_per_sec".into());
+            }
+            if k.daily_quota == Some(0) {
+                bad(
+                    &format!("{key}.daily_quota"),
+                    "must be at least 1; leave it out for no quota, or leave out the send scope".into(),
+                );
+            }
             if k.name.trim().is_empty() {
                 bad(&format!("{key}.name"), "must not be empty".into());
             } else if !names.insert(k.name.clone()) {
@@ -556,7 +668,14 @@ impl Config {
                 } else if !secrets.insert(s.clone()) {
                     bad(&format!("{key}.key"), "the same secret is used by another key".into());
                 } else {
-                    keys.push((k.name.clone(), s));
+                    keys.push(KeyGrant {
+                        name: k.name.clone(),
+                        secret: s,
+                        scopes,
+                        rate_per_sec: k.rate_per_sec,
+                        burst: k.burst,
+                        daily_quota: k.daily_quota,
+                    });
                 }
             }
         }
@@ -752,7 +871,7 @@ impl Config {
                     s.password = std::fs::read_to_string(f).ok().map(|p| p.trim().to_string());
                 }
             }
-            Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, config })
+            Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
         } else {
             Err(ConfigError { problems })
         }
@@ -805,7 +924,8 @@ kind = "sim"
     fn minimal_config_takes_defaults() {
         let l = check(MIN).unwrap();
         assert_eq!(l.config.server.max_segments, 10);
-        assert_eq!(l.keys, vec![("a".to_string(), "0123456789abcdef".to_string())]);
+        let keys: Vec<(&str, &str)> = l.keys.iter().map(|k| (k.name.as_str(), k.secret.as_str())).collect();
+        assert_eq!(keys, vec![("a", "0123456789abcdef")]);
     }
 
     #[test]
@@ -886,6 +1006,38 @@ fail_fraction = 2.0
         assert!(e.contains("routes[0].modem.pin") && e.contains("retry_secs"), "{e}");
         let l = check(&modem("pin = \"0042\"")).unwrap();
         assert_eq!(l.config.routes[0].modem.as_ref().unwrap().retry_secs, 60);
+    }
+
+    #[test]
+    fn scopes_default_to_full_access_only_in_a_file_without_any() {
+        let l = check(MIN).unwrap();
+        assert_eq!(l.keys[0].scopes, BTreeSet::from([Scope::Admin]));
+        assert!(l.notes.iter().any(|n| n.contains("scopes")), "{:?}", l.notes);
+        let two = format!("{MIN}[[api_keys]]\nname = \"prom\"\nkey = \"fedcba9876543210\"\nscopes = [\"metrics\"]\n");
+        let l = check(&two).unwrap();
+        assert_eq!(l.keys[0].scopes, BTreeSet::from(DEFAULT_SCOPES));
+        assert_eq!(l.keys[1].scopes, BTreeSet::from([Scope::Metrics]));
+        assert!(l.notes.is_empty(), "{:?}", l.notes);
+    }
+
+    #[test]
+    fn bad_scopes_and_limits_are_named() {
+        let text = MIN.replace(
+            "key = \"0123456789abcdef\"",
+            "key = \"0123456789abcdef\"\nscopes = [\"send\", \"write\"]\nburst = 0\ndaily_quota = 0\nrate_per_sec = -1",
+        );
+        let e = check(&text).unwrap_err().to_string();
+        for needle in [
+            "api_keys[0].scopes[1]",
+            "\"write\"",
+            "api_keys[0].burst",
+            "api_keys[0].daily_quota",
+            "api_keys[0].rate_per_sec",
+        ] {
+            assert!(e.contains(needle), "{needle} not in:\n{e}");
+        }
+        let empty = MIN.replace("key = \"0123456789abcdef\"", "key = \"0123456789abcdef\"\nscopes = []");
+        assert!(check(&empty).unwrap_err().to_string().contains("api_keys[0].scopes"));
     }
 
     #[test]

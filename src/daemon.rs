@@ -36,8 +36,11 @@ pub async fn run(
         store: store.clone(),
         dispatcher: dispatcher.clone(),
         limits: RwLock::new(Arc::new(Limits::from_config(cfg))),
-        keys: RwLock::new(Keys::new(&loaded.keys)),
+        keys: RwLock::new(Keys::new(&loaded.keys, None)),
     });
+    for n in &loaded.notes {
+        tracing::warn!(note = %n, "config");
+    }
     let app = api::router(state.clone());
     tracing::info!(
         listen = %addr,
@@ -129,7 +132,11 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                     Err(e) => tracing::error!(error = %e, "config reload refused; the running config stays in force"),
                     Ok(changes) => {
                         if let Ok(mut k) = state.keys.write() {
-                            *k = Keys::new(&new.keys);
+                            let fresh = Keys::new(&new.keys, Some(&k));
+                            *k = fresh;
+                        }
+                        for n in &new.notes {
+                            tracing::warn!(note = %n, "config");
                         }
                         if let Ok(mut l) = state.limits.write() {
                             *l = Arc::new(Limits::from_config(&new.config));

@@ -252,7 +252,7 @@ fn load(path: Option<&Path>) -> Result<(config::Loaded, bool)> {
 async fn run(config: Option<PathBuf>) -> Result<()> {
     let (loaded, demo) = load(config.as_deref())?;
     init_logging(&loaded.config.log.level, loaded.config.log.format);
-    let demo_key = demo.then(|| loaded.keys.first().map(|k| k.1.clone())).flatten();
+    let demo_key = demo.then(|| loaded.keys.first().map(|k| k.secret.clone())).flatten();
     smsgw::daemon::run(loaded, config, |addr| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "smsgw listening on http://{addr}");
@@ -594,6 +594,9 @@ fn config_check(file: &Path) -> Result<()> {
                 l.keys.len(),
                 l.listen
             );
+            for n in &l.notes {
+                println!("note: {n}");
+            }
             Ok(())
         }
         Err(e) => {

@@ -103,6 +103,12 @@ pub fn now_ms() -> Millis {
     Utc::now().timestamp_millis()
 }
 
+/// The start of the UTC day that `ms` falls in (Unix days are exactly
+/// 86,400 seconds, leap seconds aside).
+pub fn utc_day_start(ms: Millis) -> Millis {
+    ms - ms.rem_euclid(86_400_000)
+}
+
 /// Whole seconds from now until `until`, at least one: what is left of a
 /// message's validity when a route hands it to the network.
 pub fn secs_left(until: Millis) -> u64 {

@@ -19,6 +19,9 @@ pub const FINISHED: &str = "smsgw_messages_finished_total";
 pub const INBOUND: &str = "smsgw_inbound_total";
 pub const RATE_WAIT: &str = "smsgw_rate_limit_wait_seconds";
 pub const COMMIT_SECONDS: &str = "smsgw_store_commit_duration_seconds";
+/// Requests refused by an API key's own limits, by key and reason
+/// (`forbidden`, `rate_limited`, `quota_exceeded`).
+pub const KEY_REFUSED: &str = "smsgw_api_key_refused_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -1,12 +1,16 @@
 //! `/v1/inbound`: messages people sent to us, from every route, newest
-//! first with cursor pagination.
+//! first with cursor pagination. Needs the `read` scope; a key without
+//! `admin` sees only the replies to its own messages (see the store's rule:
+//! from a number the key had sent a message to before the reply arrived).
 
 use super::AppState;
+use super::auth::Caller;
 use super::problem::Problem;
+use crate::config::Scope;
 use crate::message::to_rfc3339;
 use crate::store::InboundView;
-use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -76,12 +80,14 @@ pub struct InboundParams {
 
 /// Received messages, newest first.
 #[utoipa::path(get, path = "/v1/inbound", tag = "inbound", params(InboundParams),
-    responses((status = 200, body = InboundList), (status = 422, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = InboundList), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn list_inbound(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
     Query(p): Query<InboundParams>,
 ) -> Result<Json<InboundList>, Problem> {
+    caller.require(&[Scope::Read])?;
     let limit = match &p.limit {
         None => 100,
         Some(l) => match l.parse::<usize>() {
@@ -96,20 +102,22 @@ pub async fn list_inbound(
                 .map_err(|_| Problem::field("cursor", format!("{c:?} is not a cursor from a previous page")))?,
         ),
     };
-    let rows = state.store.list_inbound(before, limit).await?;
+    let rows = state.store.list_inbound(caller.owner().map(str::to_string), before, limit).await?;
     let next_cursor = if rows.len() == limit { rows.last().map(|r| r.id.to_string()) } else { None };
     Ok(Json(InboundList { messages: rows.into_iter().map(InboundOut::from).collect(), next_cursor }))
 }
 
 /// One received message.
 #[utoipa::path(get, path = "/v1/inbound/{id}", tag = "inbound", params(("id" = i64, Path, description = "Inbound message id")),
-    responses((status = 200, body = InboundOut), (status = 404, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = InboundOut), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn get_inbound(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
 ) -> Result<Json<InboundOut>, Problem> {
+    caller.require(&[Scope::Read])?;
     let missing = || Problem::not_found(format!("no inbound message with id {id:?}"));
     let n = id.parse::<i64>().map_err(|_| missing())?;
-    state.store.inbound(n).await?.map(|v| Json(v.into())).ok_or_else(missing)
+    state.store.inbound(n, caller.owner().map(str::to_string)).await?.map(|v| Json(v.into())).ok_or_else(missing)
 }

@@ -1,10 +1,14 @@
 //! `/v1/messages`: accept one message or a batch (validated whole before
 //! anything is written), read one message's story, list, and cancel.
+//! Sending and cancelling need the `send` scope, reading needs `read`; a
+//! key without `admin` sees and cancels only its own messages (another
+//! key's are "not found", so ids cannot be probed).
 
 use super::AppState;
-use super::auth::KeyName;
+use super::auth::Caller;
 use super::problem::{FieldError, Problem};
-use crate::message::{Priority, Status, from_datetime, now_ms, to_rfc3339};
+use crate::config::Scope;
+use crate::message::{Priority, Status, from_datetime, now_ms, to_rfc3339, utc_day_start};
 use crate::sms;
 use crate::store::{CancelOutcome, EnqueueOutcome, IdemKey, ListFilter, MessageView, NewMessage};
 use axum::body::Bytes;
@@ -331,19 +335,23 @@ fn build(state: &AppState, reqs: &[(String, &MessageRequest)]) -> Result<Built, 
         (status = 202, description = "Accepted and on disk: one AcceptedOut for a single message to one number, else AcceptedBatch", body = AcceptedOut),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the send scope", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the key's rate limit or daily quota (nothing written); `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store cannot take it now", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn post_messages(
     State(state): State<Arc<AppState>>,
-    Extension(KeyName(key_name)): Extension<KeyName>,
+    Extension(caller): Extension<Arc<Caller>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    caller.require(&[Scope::Send])?;
+    let key_name = caller.name.clone();
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) => {
             Problem::too_large(format!("the body is over the limit of {} bytes", state.limits().max_body_bytes))
@@ -388,9 +396,12 @@ pub async fn post_messages(
         }
     };
     let replay = idem.is_some();
-    let (accepted, replayed) = match state.store.enqueue(key_name.clone(), idem, built.messages).await? {
+    let asked = built.messages.len();
+    let outcome = state.store.enqueue(key_name.clone(), idem, built.messages, caller.daily_quota).await?;
+    let (accepted, replayed) = match outcome {
         EnqueueOutcome::Created(a) => (a, false),
         EnqueueOutcome::Replayed(a) => (a, true),
+        EnqueueOutcome::OverQuota { used } => return Err(over_quota(&caller, used, asked)),
         EnqueueOutcome::Conflict => {
             return Err(Problem::new(
                 StatusCode::CONFLICT,
@@ -422,6 +433,26 @@ pub async fn post_messages(
     Ok(resp)
 }
 
+/// The 429 for a request that would take `caller` past its daily quota:
+/// how much is used, and `Retry-After` until the quota resets at midnight UTC.
+fn over_quota(caller: &Caller, used: u64, asked: usize) -> Problem {
+    metrics::counter!(crate::metrics::KEY_REFUSED, "api_key" => caller.name.clone(), "reason" => "quota_exceeded")
+        .increment(1);
+    let now = now_ms();
+    let midnight = utc_day_start(now) + 86_400_000;
+    Problem::too_many(
+        "quota-exceeded",
+        format!(
+            "API key {:?} has sent {used} of its daily quota of {} messages today (UTC); this request has {asked}, \
+             so none was accepted; the quota resets at {}",
+            caller.name,
+            caller.daily_quota.unwrap_or_default(),
+            to_rfc3339(midnight)
+        ),
+        std::time::Duration::from_millis((midnight - now).max(0) as u64),
+    )
+}
+
 fn parse_id(id: &str) -> Result<i64, Problem> {
     id.parse::<i64>().map_err(|_| Problem::not_found(format!("no message with id {id:?}")))
 }
@@ -432,19 +463,26 @@ fn parse_id(id: &str) -> Result<i64, Problem> {
     params(("id" = i64, Path, description = "Message id")),
     responses(
         (status = 200, body = MessageOut),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such message, or another key's", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn get_message(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
 ) -> Result<Json<MessageOut>, Problem> {
+    caller.require(&[Scope::Read])?;
     let id = parse_id(&id)?;
-    match state.store.get(id).await? {
-        Some(v) => Ok(Json(MessageOut::from_view(v, true))),
-        None => Err(Problem::not_found(format!("no message with id {id}"))),
-    }
+    visible(&caller, state.store.get(id).await?)
+        .map(|v| Json(MessageOut::from_view(v, true)))
+        .ok_or_else(|| Problem::not_found(format!("no message with id {id}")))
+}
+
+/// The message, if `caller` may see it.
+fn visible(caller: &Caller, v: Option<MessageView>) -> Option<MessageView> {
+    v.filter(|v| caller.owner().is_none_or(|o| o == v.api_key))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -466,18 +504,21 @@ pub struct ListParams {
     get, path = "/v1/messages", tag = "messages",
     params(ListParams),
     responses(
-        (status = 200, body = MessageList),
+        (status = 200, description = "Every key's messages for admin, else the key's own", body = MessageList),
+        (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn list_messages(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
     Query(p): Query<ListParams>,
 ) -> Result<Json<MessageList>, Problem> {
+    caller.require(&[Scope::Read])?;
     let mut errors = Vec::new();
     let mut bad = |f: &str, m: String| errors.push(FieldError { field: f.into(), message: m });
-    let mut filter = ListFilter { limit: 100, ..Default::default() };
+    let mut filter = ListFilter { limit: 100, api_key: caller.owner().map(str::to_string), ..Default::default() };
     if let Some(s) = &p.status {
         match Status::parse(s) {
             Some(s) => filter.status = Some(s),
@@ -526,17 +567,20 @@ pub async fn list_messages(
     params(("id" = i64, Path, description = "Message id")),
     responses(
         (status = 200, description = "Cancelled", body = MessageOut),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the send scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such message, or another key's", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already handed to a route or finished; `current_status` says where it is", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn cancel_message(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
 ) -> Result<Json<MessageOut>, Problem> {
+    caller.require(&[Scope::Send])?;
     let id = parse_id(&id)?;
-    match state.store.cancel(id).await? {
+    match state.store.cancel(id, caller.owner().map(str::to_string)).await? {
         CancelOutcome::Cancelled => {}
         CancelOutcome::NotFound => return Err(Problem::not_found(format!("no message with id {id}"))),
         CancelOutcome::TooLate(s) => {

@@ -1,5 +1,13 @@
-//! The HTTP API (axum): JSON under `/v1`, bearer keys, problem+json errors,
-//! and an OpenAPI 3 document generated from the handlers themselves.
+//! The HTTP API (axum): JSON under `/v1`, bearer keys with scopes, per-key
+//! rate limits and daily quotas, problem+json errors, and an OpenAPI 3
+//! document generated from the handlers themselves.
+//!
+//! Scopes: each handler asks `auth::Caller` for the one it needs. Messages
+//! and inbound are checked (and filtered to the key's own) in `messages` and
+//! `inbound`; routes, modems, queue and throughput (what the status page
+//! reads) need `read`, since route state belongs to no key; `/metrics`
+//! needs `metrics`; `/openapi.json` and `/readyz` any valid key. `admin`
+//! passes every check.
 
 pub mod auth;
 pub mod inbound;
@@ -7,14 +15,16 @@ pub mod messages;
 pub mod problem;
 
 use crate::channel::RouteState;
+use crate::config::Scope;
 use crate::dispatch::Dispatcher;
 use crate::message::to_rfc3339;
 use crate::store::Store;
+use auth::Caller;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use problem::Problem;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -111,7 +121,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Prometheus text format; gauges are read fresh from the store and routes.
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, Extension(caller): Extension<Arc<Caller>>) -> Response {
+    if let Err(p) = caller.require(&[Scope::Metrics]) {
+        return p.into_response();
+    }
     match crate::metrics::render(&state.store, &state.dispatcher).await {
         Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => Problem::from(e).into_response(),
@@ -124,9 +137,13 @@ pub struct ModemsOut {
 }
 
 /// Every modem of every modem route: state, signal, operator, SIM, counts.
-#[utoipa::path(get, path = "/v1/modems", tag = "routes", responses((status = 200, body = ModemsOut)), security(("api_key" = [])))]
-async fn modems(State(state): State<Arc<AppState>>) -> Json<ModemsOut> {
-    Json(ModemsOut { modems: state.dispatcher.lanes().iter().flat_map(|l| l.channel.modems()).collect() })
+#[utoipa::path(get, path = "/v1/modems", tag = "routes", responses((status = 200, body = ModemsOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
+async fn modems(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Result<Json<ModemsOut>, Problem> {
+    caller.require(&[Scope::Read])?;
+    Ok(Json(ModemsOut { modems: state.dispatcher.lanes().iter().flat_map(|l| l.channel.modems()).collect() }))
 }
 
 /// The status page: static HTML that asks for the API key and reads the API.
@@ -141,9 +158,13 @@ pub struct ThroughputOut {
 }
 
 /// Messages sent, delivered and failed per minute over the last hour.
-#[utoipa::path(get, path = "/v1/stats/throughput", tag = "routes", responses((status = 200, body = ThroughputOut)), security(("api_key" = [])))]
-async fn throughput(State(state): State<Arc<AppState>>) -> Json<ThroughputOut> {
-    Json(ThroughputOut { minutes: state.dispatcher.throughput.last_hour(crate::message::now_ms()) })
+#[utoipa::path(get, path = "/v1/stats/throughput", tag = "routes", responses((status = 200, body = ThroughputOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
+async fn throughput(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Result<Json<ThroughputOut>, Problem> {
+    caller.require(&[Scope::Read])?;
+    Ok(Json(ThroughputOut { minutes: state.dispatcher.throughput.last_hour(crate::message::now_ms()) }))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -200,8 +221,12 @@ pub struct RoutesOut {
 }
 
 /// Every route: kind, state, limits, load and counters.
-#[utoipa::path(get, path = "/v1/routes", tag = "routes", responses((status = 200, body = RoutesOut)), security(("api_key" = [])))]
-async fn list_routes(State(state): State<Arc<AppState>>) -> Result<Json<RoutesOut>, Problem> {
+#[utoipa::path(get, path = "/v1/routes", tag = "routes", responses((status = 200, body = RoutesOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
+async fn list_routes(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Result<Json<RoutesOut>, Problem> {
+    caller.require(&[Scope::Read])?;
     let counts = state.store.counts().await?;
     let routes = state
         .dispatcher
@@ -241,8 +266,12 @@ pub struct QueueOut {
 }
 
 /// Counts of messages by status, and of the queue by route and priority.
-#[utoipa::path(get, path = "/v1/queue", tag = "routes", responses((status = 200, body = QueueOut)), security(("api_key" = [])))]
-async fn queue(State(state): State<Arc<AppState>>) -> Result<Json<QueueOut>, Problem> {
+#[utoipa::path(get, path = "/v1/queue", tag = "routes", responses((status = 200, body = QueueOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
+async fn queue(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Result<Json<QueueOut>, Problem> {
+    caller.require(&[Scope::Read])?;
     let c = state.store.counts().await?;
     Ok(Json(QueueOut {
         by_status: c.by_status,

@@ -19,7 +19,7 @@ pub struct Problem {
     /// A URI naming the kind of problem, e.g. `urn:smsgw:problem:validation`.
     #[serde(rename = "type")]
     pub kind: String,
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -27,17 +27,25 @@ pub struct Problem {
     /// For conflicts about a message: its current status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_status: Option<crate::message::Status>,
+    /// For a 403: the scope the request needs (`send`, `read`, `metrics`, `admin`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_scope: Option<&'static str>,
+    /// For a 429: seconds until a retry can succeed, sent as `Retry-After`.
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Problem {
+    pub fn new(status: StatusCode, slug: &str, title: &'static str, detail: impl Into<String>) -> Problem {
         Problem {
             kind: format!("urn:smsgw:problem:{slug}"),
-            title: title.to_string(),
+            title,
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
             current_status: None,
+            required_scope: None,
+            retry_after: None,
         }
     }
 
@@ -64,6 +72,21 @@ impl Problem {
         Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Missing or unknown API key", detail)
     }
 
+    /// The key lacks the scope this request needs.
+    pub fn forbidden(scope: &'static str, detail: impl Into<String>) -> Problem {
+        let mut p = Problem::new(StatusCode::FORBIDDEN, "forbidden", "The API key lacks a scope", detail);
+        p.required_scope = Some(scope);
+        p
+    }
+
+    /// Over a limit (`slug` says which); `wait` is when a retry can succeed,
+    /// rounded up to whole seconds for `Retry-After`.
+    pub fn too_many(slug: &str, detail: impl Into<String>, wait: std::time::Duration) -> Problem {
+        let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, slug, "Over a limit of this API key", detail);
+        p.retry_after = Some(u32::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1));
+        p
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The gateway cannot take this now", detail)
     }
@@ -85,6 +108,9 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(&self)).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

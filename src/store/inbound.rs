@@ -161,13 +161,27 @@ fn view(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboundView> {
 
 const COLUMNS: &str = "id, route, sender, recipient, body, parts, complete, sent_at, received_at, pdu, undecodable";
 
-pub(super) fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<InboundView>> {
-    c.prepare_cached(&format!("SELECT {COLUMNS} FROM inbound WHERE id = ?1"))?.query_row(params![id], view).optional()
+/// The replies an API key may see: an inbound message is a reply to a key
+/// when it came from a number that key had sent a message to before it
+/// arrived. `?1` is the key, or NULL for every inbound message.
+const REPLY_TO: &str = "(?1 IS NULL OR EXISTS (SELECT 1 FROM messages m
+     WHERE m.recipient = inbound.sender AND m.api_key = ?1 AND m.created_at <= inbound.received_at))";
+
+pub(super) fn get(c: &Connection, id: i64, owner: Option<&str>) -> rusqlite::Result<Option<InboundView>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM inbound WHERE id = ?2 AND {REPLY_TO}"))?
+        .query_row(params![owner, id], view)
+        .optional()
 }
 
-/// Newest first, below `before_id` when given.
-pub(super) fn list(c: &Connection, before_id: Option<i64>, limit: usize) -> rusqlite::Result<Vec<InboundView>> {
-    c.prepare_cached(&format!("SELECT {COLUMNS} FROM inbound WHERE id < ?1 ORDER BY id DESC LIMIT ?2"))?
-        .query_map(params![before_id.unwrap_or(i64::MAX), limit as i64], view)?
+/// Newest first, below `before_id` when given; with `owner`, only the
+/// replies to that key's messages.
+pub(super) fn list(
+    c: &Connection,
+    owner: Option<&str>,
+    before_id: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<InboundView>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM inbound WHERE id < ?2 AND {REPLY_TO} ORDER BY id DESC LIMIT ?3"))?
+        .query_map(params![owner, before_id.unwrap_or(i64::MAX), limit as i64], view)?
         .collect()
 }

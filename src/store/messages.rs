@@ -48,6 +48,11 @@ pub enum EnqueueOutcome {
     Replayed(Vec<Accepted>),
     /// Same idempotency key, different body.
     Conflict,
+    /// The key's daily quota has no room for all of these; nothing written.
+    OverQuota {
+        /// Messages the key created since UTC midnight.
+        used: u64,
+    },
 }
 
 /// A message handed to the dispatcher for one attempt.
@@ -164,11 +169,33 @@ fn history(c: &Connection, id: i64, at: Millis, status: Status, detail: &str) ->
     Ok(())
 }
 
+/// Messages `api_key` created since `since`, counted back from its newest
+/// (the `messages_by_key` index holds both the order and the time).
+fn created_since(c: &Connection, api_key: &str, since: Millis) -> Result<u64, StoreError> {
+    let mut q = c.prepare_cached(
+        "SELECT created_at FROM messages INDEXED BY messages_by_key WHERE api_key = ?1 ORDER BY id DESC",
+    )?;
+    let mut rows = q.query(params![api_key])?;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        if r.get::<_, Millis>(0)? < since {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Accept `msgs` from `api_key`, all or none. With `daily_quota`, refuse
+/// the lot when it would take the key past that many messages since UTC
+/// midnight; the count and the insert share one transaction, so two
+/// requests at once cannot both slip under the quota.
 pub(super) fn enqueue(
     c: &Connection,
     api_key: &str,
     idem: Option<&IdemKey>,
     msgs: &[NewMessage],
+    daily_quota: Option<u64>,
     now: Millis,
 ) -> Result<EnqueueOutcome, StoreError> {
     if let Some(k) = idem {
@@ -183,6 +210,12 @@ pub(super) fn enqueue(
             let accepted = serde_json::from_str(&response)
                 .map_err(|e| StoreError::Unavailable(format!("stored idempotent answer unreadable: {e}")))?;
             return Ok(EnqueueOutcome::Replayed(accepted));
+        }
+    }
+    if let Some(quota) = daily_quota {
+        let used = created_since(c, api_key, crate::message::utc_day_start(now))?;
+        if used + msgs.len() as u64 > quota {
+            return Ok(EnqueueOutcome::OverQuota { used });
         }
     }
     let mut out = Vec::with_capacity(msgs.len());
@@ -534,12 +567,17 @@ fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<Option<(Sta
     Ok(Some((final_status, created_at)))
 }
 
-pub(super) fn cancel(c: &Connection, id: i64, now: Millis) -> Result<CancelOutcome, StoreError> {
-    let status: Option<String> = c
-        .prepare_cached("SELECT status FROM messages WHERE id = ?1")?
-        .query_row(params![id], |r| r.get(0))
+/// Cancel a queued message; with `owner`, only one that key sent (another
+/// key's message is not found, so its id tells nothing).
+pub(super) fn cancel(c: &Connection, id: i64, owner: Option<&str>, now: Millis) -> Result<CancelOutcome, StoreError> {
+    let row: Option<(String, String)> = c
+        .prepare_cached("SELECT status, api_key FROM messages WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(status) = status else { return Ok(CancelOutcome::NotFound) };
+    let Some((status, key)) = row else { return Ok(CancelOutcome::NotFound) };
+    if owner.is_some_and(|o| o != key) {
+        return Ok(CancelOutcome::NotFound);
+    }
     let status = Status::parse(&status).unwrap_or(Status::Failed);
     if status != Status::Queued {
         return Ok(CancelOutcome::TooLate(status));

@@ -199,13 +199,16 @@ impl Store {
 
     // ---- writes ----
 
+    /// Accept messages from `api_key`, all or none; `daily_quota` caps the
+    /// messages the key may create per UTC day, these included.
     pub async fn enqueue(
         &self,
         api_key: String,
         idem: Option<IdemKey>,
         msgs: Vec<NewMessage>,
+        daily_quota: Option<u64>,
     ) -> Result<EnqueueOutcome, StoreError> {
-        self.write(move |c| messages::enqueue(c, &api_key, idem.as_ref(), &msgs, now_ms())).await
+        self.write(move |c| messages::enqueue(c, &api_key, idem.as_ref(), &msgs, daily_quota, now_ms())).await
     }
 
     /// Take up to `limit` due messages of `route`, most urgent first, and mark
@@ -234,8 +237,9 @@ impl Store {
         self.write(move |c| messages::apply_receipt(c, &receipt, now_ms())).await
     }
 
-    pub async fn cancel(&self, id: i64) -> Result<CancelOutcome, StoreError> {
-        self.write(move |c| messages::cancel(c, id, now_ms())).await
+    /// Cancel a queued message; with `owner`, only one that key sent.
+    pub async fn cancel(&self, id: i64, owner: Option<String>) -> Result<CancelOutcome, StoreError> {
+        self.write(move |c| messages::cancel(c, id, owner.as_deref(), now_ms())).await
     }
 
     /// Expire queued messages whose validity ran out and forget old
@@ -297,12 +301,20 @@ impl Store {
         self.read(query::counts).await
     }
 
-    pub async fn inbound(&self, id: i64) -> Result<Option<InboundView>, StoreError> {
-        self.read(move |c| inbound::get(c, id)).await
+    /// One inbound message; with `owner`, only a reply to that key's messages.
+    pub async fn inbound(&self, id: i64, owner: Option<String>) -> Result<Option<InboundView>, StoreError> {
+        self.read(move |c| inbound::get(c, id, owner.as_deref())).await
     }
 
-    pub async fn list_inbound(&self, before_id: Option<i64>, limit: usize) -> Result<Vec<InboundView>, StoreError> {
-        self.read(move |c| inbound::list(c, before_id, limit)).await
+    /// Inbound messages newest first; with `owner`, only the replies to
+    /// that key's messages.
+    pub async fn list_inbound(
+        &self,
+        owner: Option<String>,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<InboundView>, StoreError> {
+        self.read(move |c| inbound::list(c, owner.as_deref(), before_id, limit)).await
     }
 
     /// Messages waiting in the queue (cheap: the queue's own index).

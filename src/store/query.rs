@@ -55,6 +55,8 @@ pub struct ListFilter {
     pub since: Option<Millis>,
     /// Only ids below this (the previous page's last id).
     pub before_id: Option<i64>,
+    /// Only messages this API key sent.
+    pub api_key: Option<String>,
     pub limit: usize,
 }
 
@@ -133,7 +135,7 @@ pub(super) fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageVie
 }
 
 /// Newest first. Builds only the conditions asked for, so SQLite can pick
-/// the index that fits (status or recipient, then id).
+/// the index that fits (status, recipient or key, then id).
 pub(super) fn list(c: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<MessageView>> {
     let mut conds = Vec::new();
     let mut args: Vec<Value> = Vec::new();
@@ -152,6 +154,10 @@ pub(super) fn list(c: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<Messa
     if let Some(b) = f.before_id {
         conds.push("id < ?");
         args.push(Value::Integer(b));
+    }
+    if let Some(k) = &f.api_key {
+        conds.push("api_key = ?");
+        args.push(Value::Text(k.clone()));
     }
     let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
     args.push(Value::Integer(f.limit as i64));

@@ -123,6 +123,13 @@ ALTER TABLE messages ADD COLUMN parts_total INTEGER;
 ALTER TABLE parts ADD COLUMN sc_time INTEGER;
 ALTER TABLE early_receipts ADD COLUMN sc_time INTEGER;
 "#,
+    // 5: a key's own messages, newest first (lists for keys without admin),
+    // and how many it created today (its daily quota), both from the index
+    // alone: ids grow with created_at, so counting back from the newest
+    // stops at the first message from before midnight.
+    r#"
+CREATE INDEX messages_by_key ON messages(api_key, id, created_at);
+"#,
 ];
 
 pub fn latest() -> i64 {

@@ -48,13 +48,13 @@ async fn concatenated_inbound_is_joined_in_order_whatever_the_arrival_order() {
     // A duplicate of a part (a network retry) does not count twice.
     assert_eq!(s.record_inbound(part(1, "one ")).await.unwrap(), None);
     let id = s.record_inbound(part(2, "two ")).await.unwrap().expect("complete");
-    let v = s.inbound(id).await.unwrap().unwrap();
+    let v = s.inbound(id, None).await.unwrap().unwrap();
     assert_eq!(v.text, "one two three");
     assert_eq!((v.parts, v.complete), (3, true));
     assert_eq!(v.sent_at, Some(1_700_000_000_000));
     let single = InboundPart { concat: None, ..part(1, "hi") };
     let id2 = s.record_inbound(single).await.unwrap().unwrap();
-    let list = s.list_inbound(None, 10).await.unwrap();
+    let list = s.list_inbound(None, None, 10).await.unwrap();
     assert_eq!(list.iter().map(|v| v.id).collect::<Vec<_>>(), [id2, id]);
 }
 
@@ -66,7 +66,7 @@ async fn stale_parts_are_stored_incomplete() {
     assert_eq!(s.flush_stale_inbound(60_000).await.unwrap(), 0);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert_eq!(s.flush_stale_inbound(10).await.unwrap(), 1);
-    let v = s.list_inbound(None, 10).await.unwrap().remove(0);
+    let v = s.list_inbound(None, None, 10).await.unwrap().remove(0);
     assert_eq!(v.text, "first third");
     assert_eq!((v.parts, v.complete), (2, false));
 }
@@ -74,7 +74,7 @@ async fn stale_parts_are_stored_incomplete() {
 #[tokio::test]
 async fn receipt_before_submit_result_is_kept_and_applied() {
     let (_d, s) = open().await;
-    let EnqueueOutcome::Created(a) = s.enqueue("k".into(), None, vec![new_msg(2)]).await.unwrap() else {
+    let EnqueueOutcome::Created(a) = s.enqueue("k".into(), None, vec![new_msg(2)], None).await.unwrap() else {
         panic!("created")
     };
     let id = a[0].id;
@@ -112,7 +112,7 @@ async fn receipt_before_submit_result_is_kept_and_applied() {
 #[tokio::test]
 async fn one_undelivered_part_makes_the_message_undelivered() {
     let (_d, s) = open().await;
-    let EnqueueOutcome::Created(a) = s.enqueue("k".into(), None, vec![new_msg(2)]).await.unwrap() else {
+    let EnqueueOutcome::Created(a) = s.enqueue("k".into(), None, vec![new_msg(2)], None).await.unwrap() else {
         panic!("created")
     };
     let id = a[0].id;
@@ -143,7 +143,7 @@ async fn claim_serves_priority_then_age_and_skips_other_routes() {
         msgs.push(NewMessage { priority: p, ..new_msg(1) });
     }
     msgs.push(NewMessage { route: "other".into(), priority: Priority::Otp, ..new_msg(1) });
-    s.enqueue("k".into(), None, msgs).await.unwrap();
+    s.enqueue("k".into(), None, msgs, None).await.unwrap();
     let got: Vec<i64> = s.claim("r".into(), 3).await.unwrap().iter().map(|m| m.id).collect();
     assert_eq!(got, [3, 2, 1]);
     let got: Vec<i64> = s.claim("r".into(), 3).await.unwrap().iter().map(|m| m.id).collect();
@@ -160,7 +160,7 @@ fn conn() -> (tempfile::TempDir, rusqlite::Connection) {
 
 /// A message of `segments` parts, claimed at `now`.
 fn claimed(c: &rusqlite::Connection, segments: u32, now: Millis) -> Claimed {
-    let EnqueueOutcome::Created(a) = messages::enqueue(c, "k", None, &[new_msg(segments)], now).unwrap() else {
+    let EnqueueOutcome::Created(a) = messages::enqueue(c, "k", None, &[new_msg(segments)], None, now).unwrap() else {
         panic!("created")
     };
     let mut got = messages::claim(c, "r", 100, now).unwrap();
@@ -316,4 +316,38 @@ fn a_message_submitted_with_a_part_missing_is_not_delivered() {
     messages::apply_receipt(&c, &report("q2", None), t0 + 1).unwrap();
     messages::apply_receipt(&c, &report("q3", None), t0 + 2).unwrap();
     assert_eq!(status(&c, m.id), "submitted");
+}
+
+#[test]
+fn a_daily_quota_counts_the_key_s_messages_since_utc_midnight() {
+    let mut c = rusqlite::Connection::open_in_memory().unwrap();
+    schema::migrate(&mut c).unwrap();
+    let midnight = crate::message::utc_day_start(1_700_000_000_000);
+    let enqueue = |key: &str, n: usize, quota, at| messages::enqueue(&c, key, None, &vec![new_msg(1); n], quota, at);
+    // Yesterday's messages and another key's do not count.
+    assert!(matches!(enqueue("k", 3, Some(3), midnight - 1).unwrap(), EnqueueOutcome::Created(_)));
+    assert!(matches!(enqueue("other", 5, None, midnight + 1).unwrap(), EnqueueOutcome::Created(_)));
+    assert!(matches!(enqueue("k", 2, Some(3), midnight).unwrap(), EnqueueOutcome::Created(_)));
+    assert!(matches!(enqueue("k", 2, Some(3), midnight + 2).unwrap(), EnqueueOutcome::OverQuota { used: 2 }));
+    assert!(matches!(enqueue("k", 1, Some(3), midnight + 3).unwrap(), EnqueueOutcome::Created(_)));
+    let total: i64 = c.query_row("SELECT count(*) FROM messages WHERE api_key = 'k'", [], |r| r.get(0)).unwrap();
+    assert_eq!(total, 6, "the refused batch wrote nothing");
+}
+
+#[tokio::test]
+async fn a_key_sees_the_replies_from_numbers_it_wrote_to_before_they_came() {
+    let (_d, s) = open().await;
+    let reply = |from: &str| InboundPart { sender: from.into(), concat: None, ..part(1, "reply") };
+    let early = s.record_inbound(reply("+79161234567")).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    s.enqueue("k".into(), None, vec![new_msg(1)], None).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let later = s.record_inbound(reply("+79161234567")).await.unwrap().unwrap();
+    let stranger = s.record_inbound(reply("+79160000009")).await.unwrap().unwrap();
+    let ids = |v: Vec<InboundView>| v.iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_inbound(Some("k".into()), None, 10).await.unwrap()), [later]);
+    assert_eq!(ids(s.list_inbound(None, None, 10).await.unwrap()), [stranger, later, early]);
+    assert!(s.inbound(early, Some("k".into())).await.unwrap().is_none());
+    assert!(s.inbound(stranger, Some("other".into())).await.unwrap().is_none());
+    assert!(s.inbound(later, Some("k".into())).await.unwrap().is_some());
 }
