@@ -36,6 +36,14 @@ pub struct Server {
     pub max_batch: usize,
     pub max_recipients: usize,
     pub max_segments: usize,
+    /// Seconds a client may take to send a request's head.
+    pub header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body, once its head is in.
+    pub body_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once; more wait in the accept backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Server {
@@ -46,6 +54,10 @@ impl Default for Server {
             max_batch: 1000,
             max_recipients: 1000,
             max_segments: 10,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -474,6 +486,18 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             bad("server.max_body_bytes", "must be at least 1024".into());
+        }
+        for (name, v) in [
+            ("header_timeout_secs", self.server.header_timeout_secs),
+            ("body_timeout_secs", self.server.body_timeout_secs),
+            ("idle_timeout_secs", self.server.idle_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&v) {
+                bad(&format!("server.{name}"), format!("{v} is out of range: 1 to 3600 seconds"));
+            }
+        }
+        if !(1..=65_536).contains(&self.server.max_connections) {
+            bad("server.max_connections", format!("{} is out of range: 1 to 65536", self.server.max_connections));
         }
         if self.store.path.as_os_str().is_empty() {
             bad("store.path", "must not be empty".into());

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod inbound;
 pub mod messages;
 pub mod problem;
+pub mod serve;
 
 use crate::channel::RouteState;
 use crate::dispatch::Dispatcher;
