@@ -6,6 +6,35 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// A secret from the config (SIM PIN, SMPP password, API key): its `Debug`
+/// and `Serialize` print `***`, so no view, error or log line built from a
+/// config struct can show it; `expose` is for the one place that sends it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 /// The demo configuration compiled into the binary (`firmware-config/demo.toml`).
 pub const DEMO_TOML: &str = include_str!("../firmware-config/demo.toml");
 
@@ -137,7 +166,7 @@ pub enum LogFormat {
 pub struct ApiKey {
     pub name: String,
     #[serde(default)]
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
 }
@@ -257,7 +286,7 @@ pub struct SmppRoute {
     pub port: u16,
     pub system_id: String,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     #[serde(default)]
@@ -377,7 +406,7 @@ pub struct ModemRoute {
     pub baud: u32,
     /// SIM PIN, if the SIMs need one (never retried when wrong).
     #[serde(default)]
-    pub pin: Option<String>,
+    pub pin: Option<Secret>,
     /// A directory of modem profiles (*.toml) added to the built-in ones.
     #[serde(default)]
     pub profiles_dir: Option<PathBuf>,
@@ -442,7 +471,7 @@ pub struct Loaded {
     pub config: Config,
     pub listen: SocketAddr,
     /// (name, secret) for every API key.
-    pub keys: Vec<(String, String)>,
+    pub keys: Vec<(String, Secret)>,
 }
 
 impl Config {
@@ -543,7 +572,7 @@ impl Config {
                 bad(&format!("{key}.name"), format!("duplicate API key name {:?}", k.name));
             }
             let secret = match (&k.key, &k.key_file) {
-                (Some(s), None) => Some(s.clone()),
+                (Some(s), None) => Some(s.expose().to_string()),
                 (None, Some(f)) => {
                     let f = if f.is_absolute() { f.clone() } else { base.join(f) };
                     match std::fs::read_to_string(&f) {
@@ -571,7 +600,7 @@ impl Config {
                 } else if !secrets.insert(s.clone()) {
                     bad(&format!("{key}.key"), "the same secret is used by another key".into());
                 } else {
-                    keys.push((k.name.clone(), s));
+                    keys.push((k.name.clone(), Secret(s)));
                 }
             }
         }
@@ -633,7 +662,7 @@ impl Config {
                             }
                         }
                         if let Some(pin) = &m.pin
-                            && !(4..=8).contains(&pin.len())
+                            && !(4..=8).contains(&pin.expose().len())
                         {
                             bad(&format!("{k}.pin"), "a SIM PIN has 4 to 8 digits".into());
                         }
@@ -672,7 +701,7 @@ impl Config {
                             bad(&format!("{k}.address_range"), "at most 40 characters".into());
                         }
                         match (&s.password, &s.password_file) {
-                            (Some(p), None) if p.len() > 8 => {
+                            (Some(p), None) if p.expose().len() > 8 => {
                                 bad(&format!("{k}.password"), "SMPP 3.4 passwords have at most 8 characters".into())
                             }
                             (Some(_), Some(_)) => bad(&k, "give either password or password_file, not both".into()),
@@ -759,7 +788,7 @@ impl Config {
                     && let Some(f) = &s.password_file
                 {
                     let f = if f.is_absolute() { f.clone() } else { base.join(f) };
-                    s.password = std::fs::read_to_string(f).ok().map(|p| p.trim().to_string());
+                    s.password = std::fs::read_to_string(f).ok().map(|p| Secret(p.trim().to_string()));
                 }
             }
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, config })
@@ -815,7 +844,7 @@ kind = "sim"
     fn minimal_config_takes_defaults() {
         let l = check(MIN).unwrap();
         assert_eq!(l.config.server.max_segments, 10);
-        assert_eq!(l.keys, vec![("a".to_string(), "0123456789abcdef".to_string())]);
+        assert_eq!(l.keys, vec![("a".to_string(), Secret::new("0123456789abcdef"))]);
     }
 
     #[test]
@@ -884,6 +913,19 @@ fail_fraction = 2.0
         assert_eq!(l.config.routes[0].smpp.as_ref().unwrap().window, 10);
         let wrong_table = format!("{MIN}[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\n");
         assert!(check(&wrong_table).unwrap_err().to_string().contains("routes[0].smpp: only for kind"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let text = MIN.replace(
+            "kind = \"sim\"",
+            "kind = \"smpp\"\n[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\npassword = \"pw7x2qzk\"",
+        );
+        let l = check(&text).unwrap();
+        let shown =
+            format!("{l:?} {}", serde_json::to_string(&l.config.routes[0].smpp.as_ref().unwrap().password).unwrap());
+        assert!(!shown.contains("pw7x2qzk") && !shown.contains("0123456789abcdef"), "{shown}");
+        assert_eq!(l.config.routes[0].smpp.as_ref().unwrap().password.as_ref().unwrap().expose(), "pw7x2qzk");
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub struct Keys(Vec<(String, [u8; 32])>);
 pub struct KeyName(pub String);
 
 impl Keys {
-    pub fn new(keys: &[(String, String)]) -> Keys {
-        Keys(keys.iter().map(|(n, s)| (n.clone(), Sha256::digest(s.as_bytes()).into())).collect())
+    pub fn new(keys: &[(String, crate::config::Secret)]) -> Keys {
+        Keys(keys.iter().map(|(n, s)| (n.clone(), Sha256::digest(s.expose().as_bytes()).into())).collect())
     }
 
     pub fn find(&self, presented: &str) -> Option<&str> {
@@ -56,10 +56,14 @@ pub async fn require_key(State(state): State<Arc<AppState>>, mut req: Request, n
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
 
     #[test]
     fn finds_only_exact_keys() {
-        let k = Keys::new(&[("a".into(), "secret-one-123456".into()), ("b".into(), "secret-two-123456".into())]);
+        let k = Keys::new(&[
+            ("a".into(), Secret::new("secret-one-123456")),
+            ("b".into(), Secret::new("secret-two-123456")),
+        ]);
         assert_eq!(k.find("secret-two-123456"), Some("b"));
         assert_eq!(k.find("secret-two-12345"), None);
         assert_eq!(k.find(""), None);

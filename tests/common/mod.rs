@@ -16,6 +16,8 @@ pub struct Daemon {
     pub url: String,
     pub dir: PathBuf,
     pub http: reqwest::Client,
+    /// Everything the daemon wrote to stderr (its log) so far.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// A config with two API keys and the given routes (TOML), in `dir`.
@@ -127,14 +129,19 @@ impl Daemon {
             }
         };
         std::thread::spawn(move || for _ in lines {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
             std::thread::spawn(move || {
                 for l in BufReader::new(stderr).lines().map_while(Result::ok) {
                     eprintln!("[smsgw] {l}");
+                    let mut all = log.lock().unwrap_or_else(|p| p.into_inner());
+                    all.push_str(&l);
+                    all.push('\n');
                 }
             });
         }
-        Ok(Daemon { child, url, dir: dir.to_path_buf(), http: reqwest::Client::new() })
+        Ok(Daemon { child, url, dir: dir.to_path_buf(), http: reqwest::Client::new(), log })
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -193,6 +200,11 @@ impl Daemon {
             assert!(Instant::now() < deadline, "never reached {what}: {q:#}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Send a signal by name (HUP, TERM...).

@@ -386,7 +386,7 @@ impl Session<'_> {
                 let Some(pin) = self.ctx.cfg.pin.clone() else {
                     return Err((Phase::PinNeeded, "the SIM asks for a PIN and none is configured".into()));
                 };
-                if let Err(e) = self.cmd(&format!("AT+CPIN=\"{pin}\"")).await {
+                if let Err(e) = self.cmd(&format!("AT+CPIN=\"{}\"", pin.expose())).await {
                     // Never retry a wrong PIN: a third try locks the SIM.
                     return Err((
                         Phase::PinNeeded,

@@ -200,12 +200,12 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
         }
     };
     let mut conn = Framed::new(link, SmppCodec);
-    let password = cfg.password.clone().unwrap_or_default();
+    let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or_default();
     macro_rules! bind {
         ($t:ident) => {
             Pdu::$t($t {
                 system_id: c_str(&cfg.system_id),
-                password: c_str(&password),
+                password: c_str(password),
                 system_type: c_str(&cfg.system_type),
                 interface_version: InterfaceVersion::Smpp3_4,
                 addr_ton: Ton::Unknown,

@@ -217,7 +217,7 @@ impl AtPort {
     /// after the payload gives [`AtError::Unconfirmed`] (the message may have been sent).
     pub async fn command_with_prompt(&self, cmd: &str, payload: &str, timeout: Duration) -> Result<Response, AtError> {
         if payload.contains([CTRL_Z as char, ESC as char]) {
-            return Err(AtError::Invalid { cmd: cmd.to_string(), reason: "payload contains Ctrl-Z or ESC" });
+            return Err(AtError::Invalid { cmd: redact(cmd).into_owned(), reason: "payload contains Ctrl-Z or ESC" });
         }
         self.submit(cmd, Some(payload.to_string()), timeout).await
     }
@@ -236,13 +236,16 @@ impl AtPort {
 
     async fn submit(&self, cmd: &str, payload: Option<String>, timeout: Duration) -> Result<Response, AtError> {
         if cmd.contains(['\r', '\n', CTRL_Z as char, ESC as char]) {
-            return Err(AtError::Invalid { cmd: cmd.to_string(), reason: "command contains CR, LF, Ctrl-Z or ESC" });
+            return Err(AtError::Invalid {
+                cmd: redact(cmd).into_owned(),
+                reason: "command contains CR, LF, Ctrl-Z or ESC",
+            });
         }
         if self.is_gone() {
             return Err(AtError::Gone(self.shared.reason()));
         }
         let (reply, answer) = oneshot::channel();
-        let request = Request { cmd: cmd.to_string(), payload, timeout, reply };
+        let request = Request { cmd: cmd.to_string(), shown: redact(cmd).into_owned(), payload, timeout, reply };
         if self.requests.send(request).is_err() {
             return Err(AtError::Gone(self.shared.reason()));
         }
@@ -281,6 +284,8 @@ impl Shared {
 
 struct Request {
     cmd: String,
+    /// `cmd` as errors and logs show it: secrets masked (see `redact`).
+    shown: String,
     payload: Option<String>,
     timeout: Duration,
     reply: oneshot::Sender<Result<Response, AtError>>,
@@ -394,7 +399,7 @@ impl Engine {
     /// Begin `request`; returns the bytes to write.
     fn start(&mut self, request: Request) -> Option<(Vec<u8>, Duration)> {
         if request.reply.is_closed() {
-            tracing::debug!(cmd = %request.cmd, "caller gave up before the command was sent: skipped");
+            tracing::debug!(cmd = %request.shown, "caller gave up before the command was sent: skipped");
             return None;
         }
         if request.cmd.is_empty() {
@@ -403,7 +408,7 @@ impl Engine {
             self.settle_until = Some(Instant::now() + SETTLE_AFTER_TIMEOUT);
             return Some((vec![ESC], Duration::from_secs(1)));
         }
-        tracing::debug!(cmd = %request.cmd, "AT >");
+        tracing::debug!(cmd = %request.shown, "AT >");
         let mut bytes = request.cmd.as_bytes().to_vec();
         bytes.push(b'\r');
         let phase = if request.payload.is_some() { Phase::Prompt } else { Phase::Final };
@@ -417,7 +422,7 @@ impl Engine {
     fn finish(&mut self, result: Result<Response, AtError>) {
         if let Some(active) = self.active.take() {
             match &result {
-                Ok(_) => tracing::debug!(cmd = %active.request.cmd, "AT < OK"),
+                Ok(_) => tracing::debug!(cmd = %active.request.shown, "AT < OK"),
                 Err(e) => tracing::debug!(error = %e, "AT < error"),
             }
             // The caller may have stopped waiting: nothing to do then.
@@ -444,7 +449,7 @@ impl Engine {
                 Some((bytes, active.request.timeout))
             }
             (Phase::Final, _) => {
-                tracing::warn!(cmd = %active.request.cmd, "prompt during a plain command");
+                tracing::warn!(cmd = %active.request.shown, "prompt during a plain command");
                 active.prompt_seen = true;
                 None
             }
@@ -454,7 +459,7 @@ impl Engine {
 
     fn on_timeout(&mut self) -> Option<(Vec<u8>, Duration)> {
         let active = self.active.as_ref()?;
-        let cmd = active.request.cmd.clone();
+        let cmd = active.request.shown.clone();
         let secs = active.request.timeout.as_secs_f64();
         // After the payload too: if the modem lost some of it, it still waits for the rest.
         let needs_escape = active.phase != Phase::Final || active.prompt_seen;
@@ -473,7 +478,7 @@ impl Engine {
     fn on_write_stalled(&mut self, limit: Duration) {
         tracing::warn!("write to the modem stalled");
         if let Some(active) = self.active.as_ref() {
-            let error = AtError::Timeout { cmd: active.request.cmd.clone(), secs: limit.as_secs_f64() };
+            let error = AtError::Timeout { cmd: active.request.shown.clone(), secs: limit.as_secs_f64() };
             self.finish(Err(error));
             self.settle_until = Some(Instant::now() + SETTLE_AFTER_TIMEOUT);
         }
@@ -481,7 +486,8 @@ impl Engine {
 
     fn on_line(&mut self, raw: &str) {
         let line = raw.trim();
-        tracing::trace!(line, "AT <");
+        // The modem may echo a command, PIN and all.
+        tracing::trace!(line = %redact(line), "AT <");
         if is_noise(line) {
             tracing::debug!(line, "line of undecodable bytes (line noise): dropped");
             return;
@@ -517,7 +523,7 @@ impl Engine {
                 tracing::debug!(line, "final result with no command pending (late answer): dropped");
                 return;
             };
-            let cmd = active.request.cmd.clone();
+            let cmd = active.request.shown.clone();
             let outcome = match result {
                 Final::Ok if active.phase == Phase::Prompt => {
                     Err(AtError::Rejected { cmd, result: "OK without a prompt".to_string() })
@@ -754,9 +760,33 @@ fn split_fields(rest: &str) -> Vec<&str> {
     fields
 }
 
+/// Commands that carry a SIM secret (PIN, PUK, facility or new password)
+/// after their `=`.
+const SECRET_COMMANDS: [&str; 4] = ["+CPIN=", "+CPIN2=", "+CLCK=", "+CPWD="];
+
+/// `text` (a command, or a line that may be its echo) with the arguments
+/// of a secret-carrying command replaced by `***`, for errors and logs.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let upper = text.to_ascii_uppercase();
+    match SECRET_COMMANDS.iter().filter_map(|c| upper.find(c).map(|at| at + c.len())).min() {
+        Some(args) => format!("{}***", &text[..args]).into(),
+        None => text.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_what_is_shown() {
+        assert_eq!(redact("AT+CPIN=\"9999\""), "AT+CPIN=***");
+        assert_eq!(redact("at+cpin=\"12345678\",\"1234\""), "at+cpin=***");
+        assert_eq!(redact("AT+CLCK=\"SC\",0,\"1234\""), "AT+CLCK=***");
+        assert_eq!(redact("AT+CPWD=\"SC\",\"1234\",\"4321\""), "AT+CPWD=***");
+        assert_eq!(redact("AT+CPIN?"), "AT+CPIN?");
+        assert_eq!(redact("AT+CMGS=23"), "AT+CMGS=23");
+    }
 
     #[test]
     fn final_codes() {
