@@ -452,6 +452,30 @@ fn default_registration() -> u64 {
     120
 }
 
+/// Most messages per second a rate may say; the least is its inverse
+/// (one message in about eleven days): beyond these a rate limiter cannot
+/// be built.
+const MAX_RATE: f64 = 1_000_000.0;
+const MIN_RATE: f64 = 1.0 / MAX_RATE;
+const HOUR: u64 = 3_600;
+const DAY: u64 = 86_400;
+
+/// Refuse `v` outside `lo..=hi`, naming the key and the range (NaN is
+/// outside every range).
+fn in_range<T: PartialOrd + std::fmt::Debug>(
+    bad: &mut impl FnMut(&str, String),
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+    unit: &str,
+) {
+    if !(v >= lo && v <= hi) {
+        let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+        bad(key, format!("{v:?} is out of range: {lo:?} to {hi:?}{unit}"));
+    }
+}
+
 /// Everything wrong with a config file, one line per problem.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.join("\n"))]
@@ -521,13 +545,9 @@ impl Config {
             ("body_timeout_secs", self.server.body_timeout_secs),
             ("idle_timeout_secs", self.server.idle_timeout_secs),
         ] {
-            if !(1..=3600).contains(&v) {
-                bad(&format!("server.{name}"), format!("{v} is out of range: 1 to 3600 seconds"));
-            }
+            in_range(&mut bad, &format!("server.{name}"), v, 1, HOUR, "seconds");
         }
-        if !(1..=65_536).contains(&self.server.max_connections) {
-            bad("server.max_connections", format!("{} is out of range: 1 to 65536", self.server.max_connections));
-        }
+        in_range(&mut bad, "server.max_connections", self.server.max_connections, 1, 65_536, "");
         if self.store.path.as_os_str().is_empty() {
             bad("store.path", "must not be empty".into());
         } else if let Some(dir) = self.store.path.parent()
@@ -542,15 +562,29 @@ impl Config {
                 format!("{:?} is not an ISO 3166 region code such as \"RU\" or \"DE\"", self.numbers.default_region),
             );
         }
-        if self.dispatch.max_attempts == 0 {
-            bad("dispatch.max_attempts", "must be at least 1".into());
+        in_range(&mut bad, "dispatch.max_attempts", self.dispatch.max_attempts, 1, 1_000, "");
+        in_range(&mut bad, "dispatch.retry_base_ms", self.dispatch.retry_base_ms, 1, DAY * 1000, "ms");
+        in_range(&mut bad, "dispatch.retry_max_ms", self.dispatch.retry_max_ms, 1, DAY * 1000, "ms");
+        if self.dispatch.retry_max_ms < self.dispatch.retry_base_ms {
+            bad("dispatch.retry_max_ms", "must be at least retry_base_ms".into());
         }
-        if self.dispatch.retry_base_ms == 0 || self.dispatch.retry_max_ms < self.dispatch.retry_base_ms {
-            bad("dispatch.retry_max_ms", "must be at least retry_base_ms, and retry_base_ms above 0".into());
-        }
-        if self.dispatch.default_validity_secs == 0 {
-            bad("dispatch.default_validity_secs", "must be above 0".into());
-        }
+        in_range(
+            &mut bad,
+            "dispatch.default_validity_secs",
+            self.dispatch.default_validity_secs,
+            1,
+            366 * DAY,
+            "seconds",
+        );
+        in_range(&mut bad, "dispatch.shutdown_timeout_ms", self.dispatch.shutdown_timeout_ms, 0, HOUR * 1000, "ms");
+        in_range(
+            &mut bad,
+            "dispatch.inbound_reassembly_secs",
+            self.dispatch.inbound_reassembly_secs,
+            1,
+            7 * DAY,
+            "seconds",
+        );
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(
                 "log.level",
@@ -625,20 +659,16 @@ impl Config {
                     );
                 }
             }
-            if let Some(rate) = r.rate
-                && !(rate.is_finite() && rate > 0.0)
-            {
-                bad(&format!("{key}.rate"), "must be a positive number of messages per second".into());
+            if let Some(rate) = r.rate {
+                in_range(&mut bad, &format!("{key}.rate"), rate, MIN_RATE, MAX_RATE, "messages per second");
             }
-            if r.burst == Some(0) {
-                bad(&format!("{key}.burst"), "must be at least 1".into());
+            if let Some(burst) = r.burst {
+                in_range(&mut bad, &format!("{key}.burst"), burst, 1, 100_000, "messages");
             }
             if r.burst.is_some() && r.rate.is_none() {
                 bad(&format!("{key}.burst"), "only means something with rate".into());
             }
-            if r.concurrency == 0 {
-                bad(&format!("{key}.concurrency"), "must be at least 1".into());
-            }
+            in_range(&mut bad, &format!("{key}.concurrency"), r.concurrency, 1, 10_000, "");
             let other_tables = [(RouteKind::Sim, r.sim.is_some(), "sim"), (RouteKind::Smpp, r.smpp.is_some(), "smpp")];
             for (kind, present, table) in other_tables {
                 if present && kind != r.kind {
@@ -675,12 +705,19 @@ impl Config {
                         {
                             bad(&format!("{k}.profiles_dir"), e);
                         }
-                        if m.health_interval_secs == 0 || m.registration_timeout_secs == 0 || m.send_timeout_secs == 0 {
-                            bad(
-                                &k,
-                                "health_interval_secs, registration_timeout_secs and send_timeout_secs must be above 0"
-                                    .into(),
-                            );
+                        for (name, v) in [
+                            ("health_interval_secs", m.health_interval_secs),
+                            ("registration_timeout_secs", m.registration_timeout_secs),
+                            ("send_timeout_secs", m.send_timeout_secs),
+                        ] {
+                            in_range(&mut bad, &format!("{k}.{name}"), v, 1, HOUR, "seconds");
+                        }
+                        in_range(&mut bad, &format!("{k}.baud"), m.baud, 300, 4_000_000, "");
+                        if let Some(n) = m.per_minute {
+                            in_range(&mut bad, &format!("{k}.per_minute"), n, 1, 1_000_000, "SMS");
+                        }
+                        if let Some(n) = m.per_day {
+                            in_range(&mut bad, &format!("{k}.per_day"), n, 1, 10_000_000, "SMS");
                         }
                     }
                 },
@@ -719,17 +756,39 @@ impl Config {
                         if s.window == 0 || s.window > 1000 {
                             bad(&format!("{k}.window"), "must be 1 to 1000".into());
                         }
-                        if let Some(rate) = s.max_submits_per_sec
-                            && !(rate.is_finite() && rate > 0.0)
-                        {
-                            bad(&format!("{k}.max_submits_per_sec"), "must be a positive number".into());
+                        if let Some(rate) = s.max_submits_per_sec {
+                            in_range(
+                                &mut bad,
+                                &format!("{k}.max_submits_per_sec"),
+                                rate,
+                                MIN_RATE,
+                                MAX_RATE,
+                                "per second",
+                            );
                         }
-                        if s.enquire_link_secs == 0 || s.response_timeout_secs == 0 {
-                            bad(&k, "enquire_link_secs and response_timeout_secs must be above 0".into());
+                        in_range(&mut bad, &format!("{k}.enquire_link_secs"), s.enquire_link_secs, 1, HOUR, "seconds");
+                        in_range(
+                            &mut bad,
+                            &format!("{k}.response_timeout_secs"),
+                            s.response_timeout_secs,
+                            1,
+                            HOUR,
+                            "seconds",
+                        );
+                        in_range(&mut bad, &format!("{k}.reconnect_min_ms"), s.reconnect_min_ms, 1, HOUR * 1000, "ms");
+                        in_range(&mut bad, &format!("{k}.reconnect_max_ms"), s.reconnect_max_ms, 1, HOUR * 1000, "ms");
+                        if s.reconnect_max_ms < s.reconnect_min_ms {
+                            bad(&format!("{k}.reconnect_max_ms"), "must be at least reconnect_min_ms".into());
                         }
-                        if s.reconnect_min_ms == 0 || s.reconnect_max_ms < s.reconnect_min_ms {
-                            bad(&format!("{k}.reconnect_max_ms"), "must be at least reconnect_min_ms (above 0)".into());
-                        }
+                        in_range(
+                            &mut bad,
+                            &format!("{k}.bind_refused_retry_secs"),
+                            s.bind_refused_retry_secs,
+                            1,
+                            DAY,
+                            "seconds",
+                        );
+                        in_range(&mut bad, &format!("{k}.unbind_timeout_ms"), s.unbind_timeout_ms, 0, 60_000, "ms");
                         if let Some(ca) = &s.tls_ca_file {
                             let ca = if ca.is_absolute() { ca.clone() } else { base.join(ca) };
                             if !s.tls {
@@ -752,10 +811,17 @@ impl Config {
                         ("temporary_fail_fraction", s.temporary_fail_fraction),
                         ("undelivered_fraction", s.undelivered_fraction),
                     ] {
-                        if !(0.0..=1.0).contains(&v) {
-                            bad(&format!("{key}.sim.{name}"), "must be between 0 and 1".into());
-                        }
+                        in_range(&mut bad, &format!("{key}.sim.{name}"), v, 0.0, 1.0, "");
                     }
+                    in_range(&mut bad, &format!("{key}.sim.submit_delay_ms"), s.submit_delay_ms, 0, HOUR * 1000, "ms");
+                    in_range(
+                        &mut bad,
+                        &format!("{key}.sim.delivery_delay_ms"),
+                        s.delivery_delay_ms,
+                        0,
+                        DAY * 1000,
+                        "ms",
+                    );
                     if let Some(rec) = &s.record
                         && let Some(dir) = rec.parent()
                         && !dir.as_os_str().is_empty()
