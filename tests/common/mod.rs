@@ -99,15 +99,22 @@ impl Daemon {
     }
 
     pub fn try_start_with_env(dir: &Path, env: &[(&str, String)]) -> Result<Daemon, String> {
-        let mut child = Command::new(bin())
-            .args(["run", "--config"])
-            .arg(dir.join("smsgw.toml"))
-            .current_dir(dir)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--config"]).arg(dir.join("smsgw.toml")).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        Self::spawn(cmd, dir)
+    }
+
+    /// Start the daemon from `sh` after the shell commands `setup` (such as
+    /// `umask 022` or `ulimit -f 8192`), which it inherits.
+    pub fn start_after(dir: &Path, setup: &str) -> Daemon {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("{setup}\nexec \"$0\" run --config \"$1\"")).arg(bin()).arg(dir.join("smsgw.toml"));
+        Self::spawn(cmd, dir).unwrap_or_else(|e| panic!("daemon did not start: {e}"))
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path) -> Result<Daemon, String> {
+        let mut child =
+            cmd.current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().expect("stdout piped");
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
