@@ -333,3 +333,47 @@ impl AsyncWrite for Tracked {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// On stop, a request already read is answered, a half-sent one is not
+    /// waited for, and `serve` returns once the answer is out.
+    #[tokio::test]
+    async fn stop_answers_what_was_read_and_drops_what_was_not() {
+        let app = Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                "done"
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ServeLimits {
+            header_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 8,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app, limits, async {
+            let _ = stop_rx.await;
+        }));
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"a\"").await.unwrap();
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop_tx.send(()).unwrap();
+        let mut answer = String::new();
+        slow.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve waited for the half-sent request")
+            .unwrap();
+    }
+}
