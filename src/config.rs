@@ -6,6 +6,35 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// A secret from the config (SIM PIN, SMPP password, API key): its `Debug`
+/// and `Serialize` print `***`, so no view, error or log line built from a
+/// config struct can show it; `expose` is for the one place that sends it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 /// The demo configuration compiled into the binary (`firmware-config/demo.toml`).
 pub const DEMO_TOML: &str = include_str!("../firmware-config/demo.toml");
 
@@ -36,6 +65,14 @@ pub struct Server {
     pub max_batch: usize,
     pub max_recipients: usize,
     pub max_segments: usize,
+    /// Seconds a client may take to send a request's head.
+    pub header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body, once its head is in.
+    pub body_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once; more wait in the accept backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Server {
@@ -46,6 +83,10 @@ impl Default for Server {
             max_batch: 1000,
             max_recipients: 1000,
             max_segments: 10,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -125,7 +166,7 @@ pub enum LogFormat {
 pub struct ApiKey {
     pub name: String,
     #[serde(default)]
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
     /// What the key may do (`send`, `read`, `admin`, `metrics`); read as
@@ -184,7 +225,7 @@ pub const DEFAULT_SCOPES: [Scope; 2] = [Scope::Send, Scope::Read];
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyGrant {
     pub name: String,
-    pub secret: String,
+    pub secret: Secret,
     pub scopes: BTreeSet<Scope>,
     pub rate_per_sec: Option<f64>,
     pub burst: Option<u32>,
@@ -306,7 +347,7 @@ pub struct SmppRoute {
     pub port: u16,
     pub system_id: String,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     #[serde(default)]
@@ -428,7 +469,7 @@ pub struct ModemRoute {
     /// that SIM again until this changes; none is sent to a SIM with only
     /// one attempt left.
     #[serde(default)]
-    pub pin: Option<String>,
+    pub pin: Option<Secret>,
     /// A directory of modem profiles (*.toml) added to the built-in ones.
     #[serde(default)]
     pub profiles_dir: Option<PathBuf>,
@@ -479,6 +520,30 @@ fn default_retry() -> u64 {
 
 fn default_registration() -> u64 {
     120
+}
+
+/// Most messages per second a rate may say; the least is its inverse
+/// (one message in about eleven days): beyond these a rate limiter cannot
+/// be built.
+const MAX_RATE: f64 = 1_000_000.0;
+const MIN_RATE: f64 = 1.0 / MAX_RATE;
+const HOUR: u64 = 3_600;
+const DAY: u64 = 86_400;
+
+/// Refuse `v` outside `lo..=hi`, naming the key and the range (NaN is
+/// outside every range).
+fn in_range<T: PartialOrd + std::fmt::Debug>(
+    bad: &mut impl FnMut(&str, String),
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+    unit: &str,
+) {
+    if !(v >= lo && v <= hi) {
+        let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+        bad(key, format!("{v:?} is out of range: {lo:?} to {hi:?}{unit}"));
+    }
 }
 
 /// Everything wrong with a config file, one line per problem.
@@ -547,6 +612,14 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             bad("server.max_body_bytes", "must be at least 1024".into());
         }
+        for (name, v) in [
+            ("header_timeout_secs", self.server.header_timeout_secs),
+            ("body_timeout_secs", self.server.body_timeout_secs),
+            ("idle_timeout_secs", self.server.idle_timeout_secs),
+        ] {
+            in_range(&mut bad, &format!("server.{name}"), v, 1, HOUR, "seconds");
+        }
+        in_range(&mut bad, "server.max_connections", self.server.max_connections, 1, 65_536, "");
         if self.store.path.as_os_str().is_empty() {
             bad("store.path", "must not be empty".into());
         } else if let Some(dir) = self.store.path.parent()
@@ -561,15 +634,29 @@ impl Config {
                 format!("{:?} is not an ISO 3166 region code such as \"RU\" or \"DE\"", self.numbers.default_region),
             );
         }
-        if self.dispatch.max_attempts == 0 {
-            bad("dispatch.max_attempts", "must be at least 1".into());
+        in_range(&mut bad, "dispatch.max_attempts", self.dispatch.max_attempts, 1, 1_000, "");
+        in_range(&mut bad, "dispatch.retry_base_ms", self.dispatch.retry_base_ms, 1, DAY * 1000, "ms");
+        in_range(&mut bad, "dispatch.retry_max_ms", self.dispatch.retry_max_ms, 1, DAY * 1000, "ms");
+        if self.dispatch.retry_max_ms < self.dispatch.retry_base_ms {
+            bad("dispatch.retry_max_ms", "must be at least retry_base_ms".into());
         }
-        if self.dispatch.retry_base_ms == 0 || self.dispatch.retry_max_ms < self.dispatch.retry_base_ms {
-            bad("dispatch.retry_max_ms", "must be at least retry_base_ms, and retry_base_ms above 0".into());
-        }
-        if self.dispatch.default_validity_secs == 0 {
-            bad("dispatch.default_validity_secs", "must be above 0".into());
-        }
+        in_range(
+            &mut bad,
+            "dispatch.default_validity_secs",
+            self.dispatch.default_validity_secs,
+            1,
+            366 * DAY,
+            "seconds",
+        );
+        in_range(&mut bad, "dispatch.shutdown_timeout_ms", self.dispatch.shutdown_timeout_ms, 0, HOUR * 1000, "ms");
+        in_range(
+            &mut bad,
+            "dispatch.inbound_reassembly_secs",
+            self.dispatch.inbound_reassembly_secs,
+            1,
+            7 * DAY,
+            "seconds",
+        );
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(
                 "log.level",
@@ -640,7 +727,7 @@ impl Config {
                 bad(&format!("{key}.name"), format!("duplicate API key name {:?}", k.name));
             }
             let secret = match (&k.key, &k.key_file) {
-                (Some(s), None) => Some(s.clone()),
+                (Some(s), None) => Some(s.expose().to_string()),
                 (None, Some(f)) => {
                     let f = if f.is_absolute() { f.clone() } else { base.join(f) };
                     match std::fs::read_to_string(&f) {
@@ -670,7 +757,7 @@ impl Config {
                 } else {
                     keys.push(KeyGrant {
                         name: k.name.clone(),
-                        secret: s,
+                        secret: Secret(s),
                         scopes,
                         rate_per_sec: k.rate_per_sec,
                         burst: k.burst,
@@ -700,20 +787,16 @@ impl Config {
                     );
                 }
             }
-            if let Some(rate) = r.rate
-                && !(rate.is_finite() && rate > 0.0)
-            {
-                bad(&format!("{key}.rate"), "must be a positive number of messages per second".into());
+            if let Some(rate) = r.rate {
+                in_range(&mut bad, &format!("{key}.rate"), rate, MIN_RATE, MAX_RATE, "messages per second");
             }
-            if r.burst == Some(0) {
-                bad(&format!("{key}.burst"), "must be at least 1".into());
+            if let Some(burst) = r.burst {
+                in_range(&mut bad, &format!("{key}.burst"), burst, 1, 100_000, "messages");
             }
             if r.burst.is_some() && r.rate.is_none() {
                 bad(&format!("{key}.burst"), "only means something with rate".into());
             }
-            if r.concurrency == 0 {
-                bad(&format!("{key}.concurrency"), "must be at least 1".into());
-            }
+            in_range(&mut bad, &format!("{key}.concurrency"), r.concurrency, 1, 10_000, "");
             let other_tables = [(RouteKind::Sim, r.sim.is_some(), "sim"), (RouteKind::Smpp, r.smpp.is_some(), "smpp")];
             for (kind, present, table) in other_tables {
                 if present && kind != r.kind {
@@ -737,7 +820,8 @@ impl Config {
                             }
                         }
                         if let Some(pin) = &m.pin
-                            && (!(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()))
+                            && (!(4..=8).contains(&pin.expose().len())
+                                || !pin.expose().bytes().all(|b| b.is_ascii_digit()))
                         {
                             bad(&format!("{k}.pin"), "a SIM PIN has 4 to 8 digits".into());
                         }
@@ -750,17 +834,20 @@ impl Config {
                         {
                             bad(&format!("{k}.profiles_dir"), e);
                         }
-                        if m.health_interval_secs == 0
-                            || m.registration_timeout_secs == 0
-                            || m.send_timeout_secs == 0
-                            || m.retry_secs == 0
-                        {
-                            bad(
-                                &k,
-                                "health_interval_secs, registration_timeout_secs, send_timeout_secs and retry_secs \
-                                 must be above 0"
-                                    .into(),
-                            );
+                        for (name, v) in [
+                            ("health_interval_secs", m.health_interval_secs),
+                            ("registration_timeout_secs", m.registration_timeout_secs),
+                            ("send_timeout_secs", m.send_timeout_secs),
+                            ("retry_secs", m.retry_secs),
+                        ] {
+                            in_range(&mut bad, &format!("{k}.{name}"), v, 1, HOUR, "seconds");
+                        }
+                        in_range(&mut bad, &format!("{k}.baud"), m.baud, 300, 4_000_000, "");
+                        if let Some(n) = m.per_minute {
+                            in_range(&mut bad, &format!("{k}.per_minute"), n, 1, 1_000_000, "SMS");
+                        }
+                        if let Some(n) = m.per_day {
+                            in_range(&mut bad, &format!("{k}.per_day"), n, 1, 10_000_000, "SMS");
                         }
                     }
                 },
@@ -781,7 +868,7 @@ impl Config {
                             bad(&format!("{k}.address_range"), "at most 40 characters".into());
                         }
                         match (&s.password, &s.password_file) {
-                            (Some(p), None) if p.len() > 8 => {
+                            (Some(p), None) if p.expose().len() > 8 => {
                                 bad(&format!("{k}.password"), "SMPP 3.4 passwords have at most 8 characters".into())
                             }
                             (Some(_), Some(_)) => bad(&k, "give either password or password_file, not both".into()),
@@ -799,17 +886,39 @@ impl Config {
                         if s.window == 0 || s.window > 1000 {
                             bad(&format!("{k}.window"), "must be 1 to 1000".into());
                         }
-                        if let Some(rate) = s.max_submits_per_sec
-                            && !(rate.is_finite() && rate > 0.0)
-                        {
-                            bad(&format!("{k}.max_submits_per_sec"), "must be a positive number".into());
+                        if let Some(rate) = s.max_submits_per_sec {
+                            in_range(
+                                &mut bad,
+                                &format!("{k}.max_submits_per_sec"),
+                                rate,
+                                MIN_RATE,
+                                MAX_RATE,
+                                "per second",
+                            );
                         }
-                        if s.enquire_link_secs == 0 || s.response_timeout_secs == 0 {
-                            bad(&k, "enquire_link_secs and response_timeout_secs must be above 0".into());
+                        in_range(&mut bad, &format!("{k}.enquire_link_secs"), s.enquire_link_secs, 1, HOUR, "seconds");
+                        in_range(
+                            &mut bad,
+                            &format!("{k}.response_timeout_secs"),
+                            s.response_timeout_secs,
+                            1,
+                            HOUR,
+                            "seconds",
+                        );
+                        in_range(&mut bad, &format!("{k}.reconnect_min_ms"), s.reconnect_min_ms, 1, HOUR * 1000, "ms");
+                        in_range(&mut bad, &format!("{k}.reconnect_max_ms"), s.reconnect_max_ms, 1, HOUR * 1000, "ms");
+                        if s.reconnect_max_ms < s.reconnect_min_ms {
+                            bad(&format!("{k}.reconnect_max_ms"), "must be at least reconnect_min_ms".into());
                         }
-                        if s.reconnect_min_ms == 0 || s.reconnect_max_ms < s.reconnect_min_ms {
-                            bad(&format!("{k}.reconnect_max_ms"), "must be at least reconnect_min_ms (above 0)".into());
-                        }
+                        in_range(
+                            &mut bad,
+                            &format!("{k}.bind_refused_retry_secs"),
+                            s.bind_refused_retry_secs,
+                            1,
+                            DAY,
+                            "seconds",
+                        );
+                        in_range(&mut bad, &format!("{k}.unbind_timeout_ms"), s.unbind_timeout_ms, 0, 60_000, "ms");
                         if let Some(ca) = &s.tls_ca_file {
                             let ca = if ca.is_absolute() { ca.clone() } else { base.join(ca) };
                             if !s.tls {
@@ -832,10 +941,17 @@ impl Config {
                         ("temporary_fail_fraction", s.temporary_fail_fraction),
                         ("undelivered_fraction", s.undelivered_fraction),
                     ] {
-                        if !(0.0..=1.0).contains(&v) {
-                            bad(&format!("{key}.sim.{name}"), "must be between 0 and 1".into());
-                        }
+                        in_range(&mut bad, &format!("{key}.sim.{name}"), v, 0.0, 1.0, "");
                     }
+                    in_range(&mut bad, &format!("{key}.sim.submit_delay_ms"), s.submit_delay_ms, 0, HOUR * 1000, "ms");
+                    in_range(
+                        &mut bad,
+                        &format!("{key}.sim.delivery_delay_ms"),
+                        s.delivery_delay_ms,
+                        0,
+                        DAY * 1000,
+                        "ms",
+                    );
                     if let Some(rec) = &s.record
                         && let Some(dir) = rec.parent()
                         && !dir.as_os_str().is_empty()
@@ -868,7 +984,7 @@ impl Config {
                     && let Some(f) = &s.password_file
                 {
                     let f = if f.is_absolute() { f.clone() } else { base.join(f) };
-                    s.password = std::fs::read_to_string(f).ok().map(|p| p.trim().to_string());
+                    s.password = std::fs::read_to_string(f).ok().map(|p| Secret(p.trim().to_string()));
                 }
             }
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
@@ -924,7 +1040,7 @@ kind = "sim"
     fn minimal_config_takes_defaults() {
         let l = check(MIN).unwrap();
         assert_eq!(l.config.server.max_segments, 10);
-        let keys: Vec<(&str, &str)> = l.keys.iter().map(|k| (k.name.as_str(), k.secret.as_str())).collect();
+        let keys: Vec<(&str, &str)> = l.keys.iter().map(|k| (k.name.as_str(), k.secret.expose())).collect();
         assert_eq!(keys, vec![("a", "0123456789abcdef")]);
     }
 
@@ -1038,6 +1154,19 @@ fail_fraction = 2.0
         }
         let empty = MIN.replace("key = \"0123456789abcdef\"", "key = \"0123456789abcdef\"\nscopes = []");
         assert!(check(&empty).unwrap_err().to_string().contains("api_keys[0].scopes"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let text = MIN.replace(
+            "kind = \"sim\"",
+            "kind = \"smpp\"\n[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\npassword = \"pw7x2qzk\"",
+        );
+        let l = check(&text).unwrap();
+        let shown =
+            format!("{l:?} {}", serde_json::to_string(&l.config.routes[0].smpp.as_ref().unwrap().password).unwrap());
+        assert!(!shown.contains("pw7x2qzk") && !shown.contains("0123456789abcdef"), "{shown}");
+        assert_eq!(l.config.routes[0].smpp.as_ref().unwrap().password.as_ref().unwrap().expose(), "pw7x2qzk");
     }
 
     #[test]

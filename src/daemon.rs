@@ -52,7 +52,7 @@ pub async fn run(
     crate::notify::ready(&summary(&store, &dispatcher).await);
     let supervisor = tokio::spawn(supervise(store.clone(), dispatcher.clone()));
     let reloader = tokio::spawn(reload_on_hangup(config_path, loaded.clone(), state));
-    let served = axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await;
+    api::serve::serve(listener, app, api::serve::ServeLimits::from_config(&cfg.server), stop_signal()).await;
     crate::notify::stopping();
     supervisor.abort();
     reloader.abort();
@@ -60,7 +60,7 @@ pub async fn run(
     dispatcher.shutdown().await;
     store.close().await;
     tracing::info!("stopped cleanly");
-    served.map_err(|e| StartError(format!("HTTP server failed: {e}")))
+    Ok(())
 }
 
 /// The one-line status systemd shows: queue depth and routes up.
@@ -127,6 +127,11 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                 }
                 if new.config.server.max_body_bytes != current.config.server.max_body_bytes {
                     tracing::warn!("server.max_body_bytes changes only at a restart");
+                }
+                if api::serve::ServeLimits::from_config(&new.config.server)
+                    != api::serve::ServeLimits::from_config(&current.config.server)
+                {
+                    tracing::warn!("server timeouts and max_connections change only at a restart");
                 }
                 match state.dispatcher.reload(new.config.dispatch.clone(), &new.config.routes).await {
                     Err(e) => tracing::error!(error = %e, "config reload refused; the running config stays in force"),

@@ -252,7 +252,8 @@ fn load(path: Option<&Path>) -> Result<(config::Loaded, bool)> {
 async fn run(config: Option<PathBuf>) -> Result<()> {
     let (loaded, demo) = load(config.as_deref())?;
     init_logging(&loaded.config.log.level, loaded.config.log.format);
-    let demo_key = demo.then(|| loaded.keys.first().map(|k| k.secret.clone())).flatten();
+    // The demo key is public (it is in the README); printing it is the point.
+    let demo_key = demo.then(|| loaded.keys.first().map(|k| k.secret.expose().to_string())).flatten();
     smsgw::daemon::run(loaded, config, |addr| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "smsgw listening on http://{addr}");

@@ -192,3 +192,54 @@ async fn readiness_and_openapi() {
     let anon = d.http.get(format!("{}/openapi.json", d.url)).send().await.unwrap();
     assert_eq!(anon.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn times_are_bounded_and_oversized_inputs_are_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config_with(dir.path(), "max_body_bytes = 4194304", "", &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    let days = |n: f64| in_secs(n * 86_400.0);
+    let m = |extra: Value| {
+        let mut v = msg("+79161234567", "x");
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v
+    };
+    let huge = "9".repeat(1 << 20);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("send_at two years ahead", m(json!({"send_at": days(730.0)})), "send_at"),
+        ("valid_until two years ahead", m(json!({"valid_until": days(730.0)})), "valid_until"),
+        (
+            "valid_until over a year after send_at",
+            m(json!({"send_at": days(30.0), "valid_until": days(400.0)})),
+            "valid_until",
+        ),
+        ("valid_until before send_at", m(json!({"send_at": days(2.0), "valid_until": days(1.0)})), "valid_until"),
+        ("a megabyte of to", msg(&huge, "x"), "to"),
+        ("a megabyte of to in a list", json!({"to": ["+79161234567", huge], "text": "x"}), "to[1]"),
+        ("a megabyte of reference", m(json!({"reference": huge})), "reference"),
+        ("a megabyte of from", m(json!({"from": huge})), "from"),
+        ("a megabyte of priority", m(json!({"priority": huge})), "priority"),
+        ("a megabyte of route", m(json!({"route": huge})), "route"),
+    ];
+    for (name, body, field) in cases {
+        let resp = d.http.post(format!("{}/v1/messages", d.url)).bearer_auth(KEY).json(&body).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 422, "{name}");
+        let text = resp.text().await.unwrap();
+        assert!(text.len() < 2048, "{name}: a {} byte answer", text.len());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let fields: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        assert!(fields.contains(&field), "{name}: expected {field} in {v}");
+    }
+    // A request head is limited by the server; well below that limit.
+    let long = &huge[..60_000];
+    for path in
+        [format!("/v1/messages?status={long}"), format!("/v1/messages/{long}"), format!("/v1/inbound?cursor={long}")]
+    {
+        let resp = d.http.get(format!("{}{path}", d.url)).bearer_auth(KEY).send().await.unwrap();
+        assert!(resp.status().is_client_error(), "{}", &path[..30]);
+        let text = resp.text().await.unwrap();
+        assert!(text.len() < 2048, "{}: a {} byte answer", &path[..30], text.len());
+    }
+    // Within the bounds: accepted.
+    d.send(m(json!({"send_at": days(300.0), "valid_until": days(301.0)}))).await;
+}

@@ -229,3 +229,81 @@ async fn a_long_message_that_failed_at_part_two_is_resumed_from_part_two() {
     let refs: Vec<_> = parts.iter().map(|s| s.concat.expect("a concatenated part").reference).collect();
     assert!(refs.iter().all(|r| *r == refs[0]), "one reference for every part: {refs:?}");
 }
+
+async fn wait_event(sim: &Smsc, what: &str, times: usize, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while sim.events().iter().filter(|e| e.starts_with(what)).count() < times {
+        assert!(std::time::Instant::now() < deadline, "never {times} x {what:?}: {:#?}", sim.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_nack_with_status_0_to_a_bind_is_not_a_bind() {
+    let sim = smsc(SmscConfig { nack_binds: true, ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &route(sim.local_addr().port(), ""));
+    let d = Daemon::start(dir.path());
+    // Tried again, so the first answer was not taken as a bind.
+    wait_event(&sim, "generic_nack 0x00000000", 4, 20).await;
+    let (_, r) = d.get("/v1/routes").await;
+    let carrier = &r["routes"][0];
+    assert_ne!(carrier["state"], "up", "{carrier:#}");
+    assert!(carrier["members"].to_string().contains("generic_nack"), "{carrier:#}");
+    // A peer that answers properly gets bound.
+    sim.set_config(SmscConfig { credentials: vec![("smsgw".into(), "secret".into())], ..Default::default() });
+    let id = d.send(json!({"to": "+79161234567", "text": "after the nacks"})).await;
+    d.wait_status(id, "delivered", 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_nack_with_status_0_to_a_submit_is_a_temporary_protocol_error() {
+    let sim = smsc(SmscConfig { nack_submits: true, ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "[dispatch]\nretry_base_ms = 200\nretry_max_ms = 400\n",
+        &route(sim.local_addr().port(), ""),
+    );
+    let d = Daemon::start(dir.path());
+    let id = d.send(json!({"to": "+79161234567", "text": "nacked at first"})).await;
+    wait_event(&sim, "generic_nack 0x00000000", 1, 20).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = d.message(id).await;
+        if !m["error"].is_null() {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(m["error"]["code"], "smpp_protocol_error", "{m:#}");
+    assert!(!m["error"].to_string().contains("ESME_ROK"), "{m:#}");
+    assert_ne!(m["status"], "failed", "{m:#}");
+    sim.set_config(SmscConfig { credentials: vec![("smsgw".into(), "secret".into())], ..Default::default() });
+    d.wait_status(id, "delivered", 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbound_part_numbered_past_its_total_is_a_message_of_its_own() {
+    let sim = smsc(SmscConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &route(sim.local_addr().port(), ""));
+    let d = Daemon::start(dir.path());
+    wait_event(&sim, "bind_transceiver from smsgw: ok", 1, 10).await;
+    // Part 3 of 2: TS 23.040 says to ignore such numbers, as the modem path does,
+    // rather than wait for parts that cannot come.
+    sim.inject_inbound_part("+79161234567", "7726", "part three of two", 9, 2, 3).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = d.get("/v1/inbound").await;
+        let msgs = list["messages"].as_array().cloned().unwrap_or_default();
+        if let Some(m) = msgs.first() {
+            assert_eq!(m["text"], "part three of two", "{m:#}");
+            assert_eq!(m["parts"], 1, "{m:#}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the part was held for reassembly: {list:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -109,7 +109,7 @@ impl Keys {
                     });
                     let caller =
                         Caller { name: g.name.clone(), scopes: g.scopes.clone(), daily_quota: g.daily_quota, limiter };
-                    (Sha256::digest(g.secret.as_bytes()).into(), Arc::new(caller))
+                    (Sha256::digest(g.secret.expose().as_bytes()).into(), Arc::new(caller))
                 })
                 .collect(),
         )
@@ -166,7 +166,7 @@ mod tests {
     fn grant(name: &str, secret: &str, scopes: &[Scope]) -> KeyGrant {
         KeyGrant {
             name: name.into(),
-            secret: secret.into(),
+            secret: crate::config::Secret::new(secret),
             scopes: scopes.iter().copied().collect(),
             rate_per_sec: None,
             burst: None,

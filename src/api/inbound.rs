@@ -92,15 +92,19 @@ pub async fn list_inbound(
         None => 100,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
-            _ => return Err(Problem::field("limit", format!("{l:?} is not a number from 1 to 1000"))),
+            _ => {
+                return Err(Problem::field(
+                    "limit",
+                    format!("{} is not a number from 1 to 1000", super::problem::quote(l)),
+                ));
+            }
         },
     };
     let before = match &p.cursor {
         None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| Problem::field("cursor", format!("{c:?} is not a cursor from a previous page")))?,
-        ),
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            Problem::field("cursor", format!("{} is not a cursor from a previous page", super::problem::quote(c)))
+        })?),
     };
     let rows = state.store.list_inbound(caller.owner().map(str::to_string), before, limit).await?;
     let next_cursor = if rows.len() == limit { rows.last().map(|r| r.id.to_string()) } else { None };
@@ -117,7 +121,7 @@ pub async fn get_inbound(
     Path(id): Path<String>,
 ) -> Result<Json<InboundOut>, Problem> {
     caller.require(&[Scope::Read])?;
-    let missing = || Problem::not_found(format!("no inbound message with id {id:?}"));
+    let missing = || Problem::not_found(format!("no inbound message with id {}", super::problem::quote(&id)));
     let n = id.parse::<i64>().map_err(|_| missing())?;
     state.store.inbound(n, caller.owner().map(str::to_string)).await?.map(|v| Json(v.into())).ok_or_else(missing)
 }

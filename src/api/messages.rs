@@ -6,7 +6,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::problem::{FieldError, Problem};
+use super::problem::{FieldError, Problem, quote};
 use crate::config::Scope;
 use crate::message::{Priority, Status, from_datetime, now_ms, to_rfc3339, utc_day_start};
 use crate::sms;
@@ -190,6 +190,11 @@ impl MessageOut {
     }
 }
 
+/// How far ahead `send_at` and `valid_until` may be.
+const MAX_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
+/// Longest `to` read as a phone number.
+const MAX_NUMBER_BYTES: usize = 64;
+
 fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let path = e.path().to_string();
     let inner = e.into_inner();
@@ -268,12 +273,17 @@ fn build(state: &AppState, reqs: &[(String, &MessageRequest)]) -> Result<Built, 
         if let Some(from) = &r.from
             && let Err(why) = check_sender(from)
         {
-            bad("from", format!("{from:?}: {why}"));
+            bad("from", format!("{}: {why}", quote(from)));
         }
-        if r.reference.as_ref().is_some_and(|s| s.len() > 256) {
-            bad("reference", "at most 256 bytes".into());
+        if let Some(reference) = &r.reference
+            && reference.len() > 256
+        {
+            bad("reference", format!("at most 256 bytes; this one has {}", reference.len()));
         }
         let send_at = r.send_at.as_ref().map(from_datetime);
+        if send_at.is_some_and(|t| t > now + MAX_AHEAD_MS) {
+            bad("send_at", "at most a year ahead".into());
+        }
         let start = send_at.unwrap_or(now).max(now);
         let valid_until = match r.valid_until.as_ref().map(from_datetime) {
             Some(v) if v <= now => {
@@ -284,11 +294,21 @@ fn build(state: &AppState, reqs: &[(String, &MessageRequest)]) -> Result<Built, 
                 bad("valid_until", "must be after send_at".into());
                 v
             }
+            Some(v) if v > start + MAX_AHEAD_MS => {
+                bad("valid_until", "at most a year after send_at (or now)".into());
+                v
+            }
             Some(v) => v,
             None => start + limits.default_validity_ms,
         };
         let priority = r.priority.unwrap_or(Priority::Transactional);
         for (field, raw) in numbers {
+            // Longer than any number written with spaces and dashes: refused
+            // before parsing, and not quoted back whole.
+            if raw.len() > MAX_NUMBER_BYTES {
+                bad(&field, format!("{} is not a phone number: too long", quote(raw)));
+                continue;
+            }
             let e164 = match sms::normalise(raw, &limits.default_region) {
                 Ok(n) => n,
                 Err(e) => {
@@ -454,7 +474,7 @@ fn over_quota(caller: &Caller, used: u64, asked: usize) -> Problem {
 }
 
 fn parse_id(id: &str) -> Result<i64, Problem> {
-    id.parse::<i64>().map_err(|_| Problem::not_found(format!("no message with id {id:?}")))
+    id.parse::<i64>().map_err(|_| Problem::not_found(format!("no message with id {}", quote(id))))
 }
 
 /// A message with its parts and full history.
@@ -522,7 +542,7 @@ pub async fn list_messages(
     if let Some(s) = &p.status {
         match Status::parse(s) {
             Some(s) => filter.status = Some(s),
-            None => bad("status", format!("{s:?} is not a status")),
+            None => bad("status", format!("{} is not a status", quote(s))),
         }
     }
     if let Some(to) = &p.to {
@@ -534,19 +554,19 @@ pub async fn list_messages(
     if let Some(since) = &p.since {
         match DateTime::parse_from_rfc3339(since) {
             Ok(t) => filter.since = Some(t.timestamp_millis()),
-            Err(e) => bad("since", format!("{since:?} is not an RFC 3339 time: {e}")),
+            Err(e) => bad("since", format!("{} is not an RFC 3339 time: {e}", quote(since))),
         }
     }
     if let Some(l) = &p.limit {
         match l.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => filter.limit = n,
-            _ => bad("limit", format!("{l:?} is not a number from 1 to 1000")),
+            _ => bad("limit", format!("{} is not a number from 1 to 1000", quote(l))),
         }
     }
     if let Some(c) = &p.cursor {
         match c.parse::<i64>() {
             Ok(n) => filter.before_id = Some(n),
-            Err(_) => bad("cursor", format!("{c:?} is not a cursor from a previous page")),
+            Err(_) => bad("cursor", format!("{} is not a cursor from a previous page", quote(c))),
         }
     }
     if !errors.is_empty() {

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod inbound;
 pub mod messages;
 pub mod problem;
+pub mod serve;
 
 use crate::channel::RouteState;
 use crate::config::Scope;
@@ -182,7 +183,7 @@ pub struct Ready {
     responses((status = 200, body = Ready), (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if let Err(e) = state.store.ping().await {
+    if let Err(e) = state.store.ready().await {
         return Problem::unavailable(format!("message store not writable: {e}")).into_response();
     }
     let routes = state.dispatcher.lanes().len();

@@ -1,5 +1,6 @@
 //! Errors as `application/problem+json` (RFC 9457): a stable `type`, a human
-//! `detail`, and for validation errors every offending field.
+//! `detail`, and for validation errors every offending field. Client input is
+//! quoted back only as a short prefix (`quote`), and field messages are capped.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +36,34 @@ pub struct Problem {
     pub retry_after: Option<u32>,
 }
 
+/// Most characters of a client's input an error quotes back.
+const QUOTE_CHARS: usize = 40;
+/// Longest field message; longer ones (a library's error quoting a whole
+/// value) are cut, so an error never echoes an oversized input.
+const MAX_MESSAGE_BYTES: usize = 300;
+
+/// `input` quoted for an error message: whole when short, else its start
+/// and its length, so a megabyte of input gives a line, not a megabyte.
+pub fn quote(input: &str) -> String {
+    match input.char_indices().nth(QUOTE_CHARS) {
+        None => format!("{input:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &input[..end], input.len()),
+    }
+}
+
+/// `s` cut to at most `MAX_MESSAGE_BYTES` (at a character boundary).
+fn capped(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("… (cut)");
+    }
+    s
+}
+
 impl Problem {
     pub fn new(status: StatusCode, slug: &str, title: &'static str, detail: impl Into<String>) -> Problem {
         Problem {
@@ -50,10 +79,12 @@ impl Problem {
     }
 
     pub fn bad_json(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "The body is not valid JSON", detail)
+        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "The body is not valid JSON", capped(detail.into()))
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Problem {
+        let errors: Vec<FieldError> =
+            errors.into_iter().map(|e| FieldError { field: capped(e.field), message: capped(e.message) }).collect();
         let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
         let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "The request is not valid", detail);
         p.errors = errors;
@@ -65,7 +96,7 @@ impl Problem {
     }
 
     pub fn not_found(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", capped(detail.into()))
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Problem {
@@ -115,5 +146,20 @@ impl IntoResponse for Problem {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_short() {
+        assert_eq!(quote("+7916"), "\"+7916\"");
+        let long = "я".repeat(100_000);
+        let q = quote(&long);
+        assert!(q.starts_with(&format!("\"{}\"…", "я".repeat(40))) && q.ends_with("(200000 bytes)"), "{q}");
+        let p = Problem::field("priority", format!("unknown variant `{long}`"));
+        assert!(p.detail.len() < 400 && p.errors[0].message.len() < 400, "{}", p.detail.len());
     }
 }

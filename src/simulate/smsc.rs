@@ -19,7 +19,9 @@
 //!   of that system_id and is sent again (carriers redeliver unacknowledged receipts).
 //! - faults: `drop_every_n` closes the connection on every Nth submit_sm (counted over the whole simulator) without
 //!   answering it; `drop_every_secs` closes each connection that long after its bind; `ignore_enquire_link` stops
-//!   answering keep-alives; [`Smsc::set_config`] changes any of this while running (`window` applies to new
+//!   answering keep-alives; `nack_binds` and `nack_submits` answer binds or submits with a generic_nack of status 0
+//!   (a broken peer); [`Smsc::inject_inbound_part`] sends one deliver_sm with whatever part numbers it is given;
+//!   [`Smsc::set_config`] changes any of this while running (`window` applies to new
 //!   connections).
 //! - bad input: an unknown or unsupported command_id gets generic_nack ESME_RINVCMDID; a body rusmpp cannot decode gets
 //!   generic_nack ESME_RINVMSGLEN; a command_length over 65 KiB gets generic_nack ESME_RINVCMDLEN and is skipped; a
@@ -135,6 +137,10 @@ pub struct SmscConfig {
     pub ignore_enquire_link: bool,
     /// Answer every bind with ESME_RBINDFAIL. Default false.
     pub reject_bind: bool,
+    /// Answer every bind with a generic_nack of status 0 (a broken peer). Default false.
+    pub nack_binds: bool,
+    /// Answer every submit with a generic_nack of status 0 (a broken peer). Default false.
+    pub nack_submits: bool,
 }
 
 impl Default for SmscConfig {
@@ -154,6 +160,8 @@ impl Default for SmscConfig {
             drop_every_secs: None,
             ignore_enquire_link: false,
             reject_bind: false,
+            nack_binds: false,
+            nack_submits: false,
         }
     }
 }
@@ -176,6 +184,8 @@ pub enum SubmitOutcome {
     Dropped,
     /// Answered with this error status (e.g. ESME_RINVBNDSTS when not bound as transmitter).
     Rejected(u32),
+    /// Answered with a generic_nack of status 0 (`nack_submits`).
+    Nacked,
 }
 
 /// How a multi-part submit said which part it is.
@@ -295,24 +305,57 @@ impl Smsc {
     /// it becomes several deliver_sm with a concatenation UDH (8-bit reference, esm_class 0x40). Returns once the PDUs
     /// are written; their deliver_sm_resp shows in [`Smsc::events`].
     pub async fn inject_inbound(&self, from: &str, to: &str, text: &str) -> Result<(), SmscError> {
-        let source = address(from)?;
-        let dest = address(to)?;
         let (coding, parts) = text::parts(text);
         let total = u8::try_from(parts.len()).map_err(|_| SmscError::TooLong)?;
         let reference = (self.shared.next_ref.fetch_add(1, Ordering::Relaxed) % 256) as u8;
+        let numbered =
+            parts.into_iter().enumerate().map(|(i, p)| ((total > 1).then_some([reference, total, i as u8 + 1]), p));
+        self.deliver_parts(from, to, coding, numbered.collect()).await
+    }
+
+    /// Sends one deliver_sm carrying `text` (one part's worth) under a concatenation UDH that says it is part `part`
+    /// of `total` of `reference`, whatever those numbers are: for testing how the receiver treats impossible ones.
+    pub async fn inject_inbound_part(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        reference: u8,
+        total: u8,
+        part: u8,
+    ) -> Result<(), SmscError> {
+        let (coding, mut parts) = text::parts(text);
+        if parts.len() != 1 {
+            return Err(SmscError::TooLong);
+        }
+        self.deliver_parts(from, to, coding, vec![(Some([reference, total, part]), parts.remove(0))]).await
+    }
+
+    /// One deliver_sm per part; a part with (reference, total, number) gets
+    /// a concatenation UDH.
+    async fn deliver_parts(
+        &self,
+        from: &str,
+        to: &str,
+        coding: u8,
+        parts: Vec<(Option<[u8; 3]>, Vec<u8>)>,
+    ) -> Result<(), SmscError> {
+        let count = parts.len();
+        let source = address(from)?;
+        let dest = address(to)?;
         let mut written = Vec::new();
         {
             let mut reg = lock(&self.shared.registry);
             let (&target, entry) = reg.sessions.iter().find(|(_, s)| s.kind.receives()).ok_or(SmscError::NoReceiver)?;
             let owner = entry.system_id.clone();
-            for (i, part) in parts.into_iter().enumerate() {
-                let number = (i + 1) as u8;
-                let (esm, body) = if total > 1 {
-                    let mut with_udh = vec![0x05, 0x00, 0x03, reference, total, number];
-                    with_udh.extend_from_slice(&part);
-                    (0x40, with_udh)
-                } else {
-                    (0x00, part)
+            for (concat, part) in parts {
+                let ([_, total, number], (esm, body)) = match concat {
+                    Some(c @ [reference, total, number]) => {
+                        let mut with_udh = vec![0x05, 0x00, 0x03, reference, total, number];
+                        with_udh.extend_from_slice(&part);
+                        (c, (0x40, with_udh))
+                    }
+                    None => ([0, 1, 1], (0x00, part)),
                 };
                 let pdu = DeliverSm::builder()
                     .source_addr_ton(Ton::from(1))
@@ -329,7 +372,7 @@ impl Smsc {
                 written.push(reg.send_to(target, PendingDeliver { owner: owner.clone(), kind, pdu }));
             }
         }
-        self.shared.event(format!("inbound {from} -> {to}: {total} part(s), data_coding {coding}"));
+        self.shared.event(format!("inbound {from} -> {to}: {count} part(s), data_coding {coding}"));
         for rx in written {
             match rx {
                 Some(rx) => rx.await.map_err(|_| SmscError::SessionClosed)?,

@@ -3,7 +3,7 @@
 //!
 //! Alphabets and segmentation come from [`crate::sms::text`]; this module adds the TPDU layout, the
 //! packing of GSM 7-bit septets into octets (TS 23.038 §6.1.2.1), addresses, time stamps and the
-//! user data header.
+//! user data header (whose parser the SMPP route uses too, so both read part numbers alike).
 //!
 //! Decoding never panics on input: every malformed PDU gives a [`PduError`] that names the field
 //! and the 0-based octet offset in the hex as given (SMSC part included when there is one).
@@ -79,6 +79,14 @@ pub struct Concat {
     pub total: u8,
     /// 1-based.
     pub seq: u8,
+}
+
+impl Concat {
+    /// The part numbers as a message says them, or `None` when TS 23.040
+    /// §9.2.3.24.1 says to ignore them (no parts, part 0, or past the last).
+    pub fn checked(reference: u16, total: u8, seq: u8) -> Option<Concat> {
+        (total >= 1 && seq >= 1 && seq <= total).then_some(Concat { reference, total, seq })
+    }
 }
 
 /// How the user data of a decoded PDU was coded, and so what its `text` holds.
@@ -490,11 +498,16 @@ fn decode_user_data(r: &mut Reader, udhi: bool, encoding: DataEncoding) -> Resul
     Ok(UserData { concat, text })
 }
 
-/// The concatenation IE of a user data header, and the header's length with its length octet.
-/// Other IEs are skipped. An IE whose values TS 23.040 §9.2.3.24.1 says to ignore (0 parts, part
-/// 0 or past the last) is ignored; if there are several, the last one counts.
-fn user_data_header(ud: &[u8], at: usize) -> Result<(Option<Concat>, usize), PduError> {
-    let header_len = 1 + usize::from(ud[0]);
+/// The concatenation IE of a user data header at the start of `ud`, and the header's length with
+/// its length octet; `at` is where `ud` starts in the PDU (for errors). Other IEs are skipped. An
+/// IE whose values TS 23.040 §9.2.3.24.1 says to ignore (0 parts, part 0 or past the last) is
+/// ignored; if there are several, the last one counts. SMPP's short_message with UDHI set is read
+/// here too, so both routes judge part numbers alike.
+pub fn user_data_header(ud: &[u8], at: usize) -> Result<(Option<Concat>, usize), PduError> {
+    let Some(&udhl) = ud.first() else {
+        return Err(invalid("TP-UDH", at, "header indicator set but the user data is empty"));
+    };
+    let header_len = 1 + usize::from(udhl);
     let Some(ies) = ud.get(1..header_len) else {
         return Err(invalid(
             "TP-UDH",
@@ -518,8 +531,8 @@ fn user_data_header(ud: &[u8], at: usize) -> Result<(Option<Concat>, usize), Pdu
             (0x08, &[high, low, total, seq]) => Some((u16::from_be_bytes([high, low]), total, seq)),
             _ => None,
         };
-        if let Some((reference, total, seq)) = found.filter(|&(_, total, seq)| seq >= 1 && seq <= total) {
-            concat = Some(Concat { reference, total, seq });
+        if let Some(c) = found.and_then(|(reference, total, seq)| Concat::checked(reference, total, seq)) {
+            concat = Some(c);
         }
         i = end;
     }

@@ -3,7 +3,9 @@
 //! writer thread, reads use a small pool of their own connections.
 //!
 //! A write call returns only after its transaction is durable on disk, so an
-//! API answer built on it never promises more than the disk holds.
+//! API answer built on it never promises more than the disk holds. The files
+//! (database, -wal, -shm, lock) are created readable by the daemon only,
+//! whatever the umask.
 
 mod inbound;
 mod messages;
@@ -30,9 +32,12 @@ pub enum StoreError {
     /// The database cannot be opened or used at start-up; names the file.
     #[error("{path}: {reason}")]
     Open { path: String, reason: String },
-    /// A read or write failed while running (locked, disk full, I/O error).
+    /// A read or write failed while running (locked, corrupt...).
     #[error("{0}")]
     Unavailable(String),
+    /// The disk refused a write: full, read-only, or an I/O error.
+    #[error("{0}")]
+    Storage(String),
     #[error("the store is closed")]
     Closed,
 }
@@ -40,13 +45,17 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn from_sqlite(what: &str, e: &rusqlite::Error) -> Self {
         use rusqlite::ErrorCode::*;
+        let storage = |reason: &str| StoreError::Storage(format!("{what}: {reason}"));
+        match e.sqlite_error_code() {
+            Some(DiskFull) => return storage("the disk is full"),
+            Some(ReadOnly) => return storage("the database is read-only"),
+            Some(SystemIoFailure) => return storage("an I/O error occurred on the database file"),
+            _ => {}
+        }
         let reason = match e.sqlite_error_code() {
-            Some(DiskFull) => "the disk is full".to_string(),
             Some(DatabaseBusy) | Some(DatabaseLocked) => "the database is locked by another process".to_string(),
             Some(DatabaseCorrupt) | Some(NotADatabase) => "the database file is corrupt".to_string(),
-            Some(ReadOnly) => "the database is read-only".to_string(),
             Some(CannotOpen) => "the database file cannot be opened".to_string(),
-            Some(SystemIoFailure) => "an I/O error occurred on the database file".to_string(),
             _ => e.to_string(),
         };
         StoreError::Unavailable(format!("{what}: {reason}"))
@@ -68,10 +77,18 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<writer::Msg>>>,
     readers: Mutex<Vec<Connection>>,
+    health: Arc<writer::Health>,
     _lock: File,
 }
 
 const READERS_KEPT: usize = 8;
+
+/// Open `path` for writing, creating it readable and writable by its owner
+/// only (the messages hold people's numbers and texts).
+fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options().create(true).truncate(false).write(true).mode(0o600).open(path)
+}
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -85,22 +102,21 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open_err = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
         let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+        let lock = private_file(&lock_path)
             .map_err(|e| open_err(format!("cannot create lock file {}: {e}", lock_path.display())))?;
         if lock.try_lock().is_err() {
             return Err(open_err("the database is in use by another smsgw process".into()));
         }
+        // Created here, private, before SQLite opens it: SQLite gives the
+        // -wal and -shm files the database file's mode, whatever the umask.
+        private_file(path).map_err(|e| open_err(format!("cannot create: {e}")))?;
         let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| open_err(format!("cannot open: {e}")))?;
         let describe = |e: rusqlite::Error| match StoreError::from_sqlite("open", &e) {
-            StoreError::Unavailable(r) => open_err(r),
+            StoreError::Unavailable(r) | StoreError::Storage(r) => open_err(r),
             other => other,
         };
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(describe)?;
@@ -115,15 +131,18 @@ impl Store {
         }
 
         let (tx, rx) = mpsc::channel();
+        let health = Arc::new(writer::Health::default());
+        let writer_health = health.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(conn, rx))
+            .spawn(move || writer::run(conn, rx, &writer_health))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writer: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
+                health,
                 _lock: lock,
             }),
         })
@@ -278,13 +297,29 @@ impl Store {
         self.write(move |c| messages::move_queued(c, &from, limit, now_ms(), &assign)).await
     }
 
-    /// A write round trip: proves the writer is alive and the file writable.
+    /// A write round trip: proves the writer is alive and the file takes a
+    /// write. Reading alone would not: a transaction that changes nothing
+    /// commits without touching the disk, so the schema version is written
+    /// back unchanged (one page).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.write(|c| {
-            c.execute_batch("PRAGMA user_version")?;
+            let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            c.execute_batch(&format!("PRAGMA user_version = {version}"))?;
             Ok(())
         })
         .await
+    }
+
+    /// Takes writes: a ping goes through, and the disk has refused no write
+    /// in the last `FAILURE_HOLDS`. A ping alone is not enough: on a nearly
+    /// full disk its one page (or the dispatcher's small updates) may fit
+    /// where a batch of messages does not.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await?;
+        match self.inner.health.recent_failure(writer::FAILURE_HOLDS) {
+            None => Ok(()),
+            Some((ago, why)) => Err(StoreError::Storage(format!("a write failed {} s ago: {why}", ago.as_secs()))),
+        }
     }
 
     // ---- reads ----

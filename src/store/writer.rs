@@ -1,12 +1,35 @@
 //! The single writer: one thread owns the read-write connection and commits
 //! whatever jobs are waiting in one transaction (group commit). Each job runs
 //! in its own savepoint, so one failing job never takes the others with it,
-//! and every caller hears back only after the commit is durable.
+//! and every caller hears back only after the commit is durable. It also
+//! remembers when the disk last refused a write, for readiness.
 
 use super::StoreError;
 use rusqlite::Connection;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// How long a write the disk refused keeps the store not ready (after that
+/// a passing ping is believed again, so a freed disk is noticed even when
+/// no traffic comes to prove it).
+pub(super) const FAILURE_HOLDS: Duration = Duration::from_secs(30);
+
+/// The last time the disk refused a write, and why.
+#[derive(Default)]
+pub(super) struct Health(Mutex<Option<(Instant, String)>>);
+
+impl Health {
+    fn failed(&self, why: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), why));
+    }
+
+    /// The failure and how long ago, if within `holds`.
+    pub(super) fn recent_failure(&self, holds: Duration) -> Option<(Duration, String)> {
+        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map(|(at, why)| (at.elapsed(), why.clone())).filter(|(ago, _)| *ago < holds)
+    }
+}
 
 /// Jobs committed together at most; bounds the latency one commit adds.
 const MAX_GROUP: usize = 1024;
@@ -16,6 +39,8 @@ pub(super) trait Job: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// Tell the caller, once the transaction's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+    /// Why the disk refused this job's writes, if it did.
+    fn storage_failure(&self) -> Option<String>;
 }
 
 pub(super) enum Msg {
@@ -57,9 +82,16 @@ where
         };
         let _ = self.tx.send(out);
     }
+
+    fn storage_failure(&self) -> Option<String> {
+        match &self.result {
+            Some(Err(StoreError::Storage(why))) => Some(why.clone()),
+            _ => None,
+        }
+    }
 }
 
-pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
+pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health) {
     let mut closing = None;
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
@@ -76,7 +108,7 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
             }
         }
         if !batch.is_empty() {
-            commit_group(&mut conn, batch);
+            commit_group(&mut conn, batch, health);
         }
     }
     // Fold the WAL back into the main file so the next start is quick.
@@ -89,11 +121,14 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
     }
 }
 
-fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
+fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>, health: &Health) {
     let started = std::time::Instant::now();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = StoreError::from_sqlite("begin transaction", &e);
         tracing::error!(error = %err, "store write failed");
+        if let StoreError::Storage(why) = &err {
+            health.failed(why.clone());
+        }
         for j in batch {
             j.finish(Err(err.clone()));
         }
@@ -114,6 +149,13 @@ fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
         err
     });
     metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+    let failure = match &commit {
+        Err(StoreError::Storage(why)) => Some(why.clone()),
+        _ => batch.iter().find_map(|j| j.storage_failure()),
+    };
+    if let Some(why) = failure {
+        health.failed(why);
+    }
     for j in batch {
         j.finish(commit.clone());
     }

@@ -16,6 +16,8 @@ pub struct Daemon {
     pub url: String,
     pub dir: PathBuf,
     pub http: reqwest::Client,
+    /// Everything the daemon wrote to stderr (its log) so far.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// A config with two API keys and the given routes (TOML), in `dir`.
@@ -97,15 +99,22 @@ impl Daemon {
     }
 
     pub fn try_start_with_env(dir: &Path, env: &[(&str, String)]) -> Result<Daemon, String> {
-        let mut child = Command::new(bin())
-            .args(["run", "--config"])
-            .arg(dir.join("smsgw.toml"))
-            .current_dir(dir)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--config"]).arg(dir.join("smsgw.toml")).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        Self::spawn(cmd, dir)
+    }
+
+    /// Start the daemon from `sh` after the shell commands `setup` (such as
+    /// `umask 022` or `ulimit -f 8192`), which it inherits.
+    pub fn start_after(dir: &Path, setup: &str) -> Daemon {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("{setup}\nexec \"$0\" run --config \"$1\"")).arg(bin()).arg(dir.join("smsgw.toml"));
+        Self::spawn(cmd, dir).unwrap_or_else(|e| panic!("daemon did not start: {e}"))
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path) -> Result<Daemon, String> {
+        let mut child =
+            cmd.current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().expect("stdout piped");
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
@@ -127,14 +136,19 @@ impl Daemon {
             }
         };
         std::thread::spawn(move || for _ in lines {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
             std::thread::spawn(move || {
                 for l in BufReader::new(stderr).lines().map_while(Result::ok) {
                     eprintln!("[smsgw] {l}");
+                    let mut all = log.lock().unwrap_or_else(|p| p.into_inner());
+                    all.push_str(&l);
+                    all.push('\n');
                 }
             });
         }
-        Ok(Daemon { child, url, dir: dir.to_path_buf(), http: reqwest::Client::new() })
+        Ok(Daemon { child, url, dir: dir.to_path_buf(), http: reqwest::Client::new(), log })
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -193,6 +207,11 @@ impl Daemon {
             assert!(Instant::now() < deadline, "never reached {what}: {q:#}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Send a signal by name (HUP, TERM...).

@@ -382,7 +382,7 @@ impl Session<'_> {
     async fn unlock(&self, sim: &str) -> Result<(), (Phase, String)> {
         const REFUSED: &str = "the SIM refused the configured PIN; it will not be sent to this SIM again until \
                                the pin in the config changes";
-        let Some(code) = self.ctx.cfg.pin.as_deref() else {
+        let Some(code) = self.ctx.cfg.pin.as_ref().map(|p| p.expose()) else {
             return Err((Phase::PinNeeded, "the SIM asks for a PIN and none is configured".into()));
         };
         if pin::refused(sim, code) {

@@ -150,6 +150,7 @@ impl Smpp {
                     }
                 },
                 Ok(Ok(PartResult::Lost(why))) => return Err(SubmitError::temporary("smpp_no_answer", why)),
+                Ok(Ok(PartResult::Protocol(why))) => return Err(SubmitError::temporary("smpp_protocol_error", why)),
                 Ok(Err(())) => return Err(SubmitError::temporary("smpp_stopped", "the route is stopping")),
                 Err(_) => {
                     return Err(SubmitError::temporary(

@@ -2,7 +2,8 @@
 //! message (one per part with a UDH or SAR TLVs, or one with
 //! `message_payload`; data_coding from the text and the carrier's taste;
 //! TON/NPI from the form of each address), and what a `deliver_sm` or
-//! `data_sm` carries: a delivery receipt or a message from a person.
+//! `data_sm` carries: a delivery receipt or a message from a person (its
+//! UDH read by `sms::pdu`, its SAR part numbers checked by the same rule).
 
 use super::receipt::{self, IdForm};
 use crate::channel::Outbound;
@@ -246,38 +247,22 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
         return Ok(Incoming::Receipt { id: receipt::canonical_receipt_id(&id, ids), status, error });
     }
     let (concat, text_bytes) = if d.esm_class & ESM_UDHI != 0 {
-        let udhl = *body.first().ok_or("UDHI set but the message is empty")? as usize;
-        let udh = body.get(1..1 + udhl).ok_or_else(|| format!("UDH length {udhl} runs past the message"))?;
-        (concat_from_udh(udh), &body[1 + udhl..])
+        let (concat, header_len) = sms::pdu::user_data_header(body, 0).map_err(|e| e.to_string())?;
+        (concat, &body[header_len..])
     } else {
         let concat = match sar {
-            (Some(r), Some(t), Some(s)) => Some((r, t, s)),
+            (Some(r), Some(t), Some(s)) => sms::pdu::Concat::checked(r, t, s),
             _ => None,
         };
         (concat, body)
     };
+    let concat = concat.map(|c| (c.reference, c.total, c.seq));
     Ok(Incoming::Message {
         from: with_plus(d.source, d.source_ton),
         to: with_plus(d.dest, d.dest_ton),
         text: decode_text(d.data_coding, text_bytes, coding),
         concat,
     })
-}
-
-/// The concatenation element of a UDH (8-bit IEI 0x00 or 16-bit IEI 0x08).
-pub fn concat_from_udh(udh: &[u8]) -> Option<(u16, u8, u8)> {
-    let mut i = 0;
-    while i + 2 <= udh.len() {
-        let (iei, len) = (udh[i], udh[i + 1] as usize);
-        let data = udh.get(i + 2..i + 2 + len)?;
-        match (iei, data) {
-            (0x00, [r, t, s]) => return Some((*r as u16, *t, *s)),
-            (0x08, [r1, r2, t, s]) => return Some((u16::from_be_bytes([*r1, *r2]), *t, *s)),
-            _ => {}
-        }
-        i += 2 + len;
-    }
-    None
 }
 
 #[cfg(test)]
@@ -313,10 +298,37 @@ mod tests {
     }
 
     #[test]
-    fn udh_concat() {
-        assert_eq!(concat_from_udh(&[0x00, 0x03, 0x2A, 0x03, 0x02]), Some((0x2A, 3, 2)));
-        assert_eq!(concat_from_udh(&[0x0A, 0x01, 0xFF, 0x08, 0x04, 0x01, 0x02, 0x02, 0x01]), Some((0x0102, 2, 1)));
-        assert_eq!(concat_from_udh(&[0x00, 0x05, 0x01]), None);
+    fn udh_concat_follows_the_sms_rules() {
+        let concat = |udh: &[u8]| {
+            let mut body = vec![udh.len() as u8];
+            body.extend_from_slice(udh);
+            body.extend_from_slice(b"hi");
+            let d = Delivered {
+                esm_class: ESM_UDHI,
+                data_coding: 0,
+                source: "79161234567",
+                source_ton: 1,
+                dest: "7726",
+                dest_ton: 0,
+                short_message: &body,
+                tlvs: &[],
+            };
+            match read(&d, GsmCoding::Gsm7, IdForm::Same) {
+                Ok(Incoming::Message { concat, text, .. }) => Ok((concat, text)),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(concat(&[0x00, 0x03, 0x2A, 0x03, 0x02]), Ok((Some((0x2A, 3, 2)), "hi".into())));
+        assert_eq!(
+            concat(&[0x0A, 0x01, 0xFF, 0x08, 0x04, 0x01, 0x02, 0x02, 0x01]),
+            Ok((Some((0x0102, 2, 1)), "hi".into()))
+        );
+        // Part numbers TS 23.040 says to ignore: the part is a message of its own.
+        for (total, seq) in [(2, 3), (3, 0), (0, 0)] {
+            assert_eq!(concat(&[0x00, 0x03, 0x2A, total, seq]), Ok((None, "hi".into())), "{seq} of {total}");
+        }
+        assert!(concat(&[0x00, 0x05, 0x01]).unwrap_err().contains("overruns"));
     }
 
     #[test]

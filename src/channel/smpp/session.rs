@@ -38,6 +38,9 @@ pub enum PartResult {
     Refused(u32),
     /// No answer: the bind dropped or the answer did not come in time.
     Lost(String),
+    /// An answer that breaks the protocol (a generic_nack with status 0):
+    /// the part may be sent again.
+    Protocol(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,12 +203,12 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
         }
     };
     let mut conn = Framed::new(link, SmppCodec);
-    let password = cfg.password.clone().unwrap_or_default();
+    let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or_default();
     macro_rules! bind {
         ($t:ident) => {
             Pdu::$t($t {
                 system_id: c_str(&cfg.system_id),
-                password: c_str(&password),
+                password: c_str(password),
                 system_type: c_str(&cfg.system_type),
                 interface_version: InterfaceVersion::Smpp3_4,
                 addr_ton: Ton::Unknown,
@@ -219,6 +222,7 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
         Mode::Transmitter => bind!(BindTransmitter),
         Mode::Receiver => bind!(BindReceiver),
     };
+    let bind_resp = u32::from(pdu.command_id()) | 0x8000_0000;
     conn.send(Command::new(CommandStatus::EsmeRok, 1, pdu))
         .await
         .map_err(|e| BindFailure::Other(format!("cannot send bind: {e}")))?;
@@ -232,7 +236,19 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
             Some(Err(e)) => return Err(BindFailure::Other(format!("bind: {e}"))),
             Some(Ok(Frame::Command(c))) if c.sequence_number() == 1 && u32::from(c.id()) & 0x8000_0000 != 0 => {
                 let st = u32::from(c.status());
-                return if st == 0 { Ok(conn) } else { Err(BindFailure::Refused(st)) };
+                // Only the bind's own response binds: a generic_nack, even
+                // with status 0, says the peer did not take the bind.
+                return match (u32::from(c.id()) == bind_resp, st) {
+                    (true, 0) => Ok(conn),
+                    (true, st) => Err(BindFailure::Refused(st)),
+                    (false, 0) => Err(BindFailure::Other(match c.id() {
+                        rusmpp::CommandId::GenericNack => {
+                            "the peer answered the bind with generic_nack; not bound".into()
+                        }
+                        other => format!("the peer answered the bind with 0x{:08x}; not bound", u32::from(other)),
+                    })),
+                    (false, st) => Err(BindFailure::Refused(st)),
+                };
             }
             // Anything else before the bind answer (an early enquire_link) is ignored.
             Some(Ok(_)) => {}
@@ -311,7 +327,11 @@ impl Session<'_> {
                 self.resolve(seq, PartResult::Refused(u32::from(status)));
             }
             Some(Pdu::GenericNack) | None if cmd.id() == rusmpp::CommandId::GenericNack => {
-                self.resolve(seq, PartResult::Refused(u32::from(status)));
+                let result = match u32::from(status) {
+                    0 => PartResult::Protocol("the carrier answered generic_nack with status 0".into()),
+                    st => PartResult::Refused(st),
+                };
+                self.resolve(seq, result);
             }
             Some(Pdu::EnquireLinkResp) => self.link_outstanding = None,
             Some(Pdu::EnquireLink) => return Ok(Some(resp(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp))),

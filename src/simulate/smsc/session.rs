@@ -220,6 +220,9 @@ impl Session {
         };
         let version = u8::from(version);
         let cfg = self.shared.config();
+        if cfg.nack_binds {
+            return self.nack(status::OK, seq, "nack_binds fault");
+        }
         let code = if cfg.reject_bind || !(version <= 0x34 || version == 0x50) {
             status::BINDFAIL
         } else if cfg.credentials.is_empty() {
@@ -315,6 +318,8 @@ impl Session {
         }
         rec.outcome = if !may_submit {
             SubmitOutcome::Rejected(status::INVBNDSTS)
+        } else if cfg.nack_submits {
+            SubmitOutcome::Nacked
         } else if dropped_at.is_some() {
             SubmitOutcome::Dropped
         } else if !self.shared.admit(cfg.max_rate) {
@@ -334,6 +339,7 @@ impl Session {
             }
             SubmitOutcome::Throttled => self.send(header_only_command(resp_id, status::THROTTLED, seq)),
             SubmitOutcome::Rejected(code) => self.send(header_only_command(resp_id, code, seq)),
+            SubmitOutcome::Nacked => self.nack(status::OK, seq, "nack_submits fault"),
             SubmitOutcome::Accepted => {
                 let message_id = rec.message_id.clone().unwrap_or_default();
                 let fraction =

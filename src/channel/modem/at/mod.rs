@@ -217,7 +217,7 @@ impl AtPort {
     /// after the payload gives [`AtError::Unconfirmed`] (the message may have been sent).
     pub async fn command_with_prompt(&self, cmd: &str, payload: &str, timeout: Duration) -> Result<Response, AtError> {
         if payload.contains([CTRL_Z as char, ESC as char]) {
-            return Err(AtError::Invalid { cmd: cmd.to_string(), reason: "payload contains Ctrl-Z or ESC" });
+            return Err(AtError::Invalid { cmd: redact(cmd).into_owned(), reason: "payload contains Ctrl-Z or ESC" });
         }
         self.submit(cmd, Some(payload.to_string()), timeout).await
     }
@@ -236,13 +236,16 @@ impl AtPort {
 
     async fn submit(&self, cmd: &str, payload: Option<String>, timeout: Duration) -> Result<Response, AtError> {
         if cmd.contains(['\r', '\n', CTRL_Z as char, ESC as char]) {
-            return Err(AtError::Invalid { cmd: shown(cmd), reason: "command contains CR, LF, Ctrl-Z or ESC" });
+            return Err(AtError::Invalid {
+                cmd: redact(cmd).into_owned(),
+                reason: "command contains CR, LF, Ctrl-Z or ESC",
+            });
         }
         if self.is_gone() {
             return Err(AtError::Gone(self.shared.reason()));
         }
         let (reply, answer) = oneshot::channel();
-        let request = Request { cmd: cmd.to_string(), shown: shown(cmd), payload, timeout, reply };
+        let request = Request { cmd: cmd.to_string(), shown: redact(cmd).into_owned(), payload, timeout, reply };
         if self.requests.send(request).is_err() {
             return Err(AtError::Gone(self.shared.reason()));
         }
@@ -279,20 +282,9 @@ impl Shared {
     }
 }
 
-/// `cmd` with the arguments of the commands that carry a secret (AT+CPIN, AT+CPWD, AT+CLCK,
-/// AT+CPIN2) replaced by `***`, so no PIN reaches a log line or an error shown by the API.
-fn shown(cmd: &str) -> String {
-    const SECRET: [&str; 4] = ["AT+CPIN=", "AT+CPIN2=", "AT+CPWD=", "AT+CLCK="];
-    let upper = cmd.to_ascii_uppercase();
-    match SECRET.iter().find(|p| upper.starts_with(*p)) {
-        Some(p) => format!("{}***", &cmd[..p.len()]),
-        None => cmd.to_string(),
-    }
-}
-
 struct Request {
     cmd: String,
-    /// The command as logs and errors show it: a PIN or password it carries masked.
+    /// `cmd` as errors and logs show it: secrets masked (see `redact`).
     shown: String,
     payload: Option<String>,
     timeout: Duration,
@@ -486,7 +478,7 @@ impl Engine {
     fn on_write_stalled(&mut self, limit: Duration) {
         tracing::warn!("write to the modem stalled");
         if let Some(active) = self.active.as_ref() {
-            let error = AtError::Timeout { cmd: active.request.cmd.clone(), secs: limit.as_secs_f64() };
+            let error = AtError::Timeout { cmd: active.request.shown.clone(), secs: limit.as_secs_f64() };
             self.finish(Err(error));
             self.settle_until = Some(Instant::now() + SETTLE_AFTER_TIMEOUT);
         }
@@ -494,7 +486,8 @@ impl Engine {
 
     fn on_line(&mut self, raw: &str) {
         let line = raw.trim();
-        tracing::trace!(line, "AT <");
+        // The modem may echo a command, PIN and all.
+        tracing::trace!(line = %redact(line), "AT <");
         if is_noise(line) {
             tracing::debug!(line, "line of undecodable bytes (line noise): dropped");
             return;
@@ -767,9 +760,33 @@ fn split_fields(rest: &str) -> Vec<&str> {
     fields
 }
 
+/// Commands that carry a SIM secret (PIN, PUK, facility or new password)
+/// after their `=`.
+const SECRET_COMMANDS: [&str; 4] = ["+CPIN=", "+CPIN2=", "+CLCK=", "+CPWD="];
+
+/// `text` (a command, or a line that may be its echo) with the arguments
+/// of a secret-carrying command replaced by `***`, for errors and logs.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let upper = text.to_ascii_uppercase();
+    match SECRET_COMMANDS.iter().filter_map(|c| upper.find(c).map(|at| at + c.len())).min() {
+        Some(args) => format!("{}***", &text[..args]).into(),
+        None => text.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_what_is_shown() {
+        assert_eq!(redact("AT+CPIN=\"9999\""), "AT+CPIN=***");
+        assert_eq!(redact("at+cpin=\"12345678\",\"1234\""), "at+cpin=***");
+        assert_eq!(redact("AT+CLCK=\"SC\",0,\"1234\""), "AT+CLCK=***");
+        assert_eq!(redact("AT+CPWD=\"SC\",\"1234\",\"4321\""), "AT+CPWD=***");
+        assert_eq!(redact("AT+CPIN?"), "AT+CPIN?");
+        assert_eq!(redact("AT+CMGS=23"), "AT+CMGS=23");
+    }
 
     #[test]
     fn final_codes() {
@@ -854,9 +871,5 @@ mod tests {
         assert!(!AtError::Rejected { cmd: "AT+X".into(), result: "COMMAND NOT SUPPORT".into() }.temporary());
         assert_eq!(cms(330).to_string(), "AT+CMGS=1: +CMS ERROR 330 (SMSC address unknown)");
         assert_eq!(AtError::Timeout { cmd: "AT".into(), secs: 2.0 }.to_string(), "AT: no answer within 2.0 s");
-        assert_eq!(shown("AT+CPIN=\"1234\""), "AT+CPIN=***");
-        assert_eq!(shown("at+cpin=\"1234\",\"5678\""), "at+cpin=***");
-        assert_eq!(shown("AT+CPIN?"), "AT+CPIN?");
-        assert_eq!(shown("AT+CMGS=20"), "AT+CMGS=20");
     }
 }
