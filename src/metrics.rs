@@ -19,6 +19,8 @@ pub const FINISHED: &str = "smsgw_messages_finished_total";
 pub const INBOUND: &str = "smsgw_inbound_total";
 pub const RATE_WAIT: &str = "smsgw_rate_limit_wait_seconds";
 pub const COMMIT_SECONDS: &str = "smsgw_store_commit_duration_seconds";
+/// Long-lived tasks (binds, modems, lanes) started again after a panic.
+pub const TASK_RESTARTS: &str = "smsgw_task_restarts_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

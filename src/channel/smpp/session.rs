@@ -125,6 +125,10 @@ pub async fn run(shared: Arc<Shared>, state: Arc<State>) {
     let max = Duration::from_millis(cfg.reconnect_max_ms);
     let mut backoff = min;
     let who = format!("{} {} #{}", shared.route, state.mode.name(), state.index);
+    // A run after a panic starts from scratch: whatever the last one showed
+    // died with its connection.
+    state.bound.store(false, Ordering::Relaxed);
+    state.in_window.store(0, Ordering::Relaxed);
     loop {
         if shared.cancel.is_cancelled() {
             return;
@@ -449,6 +453,7 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
             job = shared.jobs.recv(), if room => {
                 let Ok(job) = job else { break End::Stopped };
                 if job.reply.is_closed() { continue; } // its submitter gave up waiting
+                crate::supervise::fault_point("smpp", &shared.route);
                 let seq = s.seq();
                 let cmd = Command::new(CommandStatus::EsmeRok, seq, Pdu::SubmitSm(job.pdu));
                 s.pending.insert(seq, (Instant::now() + timeout, Pending::Submit(job.reply)));
