@@ -292,6 +292,8 @@ impl Channel for Pool {
                 detail: m.detail.clone().or_else(|| m.info.operator.clone()),
                 in_flight: usize::from(m.state == Phase::Sending),
                 capacity: 1,
+                // One at a time: the driver waits for each commit.
+                inbound_waiting: 0,
                 signal_dbm: m.info.signal_dbm,
             })
             .collect();

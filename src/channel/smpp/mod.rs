@@ -251,6 +251,7 @@ impl Channel for Smpp {
                     detail: if bound { None } else { s.last_error.lock().ok().and_then(|e| e.clone()) },
                     in_flight: s.in_window.load(Ordering::Relaxed),
                     capacity: if s.mode.submits() { self.cfg.window } else { 0 },
+                    inbound_waiting: s.inbound_waiting.load(Ordering::Relaxed),
                     signal_dbm: None,
                 }
             })
