@@ -573,6 +573,10 @@ fn parts_of(s: Submitted) -> Vec<SubmittedPart> {
 /// Record what routes report. Each event is written by its own task so the
 /// writer can commit many together; after the stop signal events are no
 /// longer taken (a real peer sends them again; the simulated one loses them).
+/// The channel has no bound of its own because every producer has one: an
+/// SMPP bind waits for at most a window of commits before it stops reading,
+/// a modem for one at a time, and the simulated route reports only what was
+/// sent through it.
 async fn record_events(d: Arc<Dispatcher>, rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<RouteEvent>>>) {
     let mut rx = rx.lock().await;
     loop {
