@@ -1,6 +1,7 @@
-//! The daemon's life: open the store, start the routes and the dispatcher,
-//! serve the API, and on SIGTERM/SIGINT stop in order — stop accepting, let
-//! in-flight hand-overs finish (bounded), close the store cleanly.
+//! The daemon's life: raise the open file limit, open the store, start the
+//! routes and the dispatcher, serve the API, and on SIGTERM/SIGINT stop in
+//! order — stop accepting, let in-flight hand-overs finish (bounded), close
+//! the store cleanly.
 
 use crate::api::{self, AppState, Limits, auth::Keys};
 use crate::config::{Config, Loaded};
@@ -24,6 +25,10 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let cfg = &loaded.config;
     crate::metrics::install();
+    match raise_open_files() {
+        Ok(n) => tracing::debug!(open_files = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit; keeping the one given"),
+    }
     let store = Store::open(&cfg.store.path).map_err(|e| StartError(format!("cannot open the message store: {e}")))?;
     let listener = TcpListener::bind(loaded.listen)
         .await
@@ -172,5 +177,32 @@ async fn stop_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Raise the soft limit on open files to the hard one: every API
+/// connection, bind, modem port and the store's files are descriptors, and
+/// the usual soft default (1024) is far below what the service's hard limit
+/// allows. Returns the soft limit now in force.
+pub fn raise_open_files() -> nix::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_one() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        // Start below the hard limit, as a default service does (only just
+        // below: other tests in this process keep their descriptors).
+        setrlimit(Resource::RLIMIT_NOFILE, hard - 1, hard).unwrap();
+        assert_eq!(super::raise_open_files().unwrap(), hard);
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
     }
 }

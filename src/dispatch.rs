@@ -167,10 +167,15 @@ impl Dispatcher {
         });
         d.adopt_orphans().await;
         for lane in d.lanes().iter() {
-            tokio::spawn(run_lane(d.clone(), lane.clone()));
+            start_lane(&d, lane);
         }
-        tokio::spawn(record_events(d.clone(), events_rx));
-        tokio::spawn(sweep(d.clone()));
+        let events_rx = Arc::new(tokio::sync::Mutex::new(events_rx));
+        let (d2, stop) = (d.clone(), d.cancel.clone());
+        tokio::spawn(crate::supervise::run("events", String::new(), stop, move || {
+            record_events(d2.clone(), events_rx.clone())
+        }));
+        let (d2, stop) = (d.clone(), d.cancel.clone());
+        tokio::spawn(crate::supervise::run("sweep", String::new(), stop, move || sweep(d2.clone())));
         Ok(d)
     }
 
@@ -248,7 +253,7 @@ impl Dispatcher {
         }
         for lane in new.iter() {
             if !old.iter().any(|o| Arc::ptr_eq(o, lane)) {
-                tokio::spawn(run_lane(self.clone(), lane.clone()));
+                start_lane(self, lane);
             }
         }
         self.adopt_orphans().await;
@@ -374,6 +379,14 @@ impl Dispatcher {
         let jittered = capped * rand::rng().random_range(0.5..=1.0);
         Duration::from_millis(jittered as u64)
     }
+}
+
+/// A lane's loop, supervised: restarted after a panic until the lane is
+/// cancelled.
+fn start_lane(d: &Arc<Dispatcher>, lane: &Arc<Lane>) {
+    let (d, lane) = (d.clone(), lane.clone());
+    let (name, stop) = (lane.cfg.name.clone(), lane.cancel.clone());
+    tokio::spawn(crate::supervise::run("lane", name, stop, move || run_lane(d.clone(), lane.clone())));
 }
 
 async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
@@ -560,7 +573,12 @@ fn parts_of(s: Submitted) -> Vec<SubmittedPart> {
 /// Record what routes report. Each event is written by its own task so the
 /// writer can commit many together; after the stop signal events are no
 /// longer taken (a real peer sends them again; the simulated one loses them).
-async fn record_events(d: Arc<Dispatcher>, mut rx: mpsc::UnboundedReceiver<RouteEvent>) {
+/// The channel has no bound of its own because every producer has one: an
+/// SMPP bind waits for at most a window of commits before it stops reading,
+/// a modem for one at a time, and the simulated route reports only what was
+/// sent through it.
+async fn record_events(d: Arc<Dispatcher>, rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<RouteEvent>>>) {
+    let mut rx = rx.lock().await;
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => match ev { Some(ev) => ev, None => return },

@@ -18,4 +18,5 @@ pub mod notify;
 pub mod simulate;
 pub mod sms;
 pub mod store;
+pub mod supervise;
 pub mod throughput;

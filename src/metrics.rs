@@ -22,6 +22,8 @@ pub const COMMIT_SECONDS: &str = "smsgw_store_commit_duration_seconds";
 /// Requests refused by an API key's own limits, by key and reason
 /// (`forbidden`, `rate_limited`, `quota_exceeded`).
 pub const KEY_REFUSED: &str = "smsgw_api_key_refused_total";
+/// Long-lived tasks (binds, modems, lanes) started again after a panic.
+pub const TASK_RESTARTS: &str = "smsgw_task_restarts_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

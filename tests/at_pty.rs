@@ -553,3 +553,57 @@ async fn invalid_input_is_refused_before_writing() {
     assert!(matches!(e, AtError::Invalid { .. }), "{e:?}");
     peer.silent_for(Duration::from_millis(100)).await;
 }
+
+/// A modem that floods `+CMTI` while the driver is busy elsewhere: the engine
+/// stops reading the port once its URC queue is full (the modem's writes
+/// block, nothing piles up in memory), a command still gets its answer
+/// through the flood, and every URC arrives, in order.
+#[tokio::test]
+async fn a_urc_flood_is_held_in_the_port_and_a_command_still_gets_its_answer() {
+    const FLOOD: u32 = 20_000;
+    let (master, slave) = SerialStream::pair().expect("pty pair");
+    let (port, mut urcs) = AtPort::from_stream(slave);
+    let (mut rd, mut wr) = tokio::io::split(master);
+    let (heard, hear) = tokio::sync::oneshot::channel::<()>();
+    let written = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let w = written.clone();
+    let writer = tokio::spawn(async move {
+        for i in 0..FLOOD {
+            wr.write_all(format!("\r\n+CMTI: \"SM\",{i}\r\n").as_bytes()).await.expect("peer write");
+            w.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+        hear.await.expect("the command was read");
+        wr.write_all(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n").await.expect("peer write");
+        wr // kept open: a closed master hangs the port up
+    });
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"AT+CSQ\r") {
+            rd.read_exact(&mut byte).await.expect("peer read");
+            got.push(byte[0]);
+        }
+        let _ = heard.send(());
+        rd
+    });
+    // Nobody takes URCs: the modem's writes stop going anywhere once the
+    // queue and the pty's own buffer are full.
+    let mut last = u32::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = written.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!(last < FLOOD / 2, "the engine read {last} of {FLOOD} URCs with nobody taking them");
+    let r = port.command("AT+CSQ", Duration::from_secs(30)).await.expect("answered through the flood");
+    assert_eq!(lines(&r), ["+CSQ: 20,99"]);
+    let _rd = reader.await.unwrap();
+    let _wr = writer.await.unwrap();
+    for i in 0..FLOOD {
+        let u = timeout(LONG, urcs.recv()).await.expect("URC").expect("open");
+        assert_eq!(u, Urc::NewMessage { storage: "SM".into(), index: i });
+    }
+}

@@ -178,6 +178,10 @@ pub struct Member {
     /// Submits in flight, and how many it may have (its window).
     pub in_flight: usize,
     pub capacity: usize,
+    /// Receipts and messages read from the peer and not yet answered
+    /// because the store has not committed them. Bounded (an SMPP bind
+    /// waits for at most a window of them, then stops reading).
+    pub inbound_waiting: usize,
     /// A modem's signal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal_dbm: Option<i32>,

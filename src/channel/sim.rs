@@ -38,7 +38,11 @@ impl Sim {
             None => None,
         };
         let pending = Arc::new(Pending { queue: Mutex::new(VecDeque::new()), wake: Notify::new() });
-        tokio::spawn(deliver_loop(pending.clone(), events));
+        let p = pending.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(crate::supervise::run("sim", name.to_string(), stop, move || {
+            deliver_loop(p.clone(), events.clone())
+        }));
         Ok(Arc::new(Sim { name: name.to_string(), cfg, record, pending }))
     }
 

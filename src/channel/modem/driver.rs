@@ -220,10 +220,17 @@ impl Modem {
     }
 }
 
+/// Start driving the modem on `port`. The driver runs supervised: after a
+/// panic it starts again on the same [`Modem`] and the same job queue, so
+/// the pool keeps its handle and nothing queued for it is lost.
 pub fn spawn(port: String, ctx: Arc<Context>) -> Arc<Modem> {
     let (tx, rx) = mpsc::channel(1);
     let modem = Arc::new(Modem::new(&port, tx));
-    tokio::spawn(run(port, ctx, modem.clone(), rx));
+    let jobs = Arc::new(tokio::sync::Mutex::new(rx));
+    let (m, stop, route) = (modem.clone(), ctx.cancel.clone(), ctx.route.clone());
+    tokio::spawn(crate::supervise::run("modem", route, stop, move || {
+        run(port.clone(), ctx.clone(), m.clone(), jobs.clone())
+    }));
     modem
 }
 
@@ -234,7 +241,11 @@ enum End {
     Retry(Duration),
 }
 
-async fn run(port: String, ctx: Arc<Context>, modem: Arc<Modem>, mut jobs: mpsc::Receiver<Job>) {
+async fn run(port: String, ctx: Arc<Context>, modem: Arc<Modem>, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    let mut jobs = jobs.lock().await;
+    // A run after a panic: the job the last one held was answered when it
+    // was dropped, so the modem is free again.
+    modem.busy.store(false, Ordering::Relaxed);
     loop {
         let end = tokio::select! {
             end = session(&port, &ctx, &modem, &mut jobs) => end,
@@ -851,6 +862,7 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
         let result = tokio::select! {
             job = jobs.recv() => {
                 let Some(job) = job else { return End::Stopped };
+                crate::supervise::fault_point("modem", port);
                 modem.set(Phase::Sending, None);
                 let r = s.send(&job).await;
                 // Counted in SMS, as SIM plans count them (a long message is

@@ -70,15 +70,18 @@ impl Pool {
         let pool = Arc::new(Pool { ctx, stopping: CancellationToken::new(), modems: Mutex::new(BTreeMap::new()) });
         pool.discover();
         // Globs pick up modems plugged in later.
-        let p = pool.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => p.discover(),
-                    _ = p.ctx.cancel.cancelled() => return,
+        let (p, stop) = (pool.clone(), pool.ctx.cancel.clone());
+        tokio::spawn(crate::supervise::run("modem_discovery", name.to_string(), stop, move || {
+            let p = p.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => p.discover(),
+                        _ = p.ctx.cancel.cancelled() => return,
+                    }
                 }
             }
-        });
+        }));
         Ok(pool)
     }
 
@@ -231,8 +234,11 @@ impl Channel for Pool {
                 if let Some(m) = picked {
                     match m.try_send(job) {
                         Ok(()) => {
+                            // Dropped unanswered: the modem's task ended
+                            // (it panicked and is being restarted) while it
+                            // held the job. Back to the queue, no attempt spent.
                             return answer.await.map_err(|_| {
-                                SubmitError::temporary("modem_gone", "the modem went away before it answered")
+                                SubmitError::untried("modem_restarted", "the modem's driver stopped before it answered")
                             })?;
                         }
                         Err(back) => job = back,
@@ -286,6 +292,8 @@ impl Channel for Pool {
                 detail: m.detail.clone().or_else(|| m.info.operator.clone()),
                 in_flight: usize::from(m.state == Phase::Sending),
                 capacity: 1,
+                // One at a time: the driver waits for each commit.
+                inbound_waiting: 0,
                 signal_dbm: m.info.signal_dbm,
             })
             .collect();

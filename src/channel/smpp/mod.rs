@@ -63,7 +63,10 @@ impl Smpp {
             for m in modes {
                 let st = Arc::new(State::new(*m, i));
                 sessions.push(st.clone());
-                tasks.spawn(session::run(shared.clone(), st));
+                let (shared, st2) = (shared.clone(), st.clone());
+                tasks.spawn(crate::supervise::run("smpp", name.to_string(), cancel.clone(), move || {
+                    session::run(shared.clone(), st2.clone())
+                }));
             }
         }
         tasks.close();
@@ -110,8 +113,8 @@ impl Smpp {
             let wait = Duration::from_secs(self.cfg.response_timeout_secs) * 2;
             let job = Job { pdu: pdu.clone(), reply: tx };
             let answer = tokio::time::timeout(wait, async {
-                self.jobs.send(job).await.map_err(|_| ())?;
-                rx.await.map_err(|_| ())
+                self.jobs.send(job).await.map_err(|_| Gone::Route)?;
+                rx.await.map_err(|_| Gone::Bind)
             })
             .await;
             match answer {
@@ -151,7 +154,13 @@ impl Smpp {
                 },
                 Ok(Ok(PartResult::Lost(why))) => return Err(SubmitError::temporary("smpp_no_answer", why)),
                 Ok(Ok(PartResult::Protocol(why))) => return Err(SubmitError::temporary("smpp_protocol_error", why)),
-                Ok(Err(())) => return Err(SubmitError::temporary("smpp_stopped", "the route is stopping")),
+                // The bind's task took the part and ended without a word
+                // (it panicked and is being restarted): the part goes back
+                // to the queue without spending an attempt.
+                Ok(Err(Gone::Bind)) => {
+                    return Err(SubmitError::untried("smpp_bind_restarted", "the bind stopped before it answered"));
+                }
+                Ok(Err(Gone::Route)) => return Err(SubmitError::untried("smpp_stopped", "the route is stopping")),
                 Err(_) => {
                     return Err(SubmitError::temporary(
                         "smpp_no_bind",
@@ -161,6 +170,14 @@ impl Smpp {
             }
         }
     }
+}
+
+/// Why a part got no answer from a bind at all.
+enum Gone {
+    /// The route closed its queue: smsgw is stopping.
+    Route,
+    /// A bind took the part and dropped it unanswered.
+    Bind,
 }
 
 /// TLS client settings: the configured CA file, else the system's roots.
@@ -235,6 +252,7 @@ impl Channel for Smpp {
                     detail: if bound { None } else { s.last_error.lock().ok().and_then(|e| e.clone()) },
                     in_flight: s.in_window.load(Ordering::Relaxed),
                     capacity: if s.mode.submits() { self.cfg.window } else { 0 },
+                    inbound_waiting: s.inbound_waiting.load(Ordering::Relaxed),
                     signal_dbm: None,
                 }
             })

@@ -1,6 +1,8 @@
 //! One SMPP session (a bind) to a carrier: connect, bind, keep it alive with
 //! enquire_link, carry submits within the window, answer everything the
-//! peer sends (deliver_sm only after the store has what it carried), and
+//! peer sends (deliver_sm only after the store has what it carried, with
+//! at most a window of them waiting: beyond that the socket is not read,
+//! so a flooding carrier is slowed by TCP, not buffered in memory), and
 //! reconnect with backoff and jitter when it drops. Unbinds on stop after
 //! the submits in flight are answered (bounded).
 
@@ -69,6 +71,8 @@ pub struct State {
     pub index: usize,
     pub bound: AtomicBool,
     pub in_window: AtomicUsize,
+    /// deliver_sm/data_sm waiting for the store before they are answered.
+    pub inbound_waiting: AtomicUsize,
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -79,6 +83,7 @@ impl State {
             index,
             bound: AtomicBool::new(false),
             in_window: AtomicUsize::new(0),
+            inbound_waiting: AtomicUsize::new(0),
             last_error: Mutex::new(None),
         }
     }
@@ -128,6 +133,10 @@ pub async fn run(shared: Arc<Shared>, state: Arc<State>) {
     let max = Duration::from_millis(cfg.reconnect_max_ms);
     let mut backoff = min;
     let who = format!("{} {} #{}", shared.route, state.mode.name(), state.index);
+    // A run after a panic starts from scratch: whatever the last one showed
+    // died with its connection.
+    state.bound.store(false, Ordering::Relaxed);
+    state.in_window.store(0, Ordering::Relaxed);
     loop {
         if shared.cancel.is_cancelled() {
             return;
@@ -140,6 +149,7 @@ pub async fn run(shared: Arc<Shared>, state: Arc<State>) {
                 let end = serve(&shared, &state, conn).await;
                 state.bound.store(false, Ordering::Relaxed);
                 state.in_window.store(0, Ordering::Relaxed);
+                state.inbound_waiting.store(0, Ordering::Relaxed);
                 match end {
                     End::Stopped => return,
                     End::Lost(why) => {
@@ -271,7 +281,14 @@ struct Session<'a> {
     next_seq: u32,
     pending: HashMap<u32, (Instant, Pending)>,
     link_outstanding: Option<Instant>,
-    acks: mpsc::UnboundedSender<Command>,
+    /// deliver_sm/data_sm read and not yet answered (waiting for the
+    /// store). At the window, the session stops reading the socket until
+    /// one is answered: TCP makes a flooding carrier wait, and nothing
+    /// piles up in memory.
+    inbound: usize,
+    /// Answers that wait for something (a commit) before they go out; the
+    /// flag marks an answer to a deliver_sm/data_sm.
+    acks: mpsc::UnboundedSender<(Command, bool)>,
 }
 
 impl Session<'_> {
@@ -337,7 +354,7 @@ impl Session<'_> {
             Some(Pdu::EnquireLink) => return Ok(Some(resp(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp))),
             Some(Pdu::Unbind) => {
                 // Answered before leaving: the caller flushes the acks.
-                let _ = self.acks.send(resp(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
+                let _ = self.acks.send((resp(CommandStatus::EsmeRok, seq, Pdu::UnbindResp), false));
                 return Err(End::Lost("the peer unbound".into()));
             }
             Some(Pdu::UnbindResp) => {
@@ -410,11 +427,13 @@ impl Session<'_> {
         if self.shared.events.send(ev).is_err() {
             return Some(answer(CommandStatus::EsmeRxTAppn));
         }
+        self.inbound += 1;
+        self.state.inbound_waiting.store(self.inbound, Ordering::Relaxed);
         let acks = self.acks.clone();
         tokio::spawn(async move {
             let stored = matches!(rx.await, Ok(true));
             let status = if stored { CommandStatus::EsmeRok } else { CommandStatus::EsmeRxTAppn };
-            let _ = acks.send(answer(status));
+            let _ = acks.send((answer(status), true));
         });
         None
     }
@@ -440,7 +459,8 @@ impl Session<'_> {
 async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
     let (mut sink, mut stream) = conn.split();
     let (acks, mut acks_rx) = mpsc::unbounded_channel();
-    let mut s = Session { shared, state, next_seq: 1, pending: HashMap::new(), link_outstanding: None, acks };
+    let mut s =
+        Session { shared, state, next_seq: 1, pending: HashMap::new(), link_outstanding: None, inbound: 0, acks };
     let cfg = &shared.cfg;
     let timeout = Duration::from_secs(cfg.response_timeout_secs);
     let mut link = tokio::time::interval(Duration::from_secs(cfg.enquire_link_secs));
@@ -448,9 +468,10 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
     let mut check = tokio::time::interval(Duration::from_millis(250));
     let end = loop {
         let room = state.mode.submits() && s.submits_pending() < cfg.window;
+        let listen = s.inbound < cfg.window;
         tokio::select! {
             _ = shared.cancel.cancelled() => break End::Stopped,
-            frame = stream.next() => {
+            frame = stream.next(), if listen => {
                 let frame = match frame {
                     None => break End::Lost("the peer closed the connection".into()),
                     Some(Err(e)) => break End::Lost(e.to_string()),
@@ -460,15 +481,20 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
                     Ok(Some(reply)) => if let Err(e) = sink.send(reply).await { break End::Lost(e.to_string()) },
                     Ok(None) => {}
                     Err(end) => {
-                        while let Ok(c) = acks_rx.try_recv() { let _ = sink.send(c).await; }
+                        while let Ok((c, _)) = acks_rx.try_recv() { let _ = sink.send(c).await; }
                         break end;
                     }
                 }
             }
-            Some(reply) = acks_rx.recv() => if let Err(e) = sink.send(reply).await { break End::Lost(e.to_string()) },
+            Some((reply, inbound)) = acks_rx.recv() => {
+                s.inbound -= usize::from(inbound);
+                state.inbound_waiting.store(s.inbound, Ordering::Relaxed);
+                if let Err(e) = sink.send(reply).await { break End::Lost(e.to_string()) }
+            }
             job = shared.jobs.recv(), if room => {
                 let Ok(job) = job else { break End::Stopped };
                 if job.reply.is_closed() { continue; } // its submitter gave up waiting
+                crate::supervise::fault_point("smpp", &shared.route);
                 let seq = s.seq();
                 let cmd = Command::new(CommandStatus::EsmeRok, seq, Pdu::SubmitSm(job.pdu));
                 s.pending.insert(seq, (Instant::now() + timeout, Pending::Submit(job.reply)));
@@ -511,7 +537,7 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
         }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
-            Some(reply) = acks_rx.recv() => { let _ = sink.send(reply).await; }
+            Some((reply, _)) = acks_rx.recv() => { let _ = sink.send(reply).await; }
             frame = stream.next() => match frame {
                 Some(Ok(f)) => match s.handle(f) {
                     Ok(Some(reply)) => { let _ = sink.send(reply).await; }

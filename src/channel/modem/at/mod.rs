@@ -23,7 +23,10 @@
 //! pending and queued commands fail with [`AtError::Gone`], and the URC channel closes. Reopen to recover.
 //!
 //! Notes for the driver on top:
-//! - the URC channel is unbounded: keep draining it (Huawei prints `^RSSI` every few seconds until `AT^CURC=0`);
+//! - the URC channel holds 64: keep draining it (Huawei prints `^RSSI` every few seconds until `AT^CURC=0`). While
+//!   it is full and no command runs, the engine stops reading the port, so a modem flooding `+CMT` is held back
+//!   by the port instead of filling memory; while a command runs, the port is read (its answer must come through)
+//!   and URCs wait in a backlog the engine drains first;
 //! - after a `Timeout` the engine waits 300 ms and drops late final results before the next command, but a very
 //!   late answer can still land on a later command: re-sync with `AT` after timeouts;
 //! - the engine never calls `flush()` on the port: tokio-serial implements it with a blocking `tcdrain()`.
@@ -31,6 +34,7 @@
 pub mod codec;
 pub mod errors;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +47,10 @@ use tokio_util::codec::FramedRead;
 
 use codec::{AtCodec, Frame};
 
+/// URCs the driver may be behind by before the engine stops reading the
+/// port (while no command runs): enough for a burst of `+CMT`s during one
+/// commit, small enough to be no memory at all.
+const URC_QUEUE: usize = 64;
 /// After a timeout, wait this long (discarding late answers) before sending the next command.
 const SETTLE_AFTER_TIMEOUT: Duration = Duration::from_millis(300);
 const CTRL_Z: u8 = 0x1a;
@@ -58,7 +66,7 @@ pub struct AtPort {
 }
 
 /// Unsolicited result codes, in the order the modem sent them. Closes when the port is gone.
-pub struct UrcReceiver(pub mpsc::UnboundedReceiver<Urc>);
+pub struct UrcReceiver(pub mpsc::Receiver<Urc>);
 
 impl UrcReceiver {
     /// The next URC; `None` once the port is gone (or the `AtPort` was dropped).
@@ -193,7 +201,7 @@ impl AtPort {
     /// Drive any byte stream (tests, or an already-open port). Must be called inside a tokio runtime.
     pub fn from_stream<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) -> (AtPort, UrcReceiver) {
         let (requests, request_rx) = mpsc::unbounded_channel();
-        let (urc_tx, urc_rx) = mpsc::unbounded_channel();
+        let (urc_tx, urc_rx) = mpsc::channel(URC_QUEUE);
         let shared = Arc::new(Shared { gone: AtomicBool::new(false), reason: Mutex::new(String::new()) });
         let task = tokio::spawn(run(stream, request_rx, urc_tx, shared.clone()));
         (AtPort { requests, shared, task }, UrcReceiver(urc_rx))
@@ -322,25 +330,39 @@ enum Owed {
 struct Engine {
     active: Option<Active>,
     owed: Option<Owed>,
-    urcs: mpsc::UnboundedSender<Urc>,
+    urcs: mpsc::Sender<Urc>,
+    /// URCs read while the channel was full. The port is not read while
+    /// these wait and no command is running, so they grow only during a
+    /// command (whose answer must still be read).
+    backlog: VecDeque<Urc>,
     settle_until: Option<Instant>,
 }
 
 async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     stream: S,
     mut requests: mpsc::UnboundedReceiver<Request>,
-    urcs: mpsc::UnboundedSender<Urc>,
+    urcs: mpsc::Sender<Urc>,
     shared: Arc<Shared>,
 ) {
     let (reader, mut writer) = tokio::io::split(stream);
     let mut frames = FramedRead::new(reader, AtCodec::new());
-    let mut engine = Engine { active: None, owed: None, urcs, settle_until: None };
+    let urc_out = urcs.clone();
+    let mut engine = Engine { active: None, owed: None, urcs, backlog: VecDeque::new(), settle_until: None };
     let gone_reason = loop {
         let deadline = engine.active.as_ref().map(|a| a.deadline);
         let settle = if engine.active.is_none() { engine.settle_until } else { None };
         let idle = engine.active.is_none() && settle.is_none();
+        // The driver is behind on URCs: leave the rest in the port (a USB
+        // modem then holds them) unless a command waits for its answer.
+        let read = engine.backlog.is_empty() || engine.active.is_some();
         let out: Option<(Vec<u8>, Duration)> = tokio::select! {
-            frame = frames.next() => match frame {
+            permit = urc_out.reserve(), if !engine.backlog.is_empty() => {
+                if let (Ok(permit), Some(urc)) = (permit, engine.backlog.pop_front()) {
+                    permit.send(urc);
+                }
+                None
+            }
+            frame = frames.next(), if read => match frame {
                 None => break "end of stream (device closed)".to_string(),
                 Some(Err(e)) => break format!("read failed: {e}"),
                 Some(Ok(Frame::Prompt)) => engine.on_prompt(),
@@ -378,6 +400,12 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     requests.close();
     while let Ok(request) = requests.try_recv() {
         let _ = request.reply.send(Err(AtError::Gone(gone_reason.clone())));
+    }
+    // What was read before the end still goes to the driver, if it listens.
+    while let Some(urc) = engine.backlog.pop_front() {
+        if engine.urcs.send(urc).await.is_err() {
+            break;
+        }
     }
     // `engine.urcs` is dropped here: the URC channel closes.
 }
@@ -430,9 +458,15 @@ impl Engine {
         }
     }
 
-    fn emit(&self, urc: Urc) {
+    fn emit(&mut self, urc: Urc) {
         tracing::debug!(?urc, "URC");
-        let _ = self.urcs.send(urc);
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(urc);
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(urc)) = self.urcs.try_send(urc) {
+            self.backlog.push_back(urc);
+        }
     }
 
     fn on_prompt(&mut self) -> Option<(Vec<u8>, Duration)> {
