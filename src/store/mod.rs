@@ -9,6 +9,7 @@
 //! in small batches and gives the free pages back (incremental auto-vacuum,
 //! set when a store is created; `vacuum` switches an older file once).
 
+mod fill;
 mod inbound;
 mod messages;
 mod query;
@@ -16,6 +17,7 @@ mod retention;
 mod schema;
 mod writer;
 
+pub use fill::fill_for_bench;
 pub use inbound::{InboundPart, InboundView};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
