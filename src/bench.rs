@@ -3,6 +3,10 @@
 //! latency percentiles, plus the rate at which the dispatcher drains a
 //! backlog into a route. Without `--url` it starts its own daemon (this
 //! binary) on a temporary database with an unlimited simulated route.
+//!
+//! The `store` scenario stands apart: it fills a store with millions of
+//! messages, times the scrapes that read its counts, and measures the file
+//! before and after a prune.
 
 use crate::client::Client;
 use serde_json::{Value, json};
@@ -37,9 +41,10 @@ pub struct BenchArgs {
     /// time (private daemon only).
     #[arg(long, default_value_t = 0)]
     pub queued: usize,
-    /// Scenarios to run (single, batch, latency, dispatch; and modems, which
-    /// is not in the default set: it runs --seconds on virtual modems that
-    /// take --modem-send-ms per SMS).
+    /// Scenarios to run (single, batch, latency, dispatch; and, not in the
+    /// default set: modems, which runs --seconds on virtual modems that take
+    /// --modem-send-ms per SMS, and store, which fills a store with
+    /// --store-messages and times /metrics, /v1/queue and a prune).
     #[arg(long, value_delimiter = ',', default_value = "single,batch,latency,dispatch")]
     pub only: Vec<String>,
     /// Virtual modems in the modems scenario.
@@ -48,6 +53,9 @@ pub struct BenchArgs {
     /// Time each virtual modem takes per SMS in the modems scenario.
     #[arg(long, default_value_t = 1000)]
     pub modem_send_ms: u64,
+    /// Messages the store scenario fills its store with.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub store_messages: i64,
 }
 
 const BENCH_KEY: &str = "bench-key-0123456789abcdef";
@@ -408,9 +416,101 @@ async fn modems(n: usize, send_ms: u64, seconds: u64) -> Result<(), String> {
     result
 }
 
+/// The median time of `n` GETs of `path` (after one untimed warm-up).
+async fn median_get(http: &reqwest::Client, url: &str, path: &str, n: usize) -> Result<Duration, String> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..=n {
+        let t0 = Instant::now();
+        let resp = http.get(format!("{url}{path}")).bearer_auth(BENCH_KEY).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {path}: {}", resp.status()));
+        }
+        resp.bytes().await.map_err(|e| e.to_string())?;
+        if i > 0 {
+            times.push(t0.elapsed());
+        }
+    }
+    times.sort();
+    Ok(percentile(&times, 0.5))
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.0} MB", bytes as f64 / 1e6)
+}
+
+/// Fill a store with `n` messages spread over the last 365 days, time the
+/// scrapes that read its counts on a private daemon, then prune it with a
+/// 90-day retention and report the file before and after.
+async fn store(n: i64) -> Result<(), String> {
+    const SCRAPES: usize = 15;
+    let dir = std::env::temp_dir().join(format!("smsgw-bench-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("bench.db");
+    let result = async {
+        let t0 = Instant::now();
+        crate::store::fill_for_bench(&path, n, "sim", 365, crate::message::now_ms(), move |done| {
+            eprint!("\rstore      filling: {done} of {n}");
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        // The file and its write-ahead log: all the disk the store takes.
+        let size = |p: &std::path::Path| {
+            let wal = std::path::PathBuf::from(format!("{}-wal", p.display()));
+            [p, wal.as_path()].iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum::<u64>()
+        };
+        let full = size(&path);
+        eprintln!();
+        println!("store      filled {n} messages in {:.0} s: {}", t0.elapsed().as_secs_f64(), mb(full));
+
+        let p = Private::start(dir.clone())?;
+        let http = reqwest::Client::new();
+        let timed = async {
+            let metrics = median_get(&http, &p.url, "/metrics", SCRAPES).await?;
+            let queue = median_get(&http, &p.url, "/v1/queue", SCRAPES).await?;
+            Ok::<_, String>((metrics, queue))
+        }
+        .await;
+        p.stop();
+        let (metrics, queue) = timed?;
+        println!(
+            "store      with {n} messages: GET /metrics median {}, GET /v1/queue median {} (of {SCRAPES} each)",
+            ms(metrics),
+            ms(queue)
+        );
+
+        let retention = crate::store::Retention {
+            finished_ms: Some(90 * 24 * 3600 * 1000),
+            inbound_ms: None,
+            orphan_receipt_ms: None,
+        };
+        let before = size(&path);
+        let t1 = Instant::now();
+        let s = crate::store::Store::open(&path).map_err(|e| e.to_string())?;
+        let pruned = s.prune(retention, crate::message::now_ms()).await;
+        s.close().await;
+        drop(s);
+        let pruned = pruned.map_err(|e| e.to_string())?;
+        println!(
+            "store      prune (90 days kept): {} messages deleted, {} given back, in {:.0} s; file {} -> {}",
+            pruned.messages,
+            mb(pruned.freed_bytes),
+            t1.elapsed().as_secs_f64(),
+            mb(before),
+            mb(size(&path))
+        );
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.only.iter().all(|o| o == "modems") {
         return modems(args.modems, args.modem_send_ms, args.seconds).await;
+    }
+    if args.only.iter().all(|o| o == "store") {
+        return store(args.store_messages).await;
     }
     let (private, url, key) = match &args.url {
         Some(u) => (None, u.clone(), args.key.clone().ok_or("--key (or SMSGW_KEY) is needed with --url")?),
@@ -450,6 +550,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if result.is_ok() && want("modems") {
         result = modems(args.modems, args.modem_send_ms, args.seconds).await;
+    }
+    if result.is_ok() && want("store") {
+        result = store(args.store_messages).await;
     }
     if let Some(p) = private {
         let dir = p.dir.clone();

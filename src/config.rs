@@ -91,17 +91,36 @@ impl Default for Server {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Days a finished message (with its parts and history) is kept after it
+    /// finished; 0 keeps them forever.
+    pub retention_days: u32,
+    /// Days an inbound message is kept; unset follows `retention_days`.
+    pub inbound_retention_days: Option<u32>,
+    /// Hours a delivery report that matched no sent part is kept in case its
+    /// submit result is still on the way; 0 keeps them forever.
+    pub orphan_receipt_hours: u32,
+    /// Minutes between the daemon's prunes.
+    pub prune_every_minutes: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: PathBuf::from("smsgw.db") }
+        StoreConfig {
+            path: PathBuf::from("smsgw.db"),
+            retention_days: 90,
+            inbound_retention_days: None,
+            orphan_receipt_hours: 48,
+            prune_every_minutes: 60,
+        }
     }
 }
+
+/// A hundred years: longer is a typo, and would overflow milliseconds.
+const MAX_RETENTION_DAYS: u32 = 36_500;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -627,6 +646,23 @@ impl Config {
             && !dir.is_dir()
         {
             bad("store.path", format!("directory {} does not exist", dir.display()));
+        }
+        for (key, days) in [
+            ("store.retention_days", Some(self.store.retention_days)),
+            ("store.inbound_retention_days", self.store.inbound_retention_days),
+        ] {
+            if days.is_some_and(|d| d > MAX_RETENTION_DAYS) {
+                bad(key, format!("must be at most {MAX_RETENTION_DAYS} (0 keeps everything forever)"));
+            }
+        }
+        if self.store.orphan_receipt_hours > MAX_RETENTION_DAYS * 24 {
+            bad(
+                "store.orphan_receipt_hours",
+                format!("must be at most {} (0 keeps them forever)", MAX_RETENTION_DAYS * 24),
+            );
+        }
+        if self.store.prune_every_minutes == 0 || self.store.prune_every_minutes > 7 * 24 * 60 {
+            bad("store.prune_every_minutes", "must be between 1 and 10080 (a week)".into());
         }
         if !crate::sms::number::region_known(&self.numbers.default_region) {
             bad(

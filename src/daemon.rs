@@ -1,12 +1,13 @@
 //! The daemon's life: raise the open file limit, open the store, start the
 //! routes and the dispatcher, serve the API, and on SIGTERM/SIGINT stop in
 //! order — stop accepting, let in-flight hand-overs finish (bounded), close
-//! the store cleanly.
+//! the store cleanly. While it runs, it prunes the store on the configured
+//! retention.
 
 use crate::api::{self, AppState, Limits, auth::Keys};
 use crate::config::{Config, Loaded};
 use crate::dispatch::Dispatcher;
-use crate::store::Store;
+use crate::store::{Retention, Store};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -56,10 +57,13 @@ pub async fn run(
     on_listen(addr);
     crate::notify::ready(&summary(&store, &dispatcher).await);
     let supervisor = tokio::spawn(supervise(store.clone(), dispatcher.clone()));
+    let every = Duration::from_secs(u64::from(cfg.store.prune_every_minutes) * 60);
+    let pruner = tokio::spawn(prune_periodically(store.clone(), Retention::from_config(&cfg.store), every));
     let reloader = tokio::spawn(reload_on_hangup(config_path, loaded.clone(), state));
     api::serve::serve(listener, app, api::serve::ServeLimits::from_config(&cfg.server), stop_signal()).await;
     crate::notify::stopping();
     supervisor.abort();
+    pruner.abort();
     reloader.abort();
     tracing::info!("stopping: no new requests; finishing in-flight work");
     dispatcher.shutdown().await;
@@ -74,6 +78,25 @@ async fn summary(store: &Store, d: &Dispatcher) -> String {
     let lanes = d.lanes();
     let up = lanes.iter().filter(|l| l.health().state != crate::channel::RouteState::Down).count();
     format!("{queued} queued; {up}/{} routes up", lanes.len())
+}
+
+/// Prune at start and then every `every`. The store deletes in small
+/// transactions, so the API and the routes keep their turn at the writer.
+async fn prune_periodically(store: Store, retention: Retention, every: Duration) {
+    loop {
+        match store.prune(retention, crate::message::now_ms()).await {
+            Ok(p) if p.rows() > 0 => tracing::info!(
+                messages = p.messages,
+                inbound = p.inbound,
+                orphan_receipts = p.receipts,
+                freed_bytes = p.freed_bytes,
+                "pruned the store"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "pruning the store failed; will try again"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Keep systemd informed: a status line every few seconds, and watchdog
@@ -127,8 +150,8 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                 }
             }
             Ok(new) => {
-                if new.listen != current.listen || new.config.store.path != current.config.store.path {
-                    tracing::warn!("server.listen and store.path change only at a restart");
+                if new.listen != current.listen || new.config.store != current.config.store {
+                    tracing::warn!("server.listen and the [store] keys change only at a restart");
                 }
                 if new.config.server.max_body_bytes != current.config.server.max_body_bytes {
                     tracing::warn!("server.max_body_bytes changes only at a restart");

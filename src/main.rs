@@ -88,6 +88,11 @@ enum Cmd {
         #[command(subcommand)]
         command: ConfigCmd,
     },
+    /// Store maintenance, with the daemon stopped (it holds the store's lock).
+    Store {
+        #[command(subcommand)]
+        command: StoreCmd,
+    },
     /// Load-test a daemon over HTTP and report messages/s and latency.
     Bench(smsgw::bench::BenchArgs),
     /// Modem tools.
@@ -210,6 +215,29 @@ struct SmscArgs {
     /// Stop answering enquire_link.
     #[arg(long)]
     ignore_enquire_link: bool,
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Delete what the [store] retention keys no longer keep, now, and give
+    /// the space back to the file system. The daemon does this on its own
+    /// every store.prune_every_minutes.
+    Prune {
+        /// The TOML config file; without it, the demo store ./smsgw-demo.db.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Prune as if the clock read this time (RFC 3339), to see what a
+        /// later prune will take.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Rewrite the whole file once so that later prunes can shrink it (for a
+    /// store made before smsgw could shrink its file; needs free space for a copy).
+    Vacuum {
+        /// The TOML config file; without it, the demo store ./smsgw-demo.db.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -585,6 +613,50 @@ async fn modem_probe(port: &str, baud: u32, profiles_dir: Option<&Path>, as_json
     Ok(())
 }
 
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+async fn store_prune(config: Option<PathBuf>, as_of: Option<String>) -> Result<()> {
+    let (loaded, _) = load(config.as_deref())?;
+    let cfg = &loaded.config.store;
+    let now = match as_of {
+        None => smsgw::message::now_ms(),
+        Some(t) => {
+            let t = chrono::DateTime::parse_from_rfc3339(&t)
+                .with_context(|| format!("--as-of {t:?}: expected an RFC 3339 time such as 2030-01-31T12:00:00Z"))?;
+            smsgw::message::from_datetime(&t.with_timezone(&chrono::Utc))
+        }
+    };
+    let before = file_size(&cfg.path);
+    let store = smsgw::store::Store::open(&cfg.path)?;
+    let pruned = store.prune(smsgw::store::Retention::from_config(cfg), now).await;
+    let shrinks = store.can_shrink().await;
+    store.close().await;
+    let pruned = pruned?;
+    println!(
+        "pruned {} finished messages, {} inbound messages, {} orphan delivery reports",
+        pruned.messages, pruned.inbound, pruned.receipts
+    );
+    println!("{}: {before} bytes before, {} bytes after", cfg.path.display(), file_size(&cfg.path));
+    if !shrinks? {
+        println!("this file cannot shrink after a prune; run `smsgw store vacuum` once (daemon stopped)");
+    }
+    Ok(())
+}
+
+async fn store_vacuum(config: Option<PathBuf>) -> Result<()> {
+    let (loaded, _) = load(config.as_deref())?;
+    let path = &loaded.config.store.path;
+    let before = file_size(path);
+    let store = smsgw::store::Store::open(path)?;
+    let done = store.vacuum().await;
+    store.close().await;
+    done?;
+    println!("{}: {before} bytes before, {} bytes after; later prunes shrink it", path.display(), file_size(path));
+    Ok(())
+}
+
 fn config_check(file: &Path) -> Result<()> {
     match Config::from_file(file) {
         Ok(l) => {
@@ -619,6 +691,8 @@ async fn main() -> std::process::ExitCode {
         }
         Cmd::Status { remote, id, json } => status(remote, id, json).await,
         Cmd::Config { command: ConfigCmd::Check { file } } => config_check(&file),
+        Cmd::Store { command: StoreCmd::Prune { config, as_of } } => store_prune(config, as_of).await,
+        Cmd::Store { command: StoreCmd::Vacuum { config } } => store_vacuum(config).await,
         Cmd::Bench(args) => smsgw::bench::run(args).await.map_err(|e| anyhow::anyhow!(e)),
         Cmd::Simulate { peer: SimulateCmd::Smsc(args) } => simulate_smsc(args).await,
         Cmd::Simulate { peer: SimulateCmd::Modem(args) } => simulate_modem(args).await,

@@ -53,8 +53,11 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 /// The text exposition, with the gauges brought up to date first.
 pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::store::StoreError> {
     let counts = store.counts().await?;
-    for (status, n) in &counts.by_status {
-        metrics::gauge!("smsgw_messages", "status" => status.clone()).set(*n as f64);
+    // Every status, so one that emptied (everything sent, cancelled or
+    // pruned) reads 0 rather than the last count a scrape saw.
+    for status in crate::message::Status::ALL {
+        let n = counts.by_status.get(status.as_str()).copied().unwrap_or(0);
+        metrics::gauge!("smsgw_messages", "status" => status.as_str()).set(n as f64);
     }
     for lane in d.lanes().iter() {
         let route = lane.cfg.name.clone();

@@ -50,3 +50,22 @@ async fn counters_match_what_was_sent() {
     let anon = d.http.get(format!("{}/metrics", d.url)).send().await.unwrap();
     assert_eq!(anon.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn a_status_nobody_is_in_any_more_reads_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &sim_route(dir.path(), "sim", "", "delivery_delay_ms = 0"));
+    let d = Daemon::start(dir.path());
+    let later = d.send(json!({"to": "+79160000000", "text": "later", "send_at": in_secs(3600.0)})).await;
+    let scrape = || async {
+        let text =
+            d.http.get(format!("{}/metrics", d.url)).bearer_auth(KEY).send().await.unwrap().text().await.unwrap();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition")
+    };
+    assert_eq!(sample(&scrape().await, "smsgw_messages", &[("status", "queued")]), Some(1.0));
+    let (s, v) = d.post(&format!("/v1/messages/{later}/cancel"), &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let after = scrape().await;
+    assert_eq!(sample(&after, "smsgw_messages", &[("status", "queued")]), Some(0.0), "not the last value seen");
+    assert_eq!(sample(&after, "smsgw_messages", &[("status", "cancelled")]), Some(1.0));
+}

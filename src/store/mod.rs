@@ -6,19 +6,27 @@
 //! API answer built on it never promises more than the disk holds. The files
 //! (database, -wal, -shm, lock) are created readable by the daemon only,
 //! whatever the umask.
+//!
+//! The file does not grow forever: `prune` deletes what the retention allows
+//! in small batches and gives the free pages back (incremental auto-vacuum,
+//! set when a store is created; `vacuum` switches an older file once).
 
+mod fill;
 mod inbound;
 mod messages;
 mod query;
+mod retention;
 mod schema;
 mod writer;
 
+pub use fill::fill_for_bench;
 pub use inbound::{InboundPart, InboundView, Undecodable};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
     ReceiptStatus, SubmittedPart,
 };
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
+pub use retention::{Pruned, Retention};
 
 use crate::message::{Millis, now_ms};
 use rusqlite::{Connection, OpenFlags};
@@ -82,6 +90,11 @@ struct Inner {
 }
 
 const READERS_KEPT: usize = 8;
+/// Rows of each kind one prune transaction deletes at most: small enough
+/// that the writer's other work waits milliseconds, not seconds.
+const PRUNE_BATCH: usize = 500;
+/// Pages one incremental vacuum step gives back at most (4 MiB of 4 KiB pages).
+const VACUUM_PAGES: u32 = 1024;
 
 /// Open `path` for writing, creating it readable and writable by its owner
 /// only (the messages hold people's numbers and texts).
@@ -119,6 +132,9 @@ impl Store {
             StoreError::Unavailable(r) | StoreError::Storage(r) => open_err(r),
             other => other,
         };
+        // Takes effect only on a file without tables yet, so it comes first:
+        // a new store is created able to give free pages back.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(describe)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(describe)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(open_err(format!("cannot switch to WAL mode (got {mode})")));
@@ -128,6 +144,12 @@ impl Store {
         let returned = messages::return_unfinished(&conn, now_ms()).map_err(describe)?;
         if returned > 0 {
             tracing::warn!(count = returned, "returned messages left in 'sending' by the previous run to the queue");
+        }
+        if !retention::is_incremental(&conn).map_err(describe)? {
+            tracing::warn!(
+                store = %path.display(),
+                "the store file cannot give free pages back after a prune; stop smsgw and run `smsgw store vacuum` once"
+            );
         }
 
         let (tx, rx) = mpsc::channel();
@@ -160,6 +182,23 @@ impl Store {
     {
         let (tx, rx) = oneshot::channel();
         let job = writer::Msg::Job(Box::new(writer::FnJob::new(f, tx)));
+        {
+            let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run `f` on the writer's connection outside any transaction, for the
+    /// statements SQLite refuses inside one (`VACUUM`).
+    async fn write_alone<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = writer::Msg::Alone(Box::new(writer::FnJob::new(f, tx)));
         {
             let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
@@ -297,6 +336,67 @@ impl Store {
         self.write(move |c| messages::move_queued(c, &from, limit, now_ms(), &assign)).await
     }
 
+    /// Delete what `retention` no longer keeps at `now`, `PRUNE_BATCH` rows
+    /// of each kind per transaction (other writes go between them), then
+    /// give the freed pages back a slice at a time.
+    pub async fn prune(&self, retention: Retention, now: Millis) -> Result<Pruned, StoreError> {
+        let mut total = Pruned::default();
+        loop {
+            let batch = self.write(move |c| Ok(retention::prune_batch(c, &retention, now, PRUNE_BATCH)?)).await?;
+            total.add(batch);
+            let full = PRUNE_BATCH as u64;
+            if batch.messages < full && batch.inbound < full && batch.receipts < full {
+                break;
+            }
+        }
+        if total.rows() > 0 {
+            total.freed_bytes = self.give_back_free_pages().await?;
+        }
+        Ok(total)
+    }
+
+    /// Incremental vacuum until the free list is empty (or the file cannot
+    /// shrink this way); returns the bytes given back.
+    async fn give_back_free_pages(&self) -> Result<u64, StoreError> {
+        let mut freed = 0;
+        loop {
+            let (bytes, left) = self
+                .write(|c| Ok((retention::incremental_vacuum(c, VACUUM_PAGES)?, retention::free_pages(c)?)))
+                .await?;
+            freed += bytes;
+            if bytes == 0 || left == 0 {
+                return Ok(freed);
+            }
+        }
+    }
+
+    /// Rewrite the whole file with incremental auto-vacuum on: needed once
+    /// for a store created before smsgw could shrink its file. Holds the
+    /// writer for as long as it takes (minutes for millions of messages) and
+    /// needs free disk space for a copy; returns the file's size before and
+    /// after.
+    pub async fn vacuum(&self) -> Result<(u64, u64), StoreError> {
+        let sizes = self
+            .write_alone(|c| {
+                let size = |c: &Connection| -> rusqlite::Result<u64> {
+                    let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                    let page_size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+                    Ok((pages * page_size) as u64)
+                };
+                let before = size(c)?;
+                c.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+                c.execute_batch("VACUUM")?;
+                Ok((before, size(c)?))
+            })
+            .await;
+        // Connections opened before the rewrite keep the old file's
+        // settings in their cache; later reads get fresh ones.
+        if let Ok(mut v) = self.inner.readers.lock() {
+            v.clear();
+        }
+        sizes
+    }
+
     /// A write round trip: proves the writer is alive and the file takes a
     /// write. Reading alone would not: a transaction that changes nothing
     /// commits without touching the disk, so the schema version is written
@@ -352,11 +452,14 @@ impl Store {
         self.read(move |c| inbound::list(c, owner.as_deref(), before_id, limit)).await
     }
 
-    /// Messages waiting in the queue (cheap: the queue's own index).
+    /// Whether a prune can shrink the file (incremental auto-vacuum is on).
+    pub async fn can_shrink(&self) -> Result<bool, StoreError> {
+        self.read(retention::is_incremental).await
+    }
+
+    /// Messages waiting in the queue (cheap: the queue's counts).
     pub async fn queued_total(&self) -> Result<u64, StoreError> {
-        self.read(|c| c.query_row("SELECT count(*) FROM messages WHERE status = 'queued'", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|n| n as u64)
+        self.read(query::queued_total).await
     }
 
     /// Parts `route` handed to the network since `since`: remote id and time.

@@ -130,6 +130,56 @@ ALTER TABLE early_receipts ADD COLUMN sc_time INTEGER;
     r#"
 CREATE INDEX messages_by_key ON messages(api_key, id, created_at);
 "#,
+    // 6: retention and counts without scans. Indexes that let pruning find
+    // old rows directly; counts of messages by status and of the queue by
+    // route and priority, kept by triggers so every statement that inserts,
+    // deletes or moves a message keeps them exact in its own transaction.
+    r#"
+CREATE INDEX messages_finished ON messages(updated_at)
+    WHERE status IN ('delivered', 'undelivered', 'expired', 'failed', 'cancelled');
+CREATE INDEX inbound_age ON inbound(received_at);
+CREATE INDEX early_receipts_age ON early_receipts(at);
+
+CREATE TABLE message_counts (
+    status TEXT    PRIMARY KEY,
+    n      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE queue_counts (
+    route    TEXT    NOT NULL,
+    priority INTEGER NOT NULL,
+    n        INTEGER NOT NULL,
+    PRIMARY KEY (route, priority)
+) WITHOUT ROWID;
+INSERT INTO message_counts (status, n) SELECT status, count(*) FROM messages GROUP BY status;
+INSERT INTO queue_counts (route, priority, n)
+    SELECT route, priority, count(*) FROM messages WHERE status = 'queued' GROUP BY route, priority;
+
+CREATE TRIGGER messages_counted_in AFTER INSERT ON messages BEGIN
+    INSERT INTO message_counts (status, n) VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    INSERT INTO queue_counts (route, priority, n) SELECT NEW.route, NEW.priority, 1 WHERE NEW.status = 'queued'
+        ON CONFLICT (route, priority) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER messages_counted_out AFTER DELETE ON messages BEGIN
+    UPDATE message_counts SET n = n - 1 WHERE status = OLD.status;
+    UPDATE queue_counts SET n = n - 1
+        WHERE OLD.status = 'queued' AND route = OLD.route AND priority = OLD.priority;
+END;
+CREATE TRIGGER messages_counted_status AFTER UPDATE OF status ON messages
+    WHEN OLD.status IS NOT NEW.status BEGIN
+    UPDATE message_counts SET n = n - 1 WHERE status = OLD.status;
+    INSERT INTO message_counts (status, n) VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER messages_counted_queue AFTER UPDATE OF status, route, priority ON messages
+    WHEN (OLD.status = 'queued' OR NEW.status = 'queued')
+     AND (OLD.status IS NOT NEW.status OR OLD.route IS NOT NEW.route OR OLD.priority IS NOT NEW.priority) BEGIN
+    UPDATE queue_counts SET n = n - 1
+        WHERE OLD.status = 'queued' AND route = OLD.route AND priority = OLD.priority;
+    INSERT INTO queue_counts (route, priority, n) SELECT NEW.route, NEW.priority, 1 WHERE NEW.status = 'queued'
+        ON CONFLICT (route, priority) DO UPDATE SET n = n + 1;
+END;
+"#,
 ];
 
 pub fn latest() -> i64 {
@@ -169,6 +219,34 @@ mod tests {
         migrate(&mut c).unwrap();
         let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, latest());
+    }
+
+    #[test]
+    fn counts_start_from_the_messages_already_stored() {
+        let mut c = Connection::open_in_memory().unwrap();
+        // A store at version 2, from before the counts were kept.
+        for script in &MIGRATIONS[..2] {
+            c.execute_batch(script).unwrap();
+        }
+        c.pragma_update(None, "user_version", 2).unwrap();
+        let add = "INSERT INTO messages (api_key, recipient, body, encoding, segments, priority, route, status,
+                   created_at, updated_at, due_at) VALUES ('k', '+1', 'x', 'gsm7', 1, ?1, ?2, ?3, 0, 0, 0)";
+        for (pri, route, status) in [(0, "a", "queued"), (0, "a", "queued"), (2, "b", "queued"), (1, "a", "delivered")]
+        {
+            c.execute(add, rusqlite::params![pri, route, status]).unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let rows = |sql: &str| -> Vec<(String, i64)> {
+            c.prepare(sql).unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+        };
+        assert_eq!(
+            rows("SELECT status, n FROM message_counts ORDER BY status"),
+            [("delivered".into(), 1), ("queued".into(), 3)]
+        );
+        assert_eq!(
+            rows("SELECT route || '/' || priority, n FROM queue_counts ORDER BY route, priority"),
+            [("a/0".into(), 2), ("b/2".into(), 1)]
+        );
     }
 
     #[test]

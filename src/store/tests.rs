@@ -351,3 +351,242 @@ async fn a_key_sees_the_replies_from_numbers_it_wrote_to_before_they_came() {
     assert!(s.inbound(stranger, Some("other".into())).await.unwrap().is_none());
     assert!(s.inbound(later, Some("k".into())).await.unwrap().is_some());
 }
+
+const DAY: Millis = 24 * 3600 * 1000;
+
+fn keep_90_days() -> Retention {
+    Retention { finished_ms: Some(90 * DAY), inbound_ms: Some(90 * DAY), orphan_receipt_ms: Some(2 * DAY) }
+}
+
+async fn enqueue_ids(s: &Store, msgs: Vec<NewMessage>) -> Vec<i64> {
+    match s.enqueue("k".into(), None, msgs, None).await.unwrap() {
+        EnqueueOutcome::Created(a) => a.iter().map(|a| a.id).collect(),
+        other => panic!("expected created, got {other:?}"),
+    }
+}
+
+fn dlr(remote_id: &str, status: ReceiptStatus) -> Receipt {
+    Receipt {
+        route: "r".into(),
+        remote_id: remote_id.into(),
+        status,
+        error_code: None,
+        error_text: None,
+        sc_time: None,
+        legacy_id: None,
+    }
+}
+
+fn final_failure() -> AttemptFailure {
+    AttemptFailure {
+        code: "refused".into(),
+        text: "permanent".into(),
+        retry_at: None,
+        final_status: Status::Failed,
+        untried: false,
+        accepted: Vec::new(),
+        concat_ref: None,
+    }
+}
+
+/// A connection of the test's own on the store's file, to look at rows the
+/// store's API does not show.
+fn raw(s: &Store) -> rusqlite::Connection {
+    rusqlite::Connection::open(s.path()).unwrap()
+}
+
+fn rows_of(c: &rusqlite::Connection, table: &str, id: i64) -> i64 {
+    c.query_row(&format!("SELECT count(*) FROM {table} WHERE message_id = ?1"), [id], |r| r.get(0)).unwrap()
+}
+
+/// One message in each state: queued, sending, submitted (waiting for its
+/// report), delivered, failed, cancelled, expired. Returns their ids in
+/// that order.
+async fn one_of_each(s: &Store) -> [i64; 7] {
+    let ids = enqueue_ids(s, (0..6).map(|_| new_msg(2)).collect()).await;
+    let gone = NewMessage { valid_until: now_ms() - 1, ..new_msg(1) };
+    let expired = enqueue_ids(s, vec![gone]).await[0];
+    // Claim ids[1..5] (the oldest five after cancelling the last).
+    assert_eq!(s.cancel(ids[5], None).await.unwrap(), CancelOutcome::Cancelled);
+    let claimed: Vec<i64> = s.claim("r".into(), 4).await.unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(claimed, ids[..4]);
+    assert_eq!(s.sweep(DAY).await.unwrap(), 1, "the message past its validity expires");
+    let submit = |n: i64| (0..2).map(|i| SubmittedPart { index: i, remote_id: Some(format!("{n}-{i}")) }).collect();
+    s.record_submitted(ids[2], "r".into(), submit(ids[2]), None).await.unwrap();
+    s.record_submitted(ids[3], "r".into(), submit(ids[3]), None).await.unwrap();
+    for i in 0..2 {
+        s.record_receipt(dlr(&format!("{}-{i}", ids[3]), ReceiptStatus::Delivered)).await.unwrap();
+    }
+    s.record_failure(ids[0], final_failure()).await.unwrap();
+    // ids[0] failed; ids[1] stays sending; ids[4] was not claimed: queued.
+    let [failed, sending, submitted, delivered, queued, cancelled] = ids[..] else { unreachable!() };
+    [queued, sending, submitted, delivered, failed, cancelled, expired]
+}
+
+#[tokio::test]
+async fn prune_removes_old_finished_messages_with_their_parts_and_history_only() {
+    let (_d, s) = open().await;
+    let [queued, sending, submitted, delivered, failed, cancelled, expired] = one_of_each(&s).await;
+    for (id, status) in [
+        (queued, Status::Queued),
+        (sending, Status::Sending),
+        (submitted, Status::Submitted),
+        (delivered, Status::Delivered),
+        (failed, Status::Failed),
+        (cancelled, Status::Cancelled),
+        (expired, Status::Expired),
+    ] {
+        assert_eq!(s.get(id).await.unwrap().unwrap().status, status, "message {id}");
+    }
+    let c = raw(&s);
+    assert_eq!(rows_of(&c, "parts", delivered), 2);
+
+    // Within the retention nothing goes.
+    assert_eq!(s.prune(keep_90_days(), now_ms() + 89 * DAY).await.unwrap().messages, 0);
+    // Long after it, only the finished ones go, with their parts and history;
+    // the unfinished stay however old they are.
+    let pruned = s.prune(keep_90_days(), now_ms() + 10_000 * DAY).await.unwrap();
+    assert_eq!(pruned.messages, 4);
+    for id in [delivered, failed, cancelled, expired] {
+        assert!(s.get(id).await.unwrap().is_none(), "message {id} pruned");
+        assert_eq!((rows_of(&c, "parts", id), rows_of(&c, "history", id)), (0, 0), "message {id}'s rows");
+    }
+    for id in [queued, sending, submitted] {
+        let v = s.get(id).await.unwrap().unwrap();
+        assert!(!v.history.is_empty(), "message {id} keeps its history");
+    }
+    assert_eq!(s.get(submitted).await.unwrap().unwrap().parts.len(), 2);
+    // Keeping forever keeps everything.
+    let forever = Retention { finished_ms: None, inbound_ms: None, orphan_receipt_ms: None };
+    assert_eq!(s.prune(forever, i64::MAX / 2).await.unwrap().rows(), 0);
+}
+
+#[tokio::test]
+async fn prune_removes_old_inbound_and_orphan_receipts() {
+    let (_d, s) = open().await;
+    let inbound = s.record_inbound(InboundPart { concat: None, ..part(1, "hi") }).await.unwrap().unwrap();
+    assert_eq!(s.record_receipt(dlr("nobody-sent-this", ReceiptStatus::Delivered)).await.unwrap(), ReceiptMatch::Early);
+    let c = raw(&s);
+    let orphans = || c.query_row("SELECT count(*) FROM early_receipts", [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(orphans(), 1);
+
+    let pruned = s.prune(keep_90_days(), now_ms() + DAY).await.unwrap();
+    assert_eq!((pruned.inbound, pruned.receipts), (0, 0), "a day old: kept");
+    let pruned = s.prune(keep_90_days(), now_ms() + 3 * DAY).await.unwrap();
+    assert_eq!((pruned.inbound, pruned.receipts), (0, 1), "the orphan receipt goes after two days");
+    assert_eq!(orphans(), 0);
+    assert!(s.inbound(inbound, None).await.unwrap().is_some());
+    let pruned = s.prune(keep_90_days(), now_ms() + 91 * DAY).await.unwrap();
+    assert_eq!(pruned.inbound, 1);
+    assert!(s.inbound(inbound, None).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn prune_gives_the_space_back_to_the_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let s = Store::open(&path).unwrap();
+    assert!(s.can_shrink().await.unwrap(), "a new store is created with incremental auto-vacuum");
+    // More than one prune batch of big messages, expired at once.
+    for _ in 0..3 {
+        let msgs = (0..1000).map(|_| NewMessage { body: "x".repeat(2000), valid_until: now_ms() - 1, ..new_msg(1) });
+        enqueue_ids(&s, msgs.collect()).await;
+    }
+    while s.sweep(DAY).await.unwrap() > 0 {}
+    s.close().await;
+    drop(s);
+    let full = std::fs::metadata(&path).unwrap().len();
+    assert!(full > 6_000_000, "the messages are on disk: {full} bytes");
+
+    let s = Store::open(&path).unwrap();
+    let pruned = s.prune(keep_90_days(), now_ms() + 91 * DAY).await.unwrap();
+    assert_eq!(pruned.messages, 3000);
+    assert!(pruned.freed_bytes > 5_000_000, "freed {} bytes", pruned.freed_bytes);
+    s.close().await;
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(after < full / 4, "the file shrank from {full} to {after} bytes");
+}
+
+#[tokio::test]
+async fn vacuum_lets_an_old_file_shrink() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        // A store file from before incremental auto-vacuum.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert!(!s.can_shrink().await.unwrap());
+    s.vacuum().await.unwrap();
+    assert!(s.can_shrink().await.unwrap());
+    // The store still works after the rewrite.
+    enqueue_ids(&s, vec![new_msg(1)]).await;
+    s.close().await;
+}
+
+/// The counts scrapes read, against a real GROUP BY over the messages.
+fn assert_counts_match(s: &Store, counts: &Counts, when: &str) {
+    let c = raw(s);
+    let mut by_status = std::collections::BTreeMap::new();
+    let mut q = c.prepare("SELECT status, count(*) FROM messages GROUP BY status").unwrap();
+    for r in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).unwrap() {
+        let (k, v) = r.unwrap();
+        by_status.insert(k, v);
+    }
+    assert_eq!(counts.by_status, by_status, "by status, {when}");
+    let mut queued: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> = Default::default();
+    let mut q = c
+        .prepare("SELECT route, priority, count(*) FROM messages WHERE status = 'queued' GROUP BY route, priority")
+        .unwrap();
+    for r in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))).unwrap() {
+        let (route, pri, n) = r.unwrap();
+        queued.entry(route).or_default().insert(Priority::from_i64(pri).unwrap().as_str().into(), n as u64);
+    }
+    assert_eq!(counts.queued, queued, "queue by route and priority, {when}");
+    let oldest: Option<Millis> =
+        c.query_row("SELECT min(created_at) FROM messages WHERE status = 'queued'", [], |r| r.get(0)).unwrap();
+    assert_eq!(counts.oldest_queued_at, oldest, "oldest queued, {when}");
+}
+
+#[tokio::test]
+async fn counts_stay_exact_through_every_kind_of_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let s = Store::open(&path).unwrap();
+    assert_counts_match(&s, &s.counts().await.unwrap(), "empty");
+    one_of_each(&s).await;
+    assert_counts_match(&s, &s.counts().await.unwrap(), "one of each");
+    // More traffic on three routes at every priority.
+    let mut msgs = Vec::new();
+    for (i, route) in ["r", "a", "b"].iter().cycle().take(30).enumerate() {
+        let priority = Priority::ALL[(i / 3) % Priority::ALL.len()];
+        msgs.push(NewMessage { route: route.to_string(), priority, ..new_msg(1) });
+    }
+    let ids = enqueue_ids(&s, msgs).await;
+    s.cancel(ids[3], None).await.unwrap();
+    // A retry goes back to the queue; a final failure leaves it.
+    let claimed = s.claim("a".into(), 4).await.unwrap();
+    let retry = AttemptFailure { retry_at: Some(now_ms()), final_status: Status::Failed, ..final_failure() };
+    s.record_failure(claimed[0].id, retry).await.unwrap();
+    s.record_failure(claimed[1].id, final_failure()).await.unwrap();
+    assert_counts_match(&s, &s.counts().await.unwrap(), "after failures");
+    // Route "b" goes away; failover moves some of "r" to "a".
+    assert_eq!(s.reroute("b".into(), "a".into()).await.unwrap(), 10);
+    s.move_queued("r".into(), 3, |_| Some("a".to_string())).await.unwrap();
+    assert_counts_match(&s, &s.counts().await.unwrap(), "after reroute and failover");
+    // A crash with messages in flight: they go back to the queue at start.
+    s.claim("a".into(), 5).await.unwrap();
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    let counts = s.counts().await.unwrap();
+    assert_eq!(counts.by_status.get("sending"), None, "nothing left sending after a restart");
+    assert_counts_match(&s, &counts, "after a restart");
+    s.prune(keep_90_days(), now_ms() + 91 * DAY).await.unwrap();
+    let counts = s.counts().await.unwrap();
+    assert_counts_match(&s, &counts, "after a prune");
+    assert_eq!(s.queued_total().await.unwrap(), counts.queued.values().flat_map(|m| m.values()).sum::<u64>());
+    let mut routes = s.queued_routes().await.unwrap();
+    routes.sort();
+    assert_eq!(routes, ["a", "r"]);
+}

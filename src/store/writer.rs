@@ -1,8 +1,10 @@
 //! The single writer: one thread owns the read-write connection and commits
 //! whatever jobs are waiting in one transaction (group commit). Each job runs
 //! in its own savepoint, so one failing job never takes the others with it,
-//! and every caller hears back only after the commit is durable. It also
-//! remembers when the disk last refused a write, for readiness.
+//! and every caller hears back only after the commit is durable. The rare
+//! statement SQLite refuses inside a transaction (`VACUUM`) runs alone,
+//! between groups. It also remembers when the disk last refused a write,
+//! for readiness.
 
 use super::StoreError;
 use rusqlite::Connection;
@@ -45,6 +47,8 @@ pub(super) trait Job: Send {
 
 pub(super) enum Msg {
     Job(Box<dyn Job>),
+    /// Runs between groups, outside any transaction.
+    Alone(Box<dyn Job>),
     Close(oneshot::Sender<()>),
 }
 
@@ -96,19 +100,26 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
         let mut batch = Vec::new();
+        let mut alone = None;
         match first {
             Msg::Job(j) => batch.push(j),
+            Msg::Alone(j) => alone = Some(j),
             Msg::Close(done) => closing = Some(done),
         }
-        while closing.is_none() && batch.len() < MAX_GROUP {
+        while closing.is_none() && alone.is_none() && batch.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Alone(j)) => alone = Some(j),
                 Ok(Msg::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
         }
         if !batch.is_empty() {
             commit_group(&mut conn, batch, health);
+        }
+        if let Some(mut j) = alone {
+            let ok = j.run(&conn);
+            j.finish(if ok { Ok(()) } else { Err(StoreError::Unavailable("the statement failed".into())) });
         }
     }
     // Fold the WAL back into the main file so the next start is quick.
