@@ -9,6 +9,7 @@ use crate::channel::Outbound;
 use crate::config::{GsmCoding, LongMessages, SmppRoute};
 use crate::sms::{self, Encoding};
 use crate::store::ReceiptStatus;
+use rusmpp::Pdu;
 use rusmpp::pdus::SubmitSm;
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, Tlv, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, EmptyOrFullCOctetString, OctetString};
@@ -179,6 +180,36 @@ pub struct Delivered<'a> {
     pub tlvs: &'a [Tlv],
 }
 
+impl<'a> Delivered<'a> {
+    /// The fields of a `deliver_sm` or `data_sm` (a `data_sm` carries its text in TLVs only);
+    /// `None` for any other PDU.
+    pub fn from_pdu(pdu: &'a Pdu) -> Option<Delivered<'a>> {
+        Some(match pdu {
+            Pdu::DeliverSm(d) => Delivered {
+                esm_class: u8::from(d.esm_class),
+                data_coding: u8::from(d.data_coding),
+                source: d.source_addr.as_str(),
+                source_ton: u8::from(d.source_addr_ton),
+                dest: d.destination_addr.as_str(),
+                dest_ton: u8::from(d.dest_addr_ton),
+                short_message: d.short_message(),
+                tlvs: d.tlvs(),
+            },
+            Pdu::DataSm(d) => Delivered {
+                esm_class: u8::from(d.esm_class),
+                data_coding: u8::from(d.data_coding),
+                source: d.source_addr.as_str(),
+                source_ton: u8::from(d.source_addr_ton),
+                dest: d.destination_addr.as_str(),
+                dest_ton: u8::from(d.dest_addr_ton),
+                short_message: &[],
+                tlvs: d.tlvs(),
+            },
+            _ => return None,
+        })
+    }
+}
+
 fn decode_text(dc: u8, bytes: &[u8], coding: GsmCoding) -> String {
     let latin1 = |b: &[u8]| b.iter().map(|&x| char::from(x)).collect::<String>();
     match dc {
@@ -246,9 +277,9 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
         return Ok(Incoming::Receipt { id: receipt::canonical_receipt_id(&id, ids), status, error });
     }
     let (concat, text_bytes) = if d.esm_class & ESM_UDHI != 0 {
-        let udhl = *body.first().ok_or("UDHI set but the message is empty")? as usize;
-        let udh = body.get(1..1 + udhl).ok_or_else(|| format!("UDH length {udhl} runs past the message"))?;
-        (concat_from_udh(udh), &body[1 + udhl..])
+        let (concat, header_len) =
+            sms::pdu::user_data_header(body).map_err(|e| format!("UDHI set but the header is unreadable: {e}"))?;
+        (concat.map(|c| (c.reference, c.total, c.seq)), body.get(header_len..).unwrap_or_default())
     } else {
         let concat = match sar {
             (Some(r), Some(t), Some(s)) => Some((r, t, s)),
@@ -262,22 +293,6 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
         text: decode_text(d.data_coding, text_bytes, coding),
         concat,
     })
-}
-
-/// The concatenation element of a UDH (8-bit IEI 0x00 or 16-bit IEI 0x08).
-pub fn concat_from_udh(udh: &[u8]) -> Option<(u16, u8, u8)> {
-    let mut i = 0;
-    while i + 2 <= udh.len() {
-        let (iei, len) = (udh[i], udh[i + 1] as usize);
-        let data = udh.get(i + 2..i + 2 + len)?;
-        match (iei, data) {
-            (0x00, [r, t, s]) => return Some((*r as u16, *t, *s)),
-            (0x08, [r1, r2, t, s]) => return Some((u16::from_be_bytes([*r1, *r2]), *t, *s)),
-            _ => {}
-        }
-        i += 2 + len;
-    }
-    None
 }
 
 #[cfg(test)]
@@ -310,13 +325,6 @@ mod tests {
         assert_eq!(address("+79161234567"), (1, 1, "79161234567".into()));
         assert_eq!(address("MyShop"), (5, 0, "MyShop".into()));
         assert_eq!(address("7726"), (3, 0, "7726".into()));
-    }
-
-    #[test]
-    fn udh_concat() {
-        assert_eq!(concat_from_udh(&[0x00, 0x03, 0x2A, 0x03, 0x02]), Some((0x2A, 3, 2)));
-        assert_eq!(concat_from_udh(&[0x0A, 0x01, 0xFF, 0x08, 0x04, 0x01, 0x02, 0x02, 0x01]), Some((0x0102, 2, 1)));
-        assert_eq!(concat_from_udh(&[0x00, 0x05, 0x01]), None);
     }
 
     #[test]
@@ -354,5 +362,29 @@ mod tests {
         let bad = [0x09, 0x00];
         let d = Delivered { short_message: &bad, ..d };
         assert!(read(&d, GsmCoding::Gsm7, IdForm::Same).is_err());
+    }
+
+    /// TS 23.040 §9.2.3.24.1: a concatenation element naming part 0 or a part past the last is
+    /// ignored, so such a message is stored on its own instead of waiting for parts that never come
+    /// (or completing another message's parts).
+    #[test]
+    fn a_concatenation_header_naming_no_real_part_is_ignored() {
+        for (total, seq) in [(2, 0), (2, 3), (0, 1)] {
+            let body = [0x05, 0x00, 0x03, 0x07, total, seq, b'h', b'i'];
+            let d = Delivered {
+                esm_class: 0x40,
+                data_coding: 0x04,
+                source: "79161234567",
+                source_ton: 1,
+                dest: "7726",
+                dest_ton: 3,
+                short_message: &body,
+                tlvs: &[],
+            };
+            match read(&d, GsmCoding::Gsm7, IdForm::Same) {
+                Ok(Incoming::Message { concat, text, .. }) => assert_eq!((concat, text.as_str()), (None, "6869")),
+                other => panic!("{total}/{seq}: {other:?}"),
+            }
+        }
     }
 }
