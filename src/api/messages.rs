@@ -193,7 +193,8 @@ fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Probl
     let msg = inner.to_string();
     // serde_json appends " at line L column C", which means nothing for a Value.
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-    let field = if path == "." { "body".to_string() } else { path };
+    // The whole body, or a key that is itself empty ({"": ...}): still a field the client can find.
+    let field = if path == "." || path.is_empty() { "body".to_string() } else { path };
     Problem::field(field, msg)
 }
 
@@ -688,6 +689,17 @@ mod tests {
                 ("route", json!("de")),
                 ("reference", json!("r".repeat(257))),
             ])
+        }
+
+        /// A key that is empty is still a field the answer names (found by fuzzing).
+        #[test]
+        fn an_empty_unknown_key_is_named() {
+            let one = r#"{"": "x", "to": "+79161234567", "text": "hi"}"#;
+            for body in [one.to_string(), format!(r#"{{"messages": [{one}]}}"#)] {
+                let p = validate(body.as_bytes(), &limits(), resolve).map(|v| v.messages.len()).unwrap_err();
+                assert_eq!(p.status, 422);
+                assert!(p.errors.iter().all(|e| !e.field.is_empty()), "{body}: {:?}", p.errors);
+            }
         }
 
         proptest! {
