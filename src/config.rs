@@ -1030,6 +1030,36 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Every file or directory the config names.
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        let keys = self.api_keys.iter().filter_map(|k| k.key_file.as_deref());
+        let routes = self.routes.iter().flat_map(|r| {
+            [
+                r.sim.as_ref().and_then(|s| s.record.as_deref()),
+                r.smpp.as_ref().and_then(|s| s.password_file.as_deref()),
+                r.smpp.as_ref().and_then(|s| s.tls_ca_file.as_deref()),
+                r.modem.as_ref().and_then(|m| m.profiles_dir.as_deref()),
+            ]
+            .into_iter()
+            .flatten()
+        });
+        std::iter::once(self.store.path.as_path()).chain(keys).chain(routes)
+    }
+}
+
+/// Parse and validate `text` as [`Config::from_str`] does, with relative paths looked up under a
+/// directory that does not exist, so that no file is read; `None`, with nothing validated, when
+/// the text names an absolute path. For fuzzing and property tests, which must not read whatever
+/// file a generated config happens to name.
+#[doc(hidden)]
+pub fn check_without_files(text: &str) -> Option<Result<Loaded, ConfigError>> {
+    if toml::from_str::<Config>(text).is_ok_and(|c| c.paths().any(Path::is_absolute)) {
+        return None;
+    }
+    Some(Config::from_str(text, "check.toml", Path::new("/nonexistent/smsgw-config-check")))
+}
+
 impl Route {
     /// True when `other` needs the same channel (same kind and connection
     /// settings), so a reload can keep this route's binds or modems.
@@ -1210,5 +1240,128 @@ fail_fraction = 2.0
         let l = check(&MIN.replace("kind = \"sim\"", "kind = \"sim\"\nprefixes = [\"+7\"]")).unwrap();
         assert!(l.config.routes[0].serves("+79161234567"));
         assert!(!l.config.routes[0].serves("+4915112345678"));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines of TOML-ish text: the sections, keys and values a config has, in any order, and
+        /// some that are no TOML at all.
+        fn toml_ish() -> impl Strategy<Value = String> {
+            let header = prop::sample::select(vec![
+                "[server]",
+                "[store]",
+                "[numbers]",
+                "[dispatch]",
+                "[log]",
+                "[[api_keys]]",
+                "[[routes]]",
+                "[routes.sim]",
+                "[routes.smpp]",
+                "[routes.modem]",
+                "[[routes.modem.prefer]]",
+                "[x]",
+                "[[",
+            ])
+            .prop_map(String::from);
+            let key = prop::sample::select(vec![
+                "listen",
+                "max_body_bytes",
+                "max_batch",
+                "max_segments",
+                "path",
+                "default_region",
+                "max_attempts",
+                "retry_base_ms",
+                "retry_max_ms",
+                "level",
+                "name",
+                "key",
+                "key_file",
+                "kind",
+                "prefixes",
+                "rate",
+                "burst",
+                "concurrency",
+                "host",
+                "system_id",
+                "password",
+                "password_file",
+                "binds",
+                "window",
+                "tls",
+                "tls_ca_file",
+                "ports",
+                "pin",
+                "profiles_dir",
+                "record",
+                "fail_fraction",
+                "bogus",
+            ]);
+            let value = prop::sample::select(vec![
+                "\"sim\"",
+                "\"smpp\"",
+                "\"modem\"",
+                "\"127.0.0.1:8080\"",
+                "\"RU\"",
+                "\"0123456789abcdef\"",
+                "\"a\"",
+                "\"\"",
+                "\"/dev/ttyUSB*\"",
+                "\"[\"",
+                "\"info,x=trace\"",
+                "\"k\"",
+                "\"1234\"",
+                "0",
+                "1",
+                "-1",
+                "300",
+                "1e309",
+                "nan",
+                "inf",
+                "0.5",
+                "true",
+                "[\"+7\", \"x\"]",
+                "[]",
+                "{}",
+                "18446744073709551616",
+                "\"../k\"",
+            ]);
+            let assignment = (key, value).prop_map(|(k, v)| format!("{k} = {v}"));
+            let line = prop_oneof![2 => header, 6 => assignment, 1 => "\\PC{0,20}".prop_map(String::from)];
+            prop::collection::vec(line, 0..30).prop_map(|lines| lines.join("\n"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+            /// Any text: a config, or problems that each name the file, and never a panic.
+            #[test]
+            fn checking_any_text_never_panics(text in prop_oneof![toml_ish(), "\\PC{0,200}"]) {
+                if let Some(Err(e)) = check_without_files(&text) {
+                    prop_assert!(!e.problems.is_empty());
+                    prop_assert!(e.problems.iter().all(|p| p.starts_with("check.toml: ")), "{:?}", e.problems);
+                }
+            }
+
+            /// A valid config behind any lines: the generated sections and keys get checked
+            /// against a config that otherwise passes.
+            #[test]
+            fn one_added_line_is_checked(extra in toml_ish()) {
+                let text = format!("{extra}\n{MIN}");
+                let _ = check_without_files(&text);
+            }
+        }
+
+        #[test]
+        fn absolute_paths_are_not_followed() {
+            let text = format!("[store]\npath = \"/var/lib/x.db\"\n{MIN}");
+            assert!(check_without_files(&text).is_none());
+            assert!(matches!(check_without_files(MIN), Some(Ok(_))));
+            let text = MIN.replace("key = \"0123456789abcdef\"", "key_file = \"k\"");
+            let e = check_without_files(&text).and_then(Result::err).map(|e| e.problems.join("; "));
+            assert!(e.as_deref().is_some_and(|e| e.contains("api_keys[0].key_file")), "{e:?}");
+        }
     }
 }

@@ -4,10 +4,11 @@
 //! key without `admin` sees and cancels only its own messages (another
 //! key's are "not found", so ids cannot be probed).
 
-use super::AppState;
 use super::auth::Caller;
 use super::problem::{FieldError, Problem, quote};
+use super::{AppState, Limits};
 use crate::config::Scope;
+use crate::dispatch::RouteError;
 use crate::message::{Priority, Status, from_datetime, now_ms, to_rfc3339, utc_day_start};
 use crate::sms;
 use crate::store::{CancelOutcome, EnqueueOutcome, IdemKey, ListFilter, MessageView, NewMessage};
@@ -201,7 +202,8 @@ fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Probl
     let msg = inner.to_string();
     // serde_json appends " at line L column C", which means nothing for a Value.
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-    let field = if path == "." { "body".to_string() } else { path };
+    // The whole body, or a key that is itself empty ({"": ...}): still a field the client can find.
+    let field = if path == "." || path.is_empty() { "body".to_string() } else { path };
     Problem::field(field, msg)
 }
 
@@ -224,15 +226,59 @@ fn check_sender(from: &str) -> Result<(), String> {
     Ok(())
 }
 
-struct Built {
-    messages: Vec<NewMessage>,
-    routes: BTreeSet<String>,
+/// A `POST /v1/messages` body, validated: the messages to store and the routes they go to.
+#[derive(Debug)]
+pub struct Validated {
+    pub messages: Vec<NewMessage>,
+    pub routes: BTreeSet<String>,
+    /// The body was one message object to one number: answer with one object, not a list.
+    pub single_object: bool,
 }
 
-fn build(state: &AppState, reqs: &[(String, &MessageRequest)]) -> Result<Built, Problem> {
+/// Read and validate a `POST /v1/messages` body: a 400 when it is not JSON, else a 422 naming
+/// every field that is wrong (`messages[3].to`), else the messages. `resolve` chooses a message's
+/// route from its E.164 number and the route it asks for, as [`Dispatcher::resolve`] does.
+///
+/// [`Dispatcher::resolve`]: crate::dispatch::Dispatcher::resolve
+pub fn validate(
+    body: &[u8],
+    limits: &Limits,
+    resolve: impl Fn(&str, Option<&str>) -> Result<String, RouteError>,
+) -> Result<Validated, Problem> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| Problem::bad_json(e.to_string()))?;
+    let batch = value.get("messages").is_some();
+    let (reqs, single_object) = if batch {
+        let b: BatchRequest = serde_path_to_error::deserialize(value).map_err(json_error_problem)?;
+        if b.messages.is_empty() {
+            return Err(Problem::field("messages", "needs at least one message"));
+        }
+        if b.messages.len() > limits.max_batch {
+            return Err(Problem::field(
+                "messages",
+                format!("{} messages in one batch; the limit is {}", b.messages.len(), limits.max_batch),
+            ));
+        }
+        (b.messages, false)
+    } else {
+        let m: MessageRequest = serde_path_to_error::deserialize(value).map_err(json_error_problem)?;
+        let one = matches!(m.to, Recipients::One(_));
+        (vec![m], one)
+    };
+    let labelled: Vec<(String, &MessageRequest)> = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (if batch { format!("messages[{i}].") } else { String::new() }, r))
+        .collect();
+    let (messages, routes) = build(limits, resolve, &labelled)?;
+    Ok(Validated { messages, routes, single_object })
+}
+
+fn build(
+    limits: &Limits,
+    resolve: impl Fn(&str, Option<&str>) -> Result<String, RouteError>,
+    reqs: &[(String, &MessageRequest)],
+) -> Result<(Vec<NewMessage>, BTreeSet<String>), Problem> {
     let now = now_ms();
-    let limits = state.limits();
-    let limits = limits.as_ref();
     let mut errors = Vec::new();
     let mut out = Vec::new();
     let mut routes = BTreeSet::new();
@@ -316,8 +362,8 @@ fn build(state: &AppState, reqs: &[(String, &MessageRequest)]) -> Result<Built, 
                     continue;
                 }
             };
-            let route = match state.dispatcher.resolve(&e164, r.route.as_deref()) {
-                Ok(route) => route.to_string(),
+            let route = match resolve(&e164, r.route.as_deref()) {
+                Ok(route) => route,
                 Err(e) => {
                     let f = if r.route.is_some() { "route" } else { field.as_str() };
                     bad(f, e.to_string());
@@ -339,7 +385,7 @@ fn build(state: &AppState, reqs: &[(String, &MessageRequest)]) -> Result<Built, 
             });
         }
     }
-    if errors.is_empty() { Ok(Built { messages: out, routes }) } else { Err(Problem::validation(errors)) }
+    if errors.is_empty() { Ok((out, routes)) } else { Err(Problem::validation(errors)) }
 }
 
 /// Accept a message or a batch.
@@ -378,31 +424,7 @@ pub async fn post_messages(
         }
         other => Problem::bad_json(other.body_text()),
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Problem::bad_json(e.to_string()))?;
-    let batch = value.get("messages").is_some();
-    let (reqs, single_object) = if batch {
-        let b: BatchRequest = serde_path_to_error::deserialize(value).map_err(json_error_problem)?;
-        if b.messages.is_empty() {
-            return Err(Problem::field("messages", "needs at least one message"));
-        }
-        if b.messages.len() > state.limits().max_batch {
-            return Err(Problem::field(
-                "messages",
-                format!("{} messages in one batch; the limit is {}", b.messages.len(), state.limits().max_batch),
-            ));
-        }
-        (b.messages, false)
-    } else {
-        let m: MessageRequest = serde_path_to_error::deserialize(value).map_err(json_error_problem)?;
-        let one = matches!(m.to, Recipients::One(_));
-        (vec![m], one)
-    };
-    let labelled: Vec<(String, &MessageRequest)> = reqs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (if batch { format!("messages[{i}].") } else { String::new() }, r))
-        .collect();
-    let built = build(&state, &labelled)?;
+    let built = validate(&body, &state.limits(), |to, asked| state.dispatcher.resolve(to, asked))?;
 
     let idem = match headers.get("idempotency-key") {
         None => None,
@@ -441,7 +463,7 @@ pub async fn post_messages(
         .into_iter()
         .map(|a| AcceptedOut { id: a.id, to: a.to, status: a.status, encoding: a.encoding, segments: a.segments })
         .collect();
-    let mut resp = if single_object && out.len() == 1 {
+    let mut resp = if built.single_object && out.len() == 1 {
         (StatusCode::ACCEPTED, Json(out.into_iter().next())).into_response()
     } else {
         (StatusCode::ACCEPTED, Json(AcceptedBatch { messages: out })).into_response()
@@ -632,5 +654,162 @@ mod tests {
         assert!(check_sender("").is_err());
         assert!(check_sender("Шоп").is_err());
         assert!(check_sender("1234567890123456").is_err());
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        fn limits() -> Limits {
+            Limits {
+                max_body_bytes: 1 << 20,
+                max_batch: 5,
+                max_recipients: 8,
+                max_segments: 4,
+                default_region: "RU".into(),
+                default_validity_ms: 86_400_000,
+            }
+        }
+
+        /// Routes "sim" (everything) and "de" (German numbers only).
+        fn resolve(to: &str, asked: Option<&str>) -> Result<String, RouteError> {
+            match asked {
+                None | Some("sim") => Ok("sim".into()),
+                Some("de") if to.starts_with("+49") => Ok("de".into()),
+                Some("de") => Err(RouteError::NotServed { route: "de".into(), to: to.into() }),
+                Some(other) => Err(RouteError::Unknown(other.into())),
+            }
+        }
+
+        /// Any JSON value, nested a little, with the field names and values the API knows among them.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let key = prop::sample::select(vec![
+                "to",
+                "text",
+                "from",
+                "priority",
+                "send_at",
+                "valid_until",
+                "route",
+                "reference",
+                "messages",
+                "x",
+            ]);
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                prop::sample::select(vec![
+                    "+79161234567",
+                    "8 916 123-45-67",
+                    "+4915123456789",
+                    "12",
+                    "",
+                    "otp",
+                    "promotional",
+                    "sim",
+                    "de",
+                    "nowhere",
+                    "MyShop",
+                    "Шоп",
+                    "2000-01-01T00:00:00Z",
+                    "2999-01-01T00:00:00Z",
+                    "Hello",
+                    "€{}",
+                ])
+                .prop_map(Value::from),
+                "\\PC{0,200}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 40, 6, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map(key.clone(), inner, 0..8)
+                        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                ]
+            })
+        }
+
+        /// A body the API accepts.
+        fn valid_message() -> Value {
+            json!({"to": "+79161234567", "text": "Hello", "from": "MyShop", "priority": "otp", "route": "sim", "reference": "r1"})
+        }
+
+        /// One field made wrong, and the name the answer must give it.
+        fn breakage() -> impl Strategy<Value = (&'static str, Value)> {
+            prop::sample::select(vec![
+                ("to", json!("12")),
+                ("to", json!(5)),
+                ("to", json!([])),
+                ("text", json!("")),
+                ("text", json!("x".repeat(1000))),
+                ("from", json!("TwelveChars1")),
+                ("from", json!("1234567890123456")),
+                ("priority", json!("urgent")),
+                ("send_at", json!("tomorrow")),
+                ("valid_until", json!("2000-01-01T00:00:00Z")),
+                ("route", json!("nowhere")),
+                ("route", json!("de")),
+                ("reference", json!("r".repeat(257))),
+            ])
+        }
+
+        /// A key that is empty is still a field the answer names (found by fuzzing).
+        #[test]
+        fn an_empty_unknown_key_is_named() {
+            let one = r#"{"": "x", "to": "+79161234567", "text": "hi"}"#;
+            for body in [one.to_string(), format!(r#"{{"messages": [{one}]}}"#)] {
+                let p = validate(body.as_bytes(), &limits(), resolve).map(|v| v.messages.len()).unwrap_err();
+                assert_eq!(p.status, 422);
+                assert!(p.errors.iter().all(|e| !e.field.is_empty()), "{body}: {:?}", p.errors);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+            /// Any bytes: accepted, or a 400 (not JSON) or a 422 that names each offending field.
+            #[test]
+            fn any_body_is_accepted_or_answered_with_its_fault(body in prop_oneof![
+                json_value().prop_map(|v| v.to_string().into_bytes()),
+                prop::collection::vec(any::<u8>(), 0..100),
+            ]) {
+                match validate(&body, &limits(), resolve) {
+                    Ok(v) => prop_assert!(!v.messages.is_empty()),
+                    Err(p) if p.status == 400 => prop_assert!(p.errors.is_empty()),
+                    Err(p) => {
+                        prop_assert_eq!(p.status, 422, "{:?}", p);
+                        prop_assert!(!p.errors.is_empty() && p.errors.iter().all(|e| !e.field.is_empty() && !e.message.is_empty()), "{:?}", p);
+                    }
+                }
+            }
+
+            /// A valid message with one field made wrong, alone or at any place in a batch, is a 422
+            /// naming that field where it is.
+            #[test]
+            fn one_wrong_field_is_named(broken in breakage(), batch in prop::option::of((0usize..4, 1usize..4))) {
+                let (field, value) = broken;
+                let mut wrong = valid_message();
+                wrong[field] = value;
+                let (body, expected) = match batch {
+                    None => (wrong, field.to_string()),
+                    Some((at, len)) => {
+                        let at = at.min(len - 1);
+                        let mut messages = vec![valid_message(); len];
+                        messages[at] = wrong;
+                        (json!({"messages": messages}), format!("messages[{at}].{field}"))
+                    }
+                };
+                prop_assert!(validate(valid_message().to_string().as_bytes(), &limits(), resolve).is_ok());
+                match validate(body.to_string().as_bytes(), &limits(), resolve) {
+                    Err(p) => {
+                        prop_assert_eq!(p.status, 422);
+                        prop_assert!(p.errors.iter().any(|e| e.field == expected), "{expected} not in {:?}", p.errors);
+                    }
+                    Ok(v) => return Err(TestCaseError::fail(format!("accepted: {v:?}"))),
+                }
+            }
+        }
     }
 }

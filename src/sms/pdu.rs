@@ -479,7 +479,7 @@ fn decode_user_data(r: &mut Reader, udhi: bool, encoding: DataEncoding) -> Resul
     let ud_at = r.pos;
     let ud = r.take(octets, "TP-UD")?;
     // A header indicator with no user data at all has no header to read (seen from real phones).
-    let (concat, header_len) = if udhi && !ud.is_empty() { user_data_header(ud, ud_at)? } else { (None, 0) };
+    let (concat, header_len) = if udhi && !ud.is_empty() { read_udh(ud, ud_at)? } else { (None, 0) };
     let body = ud.get(header_len..).unwrap_or_default();
     let text = match encoding {
         DataEncoding::Gsm7 => {
@@ -498,14 +498,19 @@ fn decode_user_data(r: &mut Reader, udhi: bool, encoding: DataEncoding) -> Resul
     Ok(UserData { concat, text })
 }
 
-/// The concatenation IE of a user data header at the start of `ud`, and the header's length with
-/// its length octet; `at` is where `ud` starts in the PDU (for errors). Other IEs are skipped. An
-/// IE whose values TS 23.040 §9.2.3.24.1 says to ignore (0 parts, part 0 or past the last) is
-/// ignored; if there are several, the last one counts. SMPP's short_message with UDHI set is read
-/// here too, so both routes judge part numbers alike.
-pub fn user_data_header(ud: &[u8], at: usize) -> Result<(Option<Concat>, usize), PduError> {
+/// The concatenation IE of the user data header at the start of `ud` (TP-UD, or an SMPP
+/// short_message with UDHI set: the header's length octet first), and the header's length with
+/// that octet. Other IEs are skipped. An IE whose values TS 23.040 §9.2.3.24.1 says to ignore
+/// (0 parts, part 0 or past the last) is ignored; if there are several, the last one counts.
+/// Error offsets count from the start of `ud`.
+pub fn user_data_header(ud: &[u8]) -> Result<(Option<Concat>, usize), PduError> {
+    read_udh(ud, 0)
+}
+
+/// [`user_data_header`] for user data that starts at octet `at` of a PDU.
+fn read_udh(ud: &[u8], at: usize) -> Result<(Option<Concat>, usize), PduError> {
     let Some(&udhl) = ud.first() else {
-        return Err(invalid("TP-UDH", at, "header indicator set but the user data is empty"));
+        return Err(PduError::Truncated { field: "TP-UDH", at, needed: 1, available: 0 });
     };
     let header_len = 1 + usize::from(udhl);
     let Some(ies) = ud.get(1..header_len) else {

@@ -107,4 +107,98 @@ mod tests {
         let mut bad = BytesMut::from(&[0u8, 0, 0, 5][..]);
         assert!(codec.decode(&mut bad).is_err());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use rusmpp::pdus::DeliverSm;
+        use rusmpp::types::OctetString;
+        use rusmpp::values::EsmClass;
+
+        /// Every frame in `input` fed in the given pieces; the error, if the stream could not be framed.
+        fn frames(input: &[u8], piece: usize) -> (Vec<Frame>, Option<std::io::Error>) {
+            let mut codec = SmppCodec;
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for chunk in input.chunks(piece.max(1)) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    match codec.decode(&mut buf) {
+                        Ok(Some(frame)) => out.push(frame),
+                        Ok(None) => break,
+                        Err(e) => return (out, Some(e)),
+                    }
+                    assert_bounded(&buf);
+                }
+            }
+            (out, None)
+        }
+
+        /// The buffer never holds more than one PDU can be.
+        fn assert_bounded(buf: &BytesMut) {
+            assert!(buf.len() <= MAX_PDU + 4096, "{} bytes buffered", buf.len());
+        }
+
+        /// Headers that frame (a length in range), followed by anything.
+        fn framed_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let pdu = (any::<u32>(), any::<u32>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..80)).prop_map(
+                |(id, status, seq, body)| {
+                    let mut out = ((HEADER + body.len()) as u32).to_be_bytes().to_vec();
+                    // Real command ids more often than not, so bodies get decoded.
+                    let id =
+                        if id % 4 == 0 { id } else { [4, 5, 0x103, 0x8000_0004, 0x15, 0x8000_0009][id as usize % 6] };
+                    for v in [id, status, seq] {
+                        out.extend(v.to_be_bytes());
+                    }
+                    out.extend(body);
+                    out
+                },
+            );
+            prop::collection::vec(pdu, 0..6).prop_map(|p| p.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn framing_never_panics(bytes in prop_oneof![framed_bytes(), prop::collection::vec(any::<u8>(), 0..200)], piece in 1usize..64) {
+                let (whole, err) = frames(&bytes, bytes.len());
+                let (pieces, err_pieces) = frames(&bytes, piece);
+                // However the reads split the stream, the same PDUs come out.
+                prop_assert_eq!(format!("{whole:?}"), format!("{pieces:?}"));
+                prop_assert_eq!(err.is_some(), err_pieces.is_some());
+                for frame in &whole {
+                    if let Frame::Command(c) = frame
+                        && let Some(pdu) = c.pdu()
+                        && let Some(d) = crate::channel::smpp::pdus::Delivered::from_pdu(pdu)
+                    {
+                        let _ = crate::channel::smpp::pdus::read(&d, crate::config::GsmCoding::Gsm7, crate::channel::smpp::receipt::IdForm::Same);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_deliver_sm_reads_back_as_sent(seq: u32, esm: u8, short in prop::collection::vec(any::<u8>(), 0..255)) {
+                let pdu = DeliverSm::builder()
+                    .esm_class(EsmClass::from(esm))
+                    .short_message(OctetString::from_slice(&short).map_err(|e| TestCaseError::fail(e.to_string()))?)
+                    .build();
+                let mut buf = BytesMut::new();
+                SmppCodec.encode(Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(pdu)), &mut buf)?;
+                let (frames, err) = frames(&buf, 7);
+                prop_assert!(err.is_none());
+                match &frames[..] {
+                    [Frame::Command(c)] => match c.pdu() {
+                        Some(Pdu::DeliverSm(d)) => {
+                            prop_assert_eq!(c.sequence_number(), seq);
+                            let got: &[u8] = d.short_message();
+                            prop_assert_eq!(got, &short[..]);
+                        }
+                        other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                    },
+                    other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                }
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@ use crate::channel::Outbound;
 use crate::config::{GsmCoding, LongMessages, SmppRoute};
 use crate::sms::{self, Encoding};
 use crate::store::ReceiptStatus;
+use rusmpp::Pdu;
 use rusmpp::pdus::SubmitSm;
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, Tlv, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, EmptyOrFullCOctetString, OctetString};
@@ -180,6 +181,36 @@ pub struct Delivered<'a> {
     pub tlvs: &'a [Tlv],
 }
 
+impl<'a> Delivered<'a> {
+    /// The fields of a `deliver_sm` or `data_sm` (a `data_sm` carries its text in TLVs only);
+    /// `None` for any other PDU.
+    pub fn from_pdu(pdu: &'a Pdu) -> Option<Delivered<'a>> {
+        Some(match pdu {
+            Pdu::DeliverSm(d) => Delivered {
+                esm_class: u8::from(d.esm_class),
+                data_coding: u8::from(d.data_coding),
+                source: d.source_addr.as_str(),
+                source_ton: u8::from(d.source_addr_ton),
+                dest: d.destination_addr.as_str(),
+                dest_ton: u8::from(d.dest_addr_ton),
+                short_message: d.short_message(),
+                tlvs: d.tlvs(),
+            },
+            Pdu::DataSm(d) => Delivered {
+                esm_class: u8::from(d.esm_class),
+                data_coding: u8::from(d.data_coding),
+                source: d.source_addr.as_str(),
+                source_ton: u8::from(d.source_addr_ton),
+                dest: d.destination_addr.as_str(),
+                dest_ton: u8::from(d.dest_addr_ton),
+                short_message: &[],
+                tlvs: d.tlvs(),
+            },
+            _ => return None,
+        })
+    }
+}
+
 fn decode_text(dc: u8, bytes: &[u8], coding: GsmCoding) -> String {
     let latin1 = |b: &[u8]| b.iter().map(|&x| char::from(x)).collect::<String>();
     match dc {
@@ -247,8 +278,9 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
         return Ok(Incoming::Receipt { id: receipt::canonical_receipt_id(&id, ids), status, error });
     }
     let (concat, text_bytes) = if d.esm_class & ESM_UDHI != 0 {
-        let (concat, header_len) = sms::pdu::user_data_header(body, 0).map_err(|e| e.to_string())?;
-        (concat, &body[header_len..])
+        let (concat, header_len) =
+            sms::pdu::user_data_header(body).map_err(|e| format!("UDHI set but the header is unreadable: {e}"))?;
+        (concat, body.get(header_len..).unwrap_or_default())
     } else {
         let concat = match sar {
             (Some(r), Some(t), Some(s)) => sms::pdu::Concat::checked(r, t, s),
@@ -366,5 +398,29 @@ mod tests {
         let bad = [0x09, 0x00];
         let d = Delivered { short_message: &bad, ..d };
         assert!(read(&d, GsmCoding::Gsm7, IdForm::Same).is_err());
+    }
+
+    /// TS 23.040 §9.2.3.24.1: a concatenation element naming part 0 or a part past the last is
+    /// ignored, so such a message is stored on its own instead of waiting for parts that never come
+    /// (or completing another message's parts).
+    #[test]
+    fn a_concatenation_header_naming_no_real_part_is_ignored() {
+        for (total, seq) in [(2, 0), (2, 3), (0, 1)] {
+            let body = [0x05, 0x00, 0x03, 0x07, total, seq, b'h', b'i'];
+            let d = Delivered {
+                esm_class: 0x40,
+                data_coding: 0x04,
+                source: "79161234567",
+                source_ton: 1,
+                dest: "7726",
+                dest_ton: 3,
+                short_message: &body,
+                tlvs: &[],
+            };
+            match read(&d, GsmCoding::Gsm7, IdForm::Same) {
+                Ok(Incoming::Message { concat, text, .. }) => assert_eq!((concat, text.as_str()), (None, "6869")),
+                other => panic!("{total}/{seq}: {other:?}"),
+            }
+        }
     }
 }

@@ -147,4 +147,71 @@ mod tests {
         assert_eq!(message_state_status(5), Some(ReceiptStatus::Undelivered));
         assert_eq!(message_state_status(1), None);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Receipt-like text: field names, values and separators in any order and case.
+        fn receipt_like() -> impl Strategy<Value = String> {
+            let piece = prop::sample::select(vec![
+                "id:",
+                "ID:",
+                "sub:",
+                "dlvrd:",
+                "submit date:",
+                "done date:",
+                "stat:",
+                "err:",
+                "text:",
+                " ",
+                "  ",
+                "x",
+                "0123",
+                "DELIVRD",
+                "é",
+                "Ж",
+                ":",
+            ]);
+            prop::collection::vec(piece, 0..16).prop_map(|p| p.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn parsing_never_panics(text in prop_oneof![receipt_like(), "\\PC{0,120}"]) {
+                if let Some(r) = parse(&text) {
+                    prop_assert!(!r.id.is_empty());
+                    prop_assert!(text.contains(r.id.as_str()));
+                }
+            }
+
+            /// A receipt written as appendix B has it, its fields in any order (`text:` last, as
+            /// it runs to the end) and any text, reads back as written.
+            #[test]
+            fn a_formatted_receipt_reads_back(
+                id in "[0-9A-Za-z]{1,20}",
+                stat in prop::sample::select(vec!["DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD", "enroute"]),
+                err in prop::option::of("[0-9]{3}"),
+                order in Just((0..7).collect::<Vec<usize>>()).prop_shuffle(),
+                text in "\\PC{0,20}",
+            ) {
+                let fields = [
+                    format!("id:{id}"),
+                    "sub:001".to_string(),
+                    "dlvrd:001".to_string(),
+                    "submit date:2611231200".to_string(),
+                    "done date:2611231201".to_string(),
+                    format!("stat:{stat}"),
+                    err.as_ref().map_or("err:".to_string(), |e| format!("err:{e}")),
+                ];
+                let mut body: Vec<&str> = order.iter().map(|&i| fields[i].as_str()).collect();
+                let text = format!("text:{text}");
+                body.push(&text);
+                let body = body.join(" ");
+                prop_assert_eq!(parse(&body), Some(ReceiptText { id, stat: stat.to_ascii_uppercase(), err }));
+            }
+        }
+    }
 }

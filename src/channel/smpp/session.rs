@@ -360,31 +360,10 @@ impl Session<'_> {
             Some(Pdu::UnbindResp) => {
                 self.pending.remove(&seq);
             }
-            Some(Pdu::DeliverSm(d)) => {
-                let delivered = Delivered {
-                    esm_class: u8::from(d.esm_class),
-                    data_coding: u8::from(d.data_coding),
-                    source: d.source_addr.as_str(),
-                    source_ton: u8::from(d.source_addr_ton),
-                    dest: d.destination_addr.as_str(),
-                    dest_ton: u8::from(d.dest_addr_ton),
-                    short_message: d.short_message(),
-                    tlvs: d.tlvs(),
-                };
-                return Ok(self.incoming(seq, &delivered, false));
-            }
-            Some(Pdu::DataSm(d)) => {
-                let delivered = Delivered {
-                    esm_class: u8::from(d.esm_class),
-                    data_coding: u8::from(d.data_coding),
-                    source: d.source_addr.as_str(),
-                    source_ton: u8::from(d.source_addr_ton),
-                    dest: d.destination_addr.as_str(),
-                    dest_ton: u8::from(d.dest_addr_ton),
-                    short_message: &[],
-                    tlvs: d.tlvs(),
-                };
-                return Ok(self.incoming(seq, &delivered, true));
+            Some(pdu @ (Pdu::DeliverSm(_) | Pdu::DataSm(_))) => {
+                if let Some(delivered) = Delivered::from_pdu(pdu) {
+                    return Ok(self.incoming(seq, &delivered, matches!(pdu, Pdu::DataSm(_))));
+                }
             }
             _ if u32::from(cmd.id()) & 0x8000_0000 == 0 => {
                 tracing::warn!(route = %self.shared.route, id = ?cmd.id(), "unexpected request; answered generic_nack");

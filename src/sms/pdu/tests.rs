@@ -1,7 +1,8 @@
 //! Tests of the PDU codec: vectors derived from TS 23.040/23.038 by hand (`spec`), real captures
 //! (`realworld`), an independent encoder's output (`vectors`) and encode/decode round trips
-//! (`round_trip`).
+//! (`round_trip`), and properties over generated input (`props`).
 
+mod props;
 mod realworld;
 mod round_trip;
 mod spec;

@@ -264,4 +264,78 @@ mod tests {
             }
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A line as a modem would end it with CRLF: something visible, no line end or NUL, not the prompt.
+        fn line_text() -> impl Strategy<Value = String> {
+            let short = "[^\r\n\x00]{1,60}";
+            // As long as a line may be, in bytes, whatever the width of its characters.
+            let long =
+                (MAX_LINE - 8..=MAX_LINE, prop::sample::select(vec!['x', 'é', '中', '😀'])).prop_map(|(n, c)| {
+                    let mut s: String = std::iter::repeat_n(c, n / c.len_utf8()).collect();
+                    s.extend(std::iter::repeat_n('y', n - s.len()));
+                    s
+                });
+            prop_oneof![9 => short.prop_map(String::from), 1 => long]
+                .prop_filter("visible, not the prompt", |s| !s.trim().is_empty() && s != ">" && s != "> ")
+        }
+
+        /// Bytes as runs of one value: long lines and long noise without generating every byte apart.
+        fn runs(max_run: usize, allow_eol: bool) -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![any::<u8>(), Just(b'\r'), Just(b'\n'), Just(b'>'), Just(b' '), Just(0u8)]
+                .prop_map(move |b| if !allow_eol && is_eol(b) { b'#' } else { b });
+            prop::collection::vec((byte, 1..max_run), 0..12)
+                .prop_map(|runs| runs.into_iter().flat_map(|(b, n)| std::iter::repeat_n(b, n)).collect())
+        }
+
+        /// Cut `input` at the given fractions: chunks of any size, the way reads come.
+        fn chunked<'a>(input: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+            at.push(0);
+            at.push(input.len());
+            at.sort_unstable();
+            at.windows(2).map(|w| &input[w[0]..w[1]]).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+            #[test]
+            fn no_frame_is_longer_than_the_limit_and_nothing_panics(
+                input in prop_oneof![runs(MAX_LINE + 100, true), prop::collection::vec(any::<u8>(), 0..200)],
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+            ) {
+                for frame in run(&chunked(&input, &cuts)) {
+                    if let Frame::Line(l) = frame {
+                        prop_assert!(l.chars().count() <= MAX_LINE, "a line of {} characters", l.chars().count());
+                        prop_assert!(!l.trim().is_empty());
+                        prop_assert!(!l.contains(['\r', '\n', '\0']));
+                    }
+                }
+            }
+
+            /// Every line that ends in CRLF comes out whole, however the reads split the stream,
+            /// also after an over-long line of noise.
+            #[test]
+            fn no_line_ending_in_crlf_is_lost(
+                noise in prop::option::of(runs(MAX_LINE, false)),
+                lines in prop::collection::vec(line_text(), 1..8),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+            ) {
+                let mut input = noise.unwrap_or_default();
+                input.extend_from_slice(b"\r\n");
+                for l in &lines {
+                    input.extend_from_slice(l.as_bytes());
+                    input.extend_from_slice(b"\r\n");
+                }
+                let frames = run(&chunked(&input, &cuts));
+                let expected: Vec<Frame> = lines.iter().map(|l| Frame::Line(l.clone())).collect();
+                prop_assert!(frames.len() >= expected.len(), "{frames:?}");
+                prop_assert_eq!(&frames[frames.len() - expected.len()..], &expected[..]);
+            }
+        }
+    }
 }

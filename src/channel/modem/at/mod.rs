@@ -716,6 +716,18 @@ const REGISTRATION: &[&str] = &["+CREG", "+CGREG", "+CEREG", "+C5GREG"];
 /// Boot / readiness lines without a prefix.
 const READY_LINES: &[&str] = &["RDY", "SMS READY", "CALL READY", "SMS DONE", "PB DONE", "PB READY", "+PBREADY"];
 
+/// How one line is read on its own while `pending` is the command in flight: whether it is a
+/// final result code, and the URC it is, if any. The engine also tracks echoes and the PDU line a
+/// `+CMT:`/`+CDS:` header owes; this is the part that reads the line's text, for fuzzing and tests.
+#[doc(hidden)]
+pub fn read_line(line: &str, pending: Option<&str>) -> (bool, Option<Urc>) {
+    let urc = match classify(line, pending) {
+        Class::Urc(urc) => Some(urc),
+        Class::Owes(_) | Class::Answer => None,
+    };
+    (parse_final(line).is_some(), urc)
+}
+
 fn classify(line: &str, pending: Option<&str>) -> Class {
     let upper = line.to_ascii_uppercase();
     if upper == "RING" {
@@ -905,5 +917,54 @@ mod tests {
         assert!(!AtError::Rejected { cmd: "AT+X".into(), result: "COMMAND NOT SUPPORT".into() }.temporary());
         assert_eq!(cms(330).to_string(), "AT+CMGS=1: +CMS ERROR 330 (SMSC address unknown)");
         assert_eq!(AtError::Timeout { cmd: "AT".into(), secs: 2.0 }.to_string(), "AT: no answer within 2.0 s");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines that look like what modems print: prefixes, quotes, commas and digits in any order.
+        fn modem_line() -> impl Strategy<Value = String> {
+            let words = prop::sample::select(vec![
+                "+CMTI:",
+                "+CDSI:",
+                "+CMT:",
+                "+CDS:",
+                "+CREG:",
+                "+CEREG:",
+                "+CPIN:",
+                "^RSSI:",
+                "+CME ERROR",
+                "+CMS ERROR:",
+                "CME Error:",
+                "OK",
+                "ERROR",
+                "RING",
+                "\"",
+                ",",
+                " ",
+                "SM",
+                "READY",
+                "1",
+                "99999999999",
+                "-",
+                "é",
+                ":",
+            ]);
+            prop::collection::vec(words, 0..8).prop_map(|w| w.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn reading_any_line_never_panics(line in prop_oneof![modem_line(), "\\PC{0,40}"], pending in prop::option::of(prop_oneof![modem_line(), "AT\\PC{0,10}"])) {
+                let (_, urc) = read_line(&line, pending.as_deref());
+                // A URC names nothing that was not in the line.
+                if let Some(Urc::NewMessage { storage, .. } | Urc::StatusReportStored { storage, .. }) = urc {
+                    prop_assert!(line.contains(&storage));
+                }
+            }
+        }
     }
 }

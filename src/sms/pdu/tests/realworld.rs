@@ -15,9 +15,9 @@ use super::*;
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/modem/realworld.jsonl");
 
 #[derive(Deserialize)]
-struct Entry {
+pub(super) struct Entry {
     id: String,
-    pdu: String,
+    pub(super) pdu: String,
     kind: String,
     #[serde(default)]
     consensus: Consensus,
@@ -33,7 +33,7 @@ struct Consensus {
     status: Option<u8>,
 }
 
-fn entries() -> Vec<Entry> {
+pub(super) fn entries() -> Vec<Entry> {
     let data = std::fs::read_to_string(PATH).unwrap_or_else(|e| panic!("{PATH}: {e}"));
     data.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))).collect()
 }

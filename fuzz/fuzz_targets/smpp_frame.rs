@@ -1,0 +1,36 @@
+//! SMPP as a carrier session reads it: framing by command_length, rusmpp's decode of each PDU, and
+//! for a deliver_sm or data_sm what it carries (a receipt or a message), in every coding setting.
+#![no_main]
+
+use bytes::BytesMut;
+use smsgw::channel::smpp::codec::{Frame, MAX_PDU, SmppCodec};
+use smsgw::channel::smpp::pdus::{Delivered, read};
+use smsgw::channel::smpp::receipt::IdForm;
+use smsgw::config::GsmCoding;
+use tokio_util::codec::Decoder;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let Some((&first, stream)) = data.split_first() else { return };
+    let piece = usize::from(first) + 1;
+    let coding = [GsmCoding::Gsm7, GsmCoding::Latin1AsDefault, GsmCoding::Latin1][usize::from(first % 3)];
+    let ids = [IdForm::Same, IdForm::HexInResp, IdForm::DecimalInResp][usize::from(first / 3 % 3)];
+    let mut codec = SmppCodec;
+    let mut buf = BytesMut::new();
+    for chunk in stream.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(Frame::Command(c))) => {
+                    if let Some(d) = c.pdu().and_then(Delivered::from_pdu) {
+                        let _ = read(&d, coding, ids);
+                    }
+                }
+                Ok(Some(Frame::Undecodable { .. })) => {}
+                Ok(None) => break,
+                // The session drops the connection here: nothing more is read.
+                Err(_) => return,
+            }
+        }
+        assert!(buf.len() <= MAX_PDU + piece, "{} bytes buffered", buf.len());
+    }
+});
