@@ -126,6 +126,32 @@ pub fn from_datetime(t: &DateTime<Utc>) -> Millis {
     t.timestamp_millis()
 }
 
+/// What a delivery report says of one part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    Delivered,
+    Undelivered,
+    Expired,
+}
+
+impl ReceiptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Delivered => "delivered",
+            ReceiptStatus::Undelivered => "undelivered",
+            ReceiptStatus::Expired => "expired",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "delivered" => Some(ReceiptStatus::Delivered),
+            "undelivered" => Some(ReceiptStatus::Undelivered),
+            "expired" => Some(ReceiptStatus::Expired),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,8 @@ pub mod sim;
 pub mod smpp;
 
 use crate::message::Priority;
+use crate::message::ReceiptStatus;
 use crate::sms::Encoding;
-use crate::store::ReceiptStatus;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::mpsc;

@@ -5,8 +5,8 @@
 
 use super::{Channel, Event, EventSender, Health, Outbound, RouteEvent, RouteState, SubmitError, Submitted};
 use crate::config::SimRoute;
+use crate::message::ReceiptStatus;
 use crate::message::now_ms;
-use crate::store::ReceiptStatus;
 use futures::future::BoxFuture;
 use rand::Rng;
 use std::collections::VecDeque;

@@ -5,7 +5,7 @@
 //! change writes a history row in the same transaction.
 
 use super::StoreError;
-use crate::message::{Millis, Priority, Status};
+use crate::message::{Millis, Priority, ReceiptStatus, Status};
 use crate::sms::Encoding;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -96,31 +96,6 @@ pub struct AttemptFailure {
     /// Parts the route took before the failure, and their reference.
     pub accepted: Vec<SubmittedPart>,
     pub concat_ref: Option<u16>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiptStatus {
-    Delivered,
-    Undelivered,
-    Expired,
-}
-
-impl ReceiptStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            ReceiptStatus::Delivered => "delivered",
-            ReceiptStatus::Undelivered => "undelivered",
-            ReceiptStatus::Expired => "expired",
-        }
-    }
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "delivered" => Some(ReceiptStatus::Delivered),
-            "undelivered" => Some(ReceiptStatus::Undelivered),
-            "expired" => Some(ReceiptStatus::Expired),
-            _ => None,
-        }
-    }
 }
 
 /// A delivery report for one part, as a route understood it.

@@ -23,7 +23,7 @@ pub use fill::fill_for_bench;
 pub use inbound::{InboundPart, InboundView, Undecodable};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
-    ReceiptStatus, SubmittedPart,
+    SubmittedPart,
 };
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
 pub use retention::{Pruned, Retention};

@@ -4,7 +4,7 @@
 //! part).
 
 use super::*;
-use crate::message::{Priority, Status};
+use crate::message::{Priority, ReceiptStatus, Status};
 use crate::sms::Encoding;
 
 fn new_msg(segments: u32) -> NewMessage {

@@ -8,8 +8,8 @@
 use super::receipt::{self, IdForm};
 use crate::channel::Outbound;
 use crate::config::{GsmCoding, LongMessages, SmppRoute};
+use crate::message::ReceiptStatus;
 use crate::sms::{self, Encoding};
-use crate::store::ReceiptStatus;
 use rusmpp::Pdu;
 use rusmpp::pdus::SubmitSm;
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, Tlv, TlvValue};

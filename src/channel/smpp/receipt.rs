@@ -3,7 +3,7 @@
 //! read tolerantly: fields in any order or missing, any case, and the ids
 //! carriers write in hex or decimal.
 
-use crate::store::ReceiptStatus;
+use crate::message::ReceiptStatus;
 
 /// What a receipt says, whichever form it came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
