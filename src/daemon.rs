@@ -75,9 +75,9 @@ pub async fn run(
 /// The one-line status systemd shows: queue depth and routes up.
 async fn summary(store: &Store, d: &Dispatcher) -> String {
     let queued = store.queued_total().await.map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-    let lanes = d.lanes();
-    let up = lanes.iter().filter(|l| l.health().state != crate::channel::RouteState::Down).count();
-    format!("{queued} queued; {up}/{} routes up", lanes.len())
+    let routes = d.snapshot();
+    let up = routes.iter().filter(|r| r.state != crate::channel::RouteState::Down).count();
+    format!("{queued} queued; {up}/{} routes up", routes.len())
 }
 
 /// Prune at start and then every `every`. The store deletes in small
@@ -113,7 +113,7 @@ async fn supervise(store: Store, d: Arc<Dispatcher>) {
             continue;
         }
         let healthy = match d.alive(stuck_after) {
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
             Ok(()) => match tokio::time::timeout(every, store.ping()).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(format!("the store does not take writes: {e}")),

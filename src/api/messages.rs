@@ -237,9 +237,9 @@ pub struct Validated {
 
 /// Read and validate a `POST /v1/messages` body: a 400 when it is not JSON, else a 422 naming
 /// every field that is wrong (`messages[3].to`), else the messages. `resolve` chooses a message's
-/// route from its E.164 number and the route it asks for, as [`Dispatcher::resolve`] does.
+/// route from its E.164 number and the route it asks for, as [`Routing::resolve`] does.
 ///
-/// [`Dispatcher::resolve`]: crate::dispatch::Dispatcher::resolve
+/// [`Routing::resolve`]: crate::dispatch::Routing::resolve
 pub fn validate(
     body: &[u8],
     limits: &Limits,
@@ -424,7 +424,8 @@ pub async fn post_messages(
         }
         other => Problem::bad_json(other.body_text()),
     })?;
-    let built = validate(&body, &state.limits(), |to, asked| state.dispatcher.resolve(to, asked))?;
+    let routing = state.dispatcher.routing();
+    let built = validate(&body, &state.limits(), |to, asked| routing.resolve(to, asked))?;
 
     let idem = match headers.get("idempotency-key") {
         None => None,

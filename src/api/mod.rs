@@ -1,6 +1,7 @@
 //! The HTTP API (axum): JSON under `/v1`, bearer keys with scopes, per-key
-//! rate limits and daily quotas, problem+json errors, and an OpenAPI 3
-//! document generated from the handlers themselves.
+//! rate limits and daily quotas, problem+json errors, an OpenAPI 3
+//! document generated from the handlers themselves, and the `/metrics`
+//! text (`metrics`). Routes are read through the dispatcher's snapshot.
 //!
 //! Scopes: each handler asks `auth::Caller` for the one it needs. Messages
 //! and inbound are checked (and filtered to the key's own) in `messages` and
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod inbound;
 pub mod messages;
+pub mod metrics;
 pub mod problem;
 pub mod serve;
 
@@ -29,7 +31,6 @@ use axum::{Extension, Json, Router};
 use problem::Problem;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -126,7 +127,7 @@ async fn metrics(State(state): State<Arc<AppState>>, Extension(caller): Extensio
     if let Err(p) = caller.require(&[Scope::Metrics]) {
         return p.into_response();
     }
-    match crate::metrics::render(&state.store, &state.dispatcher).await {
+    match metrics::render(&state.store, &state.dispatcher).await {
         Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => Problem::from(e).into_response(),
     }
@@ -144,7 +145,7 @@ async fn modems(
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Result<Json<ModemsOut>, Problem> {
     caller.require(&[Scope::Read])?;
-    Ok(Json(ModemsOut { modems: state.dispatcher.lanes().iter().flat_map(|l| l.channel.modems()).collect() }))
+    Ok(Json(ModemsOut { modems: state.dispatcher.snapshot().into_iter().flat_map(|r| r.modems).collect() }))
 }
 
 /// The status page: static HTML that asks for the API key and reads the API.
@@ -165,7 +166,7 @@ async fn throughput(
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Result<Json<ThroughputOut>, Problem> {
     caller.require(&[Scope::Read])?;
-    Ok(Json(ThroughputOut { minutes: state.dispatcher.throughput.last_hour(crate::message::now_ms()) }))
+    Ok(Json(ThroughputOut { minutes: state.dispatcher.throughput(crate::message::now_ms()) }))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -186,7 +187,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if let Err(e) = state.store.ready().await {
         return Problem::unavailable(format!("message store not writable: {e}")).into_response();
     }
-    let routes = state.dispatcher.lanes().len();
+    let routes = state.dispatcher.snapshot().len();
     if routes == 0 {
         return Problem::unavailable("no routes loaded").into_response();
     }
@@ -231,27 +232,24 @@ async fn list_routes(
     let counts = state.store.counts().await?;
     let routes = state
         .dispatcher
-        .lanes()
-        .iter()
-        .map(|l| {
-            let h = l.health();
-            RouteOut {
-                name: l.cfg.name.clone(),
-                kind: l.channel.kind().to_string(),
-                state: h.state,
-                detail: h.detail,
-                prefixes: l.cfg.prefixes.clone(),
-                rate: l.cfg.rate,
-                burst: l.cfg.burst,
-                concurrency: l.cfg.concurrency,
-                in_flight: l.in_flight(),
-                queued: counts.queued.get(&l.cfg.name).cloned().unwrap_or_default(),
-                sent: l.sent.load(Ordering::Relaxed),
-                failed: l.failed.load(Ordering::Relaxed),
-                retried: l.retried.load(Ordering::Relaxed),
-                last_error: l.last_error(),
-                members: h.members,
-            }
+        .snapshot()
+        .into_iter()
+        .map(|r| RouteOut {
+            queued: counts.queued.get(&r.name).cloned().unwrap_or_default(),
+            name: r.name,
+            kind: r.kind.to_string(),
+            state: r.state,
+            detail: r.detail,
+            prefixes: r.prefixes,
+            rate: r.rate,
+            burst: r.burst,
+            concurrency: r.concurrency,
+            in_flight: r.in_flight,
+            sent: r.sent,
+            failed: r.failed,
+            retried: r.retried,
+            last_error: r.last_error,
+            members: r.members,
         })
         .collect();
     Ok(Json(RoutesOut { routes }))

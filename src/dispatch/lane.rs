@@ -1,0 +1,320 @@
+//! A route's lane: the loop that claims due work for one route (most urgent
+//! first, as much as the route can start soon), waits for the route's rate
+//! limiter and concurrency limit, hands each message to the channel and
+//! records the attempt (submitted, retry later with backoff, or failed).
+//! Work claimed but never started is handed back; a lane whose route is down
+//! fails its due messages over to the next route that serves them.
+
+use super::Dispatcher;
+use crate::channel::{Channel, Health, Outbound, RouteState, Submitted};
+use crate::config::Route;
+use crate::message::{Status, now_ms};
+use crate::sms;
+use crate::store::{AttemptFailure, Claimed, Store, SubmittedPart};
+use crate::throughput::Outcome;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// How long an idle lane sleeps before looking for due work (scheduled
+/// messages, retries) when nothing woke it.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Upper bound of messages claimed in one transaction.
+const MAX_CLAIM: usize = 512;
+
+/// A route with its channel, limits and counters. A reload replaces the
+/// lane (new limits) but may keep its channel (same binds or modems).
+pub(super) struct Lane {
+    pub(super) cfg: Route,
+    /// Stops this lane's loop (a reload removed or replaced it).
+    pub(super) cancel: CancellationToken,
+    pub(super) channel: Arc<dyn Channel>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    permits: Arc<Semaphore>,
+    pub(super) wake: Notify,
+    pub(super) sent: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) retried: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    /// When this lane's loop last made progress or waited knowingly.
+    pub(super) heartbeat: AtomicI64,
+}
+
+impl Lane {
+    pub(super) fn new(cfg: Route, channel: Arc<dyn Channel>, cancel: CancellationToken) -> Lane {
+        let limiter = cfg.rate.map(|rate| {
+            let burst = NonZeroU32::new(cfg.burst.unwrap_or(1)).unwrap_or(NonZeroU32::MIN);
+            let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+            let quota = Quota::with_period(period).expect("period is at least 1 ns").allow_burst(burst);
+            RateLimiter::direct(quota)
+        });
+        Lane {
+            permits: Arc::new(Semaphore::new(cfg.concurrency)),
+            cfg,
+            cancel,
+            channel,
+            limiter,
+            wake: Notify::new(),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            heartbeat: AtomicI64::new(now_ms()),
+        }
+    }
+
+    /// How many messages one claim may take: what the route can start within
+    /// a quarter second, so an urgent message never queues behind a long
+    /// claimed backlog.
+    fn budget(&self) -> usize {
+        match self.cfg.rate {
+            Some(rate) => {
+                let soon = (rate * 0.25).ceil() as usize;
+                soon.min(self.cfg.burst.unwrap_or(1) as usize).max(1)
+            }
+            None => MAX_CLAIM,
+        }
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.cfg.concurrency - self.permits.available_permits()
+    }
+
+    pub(super) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub(super) fn health(&self) -> Health {
+        self.channel.health()
+    }
+
+    fn beat(&self) {
+        self.heartbeat.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Await `fut`, beating once a second meanwhile: a lane that waits for
+    /// a slow route is alive, one stuck elsewhere is not.
+    async fn alive_while<F: std::future::Future>(&self, fut: F) -> F::Output {
+        tokio::pin!(fut);
+        loop {
+            self.beat();
+            tokio::select! {
+                out = &mut fut => return out,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    fn note_error(&self, e: &str) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e.to_string());
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Move due messages of a route that is down to the next route (in
+    /// config order) that serves each number and is not down itself.
+    async fn fail_over(&self, from: &Lane) {
+        let lanes = self.lanes();
+        let up = |name: &str| lanes.iter().any(|l| l.cfg.name == name && l.channel.health().state != RouteState::Down);
+        let Some(assign) = self.routing().failover(&from.cfg.name, up) else { return };
+        match self.store.move_queued(from.cfg.name.clone(), MAX_CLAIM, assign).await {
+            Ok(targets) => {
+                for t in targets {
+                    tracing::warn!(from = %from.cfg.name, to = %t, "route is down; failed its messages over");
+                    self.wake(&t);
+                }
+            }
+            Err(e) => tracing::error!(route = %from.cfg.name, error = %e, "failover failed"),
+        }
+    }
+
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        let cfg = self.cfg();
+        let base = cfg.retry_base_ms as f64;
+        let exp = base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        let capped = exp.min(cfg.retry_max_ms as f64);
+        let jittered = capped * rand::rng().random_range(0.5..=1.0);
+        Duration::from_millis(jittered as u64)
+    }
+}
+
+/// A lane's loop, supervised: restarted after a panic until the lane is
+/// cancelled.
+pub(super) fn start_lane(d: &Arc<Dispatcher>, lane: &Arc<Lane>) {
+    let (d, lane) = (d.clone(), lane.clone());
+    let (name, stop) = (lane.cfg.name.clone(), lane.cancel.clone());
+    tokio::spawn(crate::supervise::run("lane", name, stop, move || run_lane(d.clone(), lane.clone())));
+}
+
+async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
+    let name = lane.cfg.name.clone();
+    loop {
+        lane.beat();
+        let first = tokio::select! {
+            p = lane.alive_while(lane.permits.clone().acquire_owned()) => match p { Ok(p) => p, Err(_) => return },
+            _ = lane.cancel.cancelled() => return,
+        };
+        if lane.channel.health().state == RouteState::Down {
+            drop(first);
+            if lane.cfg.failover {
+                d.fail_over(&lane).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = lane.cancel.cancelled() => return,
+            }
+            continue;
+        }
+        let mut permits = vec![first];
+        let budget = lane.budget();
+        while permits.len() < budget {
+            match lane.permits.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let claimed = match d.store.claim(name.clone(), permits.len()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(route = %name, error = %e, "cannot claim messages");
+                lane.note_error(&e.to_string());
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = lane.cancel.cancelled() => return,
+                }
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            drop(permits);
+            tokio::select! {
+                _ = lane.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = lane.cancel.cancelled() => return,
+            }
+            continue;
+        }
+        let mut claimed = claimed.into_iter();
+        for permit in permits {
+            let Some(m) = claimed.next() else { break };
+            if let Some(limiter) = &lane.limiter {
+                let waited = std::time::Instant::now();
+                tokio::select! {
+                    _ = lane.alive_while(limiter.until_ready()) => {
+                        metrics::histogram!(crate::metrics::RATE_WAIT, "route" => name.clone())
+                            .record(waited.elapsed().as_secs_f64());
+                    }
+                    _ = lane.cancel.cancelled() => {
+                        hand_back(&d.store, std::iter::once(m).chain(claimed)).await;
+                        return;
+                    }
+                }
+            }
+            d.tracker.spawn(attempt(d.clone(), lane.clone(), m, permit));
+        }
+    }
+}
+
+/// Messages claimed but never started go back to the queue at once.
+async fn hand_back(store: &Store, msgs: impl Iterator<Item = Claimed>) {
+    for m in msgs {
+        let f = AttemptFailure {
+            code: "stopped".into(),
+            text: "smsgw stopped before this attempt started".into(),
+            retry_at: Some(now_ms()),
+            final_status: Status::Failed,
+            untried: true,
+            accepted: Vec::new(),
+            concat_ref: None,
+        };
+        if let Err(e) = store.record_failure(m.id, f).await {
+            tracing::warn!(message = m.id, error = %e, "cannot hand a message back; it returns at the next start");
+        }
+    }
+}
+
+async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio::sync::OwnedSemaphorePermit) {
+    let split = sms::split(&m.body);
+    let out = Outbound {
+        id: m.id,
+        to: m.recipient.clone(),
+        from: m.sender.clone(),
+        text: m.body.clone(),
+        encoding: split.encoding,
+        parts: split.parts,
+        priority: m.priority,
+        attempt: m.attempt,
+        valid_until: m.valid_until,
+        resume: Submitted { first_part: 0, remote_ids: m.sent.clone(), concat_ref: m.concat_ref },
+    };
+    let started = std::time::Instant::now();
+    let result = lane.channel.submit(out).await;
+    let route = lane.cfg.name.clone();
+    metrics::histogram!(crate::metrics::SUBMIT_SECONDS, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    let recorded = match result {
+        Ok(s) => {
+            lane.sent.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => "submitted").increment(1);
+            d.throughput.count(now_ms(), Outcome::Sent);
+            let concat_ref = s.concat_ref;
+            d.store.record_submitted(m.id, lane.cfg.name.clone(), parts_of(s), concat_ref).await
+        }
+        Err(e) => {
+            lane.note_error(&e.to_string());
+            let now = now_ms();
+            let retry_at = now + d.retry_delay(m.attempt).as_millis() as i64;
+            let (retry_at, final_status, text) = if !e.temporary {
+                (None, Status::Failed, e.text.clone())
+            } else if !e.untried && m.attempt >= d.cfg().max_attempts {
+                (None, Status::Failed, format!("{} (gave up after {} attempts)", e.text, m.attempt))
+            } else if m.valid_until.is_some_and(|v| v < retry_at) {
+                (None, Status::Expired, format!("{} (validity runs out before the next attempt)", e.text))
+            } else {
+                (Some(retry_at), Status::Queued, e.text.clone())
+            };
+            let result = if retry_at.is_none() {
+                lane.failed.fetch_add(1, Ordering::Relaxed);
+                "failed"
+            } else if e.untried {
+                "untried"
+            } else {
+                lane.retried.fetch_add(1, Ordering::Relaxed);
+                "retry"
+            };
+            metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => result).increment(1);
+            if retry_at.is_none() {
+                d.throughput.count(now, Outcome::Failed);
+                metrics::counter!(crate::metrics::FINISHED, "route" => lane.cfg.name.clone(), "status" => final_status.as_str())
+                    .increment(1);
+            }
+            tracing::info!(message = m.id, route = %lane.cfg.name, code = %e.code, temporary = e.temporary, "submit failed");
+            let concat_ref = e.accepted.concat_ref;
+            let accepted = parts_of(e.accepted);
+            let f =
+                AttemptFailure { code: e.code, text, retry_at, final_status, untried: e.untried, accepted, concat_ref };
+            d.store.record_failure(m.id, f).await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::error!(message = m.id, error = %e, "cannot record the submit result; the message returns to the queue at the next start");
+    }
+}
+
+/// The parts a route took, numbered from the message's first part.
+fn parts_of(s: Submitted) -> Vec<SubmittedPart> {
+    let first = s.first_part;
+    s.remote_ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, remote_id)| SubmittedPart { index: (first + i) as u32, remote_id })
+        .collect()
+}
