@@ -220,6 +220,9 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::sms::pdu::{self, AddressKind, DataEncoding, Pdu};

@@ -1,8 +1,9 @@
 //! Tests of the PDU codec: vectors derived from TS 23.040/23.038 by hand (`spec`), real captures
 //! (`realworld`), an independent encoder's output (`vectors`) and encode/decode round trips
-//! (`round_trip`), and properties over generated input (`props`).
+//! (`round_trip`), and properties over generated input (`props`; the SMS-DELIVER round trip, which
+//! needs the virtual modem's encoder, is in `crate::simulate::modem::pdu`).
 
-mod props;
+pub(crate) mod props;
 mod realworld;
 mod round_trip;
 mod spec;
