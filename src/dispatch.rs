@@ -4,8 +4,9 @@
 //! back: submitted, retry later with backoff, or failed. It also records the
 //! events routes report (delivery receipts) and sweeps expired messages.
 
+use crate::channel::spec::Route;
 use crate::channel::{self, Channel, Event, EventSender, Health, Outbound, RouteEvent, RouteState, Submitted};
-use crate::config::{Dispatch as DispatchCfg, Route};
+use crate::config::Dispatch as DispatchCfg;
 use crate::message::{Status, now_ms};
 use crate::sms;
 use crate::store::{AttemptFailure, Claimed, InboundPart, Receipt, ReceiptMatch, Store, SubmittedPart, Undecodable};
@@ -198,7 +199,7 @@ impl Dispatcher {
         // Build every new channel first: a failure leaves everything as it was.
         let mut built = Vec::new();
         for r in routes {
-            match old.iter().find(|l| l.cfg.name == r.name && l.cfg.same_channel(r)) {
+            match old.iter().find(|l| l.cfg.name == r.name && l.cfg.spec.same_channel(&r.spec)) {
                 Some(l) => built.push((r.clone(), l.channel.clone(), Some(l.clone()))),
                 None => {
                     let ch = build_channel(&self.store, r, self.events.clone())
@@ -463,7 +464,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
 /// last day, so a restart does not hand a SIM a fresh daily allowance.
 async fn build_channel(store: &Store, r: &Route, events: EventSender) -> std::io::Result<Arc<dyn Channel>> {
     let ch = channel::build(r, events)?;
-    if r.counts_sends() {
+    if r.spec.counts_sends() {
         match store.sent_since(r.name.clone(), now_ms() - 86_400_000).await {
             Ok(sent) => ch.restore_sent(sent),
             Err(e) => {

@@ -48,7 +48,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn from_config(c: &crate::config::Config) -> Limits {
+    pub fn from_config<S>(c: &crate::config::Config<S>) -> Limits {
         Limits {
             max_body_bytes: c.server.max_body_bytes,
             max_batch: c.server.max_batch,

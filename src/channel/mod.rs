@@ -6,6 +6,9 @@
 pub mod modem;
 pub mod sim;
 pub mod smpp;
+pub mod spec;
+
+pub use spec::RouteSpec;
 
 use crate::message::Priority;
 use crate::message::ReceiptStatus;
@@ -212,23 +215,11 @@ pub trait Channel: Send + Sync {
 }
 
 /// Build the channel a route's config describes.
-pub fn build(route: &crate::config::Route, events: EventSender) -> std::io::Result<std::sync::Arc<dyn Channel>> {
-    match route.kind {
-        crate::config::RouteKind::Sim => {
-            let ch: std::sync::Arc<dyn Channel> =
-                sim::Sim::new(&route.name, route.sim.clone().unwrap_or_default(), events)?;
-            Ok(ch)
-        }
-        crate::config::RouteKind::Modem => {
-            let cfg =
-                route.modem.clone().ok_or_else(|| std::io::Error::other("kind = \"modem\" needs [routes.modem]"))?;
-            let ch: std::sync::Arc<dyn Channel> = modem::Pool::new(&route.name, cfg, events)?;
-            Ok(ch)
-        }
-        crate::config::RouteKind::Smpp => {
-            let cfg = route.smpp.clone().ok_or_else(|| std::io::Error::other("kind = \"smpp\" needs [routes.smpp]"))?;
-            let ch: std::sync::Arc<dyn Channel> = smpp::Smpp::new(&route.name, cfg, events)?;
-            Ok(ch)
-        }
-    }
+pub fn build(route: &spec::Route, events: EventSender) -> std::io::Result<std::sync::Arc<dyn Channel>> {
+    let ch: std::sync::Arc<dyn Channel> = match &route.spec {
+        RouteSpec::Sim { sim } => sim::Sim::new(&route.name, sim.clone(), events)?,
+        RouteSpec::Modem { modem } => modem::Pool::new(&route.name, modem.clone(), events)?,
+        RouteSpec::Smpp { smpp } => smpp::Smpp::new(&route.name, smpp.clone(), events)?,
+    };
+    Ok(ch)
 }

@@ -10,12 +10,13 @@
 //! the rest.
 
 pub mod at;
+pub mod config;
 pub mod driver;
 pub mod pin;
 pub mod profile;
 
 use super::{Channel, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};
-use crate::config::ModemRoute;
+use config::ModemRoute;
 use driver::{Context, Job, Modem, Phase};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
