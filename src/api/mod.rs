@@ -134,7 +134,8 @@ async fn metrics(State(state): State<Arc<AppState>>, Extension(caller): Extensio
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModemsOut {
-    pub modems: Vec<crate::channel::modem::ModemView>,
+    #[schema(value_type = Vec<crate::channel::modem::ModemView>)]
+    pub modems: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// Every modem of every modem route: state, signal, operator, SIM, counts.
@@ -144,7 +145,9 @@ async fn modems(
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Result<Json<ModemsOut>, Problem> {
     caller.require(&[Scope::Read])?;
-    Ok(Json(ModemsOut { modems: state.dispatcher.lanes().iter().flat_map(|l| l.channel.modems()).collect() }))
+    let lanes = state.dispatcher.lanes();
+    let devices = lanes.iter().flat_map(|l| l.channel.health().members).filter_map(|m| m.device);
+    Ok(Json(ModemsOut { modems: devices.map(|d| d.view).collect() }))
 }
 
 /// The status page: static HTML that asks for the API key and reads the API.

@@ -255,6 +255,7 @@ impl Channel for Smpp {
                     capacity: if s.mode.submits() { self.cfg.window } else { 0 },
                     inbound_waiting: s.inbound_waiting.load(Ordering::Relaxed),
                     signal_dbm: None,
+                    device: None,
                 }
             })
             .collect();
