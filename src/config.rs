@@ -38,9 +38,11 @@ impl serde::Serialize for Secret {
 /// The demo configuration compiled into the binary (`firmware-config/demo.toml`).
 pub const DEMO_TOML: &str = include_str!("../firmware-config/demo.toml");
 
+/// The file as a whole; `S` is what a route's kind and table are (see
+/// [`Route`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Config<S = RouteTable> {
     #[serde(default)]
     pub server: Server,
     #[serde(default)]
@@ -54,7 +56,7 @@ pub struct Config {
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
     #[serde(default)]
-    pub routes: Vec<Route>,
+    pub routes: Vec<Route<S>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,29 +253,12 @@ pub struct KeyGrant {
     pub daily_quota: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RouteKind {
-    Sim,
-    Smpp,
-    Modem,
-}
-
-impl RouteKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteKind::Sim => "sim",
-            RouteKind::Smpp => "smpp",
-            RouteKind::Modem => "modem",
-        }
-    }
-}
-
+/// One `[[routes]]` entry: the fields every kind has, and `S`, the kind
+/// with its own table. As parsed, `S` is the raw [`RouteTable`]; once
+/// validated, it is the channel layer's typed spec (see [`RouteKinds`]).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Route {
+pub struct Route<S = RouteTable> {
     pub name: String,
-    pub kind: RouteKind,
     /// E.164 prefixes ("+7", "+4915") this route serves; empty serves every number.
     #[serde(default)]
     pub prefixes: Vec<String>,
@@ -286,273 +271,62 @@ pub struct Route {
     /// Submits in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    #[serde(default)]
-    pub sim: Option<SimRoute>,
-    #[serde(default)]
-    pub smpp: Option<SmppRoute>,
-    #[serde(default)]
-    pub modem: Option<ModemRoute>,
     /// When this route is down, its messages may go through the next route
     /// (in config order) that serves their number.
     #[serde(default)]
     pub failover: bool,
+    /// `kind` and the kind's own table (`[routes.smpp]`, ...), with any
+    /// other key the entry has: the kind decides which keys it takes.
+    #[serde(flatten)]
+    pub spec: S,
+}
+
+/// A route's `kind` and the rest of its entry as written, before the
+/// channel layer reads them. Its `Debug` shows the keys only: a table may
+/// hold a password.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct RouteTable(pub toml::Table);
+
+impl std::fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// What the route kinds make of a route's [`RouteTable`]. The channel layer
+/// implements it (`channel::RouteSpec`), so this file names no channel:
+/// each kind owns its table's keys, defaults and checks.
+pub trait RouteKinds: Sized {
+    /// Read the kind and its table, naming every problem under `key` (the
+    /// route's key, `routes[0]`); `None` when there was one.
+    fn parse(table: &RouteTable, key: &str, bad: &mut dyn FnMut(&str, String)) -> Option<Self>;
+    /// Every problem with the table's values; relative paths are looked up
+    /// under `base`.
+    fn check(&self, key: &str, base: &Path, bad: &mut dyn FnMut(&str, String));
+    /// Once the file is valid: make relative paths absolute under `base`
+    /// and read secret files, so a running route never reads one.
+    fn resolve(&mut self, base: &Path);
+    /// Every file or directory the table names.
+    fn paths(&self) -> Vec<&Path>;
 }
 
 fn default_concurrency() -> usize {
     32
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimRoute {
-    pub submit_delay_ms: u64,
-    pub delivery_delay_ms: u64,
-    pub fail_fraction: f64,
-    pub temporary_fail_fraction: f64,
-    pub undelivered_fraction: f64,
-    /// Append one JSON line per submitted part to this file.
-    pub record: Option<PathBuf>,
-}
-
-impl Default for SimRoute {
-    fn default() -> Self {
-        SimRoute {
-            submit_delay_ms: 0,
-            delivery_delay_ms: 1_000,
-            fail_fraction: 0.0,
-            temporary_fail_fraction: 0.0,
-            undelivered_fraction: 0.0,
-            record: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BindMode {
-    /// One transceiver session per bind.
-    Transceiver,
-    /// A transmitter and a receiver session per bind.
-    TransmitterReceiver,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum LongMessages {
-    /// One submit_sm per part with a concatenation UDH (esm_class 0x40).
-    Udh,
-    /// One submit_sm per part with sar_* TLVs.
-    Sar,
-    /// The whole text in one submit_sm's message_payload TLV.
-    Payload,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum GsmCoding {
-    /// data_coding 0 carrying GSM 03.38 septets, one per octet.
-    Gsm7,
-    /// data_coding 0 carrying Latin-1 bytes (carriers that read 0 as Latin-1).
-    Latin1AsDefault,
-    /// data_coding 3 (Latin-1) when the text fits Latin-1.
-    Latin1,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmppRoute {
-    pub host: String,
-    #[serde(default = "default_smpp_port")]
-    pub port: u16,
-    pub system_id: String,
-    #[serde(default)]
-    pub password: Option<Secret>,
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    #[serde(default)]
-    pub system_type: String,
-    #[serde(default = "default_bind_mode")]
-    pub bind_mode: BindMode,
-    #[serde(default)]
-    pub address_range: String,
-    /// Sessions (binds) to open; all are used.
-    #[serde(default = "one")]
-    pub binds: usize,
-    /// Outstanding submit_sm per bind.
-    #[serde(default = "default_window")]
-    pub window: usize,
-    /// submit_sm per second over all binds (the carrier's limit); absent = none.
-    #[serde(default)]
-    pub max_submits_per_sec: Option<f64>,
-    #[serde(default = "default_enquire_link")]
-    pub enquire_link_secs: u64,
-    /// How long a submit_sm_resp, bind or enquire_link answer may take.
-    #[serde(default = "default_response_timeout")]
-    pub response_timeout_secs: u64,
-    #[serde(default = "default_reconnect_min")]
-    pub reconnect_min_ms: u64,
-    #[serde(default = "default_reconnect_max")]
-    pub reconnect_max_ms: u64,
-    /// After a bind refused for bad credentials, wait this long.
-    #[serde(default = "default_bind_refused")]
-    pub bind_refused_retry_secs: u64,
-    #[serde(default = "default_gsm_coding")]
-    pub gsm_coding: GsmCoding,
-    #[serde(default = "default_long_messages")]
-    pub long_messages: LongMessages,
-    /// Sender used when a message has no `from`.
-    #[serde(default)]
-    pub default_source: Option<String>,
-    /// Override the TON/NPI chosen from the sender's form.
-    #[serde(default)]
-    pub source_ton: Option<u8>,
-    #[serde(default)]
-    pub source_npi: Option<u8>,
-    #[serde(default = "yes")]
-    pub registered_delivery: bool,
-    /// Send each message's remaining validity as submit_sm validity_period
-    /// (relative form); false leaves it to the carrier's default.
-    #[serde(default = "yes")]
-    pub validity_period: bool,
-    /// How this carrier writes ids: "same", "hex_in_resp" (receipts in
-    /// decimal) or "decimal_in_resp" (receipts in hex).
-    #[serde(default = "default_id_form")]
-    pub receipt_ids: crate::channel::smpp::receipt::IdForm,
-    /// Unbind and wait at most this long for answers on stop.
-    #[serde(default = "default_unbind_timeout")]
-    pub unbind_timeout_ms: u64,
-    /// Bind over TLS.
-    #[serde(default)]
-    pub tls: bool,
-    /// PEM file of the CA(s) to trust for the carrier's certificate; without
-    /// it the system's roots are used.
-    #[serde(default)]
-    pub tls_ca_file: Option<PathBuf>,
-    /// Name to check the certificate against (default: host).
-    #[serde(default)]
-    pub tls_server_name: Option<String>,
-}
-
-fn default_smpp_port() -> u16 {
-    2775
-}
-fn default_bind_mode() -> BindMode {
-    BindMode::Transceiver
-}
-fn one() -> usize {
-    1
-}
-fn default_window() -> usize {
-    10
-}
-fn default_enquire_link() -> u64 {
-    30
-}
-fn default_response_timeout() -> u64 {
-    30
-}
-fn default_reconnect_min() -> u64 {
-    1_000
-}
-fn default_reconnect_max() -> u64 {
-    60_000
-}
-fn default_bind_refused() -> u64 {
-    300
-}
-fn default_gsm_coding() -> GsmCoding {
-    GsmCoding::Gsm7
-}
-fn default_long_messages() -> LongMessages {
-    LongMessages::Udh
-}
-fn yes() -> bool {
-    true
-}
-fn default_id_form() -> crate::channel::smpp::receipt::IdForm {
-    crate::channel::smpp::receipt::IdForm::Same
-}
-fn default_unbind_timeout() -> u64 {
-    5_000
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModemRoute {
-    /// Serial ports: paths or globs such as "/dev/smsgw/*-if02"; a modem
-    /// that appears under a glob later is picked up.
-    pub ports: Vec<String>,
-    #[serde(default = "default_baud")]
-    pub baud: u32,
-    /// SIM PIN, if the SIMs need one. One a SIM refused is never sent to
-    /// that SIM again until this changes; none is sent to a SIM with only
-    /// one attempt left.
-    #[serde(default)]
-    pub pin: Option<Secret>,
-    /// A directory of modem profiles (*.toml) added to the built-in ones.
-    #[serde(default)]
-    pub profiles_dir: Option<PathBuf>,
-    /// Per-modem caps in SMS (parts), as SIM plans count them.
-    #[serde(default)]
-    pub per_minute: Option<u32>,
-    #[serde(default)]
-    pub per_day: Option<u32>,
-    /// Send to these numbers from a SIM whose IMSI starts with imsi_prefix.
-    #[serde(default)]
-    pub prefer: Vec<Preference>,
-    /// Ask for status reports (delivery receipts).
-    #[serde(default = "yes")]
-    pub status_reports: bool,
-    #[serde(default = "default_health")]
-    pub health_interval_secs: u64,
-    #[serde(default = "default_registration")]
-    pub registration_timeout_secs: u64,
-    /// How long one AT+CMGS may take before the modem is checked and, if it
-    /// does not answer, reopened (the message goes back to the queue).
-    #[serde(default = "default_send_timeout")]
-    pub send_timeout_secs: u64,
-    /// How long a modem that cannot be used until someone acts (no SIM, a
-    /// PIN missing or refused) waits before it is opened and looked at again.
-    #[serde(default = "default_retry")]
-    pub retry_secs: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Preference {
-    pub prefix: String,
-    pub imsi_prefix: String,
-}
-
-fn default_baud() -> u32 {
-    115_200
-}
-fn default_health() -> u64 {
-    30
-}
-fn default_send_timeout() -> u64 {
-    60
-}
-fn default_retry() -> u64 {
-    60
-}
-
-fn default_registration() -> u64 {
-    120
-}
-
 /// Most messages per second a rate may say; the least is its inverse
 /// (one message in about eleven days): beyond these a rate limiter cannot
 /// be built.
-const MAX_RATE: f64 = 1_000_000.0;
-const MIN_RATE: f64 = 1.0 / MAX_RATE;
-const HOUR: u64 = 3_600;
-const DAY: u64 = 86_400;
+pub const MAX_RATE: f64 = 1_000_000.0;
+pub const MIN_RATE: f64 = 1.0 / MAX_RATE;
+pub const HOUR: u64 = 3_600;
+pub const DAY: u64 = 86_400;
 
 /// Refuse `v` outside `lo..=hi`, naming the key and the range (NaN is
 /// outside every range).
-fn in_range<T: PartialOrd + std::fmt::Debug>(
-    bad: &mut impl FnMut(&str, String),
+pub fn in_range<T: PartialOrd + std::fmt::Debug>(
+    bad: &mut dyn FnMut(&str, String),
     key: &str,
     v: T,
     lo: T,
@@ -580,8 +354,8 @@ impl ConfigError {
 
 /// A loaded, validated config with its secrets resolved.
 #[derive(Debug, Clone)]
-pub struct Loaded {
-    pub config: Config,
+pub struct Loaded<S> {
+    pub config: Config<S>,
     pub listen: SocketAddr,
     /// Every API key with its secret, scopes and limits.
     pub keys: Vec<KeyGrant>,
@@ -590,7 +364,7 @@ pub struct Loaded {
 }
 
 impl Config {
-    pub fn from_file(path: &Path) -> Result<Loaded, ConfigError> {
+    pub fn from_file<S: RouteKinds>(path: &Path) -> Result<Loaded<S>, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -599,13 +373,13 @@ impl Config {
 
     /// Parse and validate `text`; `origin` names the file in messages, `base`
     /// is where relative key files are looked up.
-    pub fn from_str(text: &str, origin: &str, base: &Path) -> Result<Loaded, ConfigError> {
+    pub fn from_str<S: RouteKinds>(text: &str, origin: &str, base: &Path) -> Result<Loaded<S>, ConfigError> {
         let config: Config =
             toml::from_str(text).map_err(|e| ConfigError::one(format!("{origin}: {}", e.to_string().trim_end())))?;
         config.validate(origin, base)
     }
 
-    fn validate(self, origin: &str, base: &Path) -> Result<Loaded, ConfigError> {
+    fn validate<S: RouteKinds>(self, origin: &str, base: &Path) -> Result<Loaded<S>, ConfigError> {
         let mut problems = Vec::new();
         let mut bad = |key: &str, why: String| problems.push(format!("{origin}: {key}: {why}"));
 
@@ -804,6 +578,7 @@ impl Config {
         }
 
         let mut route_names = HashSet::new();
+        let mut specs = Vec::with_capacity(self.routes.len());
         if self.routes.is_empty() {
             bad("routes", "at least one route is needed".into());
         }
@@ -833,196 +608,26 @@ impl Config {
                 bad(&format!("{key}.burst"), "only means something with rate".into());
             }
             in_range(&mut bad, &format!("{key}.concurrency"), r.concurrency, 1, 10_000, "");
-            let other_tables = [(RouteKind::Sim, r.sim.is_some(), "sim"), (RouteKind::Smpp, r.smpp.is_some(), "smpp")];
-            for (kind, present, table) in other_tables {
-                if present && kind != r.kind {
-                    bad(
-                        &format!("{key}.{table}"),
-                        format!("only for kind = \"{table}\"; this route is {}", r.kind.as_str()),
-                    );
-                }
+            let spec = S::parse(&r.spec, &key, &mut bad);
+            if let Some(spec) = &spec {
+                spec.check(&key, base, &mut bad);
             }
-            match r.kind {
-                RouteKind::Modem => match &r.modem {
-                    None => bad(&format!("{key}.modem"), "kind = \"modem\" needs a [routes.modem] table".into()),
-                    Some(m) => {
-                        let k = format!("{key}.modem");
-                        if m.ports.is_empty() {
-                            bad(&format!("{k}.ports"), "name at least one serial port or glob".into());
-                        }
-                        for (j, p) in m.ports.iter().enumerate() {
-                            if p.contains(['*', '?', '[']) && glob::Pattern::new(p).is_err() {
-                                bad(&format!("{k}.ports[{j}]"), format!("{p:?} is not a valid glob"));
-                            }
-                        }
-                        if let Some(pin) = &m.pin
-                            && (!(4..=8).contains(&pin.expose().len())
-                                || !pin.expose().bytes().all(|b| b.is_ascii_digit()))
-                        {
-                            bad(&format!("{k}.pin"), "a SIM PIN has 4 to 8 digits".into());
-                        }
-                        if let Some(d) = &m.profiles_dir
-                            && let Err(e) = crate::channel::modem::profile::load(Some(&if d.is_absolute() {
-                                d.clone()
-                            } else {
-                                base.join(d)
-                            }))
-                        {
-                            bad(&format!("{k}.profiles_dir"), e);
-                        }
-                        for (name, v) in [
-                            ("health_interval_secs", m.health_interval_secs),
-                            ("registration_timeout_secs", m.registration_timeout_secs),
-                            ("send_timeout_secs", m.send_timeout_secs),
-                            ("retry_secs", m.retry_secs),
-                        ] {
-                            in_range(&mut bad, &format!("{k}.{name}"), v, 1, HOUR, "seconds");
-                        }
-                        in_range(&mut bad, &format!("{k}.baud"), m.baud, 300, 4_000_000, "");
-                        if let Some(n) = m.per_minute {
-                            in_range(&mut bad, &format!("{k}.per_minute"), n, 1, 1_000_000, "SMS");
-                        }
-                        if let Some(n) = m.per_day {
-                            in_range(&mut bad, &format!("{k}.per_day"), n, 1, 10_000_000, "SMS");
-                        }
-                    }
-                },
-                RouteKind::Smpp => match &r.smpp {
-                    None => bad(&format!("{key}.smpp"), "kind = \"smpp\" needs a [routes.smpp] table".into()),
-                    Some(s) => {
-                        let k = format!("{key}.smpp");
-                        if s.host.trim().is_empty() {
-                            bad(&format!("{k}.host"), "must not be empty".into());
-                        }
-                        if s.system_id.is_empty() || s.system_id.len() > 15 {
-                            bad(&format!("{k}.system_id"), "must be 1 to 15 characters".into());
-                        }
-                        if s.system_type.len() > 12 {
-                            bad(&format!("{k}.system_type"), "at most 12 characters".into());
-                        }
-                        if s.address_range.len() > 40 {
-                            bad(&format!("{k}.address_range"), "at most 40 characters".into());
-                        }
-                        match (&s.password, &s.password_file) {
-                            (Some(p), None) if p.expose().len() > 8 => {
-                                bad(&format!("{k}.password"), "SMPP 3.4 passwords have at most 8 characters".into())
-                            }
-                            (Some(_), Some(_)) => bad(&k, "give either password or password_file, not both".into()),
-                            (None, Some(f)) => {
-                                let f = if f.is_absolute() { f.clone() } else { base.join(f) };
-                                if let Err(e) = std::fs::read_to_string(&f) {
-                                    bad(&format!("{k}.password_file"), format!("cannot read {}: {e}", f.display()));
-                                }
-                            }
-                            _ => {}
-                        }
-                        if s.binds == 0 || s.binds > 64 {
-                            bad(&format!("{k}.binds"), "must be 1 to 64".into());
-                        }
-                        if s.window == 0 || s.window > 1000 {
-                            bad(&format!("{k}.window"), "must be 1 to 1000".into());
-                        }
-                        if let Some(rate) = s.max_submits_per_sec {
-                            in_range(
-                                &mut bad,
-                                &format!("{k}.max_submits_per_sec"),
-                                rate,
-                                MIN_RATE,
-                                MAX_RATE,
-                                "per second",
-                            );
-                        }
-                        in_range(&mut bad, &format!("{k}.enquire_link_secs"), s.enquire_link_secs, 1, HOUR, "seconds");
-                        in_range(
-                            &mut bad,
-                            &format!("{k}.response_timeout_secs"),
-                            s.response_timeout_secs,
-                            1,
-                            HOUR,
-                            "seconds",
-                        );
-                        in_range(&mut bad, &format!("{k}.reconnect_min_ms"), s.reconnect_min_ms, 1, HOUR * 1000, "ms");
-                        in_range(&mut bad, &format!("{k}.reconnect_max_ms"), s.reconnect_max_ms, 1, HOUR * 1000, "ms");
-                        if s.reconnect_max_ms < s.reconnect_min_ms {
-                            bad(&format!("{k}.reconnect_max_ms"), "must be at least reconnect_min_ms".into());
-                        }
-                        in_range(
-                            &mut bad,
-                            &format!("{k}.bind_refused_retry_secs"),
-                            s.bind_refused_retry_secs,
-                            1,
-                            DAY,
-                            "seconds",
-                        );
-                        in_range(&mut bad, &format!("{k}.unbind_timeout_ms"), s.unbind_timeout_ms, 0, 60_000, "ms");
-                        if let Some(ca) = &s.tls_ca_file {
-                            let ca = if ca.is_absolute() { ca.clone() } else { base.join(ca) };
-                            if !s.tls {
-                                bad(&format!("{k}.tls_ca_file"), "only means something with tls = true".into());
-                            } else if let Err(e) = std::fs::metadata(&ca) {
-                                bad(&format!("{k}.tls_ca_file"), format!("cannot read {}: {e}", ca.display()));
-                            }
-                        }
-                        if let Some(src) = &s.default_source
-                            && (src.is_empty() || src.len() > 20)
-                        {
-                            bad(&format!("{k}.default_source"), "must be 1 to 20 characters".into());
-                        }
-                    }
-                },
-                RouteKind::Sim => {
-                    let s = r.sim.clone().unwrap_or_default();
-                    for (name, v) in [
-                        ("fail_fraction", s.fail_fraction),
-                        ("temporary_fail_fraction", s.temporary_fail_fraction),
-                        ("undelivered_fraction", s.undelivered_fraction),
-                    ] {
-                        in_range(&mut bad, &format!("{key}.sim.{name}"), v, 0.0, 1.0, "");
-                    }
-                    in_range(&mut bad, &format!("{key}.sim.submit_delay_ms"), s.submit_delay_ms, 0, HOUR * 1000, "ms");
-                    in_range(
-                        &mut bad,
-                        &format!("{key}.sim.delivery_delay_ms"),
-                        s.delivery_delay_ms,
-                        0,
-                        DAY * 1000,
-                        "ms",
-                    );
-                    if let Some(rec) = &s.record
-                        && let Some(dir) = rec.parent()
-                        && !dir.as_os_str().is_empty()
-                        && !dir.is_dir()
-                    {
-                        bad(&format!("{key}.sim.record"), format!("directory {} does not exist", dir.display()));
-                    }
-                }
-            }
+            specs.push(spec);
         }
 
         if problems.is_empty() {
-            let mut config = self;
-            // Resolve password files now, so a running route never reads one.
-            for r in &mut config.routes {
-                if let Some(m) = &mut r.modem
-                    && let Some(d) = &m.profiles_dir
-                    && !d.is_absolute()
-                {
-                    m.profiles_dir = Some(base.join(d));
-                }
-                if let Some(s) = &mut r.smpp
-                    && let Some(ca) = &s.tls_ca_file
-                    && !ca.is_absolute()
-                {
-                    s.tls_ca_file = Some(base.join(ca));
-                }
-                if let Some(s) = &mut r.smpp
-                    && s.password.is_none()
-                    && let Some(f) = &s.password_file
-                {
-                    let f = if f.is_absolute() { f.clone() } else { base.join(f) };
-                    s.password = std::fs::read_to_string(f).ok().map(|p| Secret(p.trim().to_string()));
-                }
-            }
+            let Config { server, store, numbers, dispatch, log, api_keys, routes } = self;
+            let routes = routes
+                .into_iter()
+                .zip(specs)
+                .map(|(r, spec)| {
+                    let mut spec = spec.expect("every route's table was read, or a problem was named");
+                    spec.resolve(base);
+                    let Route { name, prefixes, rate, burst, concurrency, failover, spec: _ } = r;
+                    Route { name, prefixes, rate, burst, concurrency, failover, spec }
+                })
+                .collect();
+            let config = Config { server, store, numbers, dispatch, log, api_keys, routes };
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
         } else {
             Err(ConfigError { problems })
@@ -1031,20 +636,13 @@ impl Config {
 }
 
 impl Config {
-    /// Every file or directory the config names.
-    fn paths(&self) -> impl Iterator<Item = &Path> {
+    /// True when the config names an absolute path (a file or directory),
+    /// its routes' tables (as far as they read) included.
+    fn names_an_absolute_path<S: RouteKinds>(&self) -> bool {
         let keys = self.api_keys.iter().filter_map(|k| k.key_file.as_deref());
-        let routes = self.routes.iter().flat_map(|r| {
-            [
-                r.sim.as_ref().and_then(|s| s.record.as_deref()),
-                r.smpp.as_ref().and_then(|s| s.password_file.as_deref()),
-                r.smpp.as_ref().and_then(|s| s.tls_ca_file.as_deref()),
-                r.modem.as_ref().and_then(|m| m.profiles_dir.as_deref()),
-            ]
-            .into_iter()
-            .flatten()
-        });
-        std::iter::once(self.store.path.as_path()).chain(keys).chain(routes)
+        let specs: Vec<S> = self.routes.iter().filter_map(|r| S::parse(&r.spec, "", &mut |_, _| {})).collect();
+        let routes = specs.iter().flat_map(|s| s.paths());
+        std::iter::once(self.store.path.as_path()).chain(keys).chain(routes).any(Path::is_absolute)
     }
 }
 
@@ -1053,315 +651,16 @@ impl Config {
 /// the text names an absolute path. For fuzzing and property tests, which must not read whatever
 /// file a generated config happens to name.
 #[doc(hidden)]
-pub fn check_without_files(text: &str) -> Option<Result<Loaded, ConfigError>> {
-    if toml::from_str::<Config>(text).is_ok_and(|c| c.paths().any(Path::is_absolute)) {
+pub fn check_without_files<S: RouteKinds>(text: &str) -> Option<Result<Loaded<S>, ConfigError>> {
+    if toml::from_str::<Config>(text).is_ok_and(|c| c.names_an_absolute_path::<S>()) {
         return None;
     }
     Some(Config::from_str(text, "check.toml", Path::new("/nonexistent/smsgw-config-check")))
 }
 
-impl Route {
-    /// True when `other` needs the same channel (same kind and connection
-    /// settings), so a reload can keep this route's binds or modems.
-    pub fn same_channel(&self, other: &Route) -> bool {
-        self.kind == other.kind && self.sim == other.sim && self.smpp == other.smpp && self.modem == other.modem
-    }
-
-    /// True when the route counts what it sent against a cap (SIM plans), so
-    /// it needs the last day's sends from the store when it starts.
-    pub fn counts_sends(&self) -> bool {
-        self.modem.as_ref().is_some_and(|m| m.per_minute.is_some() || m.per_day.is_some())
-    }
-
+impl<S> Route<S> {
     /// True when this route may carry a message to `e164`.
     pub fn serves(&self, e164: &str) -> bool {
         self.prefixes.is_empty() || self.prefixes.iter().any(|p| e164.starts_with(p.as_str()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(text: &str) -> Result<Loaded, ConfigError> {
-        Config::from_str(text, "t.toml", Path::new("."))
-    }
-
-    const MIN: &str = r#"
-[[api_keys]]
-name = "a"
-key = "0123456789abcdef"
-[[routes]]
-name = "r"
-kind = "sim"
-"#;
-
-    #[test]
-    fn demo_config_is_valid() {
-        let l = check(DEMO_TOML).expect("demo config must validate");
-        assert!(l.listen.ip().is_loopback());
-    }
-
-    #[test]
-    fn minimal_config_takes_defaults() {
-        let l = check(MIN).unwrap();
-        assert_eq!(l.config.server.max_segments, 10);
-        let keys: Vec<(&str, &str)> = l.keys.iter().map(|k| (k.name.as_str(), k.secret.expose())).collect();
-        assert_eq!(keys, vec![("a", "0123456789abcdef")]);
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = check(&format!("{MIN}\nbogus = 1\n")).unwrap_err().to_string();
-        assert!(e.contains("bogus"), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_is_named() {
-        let e = check(&format!("[server]\nmax_batch = \"many\"\n{MIN}")).unwrap_err().to_string();
-        assert!(e.contains("max_batch"), "{e}");
-    }
-
-    #[test]
-    fn collects_every_problem() {
-        let text = r#"
-[server]
-listen = "localhost"
-[numbers]
-default_region = "XX"
-[[api_keys]]
-name = "a"
-key = "short"
-[[routes]]
-name = "r"
-kind = "sim"
-prefixes = ["7"]
-[[routes]]
-name = "r"
-kind = "sim"
-[routes.sim]
-fail_fraction = 2.0
-"#;
-        let e = check(text).unwrap_err();
-        let all = e.to_string();
-        for needle in [
-            "server.listen",
-            "numbers.default_region",
-            "api_keys[0].key",
-            "routes[0].prefixes[0]",
-            "routes[1].name: duplicate",
-            "routes[1].sim.fail_fraction",
-        ] {
-            assert!(all.contains(needle), "missing {needle} in:\n{all}");
-        }
-    }
-
-    #[test]
-    fn missing_key_file_is_named() {
-        let text = MIN.replace("key = \"0123456789abcdef\"", "key_file = \"/nonexistent/key\"");
-        let e = check(&text).unwrap_err().to_string();
-        assert!(e.contains("api_keys[0].key_file") && e.contains("/nonexistent/key"), "{e}");
-    }
-
-    #[test]
-    fn smpp_route_keys() {
-        let text = MIN.replace(
-            "kind = \"sim\"",
-            "kind = \"smpp\"\n[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\npassword = \"toolongpass\"\nreceipt_ids = \"hex_in_resp\"\nwindow = 0",
-        );
-        let e = check(&text).unwrap_err().to_string();
-        assert!(e.contains("routes[0].smpp.password") && e.contains("routes[0].smpp.window"), "{e}");
-        let ok = MIN.replace("kind = \"sim\"", "kind = \"smpp\"\n[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"");
-        let l = check(&ok).unwrap();
-        assert_eq!(l.config.routes[0].smpp.as_ref().unwrap().window, 10);
-        let wrong_table = format!("{MIN}[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\n");
-        assert!(check(&wrong_table).unwrap_err().to_string().contains("routes[0].smpp: only for kind"));
-    }
-
-    #[test]
-    fn a_modem_pin_is_digits_and_a_retry_pause_is_above_zero() {
-        let modem = |keys: &str| {
-            MIN.replace("kind = \"sim\"", &format!("kind = \"modem\"\n[routes.modem]\nports = [\"/dev/x\"]\n{keys}"))
-        };
-        // A quote would end the AT+CPIN argument early.
-        let e = check(&modem("pin = \"12\\\"4\"\nretry_secs = 0")).unwrap_err().to_string();
-        assert!(e.contains("routes[0].modem.pin") && e.contains("retry_secs"), "{e}");
-        let l = check(&modem("pin = \"0042\"")).unwrap();
-        assert_eq!(l.config.routes[0].modem.as_ref().unwrap().retry_secs, 60);
-    }
-
-    #[test]
-    fn scopes_default_to_full_access_only_in_a_file_without_any() {
-        let l = check(MIN).unwrap();
-        assert_eq!(l.keys[0].scopes, BTreeSet::from([Scope::Admin]));
-        assert!(l.notes.iter().any(|n| n.contains("scopes")), "{:?}", l.notes);
-        let two = format!("{MIN}[[api_keys]]\nname = \"prom\"\nkey = \"fedcba9876543210\"\nscopes = [\"metrics\"]\n");
-        let l = check(&two).unwrap();
-        assert_eq!(l.keys[0].scopes, BTreeSet::from(DEFAULT_SCOPES));
-        assert_eq!(l.keys[1].scopes, BTreeSet::from([Scope::Metrics]));
-        assert!(l.notes.is_empty(), "{:?}", l.notes);
-    }
-
-    #[test]
-    fn bad_scopes_and_limits_are_named() {
-        let text = MIN.replace(
-            "key = \"0123456789abcdef\"",
-            "key = \"0123456789abcdef\"\nscopes = [\"send\", \"write\"]\nburst = 0\ndaily_quota = 0\nrate_per_sec = -1",
-        );
-        let e = check(&text).unwrap_err().to_string();
-        for needle in [
-            "api_keys[0].scopes[1]",
-            "\"write\"",
-            "api_keys[0].burst",
-            "api_keys[0].daily_quota",
-            "api_keys[0].rate_per_sec",
-        ] {
-            assert!(e.contains(needle), "{needle} not in:\n{e}");
-        }
-        let empty = MIN.replace("key = \"0123456789abcdef\"", "key = \"0123456789abcdef\"\nscopes = []");
-        assert!(check(&empty).unwrap_err().to_string().contains("api_keys[0].scopes"));
-    }
-
-    #[test]
-    fn secrets_never_print() {
-        let text = MIN.replace(
-            "kind = \"sim\"",
-            "kind = \"smpp\"\n[routes.smpp]\nhost = \"h\"\nsystem_id = \"u\"\npassword = \"pw7x2qzk\"",
-        );
-        let l = check(&text).unwrap();
-        let shown =
-            format!("{l:?} {}", serde_json::to_string(&l.config.routes[0].smpp.as_ref().unwrap().password).unwrap());
-        assert!(!shown.contains("pw7x2qzk") && !shown.contains("0123456789abcdef"), "{shown}");
-        assert_eq!(l.config.routes[0].smpp.as_ref().unwrap().password.as_ref().unwrap().expose(), "pw7x2qzk");
-    }
-
-    #[test]
-    fn prefixes_choose_routes() {
-        let l = check(&MIN.replace("kind = \"sim\"", "kind = \"sim\"\nprefixes = [\"+7\"]")).unwrap();
-        assert!(l.config.routes[0].serves("+79161234567"));
-        assert!(!l.config.routes[0].serves("+4915112345678"));
-    }
-
-    mod props {
-        use super::*;
-        use proptest::prelude::*;
-
-        /// Lines of TOML-ish text: the sections, keys and values a config has, in any order, and
-        /// some that are no TOML at all.
-        fn toml_ish() -> impl Strategy<Value = String> {
-            let header = prop::sample::select(vec![
-                "[server]",
-                "[store]",
-                "[numbers]",
-                "[dispatch]",
-                "[log]",
-                "[[api_keys]]",
-                "[[routes]]",
-                "[routes.sim]",
-                "[routes.smpp]",
-                "[routes.modem]",
-                "[[routes.modem.prefer]]",
-                "[x]",
-                "[[",
-            ])
-            .prop_map(String::from);
-            let key = prop::sample::select(vec![
-                "listen",
-                "max_body_bytes",
-                "max_batch",
-                "max_segments",
-                "path",
-                "default_region",
-                "max_attempts",
-                "retry_base_ms",
-                "retry_max_ms",
-                "level",
-                "name",
-                "key",
-                "key_file",
-                "kind",
-                "prefixes",
-                "rate",
-                "burst",
-                "concurrency",
-                "host",
-                "system_id",
-                "password",
-                "password_file",
-                "binds",
-                "window",
-                "tls",
-                "tls_ca_file",
-                "ports",
-                "pin",
-                "profiles_dir",
-                "record",
-                "fail_fraction",
-                "bogus",
-            ]);
-            let value = prop::sample::select(vec![
-                "\"sim\"",
-                "\"smpp\"",
-                "\"modem\"",
-                "\"127.0.0.1:8080\"",
-                "\"RU\"",
-                "\"0123456789abcdef\"",
-                "\"a\"",
-                "\"\"",
-                "\"/dev/ttyUSB*\"",
-                "\"[\"",
-                "\"info,x=trace\"",
-                "\"k\"",
-                "\"1234\"",
-                "0",
-                "1",
-                "-1",
-                "300",
-                "1e309",
-                "nan",
-                "inf",
-                "0.5",
-                "true",
-                "[\"+7\", \"x\"]",
-                "[]",
-                "{}",
-                "18446744073709551616",
-                "\"../k\"",
-            ]);
-            let assignment = (key, value).prop_map(|(k, v)| format!("{k} = {v}"));
-            let line = prop_oneof![2 => header, 6 => assignment, 1 => "\\PC{0,20}".prop_map(String::from)];
-            prop::collection::vec(line, 0..30).prop_map(|lines| lines.join("\n"))
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
-
-            /// Any text: a config, or problems that each name the file, and never a panic.
-            #[test]
-            fn checking_any_text_never_panics(text in prop_oneof![toml_ish(), "\\PC{0,200}"]) {
-                if let Some(Err(e)) = check_without_files(&text) {
-                    prop_assert!(!e.problems.is_empty());
-                    prop_assert!(e.problems.iter().all(|p| p.starts_with("check.toml: ")), "{:?}", e.problems);
-                }
-            }
-
-            /// A valid config behind any lines: the generated sections and keys get checked
-            /// against a config that otherwise passes.
-            #[test]
-            fn one_added_line_is_checked(extra in toml_ish()) {
-                let text = format!("{extra}\n{MIN}");
-                let _ = check_without_files(&text);
-            }
-        }
-
-        #[test]
-        fn absolute_paths_are_not_followed() {
-            let text = format!("[store]\npath = \"/var/lib/x.db\"\n{MIN}");
-            assert!(check_without_files(&text).is_none());
-            assert!(matches!(check_without_files(MIN), Some(Ok(_))));
-            let text = MIN.replace("key = \"0123456789abcdef\"", "key_file = \"k\"");
-            let e = check_without_files(&text).and_then(Result::err).map(|e| e.problems.join("; "));
-            assert!(e.as_deref().is_some_and(|e| e.contains("api_keys[0].key_file")), "{e:?}");
-        }
     }
 }

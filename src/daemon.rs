@@ -5,7 +5,7 @@
 //! retention.
 
 use crate::api::{self, AppState, Limits, auth::Keys};
-use crate::config::{Config, Loaded};
+use crate::channel::spec::{self, Loaded};
 use crate::dispatch::Dispatcher;
 use crate::store::{Retention, Store};
 use std::path::PathBuf;
@@ -143,7 +143,7 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
             continue;
         };
         crate::notify::reloading();
-        match Config::from_file(path) {
+        match spec::load_file(path) {
             Err(e) => {
                 for p in &e.problems {
                     tracing::error!(problem = %p, "config reload refused; the running config stays in force");

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use smsgw::client::{Client, ClientError};
-use smsgw::config::{self, Config, LogFormat};
+use smsgw::config::{self, LogFormat};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -266,11 +266,11 @@ fn init_logging(level: &str, format: LogFormat) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-fn load(path: Option<&Path>) -> Result<(config::Loaded, bool)> {
+fn load(path: Option<&Path>) -> Result<(smsgw::channel::spec::Loaded, bool)> {
     match path {
-        Some(p) => Ok((Config::from_file(p).map_err(|e| anyhow::anyhow!("{e}"))?, false)),
+        Some(p) => Ok((smsgw::channel::spec::load_file(p).map_err(|e| anyhow::anyhow!("{e}"))?, false)),
         None => Ok((
-            Config::from_str(config::DEMO_TOML, "built-in demo config", Path::new("."))
+            smsgw::channel::spec::load_str(config::DEMO_TOML, "built-in demo config", Path::new("."))
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
             true,
         )),
@@ -658,7 +658,7 @@ async fn store_vacuum(config: Option<PathBuf>) -> Result<()> {
 }
 
 fn config_check(file: &Path) -> Result<()> {
-    match Config::from_file(file) {
+    match smsgw::channel::spec::load_file(file) {
         Ok(l) => {
             println!(
                 "{}: OK ({} route(s), {} API key(s), listen {})",

@@ -4,7 +4,7 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Some(Err(e)) = smsgw::config::check_without_files(text) {
+    if let Some(Err(e)) = smsgw::config::check_without_files::<smsgw::channel::RouteSpec>(text) {
         assert!(!e.problems.is_empty());
     }
 });

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use smsgw::channel::smpp::codec::{Frame, MAX_PDU, SmppCodec};
 use smsgw::channel::smpp::pdus::{Delivered, read};
 use smsgw::channel::smpp::receipt::IdForm;
-use smsgw::config::GsmCoding;
+use smsgw::channel::smpp::config::GsmCoding;
 use tokio_util::codec::Decoder;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

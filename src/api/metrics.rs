@@ -38,26 +38,25 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
                 .set(m.in_flight as f64);
         }
     }
-    for m in routes.iter().flat_map(|r| &r.modems) {
-        use crate::channel::modem::driver::Phase;
-        let (route, name) = (m.route.clone(), m.info.port.clone());
-        let ready = matches!(m.state, Phase::Ready | Phase::Sending);
+    let devices = routes.iter().flat_map(|r| r.members.iter().filter_map(|m| m.device.as_ref()).map(|m| (r.name.clone(), m)));
+    for (route, m) in devices {
+        let (ready, name) = (m.ready, m.port.clone());
         ::metrics::gauge!("smsgw_modem_up", "route" => route.clone(), "modem" => name.clone()).set(if ready {
             1.0
         } else {
             0.0
         });
         // One series per state, 1 for the current one: alerts can name it.
-        for phase in Phase::ALL {
-            let on = if phase == m.state { 1.0 } else { 0.0 };
-            ::metrics::gauge!("smsgw_modem_state", "route" => route.clone(), "modem" => name.clone(), "state" => phase.as_str())
+        for (state, current) in &m.states {
+            let on = if *current { 1.0 } else { 0.0 };
+            ::metrics::gauge!("smsgw_modem_state", "route" => route.clone(), "modem" => name.clone(), "state" => *state)
                 .set(on);
         }
-        if let Some(dbm) = m.info.signal_dbm {
+        if let Some(dbm) = m.signal_dbm {
             ::metrics::gauge!("smsgw_modem_signal_dbm", "route" => route.clone(), "modem" => name.clone())
                 .set(dbm as f64);
         }
-        if let Some(r) = m.info.registration {
+        if let Some(r) = m.registration {
             ::metrics::gauge!("smsgw_modem_registration", "route" => route.clone(), "modem" => name.clone())
                 .set(r as f64);
         }

@@ -49,7 +49,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn from_config(c: &crate::config::Config) -> Limits {
+    pub fn from_config<S>(c: &crate::config::Config<S>) -> Limits {
         Limits {
             max_body_bytes: c.server.max_body_bytes,
             max_batch: c.server.max_batch,
@@ -135,7 +135,8 @@ async fn metrics(State(state): State<Arc<AppState>>, Extension(caller): Extensio
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModemsOut {
-    pub modems: Vec<crate::channel::modem::ModemView>,
+    #[schema(value_type = Vec<crate::channel::modem::ModemView>)]
+    pub modems: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// Every modem of every modem route: state, signal, operator, SIM, counts.
@@ -145,7 +146,9 @@ async fn modems(
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Result<Json<ModemsOut>, Problem> {
     caller.require(&[Scope::Read])?;
-    Ok(Json(ModemsOut { modems: state.dispatcher.snapshot().into_iter().flat_map(|r| r.modems).collect() }))
+    let routes = state.dispatcher.snapshot();
+    let devices = routes.into_iter().flat_map(|r| r.members).filter_map(|m| m.device);
+    Ok(Json(ModemsOut { modems: devices.map(|d| d.view).collect() }))
 }
 
 /// The status page: static HTML that asks for the API key and reads the API.

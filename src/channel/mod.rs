@@ -6,6 +6,9 @@
 pub mod modem;
 pub mod sim;
 pub mod smpp;
+pub mod spec;
+
+pub use spec::RouteSpec;
 
 use crate::message::Priority;
 use crate::message::ReceiptStatus;
@@ -185,6 +188,32 @@ pub struct Member {
     /// A modem's signal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal_dbm: Option<i32>,
+    /// A member that is a device on this box (a modem): what its kind's own
+    /// endpoint and gauges show. Not part of the route's view.
+    #[serde(skip)]
+    pub device: Option<Device>,
+}
+
+/// A device member (a modem) as its kind reports it, in terms every layer
+/// above can read without knowing the kind.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The device as `GET /v1/modems` shows it, serialized by its kind.
+    pub view: Box<serde_json::value::RawValue>,
+    /// Where it is plugged in (a modem's port): the gauges' label.
+    pub port: String,
+    /// Ready for work (a modem ready or sending).
+    pub ready: bool,
+    /// Every state its kind has, each with whether it is the current one:
+    /// one gauge per state.
+    pub states: Vec<(&'static str, bool)>,
+    pub signal_dbm: Option<i32>,
+    /// Network registration (3GPP TS 27.007 +CREG stat).
+    pub registration: Option<u8>,
+    /// SMS sent, messages a send failed for, SMS received.
+    pub sent: u64,
+    pub failed: u64,
+    pub received: u64,
 }
 
 pub trait Channel: Send + Sync {
@@ -192,11 +221,9 @@ pub trait Channel: Send + Sync {
     /// Hand one message to the route. Resolves when the route has accepted or
     /// refused every part.
     fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>>;
+    /// The route's state and its members (binds, modems), each member with
+    /// what its kind tells about it.
     fn health(&self) -> Health;
-    /// The modems of a modem route; none for other kinds.
-    fn modems(&self) -> Vec<modem::ModemView> {
-        Vec::new()
-    }
     /// What this route handed to the network in the last day (remote id and
     /// time, ms since the epoch), read from the store when the route is
     /// built: a route that caps its sends carries on counting from there.
@@ -212,23 +239,11 @@ pub trait Channel: Send + Sync {
 }
 
 /// Build the channel a route's config describes.
-pub fn build(route: &crate::config::Route, events: EventSender) -> std::io::Result<std::sync::Arc<dyn Channel>> {
-    match route.kind {
-        crate::config::RouteKind::Sim => {
-            let ch: std::sync::Arc<dyn Channel> =
-                sim::Sim::new(&route.name, route.sim.clone().unwrap_or_default(), events)?;
-            Ok(ch)
-        }
-        crate::config::RouteKind::Modem => {
-            let cfg =
-                route.modem.clone().ok_or_else(|| std::io::Error::other("kind = \"modem\" needs [routes.modem]"))?;
-            let ch: std::sync::Arc<dyn Channel> = modem::Pool::new(&route.name, cfg, events)?;
-            Ok(ch)
-        }
-        crate::config::RouteKind::Smpp => {
-            let cfg = route.smpp.clone().ok_or_else(|| std::io::Error::other("kind = \"smpp\" needs [routes.smpp]"))?;
-            let ch: std::sync::Arc<dyn Channel> = smpp::Smpp::new(&route.name, cfg, events)?;
-            Ok(ch)
-        }
-    }
+pub fn build(route: &spec::Route, events: EventSender) -> std::io::Result<std::sync::Arc<dyn Channel>> {
+    let ch: std::sync::Arc<dyn Channel> = match &route.spec {
+        RouteSpec::Sim { sim } => sim::Sim::new(&route.name, sim.clone(), events)?,
+        RouteSpec::Modem { modem } => modem::Pool::new(&route.name, modem.clone(), events)?,
+        RouteSpec::Smpp { smpp } => smpp::Smpp::new(&route.name, smpp.clone(), events)?,
+    };
+    Ok(ch)
 }

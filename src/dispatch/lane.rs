@@ -7,7 +7,7 @@
 
 use super::Dispatcher;
 use crate::channel::{Channel, Health, Outbound, RouteState, Submitted};
-use crate::config::Route;
+use crate::channel::spec::Route;
 use crate::message::{Status, now_ms};
 use crate::sms;
 use crate::store::{AttemptFailure, Claimed, Store, SubmittedPart};

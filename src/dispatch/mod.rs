@@ -21,7 +21,8 @@ pub use routing::{RouteError, Routing};
 pub use view::RouteView;
 
 use crate::channel::{self, Channel, EventSender};
-use crate::config::{Dispatch as DispatchCfg, Route};
+use crate::channel::spec::Route;
+use crate::config::Dispatch as DispatchCfg;
 use crate::message::{Millis, now_ms};
 use crate::store::Store;
 use crate::throughput::{Minute, Throughput};
@@ -162,7 +163,7 @@ impl Dispatcher {
 /// last day, so a restart does not hand a SIM a fresh daily allowance.
 async fn build_channel(store: &Store, r: &Route, events: EventSender) -> std::io::Result<Arc<dyn Channel>> {
     let ch = channel::build(r, events)?;
-    if r.counts_sends() {
+    if r.spec.counts_sends() {
         match store.sent_since(r.name.clone(), now_ms() - 86_400_000).await {
             Ok(sent) => ch.restore_sent(sent),
             Err(e) => {

@@ -4,7 +4,8 @@
 
 use super::lane::{Lane, start_lane};
 use super::{Dispatcher, Routing, build_channel};
-use crate::config::{Dispatch as DispatchCfg, Route};
+use crate::channel::spec::Route;
+use crate::config::Dispatch as DispatchCfg;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ impl Dispatcher {
         // Build every new channel first: a failure leaves everything as it was.
         let mut built = Vec::new();
         for r in routes {
-            match old.iter().find(|l| l.cfg.name == r.name && l.cfg.same_channel(r)) {
+            match old.iter().find(|l| l.cfg.name == r.name && l.cfg.spec.same_channel(&r.spec)) {
                 Some(l) => built.push((r.clone(), l.channel.clone(), Some(l.clone()))),
                 None => {
                     let ch = build_channel(&self.store, r, self.events.clone())

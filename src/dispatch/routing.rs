@@ -5,7 +5,7 @@
 //! ask it without a running dispatcher; the dispatcher holds one and swaps
 //! it on reload.
 
-use crate::config::Route;
+use crate::channel::spec::Route;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {

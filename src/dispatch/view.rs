@@ -4,7 +4,6 @@
 
 use super::Dispatcher;
 use super::lane::Lane;
-use crate::channel::modem::ModemView;
 use crate::channel::{Member, RouteState};
 use std::sync::atomic::Ordering;
 
@@ -28,10 +27,9 @@ pub struct RouteView {
     pub failed: u64,
     pub retried: u64,
     pub last_error: Option<String>,
-    /// The route's binds or modems, each with its state and load.
+    /// The route's binds or modems, each with its state and load (a
+    /// modem's own view in its `device`).
     pub members: Vec<Member>,
-    /// The modems of a modem route; none for other kinds.
-    pub modems: Vec<ModemView>,
 }
 
 impl RouteView {
@@ -52,7 +50,6 @@ impl RouteView {
             retried: l.retried.load(Ordering::Relaxed),
             last_error: l.last_error(),
             members: h.members,
-            modems: l.channel.modems(),
         }
     }
 }

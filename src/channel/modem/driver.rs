@@ -9,10 +9,10 @@
 //! that is safe) and wait for an unplugged one to come back.
 
 use super::at::{AtError, AtPort, Urc, UrcReceiver};
+use super::config::ModemRoute;
 use super::pin;
 use super::profile::{self, Profile};
 use crate::channel::{Event, EventSender, RouteEvent, SubmitError, Submitted};
-use crate::config::ModemRoute;
 use crate::message::ReceiptStatus;
 use crate::sms::pdu::{self, Pdu, ReportOutcome, SubmitOptions};
 use serde::Serialize;

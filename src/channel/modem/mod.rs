@@ -10,12 +10,13 @@
 //! the rest.
 
 pub mod at;
+pub mod config;
 pub mod driver;
 pub mod pin;
 pub mod profile;
 
-use super::{Channel, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};
-use crate::config::ModemRoute;
+use super::{Channel, Device, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};
+use config::ModemRoute;
 use driver::{Context, Job, Modem, Phase};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
@@ -295,6 +296,7 @@ impl Channel for Pool {
                 // One at a time: the driver waits for each commit.
                 inbound_waiting: 0,
                 signal_dbm: m.info.signal_dbm,
+                device: Some(device(m)),
             })
             .collect();
         Health { state, detail: Some(detail), members }
@@ -329,8 +331,20 @@ impl Channel for Pool {
             }
         })
     }
+}
 
-    fn modems(&self) -> Vec<ModemView> {
-        Pool::modems(self)
+/// A modem as a member's [`Device`]: its view for `GET /v1/modems` and what
+/// its gauges read.
+fn device(m: &ModemView) -> Device {
+    Device {
+        view: serde_json::value::to_raw_value(m).expect("a modem's view is plain data and always serializes"),
+        port: m.info.port.clone(),
+        ready: matches!(m.state, Phase::Ready | Phase::Sending),
+        states: Phase::ALL.iter().map(|&p| (p.as_str(), p == m.state)).collect(),
+        signal_dbm: m.info.signal_dbm,
+        registration: m.info.registration,
+        sent: m.sent,
+        failed: m.failed,
+        received: m.received,
     }
 }

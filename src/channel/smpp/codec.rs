@@ -172,7 +172,7 @@ mod tests {
                         && let Some(pdu) = c.pdu()
                         && let Some(d) = crate::channel::smpp::pdus::Delivered::from_pdu(pdu)
                     {
-                        let _ = crate::channel::smpp::pdus::read(&d, crate::config::GsmCoding::Gsm7, crate::channel::smpp::receipt::IdForm::Same);
+                        let _ = crate::channel::smpp::pdus::read(&d, crate::channel::smpp::config::GsmCoding::Gsm7, crate::channel::smpp::receipt::IdForm::Same);
                     }
                 }
             }

@@ -5,13 +5,14 @@
 //! never fail. Receipts and inbound messages come back as events.
 
 pub mod codec;
+pub mod config;
 pub mod pdus;
 pub mod receipt;
 mod session;
 pub mod status;
 
 use super::{Channel, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};
-use crate::config::{BindMode, SmppRoute};
+use config::{BindMode, SmppRoute};
 use futures::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use session::{Job, Mode, PartResult, Shared, State};
@@ -254,6 +255,7 @@ impl Channel for Smpp {
                     capacity: if s.mode.submits() { self.cfg.window } else { 0 },
                     inbound_waiting: s.inbound_waiting.load(Ordering::Relaxed),
                     signal_dbm: None,
+                    device: None,
                 }
             })
             .collect();

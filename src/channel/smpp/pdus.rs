@@ -5,9 +5,9 @@
 //! `data_sm` carries: a delivery receipt or a message from a person (its
 //! UDH read by `sms::pdu`, its SAR part numbers checked by the same rule).
 
+use super::config::{GsmCoding, LongMessages, SmppRoute};
 use super::receipt::{self, IdForm};
 use crate::channel::Outbound;
-use crate::config::{GsmCoding, LongMessages, SmppRoute};
 use crate::message::ReceiptStatus;
 use crate::sms::{self, Encoding};
 use rusmpp::Pdu;

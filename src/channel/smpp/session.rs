@@ -7,9 +7,9 @@
 //! the submits in flight are answered (bounded).
 
 use super::codec::{Frame, SmppCodec};
+use super::config::SmppRoute;
 use super::pdus::{self, Delivered, Incoming};
 use crate::channel::{Event, EventSender, RouteEvent};
-use crate::config::SmppRoute;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DataSmResp, DeliverSmResp, SubmitSm};

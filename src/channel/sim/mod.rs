@@ -4,9 +4,11 @@
 //! on it and most tests observe the gateway through its record file.
 
 use super::{Channel, Event, EventSender, Health, Outbound, RouteEvent, RouteState, SubmitError, Submitted};
-use crate::config::SimRoute;
+pub mod config;
+
 use crate::message::ReceiptStatus;
 use crate::message::now_ms;
+use config::SimRoute;
 use futures::future::BoxFuture;
 use rand::Rng;
 use std::collections::VecDeque;
