@@ -12,20 +12,22 @@ pub use spec::RouteSpec;
 
 use crate::message::Priority;
 use crate::message::ReceiptStatus;
-use crate::sms::Encoding;
+use crate::sms::Plan;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-/// One message as a route sees it: already normalised and split.
+/// One message as a route sees it: already normalised, its text planned.
 #[derive(Debug, Clone)]
 pub struct Outbound {
     pub id: i64,
     pub to: String,
     pub from: Option<String>,
     pub text: String,
-    pub encoding: Encoding,
-    pub parts: Vec<String>,
+    /// The text's alphabet and parts, planned once for every route: the
+    /// parts are what goes out (a route plans again only when its carrier
+    /// cannot take the alphabet).
+    pub plan: Plan,
     pub priority: Priority,
     pub attempt: u32,
     /// When the message stops being worth delivering (ms since the epoch):

@@ -242,14 +242,12 @@ async fn hand_back(store: &Store, msgs: impl Iterator<Item = Claimed>) {
 }
 
 async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio::sync::OwnedSemaphorePermit) {
-    let split = sms::split(&m.body);
     let out = Outbound {
         id: m.id,
         to: m.recipient.clone(),
         from: m.sender.clone(),
         text: m.body.clone(),
-        encoding: split.encoding,
-        parts: split.parts,
+        plan: sms::plan(&m.body, sms::Alphabets::Any),
         priority: m.priority,
         attempt: m.attempt,
         valid_until: m.valid_until,

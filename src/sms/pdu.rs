@@ -3,7 +3,8 @@
 //!
 //! Alphabets and segmentation come from [`crate::sms::text`]; this module adds the TPDU layout, the
 //! packing of GSM 7-bit septets into octets (TS 23.038 §6.1.2.1), addresses, time stamps and the
-//! user data header (whose parser the SMPP route uses too, so both read part numbers alike).
+//! user data header (whose parser the SMPP route and the SMSC simulator use too, so all read part
+//! numbers alike), and the data coding scheme's alphabet ([`dcs_alphabet`]).
 //!
 //! Decoding never panics on input: every malformed PDU gives a [`PduError`] that names the field
 //! and the 0-based octet offset in the hex as given (SMSC part included when there is one).
@@ -15,7 +16,7 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
 
-use crate::sms::text::{self, Encoding, Split};
+use crate::sms::text::{self, Encoding, Plan};
 
 /// Longest TP-UD: 160 septets in GSM 7-bit, 140 octets otherwise.
 const MAX_SEPTETS: usize = 160;
@@ -173,14 +174,14 @@ pub struct Submit {
     pub validity_minutes: Option<u32>,
 }
 
-/// One SMS-SUBMIT per part of `split`, in order.
+/// One SMS-SUBMIT per part of `plan`, in order.
 ///
 /// Destination: "+digits" gives type of address 0x91 (international), digits alone 0x81
 /// (unknown/ISDN); 1 to 20 digits. More than one part: TP-UDHI set and a concatenation IE
 /// (IEI 0x00, 8-bit reference `opts.concat_ref`), GSM 7-bit text starting at the septet boundary
 /// after it. DCS 0x00 for GSM 7-bit, 0x08 for UCS-2; PID 0x00; TP-SRR from `opts.status_report`;
 /// relative TP-VP when `opts.validity_minutes` is set.
-pub fn encode_submit(to: &str, split: &Split, opts: &SubmitOptions) -> Result<Vec<SubmitPdu>, PduError> {
+pub fn encode_submit(to: &str, plan: &Plan, opts: &SubmitOptions) -> Result<Vec<SubmitPdu>, PduError> {
     let (toa, digits) = match to.strip_prefix('+') {
         Some(digits) => (TOA_INTERNATIONAL, digits),
         None => (TOA_UNKNOWN, to),
@@ -188,9 +189,9 @@ pub fn encode_submit(to: &str, split: &Split, opts: &SubmitOptions) -> Result<Ve
     if digits.is_empty() || digits.len() > MAX_ADDRESS_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PduError::Encode(format!("destination {to:?} is not 1 to 20 digits with an optional leading '+'")));
     }
-    let total = match u8::try_from(split.parts.len()) {
+    let total = match u8::try_from(plan.parts.len()) {
         Ok(0) | Err(_) => {
-            return Err(PduError::Encode(format!("a message has 1 to 255 parts, not {}", split.parts.len())));
+            return Err(PduError::Encode(format!("a message has 1 to 255 parts, not {}", plan.parts.len())));
         }
         Ok(n) => n,
     };
@@ -212,18 +213,18 @@ pub fn encode_submit(to: &str, split: &Split, opts: &SubmitOptions) -> Result<Ve
         high << 4 | low
     }));
     head.push(0x00); // TP-PID: plain short message
-    head.push(match split.encoding {
+    head.push(match plan.encoding {
         Encoding::Gsm7 => 0x00,
         Encoding::Ucs2 => 0x08,
     });
     if let Some(minutes) = opts.validity_minutes {
         head.push(relative_validity(minutes));
     }
-    let mut pdus = Vec::with_capacity(split.parts.len());
-    for (seq, part) in (1..=total).zip(&split.parts) {
+    let mut pdus = Vec::with_capacity(plan.parts.len());
+    for (seq, part) in (1..=total).zip(&plan.parts) {
         let udh = [0x05, 0x00, 0x03, opts.concat_ref, total, seq];
         let header: &[u8] = if total > 1 { &udh } else { &[] };
-        let (udl, ud) = user_data(split.encoding, part, header)?;
+        let (udl, ud) = user_data(plan.encoding, part, header)?;
         let mut tpdu = head.clone();
         tpdu.push(udl);
         tpdu.extend(ud);
@@ -429,23 +430,51 @@ pub fn message_class(dcs: u8) -> Option<u8> {
     }
 }
 
-/// The alphabet a TP-DCS selects (TS 23.038 §4), or `None` for compressed user data.
-fn data_encoding(dcs: u8) -> Option<DataEncoding> {
+/// What a data coding scheme says about the alphabet of the user data (TS 23.038 §4): the one
+/// place the DCS groups are read, for TP-DCS and for the SMPP data_coding values in the same groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DcsAlphabet {
+    Gsm7,
+    Ucs2,
+    /// 8-bit data.
+    Binary,
+    /// A reserved alphabet (bits 3-2 = 11 in the general data coding groups) or a reserved group
+    /// (0x8-0xB); TS 23.038 says to read these as the GSM 7-bit default alphabet.
+    Reserved,
+    /// Compressed user data (general data coding groups, bit 5).
+    Compressed,
+}
+
+/// The alphabet a DCS selects (TS 23.038 §4).
+pub fn dcs_alphabet(dcs: u8) -> DcsAlphabet {
     match dcs >> 4 {
-        // General data coding and automatic deletion groups: bit 5 compressed, bits 3-2 alphabet
-        // (11 is reserved and read as GSM 7-bit, as reserved codings are).
-        0x0..=0x7 if dcs & 0x20 != 0 => None,
-        0x0..=0x7 => Some(match dcs >> 2 & 0x03 {
-            0x01 => DataEncoding::Binary,
-            0x02 => DataEncoding::Ucs2,
-            _ => DataEncoding::Gsm7,
-        }),
+        // General data coding and automatic deletion groups: bit 5 compressed, bits 3-2 alphabet.
+        0x0..=0x7 if dcs & 0x20 != 0 => DcsAlphabet::Compressed,
+        0x0..=0x7 => match dcs >> 2 & 0x03 {
+            0x00 => DcsAlphabet::Gsm7,
+            0x01 => DcsAlphabet::Binary,
+            0x02 => DcsAlphabet::Ucs2,
+            _ => DcsAlphabet::Reserved,
+        },
+        0x8..=0xB => DcsAlphabet::Reserved,
+        // Message waiting indication, discard or store message.
+        0xC | 0xD => DcsAlphabet::Gsm7,
         // Message waiting indication, store message, UCS-2.
-        0xE => Some(DataEncoding::Ucs2),
+        0xE => DcsAlphabet::Ucs2,
         // Data coding/message class: bit 2 alone chooses; bit 3 is reserved and ignored.
-        0xF if dcs & 0x04 != 0 => Some(DataEncoding::Binary),
-        // 0xF with bit 2 clear, message waiting groups 0xC and 0xD, reserved groups 0x8-0xB.
-        _ => Some(DataEncoding::Gsm7),
+        _ if dcs & 0x04 != 0 => DcsAlphabet::Binary,
+        _ => DcsAlphabet::Gsm7,
+    }
+}
+
+/// The alphabet a TP-DCS selects, or `None` for compressed user data. Reserved codings are read
+/// as GSM 7-bit, as TS 23.038 says.
+fn data_encoding(dcs: u8) -> Option<DataEncoding> {
+    match dcs_alphabet(dcs) {
+        DcsAlphabet::Compressed => None,
+        DcsAlphabet::Binary => Some(DataEncoding::Binary),
+        DcsAlphabet::Ucs2 => Some(DataEncoding::Ucs2),
+        DcsAlphabet::Gsm7 | DcsAlphabet::Reserved => Some(DataEncoding::Gsm7),
     }
 }
 
@@ -479,7 +508,8 @@ fn decode_user_data(r: &mut Reader, udhi: bool, encoding: DataEncoding) -> Resul
     let ud_at = r.pos;
     let ud = r.take(octets, "TP-UD")?;
     // A header indicator with no user data at all has no header to read (seen from real phones).
-    let (concat, header_len) = if udhi && !ud.is_empty() { read_udh(ud, ud_at)? } else { (None, 0) };
+    let (concat, header_len) =
+        if udhi && !ud.is_empty() { read_udh(ud, ud_at).map(|h| (h.concat, h.len))? } else { (None, 0) };
     let body = ud.get(header_len..).unwrap_or_default();
     let text = match encoding {
         DataEncoding::Gsm7 => {
@@ -498,17 +528,32 @@ fn decode_user_data(r: &mut Reader, udhi: bool, encoding: DataEncoding) -> Resul
     Ok(UserData { concat, text })
 }
 
+/// A user data header as read: its length and the concatenation element that counts in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserDataHeader {
+    /// Octets of the header, its length octet included.
+    pub len: usize,
+    pub concat: Option<Concat>,
+    /// The concatenation element has a 16-bit reference (IEI 0x08), not an 8-bit one (IEI 0x00).
+    pub wide_reference: bool,
+}
+
 /// The concatenation IE of the user data header at the start of `ud` (TP-UD, or an SMPP
 /// short_message with UDHI set: the header's length octet first), and the header's length with
 /// that octet. Other IEs are skipped. An IE whose values TS 23.040 §9.2.3.24.1 says to ignore
 /// (0 parts, part 0 or past the last) is ignored; if there are several, the last one counts.
 /// Error offsets count from the start of `ud`.
 pub fn user_data_header(ud: &[u8]) -> Result<(Option<Concat>, usize), PduError> {
+    read_udh(ud, 0).map(|h| (h.concat, h.len))
+}
+
+/// [`user_data_header`], also telling which kind of concatenation element it was.
+pub fn read_user_data_header(ud: &[u8]) -> Result<UserDataHeader, PduError> {
     read_udh(ud, 0)
 }
 
-/// [`user_data_header`] for user data that starts at octet `at` of a PDU.
-fn read_udh(ud: &[u8], at: usize) -> Result<(Option<Concat>, usize), PduError> {
+/// [`read_user_data_header`] for user data that starts at octet `at` of a PDU.
+fn read_udh(ud: &[u8], at: usize) -> Result<UserDataHeader, PduError> {
     let Some(&udhl) = ud.first() else {
         return Err(PduError::Truncated { field: "TP-UDH", at, needed: 1, available: 0 });
     };
@@ -521,6 +566,7 @@ fn read_udh(ud: &[u8], at: usize) -> Result<(Option<Concat>, usize), PduError> {
         ));
     };
     let mut concat = None;
+    let mut wide_reference = false;
     let mut i = 0;
     while i < ies.len() {
         let iei = ies[i];
@@ -538,10 +584,11 @@ fn read_udh(ud: &[u8], at: usize) -> Result<(Option<Concat>, usize), PduError> {
         };
         if let Some(c) = found.and_then(|(reference, total, seq)| Concat::checked(reference, total, seq)) {
             concat = Some(c);
+            wide_reference = iei == 0x08;
         }
         i = end;
     }
-    Ok((concat, header_len))
+    Ok(UserDataHeader { len: header_len, concat, wide_reference })
 }
 
 /// The SMSC part: its length in octets (0: none), type of address, digits.

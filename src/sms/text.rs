@@ -1,5 +1,6 @@
-//! SMS text: choosing between the GSM 7-bit default alphabet and UCS-2 (3GPP TS 23.038), splitting
-//! text into the parts of a concatenated SMS (TS 23.040), and encoding/decoding both alphabets.
+//! SMS text: choosing between the GSM 7-bit default alphabet and UCS-2 (3GPP TS 23.038), planning
+//! text into the parts of a concatenated SMS (TS 23.040, [`Plan`]), and encoding/decoding both
+//! alphabets.
 //!
 //! Lengths are counted in septets for GSM 7-bit (an extension-table character costs two: escape +
 //! character) and in UTF-16 code units for UCS-2 (a character above U+FFFF costs two). A part never
@@ -64,11 +65,32 @@ impl Encoding {
     }
 }
 
-/// A text cut into the parts that will be sent, in order.
+/// A message's text planned for sending: the alphabet and the parts, in order. Made once, by
+/// [`plan`], where the message is handed to a route, and carried to it: every route sends exactly
+/// these parts (a route whose carrier cannot take the alphabet plans again with other
+/// [`Alphabets`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Split {
+pub struct Plan {
     pub encoding: Encoding,
     pub parts: Vec<String>,
+}
+
+impl Plan {
+    /// The whole text again (the parts joined).
+    pub fn text(&self) -> String {
+        self.parts.concat()
+    }
+}
+
+/// The alphabets a plan may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Alphabets {
+    /// GSM 7-bit when every character has a septet, else UCS-2.
+    #[default]
+    Any,
+    /// UCS-2 whatever the text: for routes that cannot carry GSM 7-bit as such (a carrier reading
+    /// data_coding 0 as Latin-1, with characters Latin-1 lacks).
+    Ucs2,
 }
 
 fn basic_index(c: char) -> Option<u8> {
@@ -92,11 +114,11 @@ pub fn gsm7_septets(c: char) -> Option<usize> {
 }
 
 /// Walks `text` once for its encoding and calls `cut` with the byte offset where each part after
-/// the first begins. Shared by [`split`] and [`count_parts`] so both follow the same rules.
-fn plan(text: &str, forced: Option<Encoding>, mut cut: impl FnMut(usize)) -> Encoding {
-    let encoding = match forced {
-        Some(Encoding::Ucs2) => Encoding::Ucs2,
-        _ => choose_encoding(text),
+/// the first begins. Shared by [`plan`] and [`count_parts`] so both follow the same rules.
+fn walk(text: &str, alphabets: Alphabets, mut cut: impl FnMut(usize)) -> Encoding {
+    let encoding = match alphabets {
+        Alphabets::Ucs2 => Encoding::Ucs2,
+        Alphabets::Any => choose_encoding(text),
     };
     let (single, multi) = match encoding {
         Encoding::Gsm7 => (GSM7_SINGLE, GSM7_MULTI),
@@ -122,35 +144,31 @@ fn plan(text: &str, forced: Option<Encoding>, mut cut: impl FnMut(usize)) -> Enc
     encoding
 }
 
-/// Split text into the parts that will be sent: a single part if it fits (160 septets / 70 UCS-2
-/// code units), else parts of at most 153 septets / 67 UCS-2 code units (room for the 6-octet
-/// concatenation UDH). An extension-table character or a surrogate pair always stays whole in one
-/// part. Empty text gives one empty part.
-pub fn split(text: &str) -> Split {
-    split_with(text, None)
-}
-
-/// As [`split`], but as UCS-2 whatever the text: for routes that cannot
-/// carry GSM 7-bit as such (a carrier reading data_coding 0 as Latin-1).
-pub fn split_ucs2(text: &str) -> Split {
-    split_with(text, Some(Encoding::Ucs2))
-}
-
-fn split_with(text: &str, forced: Option<Encoding>) -> Split {
+/// Plan a text for sending: its alphabet (the best of `alphabets` for it) and its parts. A single
+/// part if it fits (160 septets / 70 UCS-2 code units), else parts of at most 153 septets / 67
+/// UCS-2 code units (room for the 6-octet concatenation UDH). An extension-table character or a
+/// surrogate pair always stays whole in one part. Empty text gives one empty part.
+pub fn plan(text: &str, alphabets: Alphabets) -> Plan {
     let mut parts = Vec::new();
     let mut start = 0;
-    let encoding = plan(text, forced, |offset| {
+    let encoding = walk(text, alphabets, |offset| {
         parts.push(text[start..offset].to_string());
         start = offset;
     });
     parts.push(text[start..].to_string());
-    Split { encoding, parts }
+    Plan { encoding, parts }
 }
 
-/// Number of parts only, by the same rules as [`split`] but without allocating the parts.
+/// [`plan`] with any alphabet: GSM 7-bit where the text allows it.
+pub fn split(text: &str) -> Plan {
+    plan(text, Alphabets::Any)
+}
+
+/// Number of parts only, by the same rules as [`split`] but without allocating the parts: what
+/// the API checks and stores when it accepts a message.
 pub fn count_parts(text: &str) -> (Encoding, usize) {
     let mut parts = 1;
-    let encoding = plan(text, None, |_| parts += 1);
+    let encoding = walk(text, Alphabets::Any, |_| parts += 1);
     (encoding, parts)
 }
 
@@ -214,7 +232,7 @@ pub fn decode_ucs2(bytes: &[u8]) -> String {
 mod tests {
     #[test]
     fn forced_ucs2_split() {
-        let s = super::split_ucs2(&"a".repeat(71));
+        let s = super::plan(&"a".repeat(71), super::Alphabets::Ucs2);
         assert_eq!(s.encoding, super::Encoding::Ucs2);
         assert_eq!(s.parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [67, 4]);
     }
@@ -227,7 +245,7 @@ mod tests {
         CYR.chars().cycle().take(n).collect()
     }
 
-    fn lens(s: &Split) -> Vec<usize> {
+    fn lens(s: &Plan) -> Vec<usize> {
         s.parts.iter().map(|p| p.chars().count()).collect()
     }
 

@@ -105,7 +105,8 @@ pub struct Job {
     /// The message's id in the store.
     pub message: i64,
     pub to: String,
-    pub text: String,
+    /// The text's alphabet and parts, as planned for every route.
+    pub plan: crate::sms::Plan,
     /// Sent as the relative TP-VP: the network drops the SMS after it.
     pub valid_until: Option<crate::message::Millis>,
     /// Parts before this one went out in an earlier attempt through this
@@ -555,8 +556,7 @@ impl Session<'_> {
     /// Send the job's parts from `first_part` on. A part the network
     /// refuses ends the send; the error carries the parts it took before.
     async fn send(&self, job: &Job) -> Result<Submitted, SubmitError> {
-        let split = crate::sms::split(&job.text);
-        let long = split.parts.len() > 1;
+        let long = job.plan.parts.len() > 1;
         let concat_ref = match job.concat_ref {
             Some(r) if long => r,
             _ if long => self.modem.next_concat_ref(),
@@ -571,7 +571,7 @@ impl Session<'_> {
             concat_ref,
         };
         let pdus =
-            pdu::encode_submit(&job.to, &split, &opts).map_err(|e| SubmitError::permanent("pdu", e.to_string()))?;
+            pdu::encode_submit(&job.to, &job.plan, &opts).map_err(|e| SubmitError::permanent("pdu", e.to_string()))?;
         let (imsi, imei) = self.identity();
         let first_part = if job.first_part < pdus.len() { job.first_part } else { 0 };
         let mut sent =
@@ -958,7 +958,7 @@ mod tests {
         let job = || Job {
             message: 1,
             to: "+79160000000".into(),
-            text: "x".into(),
+            plan: crate::sms::split("x"),
             valid_until: None,
             first_part: 0,
             concat_ref: None,

@@ -188,7 +188,7 @@ impl Channel for Pool {
     fn submit(&self, msg: Outbound) -> BoxFuture<'_, Result<Submitted, SubmitError>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + WAIT_FOR_MODEM;
-            let parts = crate::sms::split(&msg.text).parts.len();
+            let parts = msg.plan.parts.len();
             let (reply, answer) = oneshot::channel();
             // Parts an earlier attempt got out: the rest go through the same
             // SIM, under the same reference.
@@ -202,7 +202,7 @@ impl Channel for Pool {
             let mut job = Job {
                 message: msg.id,
                 to: msg.to.clone(),
-                text: msg.text.clone(),
+                plan: msg.plan.clone(),
                 valid_until: msg.valid_until,
                 first_part: if sim.is_some() { resume.remote_ids.len() } else { 0 },
                 concat_ref: resume.concat_ref.and_then(|r| u8::try_from(r).ok()).filter(|_| sim.is_some()),

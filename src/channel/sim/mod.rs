@@ -55,8 +55,8 @@ impl Sim {
         for (i, rid) in remote_ids.iter().enumerate() {
             let line = serde_json::json!({
                 "id": msg.id, "part": i, "parts": remote_ids.len(), "to": msg.to, "from": msg.from,
-                "priority": msg.priority.as_str(), "encoding": msg.encoding.as_str(),
-                "text": msg.parts.get(i), "remote_id": rid, "attempt": msg.attempt, "at_ms": at,
+                "priority": msg.priority.as_str(), "encoding": msg.plan.encoding.as_str(),
+                "text": msg.plan.parts.get(i), "remote_id": rid, "attempt": msg.attempt, "at_ms": at,
             });
             lines.push_str(&line.to_string());
             lines.push('\n');
@@ -125,7 +125,7 @@ impl Channel for Sim {
                 return Err(SubmitError::temporary("sim_busy", "the simulated route is busy"));
             }
             let remote_ids: Vec<Option<String>> =
-                (0..msg.parts.len()).map(|i| Some(format!("sim-{}-{}-{}", msg.id, msg.attempt, i))).collect();
+                (0..msg.plan.parts.len()).map(|i| Some(format!("sim-{}-{}-{}", msg.id, msg.attempt, i))).collect();
             self.record(&msg, &remote_ids);
             let at = Instant::now() + Duration::from_millis(self.cfg.delivery_delay_ms);
             if let Ok(mut q) = self.pending.queue.lock() {

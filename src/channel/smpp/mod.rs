@@ -225,7 +225,7 @@ impl Channel for Smpp {
             // instead of showing a stray or doubled one.
             let reference = msg.resume.concat_ref.unwrap_or(msg.id as u16);
             let pdus = pdus::submits(&msg, &self.cfg, reference)
-                .map_err(|text| SubmitError::permanent("smpp_encoding", text))?;
+                .map_err(|e| SubmitError::permanent("smpp_encoding", e.to_string()))?;
             // Parts taken before, unless they no longer fit (the long-message
             // mode changed): then all again.
             let first_part = if msg.resume.remote_ids.len() < pdus.len() { msg.resume.remote_ids.len() } else { 0 };

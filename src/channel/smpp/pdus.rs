@@ -1,15 +1,17 @@
 //! Between messages and SMPP PDUs: the `submit_sm`s for an outbound
-//! message (one per part with a UDH or SAR TLVs, or one with
-//! `message_payload`; data_coding from the text and the carrier's taste;
+//! message (one per part of its plan with a UDH or SAR TLVs, or one with
+//! `message_payload`; data_coding from the plan and the carrier's taste;
 //! TON/NPI from the form of each address), and what a `deliver_sm` or
 //! `data_sm` carries: a delivery receipt or a message from a person (its
-//! UDH read by `sms::pdu`, its SAR part numbers checked by the same rule).
+//! UDH and data_coding groups read by `sms::pdu`, its SAR part numbers
+//! checked by the same rule).
 
 use super::config::{GsmCoding, LongMessages, SmppRoute};
 use super::receipt::{self, IdForm};
 use crate::channel::Outbound;
 use crate::message::ReceiptStatus;
-use crate::sms::{self, Encoding};
+use crate::sms::pdu::DcsAlphabet;
+use crate::sms::{self, Alphabets, Encoding, Plan};
 use rusmpp::Pdu;
 use rusmpp::pdus::SubmitSm;
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, Tlv, TlvValue};
@@ -22,29 +24,49 @@ pub const DC_LATIN1: u8 = 0x03;
 pub const DC_UCS2: u8 = 0x08;
 const ESM_UDHI: u8 = 0x40;
 
-/// The text of each part as bytes, and the data_coding they are in.
-pub fn encode_text(text: &str, coding: GsmCoding) -> (u8, Vec<Vec<u8>>) {
-    let split = sms::split(text);
+/// Why a message cannot become `submit_sm`s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{field} {value:?} does not fit SMPP: {reason}")]
+    Field { field: &'static str, value: String, reason: String },
+    #[error("validity_period: {0}")]
+    ValidityPeriod(String),
+    #[error("short_message too long: {0}")]
+    ShortMessage(String),
+    #[error("{0} parts exceed the 255 a long message may have")]
+    TooManyParts(usize),
+}
+
+/// Why a `deliver_sm` or `data_sm` cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("a delivery receipt without an id: {0:?}")]
+    ReceiptWithoutId(String),
+    #[error("UDHI set but the header is unreadable: {0}")]
+    Header(#[from] sms::pdu::PduError),
+}
+
+/// The plan's parts as bytes, and the data_coding they are in. The parts
+/// go as planned, except a GSM text on a bind whose `gsm_coding` wants
+/// Latin-1: it goes as Latin-1 when every character has a Latin-1 byte,
+/// else (€, Greek capitals) it is planned again as UCS-2.
+pub fn encode_text(plan: &Plan, coding: GsmCoding) -> (u8, Vec<Vec<u8>>) {
     let latin1 = |s: &str| -> Option<Vec<u8>> { s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect() };
-    if split.encoding == Encoding::Gsm7 {
-        match coding {
-            GsmCoding::Gsm7 => {
-                let parts =
-                    split.parts.iter().map(|p| sms::text::encode_gsm7_unpacked(p).unwrap_or_default()).collect();
-                return (DC_DEFAULT, parts);
+    let ucs2 = |plan: &Plan| plan.parts.iter().map(|p| sms::text::encode_ucs2(p)).collect();
+    match (plan.encoding, coding) {
+        (Encoding::Ucs2, _) => (DC_UCS2, ucs2(plan)),
+        (Encoding::Gsm7, GsmCoding::Gsm7) => {
+            let parts = plan.parts.iter().map(|p| sms::text::encode_gsm7_unpacked(p).unwrap_or_default()).collect();
+            (DC_DEFAULT, parts)
+        }
+        (Encoding::Gsm7, GsmCoding::Latin1AsDefault | GsmCoding::Latin1) => {
+            if let Some(parts) = plan.parts.iter().map(|p| latin1(p)).collect::<Option<Vec<_>>>() {
+                let dc = if coding == GsmCoding::Latin1 { DC_LATIN1 } else { DC_DEFAULT };
+                return (dc, parts);
             }
-            GsmCoding::Latin1AsDefault | GsmCoding::Latin1 => {
-                if let Some(parts) = split.parts.iter().map(|p| latin1(p)).collect::<Option<Vec<_>>>() {
-                    let dc = if coding == GsmCoding::Latin1 { DC_LATIN1 } else { DC_DEFAULT };
-                    return (dc, parts);
-                }
-                // GSM characters Latin-1 lacks (€, Greek capitals): UCS-2.
-                let ucs = sms::text::split_ucs2(text);
-                return (DC_UCS2, ucs.parts.iter().map(|p| sms::text::encode_ucs2(p)).collect());
-            }
+            (DC_UCS2, ucs2(&sms::plan(&plan.text(), Alphabets::Ucs2)))
         }
     }
-    (DC_UCS2, split.parts.iter().map(|p| sms::text::encode_ucs2(p)).collect())
 }
 
 /// TON/NPI and digits for an address: alphanumeric, international, or a
@@ -62,10 +84,13 @@ pub fn address(addr: &str) -> (u8, u8, String) {
     (5, 0, addr.to_string())
 }
 
-fn c_string<const MIN: usize, const MAX: usize>(field: &str, s: &str) -> Result<COctetString<MIN, MAX>, String> {
+fn c_string<const MIN: usize, const MAX: usize>(
+    field: &'static str,
+    s: &str,
+) -> Result<COctetString<MIN, MAX>, EncodeError> {
     let mut bytes = s.as_bytes().to_vec();
     bytes.push(0);
-    COctetString::from_vec(bytes).map_err(|e| format!("{field} {s:?} does not fit SMPP: {e}"))
+    COctetString::from_vec(bytes).map_err(|e| EncodeError::Field { field, value: s.to_string(), reason: e.to_string() })
 }
 
 /// SMPP 3.4 §7.1.1 relative time, `YYMMDDhhmmss000R`: days, hours, minutes
@@ -78,10 +103,10 @@ pub fn relative_time(secs: u64) -> String {
     format!("{:02}{months:02}{days:02}{:02}{:02}{:02}000R", years.min(99), rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
-/// The submit_sm PDUs for a message; `reference` ties the parts of a long
-/// message together.
-pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<SubmitSm>, String> {
-    let (dc, parts) = encode_text(&msg.text, cfg.gsm_coding);
+/// The submit_sm PDUs for a message, from its plan; `reference` ties the
+/// parts of a long message together.
+pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<SubmitSm>, EncodeError> {
+    let (dc, parts) = encode_text(&msg.plan, cfg.gsm_coding);
     let (dton, dnpi, dest) = address(&msg.to);
     let source = msg.from.clone().or_else(|| cfg.default_source.clone()).unwrap_or_default();
     let (mut ston, mut snpi, source) = if source.is_empty() { (0, 0, String::new()) } else { address(&source) };
@@ -95,12 +120,12 @@ pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<Su
         Some(until) if cfg.validity_period => {
             let text = relative_time(crate::message::secs_left(until));
             EmptyOrFullCOctetString::from_vec(text.into_bytes().into_iter().chain([0]).collect())
-                .map_err(|e| format!("validity_period: {e}"))?
+                .map_err(|e| EncodeError::ValidityPeriod(e.to_string()))?
         }
         _ => EmptyOrFullCOctetString::empty(),
     };
-    let base = |esm: u8, body: Vec<u8>| -> Result<SubmitSm, String> {
-        let short = OctetString::<0, 255>::from_vec(body).map_err(|e| format!("short_message too long: {e}"))?;
+    let base = |esm: u8, body: Vec<u8>| -> Result<SubmitSm, EncodeError> {
+        let short = OctetString::<0, 255>::from_vec(body).map_err(|e| EncodeError::ShortMessage(e.to_string()))?;
         Ok(SubmitSm::builder()
             .source_addr_ton(Ton::from(ston))
             .source_addr_npi(Npi::from(snpi))
@@ -119,7 +144,7 @@ pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<Su
     if total == 1 {
         return Ok(vec![base(0, parts.into_iter().next().unwrap_or_default())?]);
     }
-    let total_u8 = u8::try_from(total).map_err(|_| format!("{total} parts exceed the 255 a long message may have"))?;
+    let total_u8 = u8::try_from(total).map_err(|_| EncodeError::TooManyParts(total))?;
     match cfg.long_messages {
         LongMessages::Udh => parts
             .into_iter()
@@ -212,18 +237,22 @@ impl<'a> Delivered<'a> {
 }
 
 fn decode_text(dc: u8, bytes: &[u8], coding: GsmCoding) -> String {
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let latin1 = |b: &[u8]| b.iter().map(|&x| char::from(x)).collect::<String>();
     match dc {
         DC_DEFAULT if coding == GsmCoding::Latin1AsDefault => latin1(bytes),
         DC_DEFAULT => sms::text::decode_gsm7_unpacked(bytes),
         0x01 | DC_LATIN1 => latin1(bytes),
         DC_UCS2 => sms::text::decode_ucs2(bytes),
-        // Data coding / message class group: bit 2 says 8-bit data.
-        0xF0..=0xFF if dc & 0x04 == 0 => sms::text::decode_gsm7_unpacked(bytes),
-        // General data coding group, uncompressed, with its alphabet bits.
-        0x10..=0x1F if dc & 0x0C == 0x00 => sms::text::decode_gsm7_unpacked(bytes),
-        0x10..=0x1F if dc & 0x0C == 0x08 => sms::text::decode_ucs2(bytes),
-        _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        // The TS 23.038 groups SMPP takes over: general data coding with a
+        // message class, and data coding / message class. 8-bit data and
+        // reserved alphabets are shown as hex.
+        0x10..=0x1F | 0xF0..=0xFF => match sms::pdu::dcs_alphabet(dc) {
+            DcsAlphabet::Gsm7 => sms::text::decode_gsm7_unpacked(bytes),
+            DcsAlphabet::Ucs2 => sms::text::decode_ucs2(bytes),
+            _ => hex(bytes),
+        },
+        _ => hex(bytes),
     }
 }
 
@@ -232,7 +261,7 @@ fn with_plus(addr: &str, ton: u8) -> String {
 }
 
 /// Read a deliver_sm / data_sm. `Err` names what is wrong with it.
-pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incoming, String> {
+pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incoming, ReadError> {
     let mut payload: Option<&[u8]> = None;
     let mut receipted_id = None;
     let mut state = None;
@@ -260,7 +289,7 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
         let parsed = receipt::parse(&text);
         let id = receipted_id
             .or_else(|| parsed.as_ref().map(|p| p.id.clone()))
-            .ok_or_else(|| format!("a delivery receipt without an id: {text:?}"))?;
+            .ok_or_else(|| ReadError::ReceiptWithoutId(text.to_string()))?;
         let status = match state {
             Some(s) => receipt::message_state_status(s),
             None => parsed.as_ref().and_then(|p| receipt::stat_status(&p.stat)),
@@ -278,8 +307,7 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
         return Ok(Incoming::Receipt { id: receipt::canonical_receipt_id(&id, ids), status, error });
     }
     let (concat, text_bytes) = if d.esm_class & ESM_UDHI != 0 {
-        let (concat, header_len) =
-            sms::pdu::user_data_header(body).map_err(|e| format!("UDHI set but the header is unreadable: {e}"))?;
+        let (concat, header_len) = sms::pdu::user_data_header(body)?;
         (concat, body.get(header_len..).unwrap_or_default())
     } else {
         let concat = match sar {
@@ -300,6 +328,11 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes a text goes as, planned as dispatch plans it.
+    fn encode_text(text: &str, coding: GsmCoding) -> (u8, Vec<Vec<u8>>) {
+        super::encode_text(&sms::split(text), coding)
+    }
 
     #[test]
     fn text_codings() {
@@ -348,7 +381,7 @@ mod tests {
             match read(&d, GsmCoding::Gsm7, IdForm::Same) {
                 Ok(Incoming::Message { concat, text, .. }) => Ok((concat, text)),
                 Ok(other) => panic!("{other:?}"),
-                Err(e) => Err(e),
+                Err(e) => Err(e.to_string()),
             }
         };
         assert_eq!(concat(&[0x00, 0x03, 0x2A, 0x03, 0x02]), Ok((Some((0x2A, 3, 2)), "hi".into())));

@@ -1,31 +1,21 @@
-//! Text helpers of the simulator: GSM 7-bit and UCS-2 user data, concatenation UDH, receipt dates.
+//! Text helpers of the simulator: GSM 7-bit and UCS-2 user data, concatenation UDH (read by
+//! `sms::pdu`), receipt dates.
 
 use std::time::SystemTime;
 
 use super::{ConcatInfo, ConcatVia};
 
-/// Splits off the UDH and reads a concatenation element (IEI 0x00 or 0x08) from it.
+/// Splits off the UDH and reads a concatenation element (IEI 0x00 or 0x08) from it, by the
+/// gateway's own parser ([`crate::sms::pdu::read_user_data_header`]): part numbers TS 23.040 says
+/// to ignore (no parts, part 0, past the last) give no concatenation. A header whose elements do
+/// not add up is still split off when its length fits, with no concatenation read from it.
 pub fn parse_udh(data: &[u8]) -> (Option<Vec<u8>>, Option<ConcatInfo>) {
     let Some(&udhl) = data.first() else { return (None, None) };
-    let Some(udh) = data.get(..1 + udhl as usize) else { return (None, None) };
-    let mut concat = None;
-    let mut rest = &udh[1..];
-    while let [iei, len, tail @ ..] = rest {
-        let Some(value) = tail.get(..*len as usize) else { break };
-        match (iei, value) {
-            (0x00, [reference, total, part]) => {
-                concat =
-                    Some(ConcatInfo { via: ConcatVia::Udh8, reference: *reference as u16, total: *total, part: *part })
-            }
-            (0x08, [hi, lo, total, part]) => {
-                let reference = u16::from_be_bytes([*hi, *lo]);
-                concat = Some(ConcatInfo { via: ConcatVia::Udh16, reference, total: *total, part: *part })
-            }
-            _ => {}
-        }
-        rest = &tail[value.len()..];
-    }
-    (Some(udh.to_vec()), concat)
+    let udh = data.get(..1 + usize::from(udhl)).map(<[u8]>::to_vec);
+    let Ok(header) = crate::sms::pdu::read_user_data_header(data) else { return (udh, None) };
+    let via = if header.wide_reference { ConcatVia::Udh16 } else { ConcatVia::Udh8 };
+    let concat = header.concat.map(|c| ConcatInfo { via, reference: c.reference, total: c.total, part: c.seq });
+    (udh, concat)
 }
 
 /// Decodes GSM 7-bit unpacked septets (one per octet), escapes included.
@@ -103,5 +93,12 @@ mod tests {
         assert_eq!(c, Some(ConcatInfo { via: ConcatVia::Udh16, reference: 0x1234, total: 2, part: 1 }));
         assert_eq!(parse_udh(&[0x09, 0x00]), (None, None));
         assert_eq!(parse_udh(&[]), (None, None));
+        // Part numbers TS 23.040 says to ignore: no concatenation.
+        for (total, part) in [(2, 3), (2, 0), (0, 1)] {
+            let (udh, c) = parse_udh(&[0x05, 0x00, 0x03, 0x2A, total, part, b'h', b'i']);
+            assert_eq!((udh.map(|u| u.len()), c), (Some(6), None), "{part} of {total}");
+        }
+        // An element overrunning the header: the header is still split off.
+        assert_eq!(parse_udh(&[0x02, 0x00, 0x03, b'h']), (Some(vec![0x02, 0x00, 0x03]), None));
     }
 }

@@ -127,9 +127,9 @@ fn part_counts_at_limits() {
 
 #[test]
 fn gsm_text_forced_to_ucs2() {
-    // text::split_ucs2 (for routes that cannot take GSM 7-bit) gives UCS-2 parts of GSM text.
+    // text::plan with Alphabets::Ucs2 (for routes that cannot take GSM 7-bit) gives UCS-2 parts of GSM text.
     let text = "a€".repeat(40);
-    let s = crate::sms::text::split_ucs2(&text);
+    let s = crate::sms::text::plan(&text, crate::sms::text::Alphabets::Ucs2);
     let pdus = encode_submit("+44", &s, &options(0, 9)).unwrap();
     assert_eq!(pdus.len(), 2);
     let parts: Vec<Submit> = pdus.iter().map(|p| submit(&p.hex)).collect();

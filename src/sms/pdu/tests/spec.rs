@@ -3,12 +3,12 @@
 use super::*;
 use crate::sms::text::split;
 
-fn gsm(parts: &[&str]) -> Split {
-    Split { encoding: Encoding::Gsm7, parts: parts.iter().map(|p| p.to_string()).collect() }
+fn gsm(parts: &[&str]) -> Plan {
+    Plan { encoding: Encoding::Gsm7, parts: parts.iter().map(|p| p.to_string()).collect() }
 }
 
-fn ucs2(parts: &[&str]) -> Split {
-    Split { encoding: Encoding::Ucs2, parts: parts.iter().map(|p| p.to_string()).collect() }
+fn ucs2(parts: &[&str]) -> Plan {
+    Plan { encoding: Encoding::Ucs2, parts: parts.iter().map(|p| p.to_string()).collect() }
 }
 
 fn hexes(pdus: &[SubmitPdu]) -> Vec<(&str, usize)> {
@@ -434,7 +434,7 @@ fn never_panics_on_garbage() {
 #[test]
 fn encoder_rejects_what_it_cannot_send() {
     let opts = SubmitOptions::default();
-    let encode_err = |to: &str, s: &Split| match encode_submit(to, s, &opts) {
+    let encode_err = |to: &str, s: &Plan| match encode_submit(to, s, &opts) {
         Err(PduError::Encode(msg)) => msg,
         other => panic!("{to:?}: {other:?}"),
     };
@@ -444,7 +444,7 @@ fn encoder_rejects_what_it_cannot_send() {
     }
     assert!(encode_submit("+12345678901234567890", &split("x"), &opts).is_ok()); // 20 digits
     assert_eq!(encode_err("+1", &gsm(&[])), "a message has 1 to 255 parts, not 0");
-    let many = Split { encoding: Encoding::Gsm7, parts: vec!["a".into(); 256] };
+    let many = Plan { encoding: Encoding::Gsm7, parts: vec!["a".into(); 256] };
     assert_eq!(encode_err("+1", &many), "a message has 1 to 255 parts, not 256");
     assert_eq!(encode_err("+1", &gsm(&["Привет"])), "\"Привет\" is not all in the GSM 7-bit alphabet");
     let long = "a".repeat(161);
@@ -460,7 +460,7 @@ fn encoder_rejects_what_it_cannot_send() {
         "a part takes 142 octets of user data, more than the 140 that fit"
     );
     // 255 parts is the most, and each says so.
-    let most = Split { encoding: Encoding::Gsm7, parts: vec!["a".into(); 255] };
+    let most = Plan { encoding: Encoding::Gsm7, parts: vec!["a".into(); 255] };
     let pdus = encode_submit("+1", &most, &options(0, 1)).unwrap();
     assert_eq!(pdus.len(), 255);
     assert!(pdus[254].hex.ends_with("05000301FFFFC2"), "{}", pdus[254].hex);
