@@ -52,8 +52,8 @@ impl From<InboundView> for InboundOut {
         InboundOut {
             id: v.id,
             route: v.route,
-            from: v.sender,
-            to: v.recipient,
+            from: v.from,
+            to: v.to,
             text: v.text,
             parts: v.parts,
             complete: v.complete,

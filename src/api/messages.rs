@@ -169,9 +169,9 @@ impl MessageOut {
         });
         MessageOut {
             id: v.id,
-            to: v.recipient,
-            from: v.sender,
-            text: v.body,
+            to: v.to,
+            from: v.from,
+            text: v.text,
             priority: v.priority,
             status: v.status,
             route: v.route,
@@ -372,9 +372,9 @@ fn build(
             };
             routes.insert(route.clone());
             out.push(NewMessage {
-                recipient: e164,
-                sender: r.from.clone(),
-                body: r.text.clone(),
+                to: e164,
+                from: r.from.clone(),
+                text: r.text.clone(),
                 encoding,
                 segments: segments as u32,
                 priority,

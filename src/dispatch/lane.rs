@@ -6,8 +6,8 @@
 //! fails its due messages over to the next route that serves them.
 
 use super::Dispatcher;
-use crate::channel::{Channel, Health, Outbound, RouteState, Submitted};
 use crate::channel::spec::Route;
+use crate::channel::{Channel, Health, Outbound, RouteState, Submitted};
 use crate::message::{Status, now_ms};
 use crate::sms;
 use crate::store::{AttemptFailure, Claimed, Store, SubmittedPart};
@@ -244,10 +244,10 @@ async fn hand_back(store: &Store, msgs: impl Iterator<Item = Claimed>) {
 async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio::sync::OwnedSemaphorePermit) {
     let out = Outbound {
         id: m.id,
-        to: m.recipient.clone(),
-        from: m.sender.clone(),
-        text: m.body.clone(),
-        plan: sms::plan(&m.body, sms::Alphabets::Any),
+        to: m.to.clone(),
+        from: m.from.clone(),
+        text: m.text.clone(),
+        plan: sms::plan(&m.text, sms::Alphabets::Any),
         priority: m.priority,
         attempt: m.attempt,
         valid_until: m.valid_until,

@@ -55,15 +55,15 @@ pub(super) async fn record_events(
                 }
                 Event::Inbound { from, to, text, concat, sent_at } => {
                     metrics::counter!(crate::metrics::INBOUND, "route" => route.clone()).increment(1);
-                    let part = InboundPart { route, sender: from, recipient: to, text, concat, sent_at, undecodable: None };
+                    let part = InboundPart { route, from, to, text, concat, sent_at, undecodable: None };
                     store.record_inbound(part).await.map(|_| ()).map_err(|e| ("an inbound message", e))
                 }
                 Event::Undecodable { to, pdu, reason } => {
                     metrics::counter!(crate::metrics::INBOUND, "route" => route.clone()).increment(1);
                     let part = InboundPart {
                         route,
-                        sender: String::new(),
-                        recipient: to,
+                        from: String::new(),
+                        to,
                         text: String::new(),
                         concat: None,
                         sent_at: None,

@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 #[derive(Debug, Clone)]
 pub struct InboundPart {
     pub route: String,
-    pub sender: String,
-    pub recipient: String,
+    pub from: String,
+    pub to: String,
     pub text: String,
     /// (reference, total, seq 1-based) for a part of a concatenated message.
     pub concat: Option<(u16, u8, u8)>,
@@ -35,8 +35,8 @@ pub struct Undecodable {
 pub struct InboundView {
     pub id: i64,
     pub route: String,
-    pub sender: String,
-    pub recipient: String,
+    pub from: String,
+    pub to: String,
     pub text: String,
     pub parts: u32,
     /// False when parts were missing and the timeout stored what arrived.
@@ -60,8 +60,8 @@ fn insert(
     )?
     .execute(params![
         p.route,
-        p.sender,
-        p.recipient,
+        p.from,
+        p.to,
         body,
         parts,
         complete,
@@ -82,16 +82,16 @@ pub(super) fn record(c: &Connection, p: &InboundPart, now: Millis) -> Result<Opt
         "INSERT OR REPLACE INTO inbound_parts (route, sender, reference, total, seq, recipient, body, sent_at, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![p.route, p.sender, reference, total, seq, p.recipient, p.text, p.sent_at, now])?;
+    .execute(params![p.route, p.from, reference, total, seq, p.to, p.text, p.sent_at, now])?;
     let have: i64 = c
         .prepare_cached(
             "SELECT count(*) FROM inbound_parts WHERE route = ?1 AND sender = ?2 AND reference = ?3 AND total = ?4",
         )?
-        .query_row(params![p.route, p.sender, reference, total], |r| r.get(0))?;
+        .query_row(params![p.route, p.from, reference, total], |r| r.get(0))?;
     if have < total as i64 {
         return Ok(None);
     }
-    Ok(Some(assemble(c, &p.route, &p.sender, reference, total, now)?))
+    Ok(Some(assemble(c, &p.route, &p.from, reference, total, now)?))
 }
 
 /// Join the parts present (in order) into one inbound message.
@@ -116,8 +116,8 @@ fn assemble(
     let body: String = rows.iter().map(|r| r.2.as_str()).collect();
     let first = InboundPart {
         route: route.to_string(),
-        sender: sender.to_string(),
-        recipient: rows.first().map(|r| r.1.clone()).unwrap_or_default(),
+        from: sender.to_string(),
+        to: rows.first().map(|r| r.1.clone()).unwrap_or_default(),
         text: String::new(),
         concat: None,
         sent_at: rows.first().and_then(|r| r.3),
@@ -145,8 +145,8 @@ fn view(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboundView> {
     Ok(InboundView {
         id: r.get(0)?,
         route: r.get(1)?,
-        sender: r.get(2)?,
-        recipient: r.get(3)?,
+        from: r.get(2)?,
+        to: r.get(3)?,
         text: r.get(4)?,
         parts: r.get(5)?,
         complete: r.get(6)?,

@@ -10,11 +10,13 @@ use crate::sms::Encoding;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+/// A message to store. Its `to`, `from` and `text` are the API's names (the
+/// table's columns are `recipient`, `sender` and `body`).
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub recipient: String,
-    pub sender: Option<String>,
-    pub body: String,
+    pub to: String,
+    pub from: Option<String>,
+    pub text: String,
     pub encoding: Encoding,
     pub segments: u32,
     pub priority: Priority,
@@ -59,9 +61,9 @@ pub enum EnqueueOutcome {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: i64,
-    pub recipient: String,
-    pub sender: Option<String>,
-    pub body: String,
+    pub to: String,
+    pub from: Option<String>,
+    pub text: String,
     pub encoding: Encoding,
     pub segments: u32,
     pub priority: Priority,
@@ -203,9 +205,9 @@ pub(super) fn enqueue(
         insert.execute(params![
             api_key,
             m.reference,
-            m.recipient,
-            m.sender,
-            m.body,
+            m.to,
+            m.from,
+            m.text,
             m.encoding.as_str(),
             m.segments,
             m.priority.as_i64(),
@@ -219,7 +221,7 @@ pub(super) fn enqueue(
         history(c, id, now, Status::Queued, &format!("accepted from API key {api_key:?}"))?;
         out.push(Accepted {
             id,
-            to: m.recipient.clone(),
+            to: m.to.clone(),
             status: Status::Queued,
             encoding: m.encoding.as_str().to_string(),
             segments: m.segments,
@@ -253,9 +255,9 @@ pub(super) fn claim(c: &Connection, route: &str, limit: usize, now: Millis) -> R
                 sent: Vec::new(),
                 concat_ref: None,
                 id: r.get(0)?,
-                recipient: r.get(1)?,
-                sender: r.get(2)?,
-                body: r.get(3)?,
+                to: r.get(1)?,
+                from: r.get(2)?,
+                text: r.get(3)?,
                 encoding: Encoding::parse(&enc).unwrap_or(Encoding::Ucs2),
                 segments: r.get(5)?,
                 priority: Priority::from_i64(pri).unwrap_or(Priority::Promotional),

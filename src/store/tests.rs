@@ -9,9 +9,9 @@ use crate::sms::Encoding;
 
 fn new_msg(segments: u32) -> NewMessage {
     NewMessage {
-        recipient: "+79161234567".into(),
-        sender: None,
-        body: "x".into(),
+        to: "+79161234567".into(),
+        from: None,
+        text: "x".into(),
         encoding: Encoding::Gsm7,
         segments,
         priority: Priority::Transactional,
@@ -31,8 +31,8 @@ async fn open() -> (tempfile::TempDir, Store) {
 fn part(seq: u8, text: &str) -> InboundPart {
     InboundPart {
         route: "r".into(),
-        sender: "+79160000001".into(),
-        recipient: "+79160000002".into(),
+        from: "+79160000001".into(),
+        to: "+79160000002".into(),
         text: text.into(),
         concat: Some((7, 3, seq)),
         sent_at: Some(1_700_000_000_000),
@@ -337,7 +337,7 @@ fn a_daily_quota_counts_the_key_s_messages_since_utc_midnight() {
 #[tokio::test]
 async fn a_key_sees_the_replies_from_numbers_it_wrote_to_before_they_came() {
     let (_d, s) = open().await;
-    let reply = |from: &str| InboundPart { sender: from.into(), concat: None, ..part(1, "reply") };
+    let reply = |from: &str| InboundPart { from: from.into(), concat: None, ..part(1, "reply") };
     let early = s.record_inbound(reply("+79161234567")).await.unwrap().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     s.enqueue("k".into(), None, vec![new_msg(1)], None).await.unwrap();
@@ -489,7 +489,7 @@ async fn prune_gives_the_space_back_to_the_file_system() {
     assert!(s.can_shrink().await.unwrap(), "a new store is created with incremental auto-vacuum");
     // More than one prune batch of big messages, expired at once.
     for _ in 0..3 {
-        let msgs = (0..1000).map(|_| NewMessage { body: "x".repeat(2000), valid_until: now_ms() - 1, ..new_msg(1) });
+        let msgs = (0..1000).map(|_| NewMessage { text: "x".repeat(2000), valid_until: now_ms() - 1, ..new_msg(1) });
         enqueue_ids(&s, msgs.collect()).await;
     }
     while s.sweep(DAY).await.unwrap() > 0 {}
