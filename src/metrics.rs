@@ -81,7 +81,7 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
         }
     }
     for m in d.lanes().iter().flat_map(|l| l.channel.modems()) {
-        use crate::channel::modem::driver::Phase;
+        use crate::channel::modem::state::Phase;
         let (route, name) = (m.route.clone(), m.info.port.clone());
         let ready = matches!(m.state, Phase::Ready | Phase::Sending);
         metrics::gauge!("smsgw_modem_up", "route" => route.clone(), "modem" => name.clone()).set(if ready {
