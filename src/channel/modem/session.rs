@@ -155,6 +155,22 @@ impl Session<'_> {
 
     /// Bring the modem to a known state. Errors name what is wrong.
     pub(super) async fn start(&mut self) -> Result<(), (Phase, String)> {
+        self.wake().await?;
+        let (imei, iccid) = self.identify().await;
+        self.unlock_sim(iccid.as_deref(), imei.as_deref()).await?;
+        self.identify_sim(iccid).await;
+        self.wait_for_network().await?;
+        self.set_pdu_mode().await?;
+        self.select_storage().await;
+        self.set_indications().await;
+        self.read_smsc().await;
+        let _ = self.health().await;
+        Ok(())
+    }
+
+    /// Get the modem's attention: out of a half-sent payload, answering AT,
+    /// echo off, errors as codes.
+    async fn wake(&mut self) -> Result<(), (Phase, String)> {
         let unresponsive = |e: AtError| (Phase::Unresponsive, e.to_string());
         tokio::time::sleep(Duration::from_millis(self.profile.settle_ms)).await;
         // A modem left in the middle of a send's payload takes every byte as
@@ -166,6 +182,12 @@ impl Session<'_> {
         }
         self.cmd("ATE0").await.map_err(unresponsive)?;
         let _ = self.cmd("AT+CMEE=1").await;
+        Ok(())
+    }
+
+    /// Who the modem is: its profile (and the profile's init commands), its
+    /// IMEI and, where it tells before the PIN, its SIM's ICCID.
+    async fn identify(&mut self) -> (Option<String>, Option<String>) {
         let manufacturer = self.value("AT+CGMI", "+CGMI").await.unwrap_or_default();
         let model = self.value("AT+CGMM", "+CGMM").await.unwrap_or_default();
         self.profile = profile::choose(&self.ctx.profiles, &manufacturer, &model).clone();
@@ -185,7 +207,11 @@ impl Session<'_> {
             i.iccid = iccid.clone();
             i.profile = Some(self.profile.name.clone());
         }
-        // The SIM.
+        (imei, iccid)
+    }
+
+    /// The SIM: present, and unlocked (with the configured PIN if it asks).
+    async fn unlock_sim(&self, iccid: Option<&str>, imei: Option<&str>) -> Result<(), (Phase, String)> {
         let pin_state = match self.cmd("AT+CPIN?").await {
             Ok(r) => r.value("+CPIN").unwrap_or("").trim().to_string(),
             Err(AtError::Cme { code: 10, .. }) => return Err((Phase::NoSim, "no SIM card inserted".into())),
@@ -195,12 +221,19 @@ impl Session<'_> {
         match pin_state.as_str() {
             "READY" => {}
             "SIM PIN" => {
-                let sim = pin::sim_name(iccid.as_deref(), imei.as_deref(), &self.own);
+                let sim = pin::sim_name(iccid, imei, &self.own);
                 self.unlock(&sim).await?;
                 tokio::time::sleep(Duration::from_millis(1000)).await;
             }
             other => return Err((Phase::PinNeeded, format!("the SIM needs {other:?}; smsgw will not guess"))),
         }
+        Ok(())
+    }
+
+    /// The unlocked SIM: its IMSI, ICCID (if it did not tell before the
+    /// PIN) and own number; sends made through it before a restart count
+    /// against its caps.
+    async fn identify_sim(&self, iccid: Option<String>) {
         let imsi = self.value("AT+CIMI", "+CIMI").await;
         let iccid = match iccid {
             Some(v) => Some(v),
@@ -218,7 +251,10 @@ impl Session<'_> {
         if let Some(sent) = self.ctx.sent_before.lock().ok().and_then(|mut m| m.remove(&sender)) {
             self.modem.restore_window(&sent);
         }
-        // The network.
+    }
+
+    /// The network: registered (home or roaming) within the configured time.
+    async fn wait_for_network(&self) -> Result<(), (Phase, String)> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.ctx.cfg.registration_timeout_secs);
         loop {
             if self.registration().await.is_some_and(|s| matches!(s, 1 | 5)) {
@@ -230,6 +266,11 @@ impl Session<'_> {
             self.modem.set(Phase::NotRegistered, Some("waiting for network registration".into()));
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        Ok(())
+    }
+
+    /// PDU mode, once the modem takes SMS commands.
+    async fn set_pdu_mode(&self) -> Result<(), (Phase, String)> {
         // SMS set-up; some modems refuse SMS commands until "SMS Ready".
         let sms_deadline = tokio::time::Instant::now() + Duration::from_secs(self.profile.sms_ready_secs);
         loop {
@@ -242,6 +283,11 @@ impl Session<'_> {
                 Err(e) => return Err((Phase::Unresponsive, format!("cannot set PDU mode: {e}"))),
             }
         }
+        Ok(())
+    }
+
+    /// The profile's message storage, and every memory to sweep.
+    async fn select_storage(&mut self) {
         let s = &self.profile.storage;
         if let Err(e) = self.cmd(&format!("AT+CPMS=\"{s}\",\"{s}\",\"{s}\"")).await {
             tracing::warn!(modem = %self.own, error = %e, "cannot select message storage; using the modem's default");
@@ -256,6 +302,10 @@ impl Session<'_> {
                 }
                 all
             });
+    }
+
+    /// How new messages and status reports are announced.
+    async fn set_indications(&self) {
         // Phase 2 SMS service: a report or message shown inline (+CDS, +CMT)
         // needs no AT+CNMA. Under AT+CSMS=1, a modem that sees no
         // acknowledgement stops showing them.
@@ -277,12 +327,14 @@ impl Session<'_> {
                 tracing::warn!(modem = %self.own, error = %e, "cannot set new-message indications; relying on the periodic sweep");
             }
         }
+    }
+
+    /// The SMSC address the SIM holds, for the readers.
+    async fn read_smsc(&self) {
         let smsc = self.value("AT+CSCA?", "+CSCA").await.and_then(|v| smsc_number(&v));
         if let Ok(mut i) = self.modem.info.lock() {
             i.smsc = smsc;
         }
-        let _ = self.health().await;
-        Ok(())
     }
 
     /// Send the job's parts from `first_part` on. A part the network
