@@ -22,7 +22,7 @@ pub mod state;
 use super::{Channel, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};
 use crate::config::ModemRoute;
 use futures::future::BoxFuture;
-use state::{Context, Job, Modem, Phase};
+use state::{Context, Modem, Phase, SendJob};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -203,7 +203,7 @@ impl Channel for Pool {
                 .and_then(|id| id.as_deref())
                 .filter(|_| resume.concat_ref.is_some())
                 .map(|id| ids::sender_of(id).to_string());
-            let mut job = Job {
+            let mut job = SendJob {
                 message: msg.id,
                 to: msg.to.clone(),
                 text: msg.text.clone(),

@@ -3,7 +3,7 @@
 use super::answers::{cnum_number, smsc_number};
 use super::at::AtPort;
 use super::profile::{self, Profile};
-use super::session::Session;
+use super::session::AtSession;
 use super::state::{Context, Info, Modem};
 use crate::config::ModemRoute;
 use serde::Serialize;
@@ -49,7 +49,7 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
         cancel: CancellationToken::new(),
     };
     let modem = spawn_idle(port);
-    let mut s = Session {
+    let mut s = AtSession {
         at,
         ctx: &ctx,
         modem: &modem,

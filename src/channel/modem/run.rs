@@ -5,8 +5,8 @@
 
 use super::at::{AtError, AtPort, UrcReceiver};
 use super::profile;
-use super::session::Session;
-use super::state::{Context, Job, Modem, Phase};
+use super::session::AtSession;
+use super::state::{Context, Modem, Phase, SendJob};
 use crate::channel::SubmitError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,7 +34,12 @@ enum End {
     Retry(Duration),
 }
 
-async fn run(port: String, ctx: Arc<Context>, modem: Arc<Modem>, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+async fn run(
+    port: String,
+    ctx: Arc<Context>,
+    modem: Arc<Modem>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<SendJob>>>,
+) {
     let mut jobs = jobs.lock().await;
     // A run after a panic: the job the last one held was answered when it
     // was dropped, so the modem is free again.
@@ -65,7 +70,7 @@ async fn run(port: String, ctx: Arc<Context>, modem: Arc<Modem>, jobs: Arc<tokio
     }
 }
 
-async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut mpsc::Receiver<Job>) -> End {
+async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut mpsc::Receiver<SendJob>) -> End {
     let own = port.rsplit('/').next().unwrap_or(port).to_string();
     modem.set(Phase::Starting, None);
     let (at, mut urcs): (AtPort, UrcReceiver) = match AtPort::open(port, ctx.cfg.baud).await {
@@ -77,7 +82,7 @@ async fn session(port: &str, ctx: &Arc<Context>, modem: &Arc<Modem>, jobs: &mut 
         }
     };
     let profile = profile::choose(&ctx.profiles, "", "").clone();
-    let mut s = Session { at, ctx, modem, profile, own: own.clone(), memories: Vec::new() };
+    let mut s = AtSession { at, ctx, modem, profile, own: own.clone(), memories: Vec::new() };
     if let Err((phase, why)) = s.start().await {
         tracing::warn!(route = %ctx.route, modem = %own, %why, "modem not ready");
         modem.set(phase, Some(why));

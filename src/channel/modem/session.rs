@@ -12,7 +12,7 @@ use super::at::{AtError, AtPort, Urc};
 use super::ids::{legacy_remote_id, remote_id};
 use super::pin;
 use super::profile::{self, Profile};
-use super::state::{Context, Info, Job, Modem, Phase};
+use super::state::{Context, Info, Modem, Phase, SendJob};
 use crate::channel::{Event, RouteEvent, SubmitError, Submitted};
 use crate::message::ReceiptStatus;
 use crate::sms::pdu::{self, Pdu, ReportOutcome, SubmitOptions};
@@ -36,7 +36,9 @@ fn from_at(e: &AtError) -> SubmitError {
     if temporary { SubmitError::temporary(&code, e.to_string()) } else { SubmitError::permanent(&code, e.to_string()) }
 }
 
-pub(super) struct Session<'a> {
+/// An AT session with one modem: lasts from the port's opening until the
+/// run loop closes or reopens it.
+pub(super) struct AtSession<'a> {
     pub(super) at: AtPort,
     pub(super) ctx: &'a Context,
     pub(super) modem: &'a Modem,
@@ -49,7 +51,7 @@ pub(super) struct Session<'a> {
     pub(super) memories: Vec<String>,
 }
 
-impl Session<'_> {
+impl AtSession<'_> {
     pub(super) async fn cmd(&self, c: &str) -> Result<super::at::Response, AtError> {
         if self.profile.command_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.profile.command_delay_ms)).await;
@@ -339,7 +341,7 @@ impl Session<'_> {
 
     /// Send the job's parts from `first_part` on. A part the network
     /// refuses ends the send; the error carries the parts it took before.
-    pub(super) async fn send(&self, job: &Job) -> Result<Submitted, SubmitError> {
+    pub(super) async fn send(&self, job: &SendJob) -> Result<Submitted, SubmitError> {
         let split = crate::sms::split(&job.text);
         let long = split.parts.len() > 1;
         let concat_ref = match job.concat_ref {
@@ -465,7 +467,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Back to the usual memory after [`Session::select`].
+    /// Back to the usual memory after [`AtSession::select`].
     async fn restore(&self, memory: &str) {
         if memory != self.profile.storage {
             let s = &self.profile.storage;

@@ -87,10 +87,11 @@ pub struct Modem {
     /// start (one resumed after a failed part keeps the reference the store
     /// kept for it).
     concat: Mutex<u8>,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<SendJob>,
 }
 
-pub struct Job {
+/// A message the pool hands one modem to send, and where its answer goes.
+pub struct SendJob {
     /// The message's id in the store.
     pub message: i64,
     pub to: String,
@@ -166,7 +167,7 @@ impl Modem {
     /// over; the other gets its job back and leaves the mark alone (clearing
     /// it would let a third submit queue behind the running send while
     /// another modem stands idle).
-    pub fn try_send(&self, job: Job) -> Result<(), Job> {
+    pub fn try_send(&self, job: SendJob) -> Result<(), SendJob> {
         if self.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return Err(job);
         }
@@ -194,7 +195,7 @@ pub struct Context {
 }
 
 impl Modem {
-    pub(super) fn new(port: &str, jobs: mpsc::Sender<Job>) -> Modem {
+    pub(super) fn new(port: &str, jobs: mpsc::Sender<SendJob>) -> Modem {
         Modem {
             info: Mutex::new(Info { port: port.to_string(), ..Info::default() }),
             phase: Mutex::new((Phase::Starting, None)),
@@ -217,7 +218,7 @@ mod tests {
     fn only_one_of_two_racing_submits_gets_an_idle_modem() {
         let (tx, mut rx) = mpsc::channel(1);
         let m = Modem::new("p", tx);
-        let job = || Job {
+        let job = || SendJob {
             message: 1,
             to: "+79160000000".into(),
             text: "x".into(),
