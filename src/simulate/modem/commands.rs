@@ -6,7 +6,10 @@
 
 use std::time::Instant;
 
-use super::engine::{After, AtError, Engine, Input, Outcome, Sim, stat_text, text_mode_lines_with_stat};
+use chrono::{DateTime, FixedOffset};
+
+use super::pdu::ModemPdu;
+use super::state::{After, AtError, Engine, Input, Outcome, Sim, stat_text};
 
 /// How a command was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1008,6 +1011,50 @@ fn cms_text(code: u16) -> Option<&'static str> {
         500 => "unknown error",
         _ => return None,
     })
+}
+
+/// Text-mode rendering of a stored or routed PDU: header (after `prefix`) and, for a message, its
+/// text. `None` if the PDU does not decode.
+pub(super) fn text_mode_lines(pdu: &ModemPdu, prefix: &str, cscs: &str) -> Option<Vec<String>> {
+    text_mode_lines_with_stat(pdu, prefix, None, cscs)
+}
+
+/// As [`text_mode_lines`], with a "<stat>," field first (AT+CMGR and AT+CMGL).
+pub(super) fn text_mode_lines_with_stat(
+    pdu: &ModemPdu,
+    prefix: &str,
+    stat: Option<&str>,
+    cscs: &str,
+) -> Option<Vec<String>> {
+    use crate::sms::pdu::{DataEncoding, Pdu, decode};
+    let stat = stat.map(|s| format!("\"{s}\",")).unwrap_or_default();
+    let time = |t: DateTime<FixedOffset>| {
+        let quarters = t.offset().local_minus_utc() / 900;
+        format!("{}{:+03}", t.format("%y/%m/%d,%H:%M:%S"), quarters)
+    };
+    match decode(&pdu.hex, true).ok()? {
+        Pdu::Deliver(d) => {
+            let sender = encode_string(&d.sender.value, cscs);
+            let text = match d.encoding {
+                DataEncoding::Ucs2 if cscs == "UCS2" => encode_string(&d.text, cscs),
+                DataEncoding::Ucs2 => d.text.clone(),
+                _ => encode_string(&d.text, cscs),
+            };
+            Some(vec![format!("{prefix}{stat}\"{sender}\",,\"{}\"", time(d.timestamp)), text])
+        }
+        Pdu::StatusReport(r) => {
+            let toa = if r.recipient.value.starts_with('+') { 145 } else { 129 };
+            Some(vec![format!(
+                "{prefix}{stat}6,{},\"{}\",{toa},\"{}\",\"{}\",{}",
+                r.message_ref,
+                encode_string(&r.recipient.value, cscs),
+                time(r.submitted),
+                time(r.discharged),
+                r.status
+            )])
+        }
+        Pdu::Submit(_) => None,
+    }
 }
 
 #[cfg(test)]
