@@ -14,7 +14,7 @@ use chrono::{DateTime, FixedOffset, Local, Utc};
 use super::SentSms;
 use super::commands::{Cmd, text_mode_lines};
 use super::pdu::{self as modem_pdu, ModemPdu};
-use super::state::{After, AtError, Engine, Incoming, Input, Outcome, PowerOnState, Sim, Slot};
+use super::state::{After, Engine, ErrorReply, Incoming, Input, Outcome, PowerOnState, Sim, Slot};
 
 /// Longest command line kept; a longer one is answered ERROR.
 const MAX_LINE: usize = 1024;
@@ -327,7 +327,7 @@ impl Engine {
         }
     }
 
-    pub fn render_error(&self, error: AtError) -> String {
+    pub fn render_error(&self, error: ErrorReply) -> String {
         super::commands::render_error(self, error)
     }
 
@@ -526,12 +526,12 @@ impl Engine {
         }
         self.commands.push(line.clone());
         if overflow {
-            let bytes = self.answer(&[], Some(self.render_error(AtError::Plain)));
+            let bytes = self.answer(&[], Some(self.render_error(ErrorReply::Plain)));
             self.send_answer(bytes, Duration::ZERO, now);
             return;
         }
         let Some(cmds) = super::commands::parse_line(&line[2..]) else {
-            let bytes = self.answer(&[], Some(self.render_error(AtError::Plain)));
+            let bytes = self.answer(&[], Some(self.render_error(ErrorReply::Plain)));
             self.send_answer(bytes, Duration::ZERO, now);
             return;
         };
@@ -612,8 +612,8 @@ impl Engine {
         let bytes = match result {
             Ok(mr) => self.answer(&[format!("+CMGS: {mr}")], Some("OK".into())),
             Err(error) => {
-                let error = if self.cfg.quirks.cms_error_without_code && matches!(error, AtError::Cms(_)) {
-                    AtError::CmsEmpty
+                let error = if self.cfg.quirks.cms_error_without_code && matches!(error, ErrorReply::Cms(_)) {
+                    ErrorReply::CmsEmpty
                 } else {
                     error
                 };
@@ -624,13 +624,13 @@ impl Engine {
     }
 
     /// Checks shared by both modes once the message is complete; Ok: the network takes it.
-    fn network_accepts(&mut self, now: Instant) -> Result<(), AtError> {
+    fn network_accepts(&mut self, now: Instant) -> Result<(), ErrorReply> {
         if !self.registered(now) {
-            return Err(AtError::Cms(331));
+            return Err(ErrorReply::Cms(331));
         }
         if self.fail_sends > 0 {
             self.fail_sends -= 1;
-            return Err(AtError::Cms(self.fail_code));
+            return Err(ErrorReply::Cms(self.fail_code));
         }
         Ok(())
     }
@@ -641,18 +641,18 @@ impl Engine {
         mr
     }
 
-    fn submit_pdu(&mut self, len: usize, data: &[u8], overflow: bool, now: Instant) -> Result<u8, AtError> {
+    fn submit_pdu(&mut self, len: usize, data: &[u8], overflow: bool, now: Instant) -> Result<u8, ErrorReply> {
         use crate::sms::pdu::{Pdu, decode};
         let hex: String = String::from_utf8_lossy(data).chars().filter(|c| !c.is_ascii_whitespace()).collect();
         if overflow || hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(AtError::Cms(304));
+            return Err(ErrorReply::Cms(304));
         }
         // TPDU length: everything after the SMSC part.
-        let smsc_len = usize::from_str_radix(&hex[..2], 16).map_err(|_| AtError::Cms(304))?;
+        let smsc_len = usize::from_str_radix(&hex[..2], 16).map_err(|_| ErrorReply::Cms(304))?;
         if hex.len() / 2 != 1 + smsc_len + len {
-            return Err(AtError::Cms(304));
+            return Err(ErrorReply::Cms(304));
         }
-        let Ok(Pdu::Submit(submit)) = decode(&hex, true) else { return Err(AtError::Cms(304)) };
+        let Ok(Pdu::Submit(submit)) = decode(&hex, true) else { return Err(ErrorReply::Cms(304)) };
         self.network_accepts(now)?;
         let mr = self.take_mr();
         let sms = SentSms {
@@ -670,11 +670,11 @@ impl Engine {
         Ok(mr)
     }
 
-    fn submit_text(&mut self, to: &str, data: &[u8], overflow: bool, now: Instant) -> Result<u8, AtError> {
+    fn submit_text(&mut self, to: &str, data: &[u8], overflow: bool, now: Instant) -> Result<u8, ErrorReply> {
         let text = String::from_utf8_lossy(data).into_owned();
         let (encoding, parts) = crate::sms::text::count_parts(&text);
         if overflow || parts > 1 {
-            return Err(AtError::Cms(305));
+            return Err(ErrorReply::Cms(305));
         }
         self.network_accepts(now)?;
         let mr = self.take_mr();

@@ -14,7 +14,7 @@ use super::{ModemConfig, SentSms};
 
 /// How an error is reported (rendered per AT+CMEE and quirks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum AtError {
+pub(super) enum ErrorReply {
     Plain,
     Cme(u16),
     Cms(u16),
@@ -32,7 +32,7 @@ pub(super) enum Outcome {
     NoFinal(Vec<String>),
     /// Prompt for data; ends the line.
     Prompt(Input),
-    Fail(AtError),
+    Fail(ErrorReply),
 }
 
 /// Work to do once the final result of a line is out.
