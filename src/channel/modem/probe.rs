@@ -1,7 +1,7 @@
 //! `smsgw modem probe`: a read-only look at a modem.
 
 use super::answers::{cnum_number, smsc_number};
-use super::at::AtPort;
+use super::at::{AtError, AtPort};
 use super::profile::{self, Profile};
 use super::session::AtSession;
 use super::state::{Context, Info, Modem};
@@ -21,10 +21,21 @@ pub struct Probe {
     pub registration: Option<u8>,
 }
 
+/// Why a probe could not look at the modem.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The port would not open.
+    #[error("{0}")]
+    Open(AtError),
+    /// The modem answered neither of two plain ATs.
+    #[error("{port} does not answer AT: {error}")]
+    NoAnswer { port: String, error: AtError },
+}
+
 /// Identify the modem on `port`, read its SIM state and signal, and choose
 /// its profile, changing nothing on it (only ATE0 to read answers cleanly).
-pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe, String> {
-    let (at, _urcs) = AtPort::open(port, baud).await.map_err(|e| e.to_string())?;
+pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe, ProbeError> {
+    let (at, _urcs) = AtPort::open(port, baud).await.map_err(ProbeError::Open)?;
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Context {
         route: "probe".into(),
@@ -58,7 +69,9 @@ pub async fn probe(port: &str, baud: u32, profiles: &[Profile]) -> Result<Probe,
         memories: Vec::new(),
     };
     if s.at.command("AT", Duration::from_secs(3)).await.is_err() {
-        s.at.command("AT", Duration::from_secs(3)).await.map_err(|e| format!("{port} does not answer AT: {e}"))?;
+        s.at.command("AT", Duration::from_secs(3))
+            .await
+            .map_err(|error| ProbeError::NoAnswer { port: port.to_string(), error })?;
     }
     let _ = s.cmd("ATE0").await;
     let manufacturer = s.value("AT+CGMI", "+CGMI").await.unwrap_or_default();
