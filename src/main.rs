@@ -584,9 +584,9 @@ async fn simulate_modem(a: ModemArgs) -> Result<()> {
 }
 
 async fn modem_probe(port: &str, baud: u32, profiles_dir: Option<&Path>, as_json: bool) -> Result<()> {
-    use smsgw::channel::modem::{driver, profile};
+    use smsgw::channel::modem::{probe, profile};
     let profiles = profile::load(profiles_dir).map_err(|e| anyhow::anyhow!(e))?;
-    let p = driver::probe(port, baud, &profiles).await.map_err(|e| anyhow::anyhow!(e))?;
+    let p = probe::probe(port, baud, &profiles).await.map_err(|e| anyhow::anyhow!(e))?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&p)?);
         return Ok(());

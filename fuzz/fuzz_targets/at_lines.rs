@@ -3,7 +3,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use smsgw::channel::modem::at::codec::{AtCodec, Frame, MAX_LINE};
+use smsgw::channel::modem::at::codec::{AtCodec, AtFrame, MAX_LINE};
 use smsgw::channel::modem::at::read_line;
 use tokio_util::codec::Decoder;
 
@@ -15,8 +15,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let pending = PENDING[usize::from(first >> 6) % PENDING.len()];
     let mut codec = AtCodec::new();
     let mut buf = BytesMut::new();
-    let check = |frame: Frame| {
-        if let Frame::Line(line) = frame {
+    let check = |frame: AtFrame| {
+        if let AtFrame::Line(line) = frame {
             assert!(line.chars().count() <= MAX_LINE, "a line of {} characters", line.chars().count());
             assert!(!line.contains(['\r', '\n', '\0']), "{line:?}");
             let _ = read_line(&line, pending);

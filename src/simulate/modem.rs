@@ -23,6 +23,7 @@ pub mod control;
 mod engine;
 pub mod pdu;
 mod pty;
+mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,7 +34,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 pub use crate::sms::pdu::{Concat, DataEncoding};
-use engine::Engine;
+use state::Engine;
 
 /// How the virtual modem presents itself and behaves. Every field has a default (a SIMCom SIM800L
 /// on an MTS SIM with no PIN), so a TOML or JSON table needs only what differs.

@@ -9,16 +9,21 @@
 //! when they appear; each heals on its own, and one sick modem never stalls
 //! the rest.
 
+mod answers;
 pub mod at;
 pub mod config;
-pub mod driver;
+mod ids;
 pub mod pin;
+pub mod probe;
 pub mod profile;
+mod run;
+mod session;
+pub mod state;
 
 use super::{Channel, Device, EventSender, Health, Member, Outbound, RouteState, SubmitError, Submitted};
 use config::ModemRoute;
-use driver::{Context, Job, Modem, Phase};
 use futures::future::BoxFuture;
+use state::{Context, Modem, Phase, SendJob};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,7 +96,7 @@ impl Pool {
         for port in expand(&self.ctx.cfg.ports) {
             if !modems.contains_key(&port) {
                 tracing::info!(route = %self.ctx.route, %port, "modem port found");
-                modems.insert(port.clone(), driver::spawn(port, self.ctx.clone()));
+                modems.insert(port.clone(), run::spawn(port, self.ctx.clone()));
             }
         }
     }
@@ -124,7 +129,7 @@ impl Pool {
             .cloned()
     }
 
-    /// A free modem with the SIM `sender` (as [`driver::sender_of`] names
+    /// A free modem with the SIM `sender` (as [`ids::sender_of`] names
     /// it), and whether any modem with that SIM is in service at all.
     fn pick_sim(&self, sender: &str, parts: usize) -> (Option<Arc<Modem>>, bool) {
         let cfg = &self.ctx.cfg;
@@ -177,7 +182,7 @@ pub struct ModemView {
     /// SMS received (each part of a long message).
     pub received: u64,
     #[serde(flatten)]
-    pub info: driver::Info,
+    pub info: state::Info,
 }
 
 impl Channel for Pool {
@@ -198,8 +203,8 @@ impl Channel for Pool {
                 .first()
                 .and_then(|id| id.as_deref())
                 .filter(|_| resume.concat_ref.is_some())
-                .map(|id| driver::sender_of(id).to_string());
-            let mut job = Job {
+                .map(|id| ids::sender_of(id).to_string());
+            let mut job = SendJob {
                 message: msg.id,
                 to: msg.to.clone(),
                 plan: msg.plan.clone(),
@@ -305,7 +310,7 @@ impl Channel for Pool {
     fn restore_sent(&self, sent: Vec<(String, crate::message::Millis)>) {
         let Ok(mut before) = self.ctx.sent_before.lock() else { return };
         for (remote_id, at) in sent {
-            before.entry(driver::sender_of(&remote_id).to_string()).or_default().push(at);
+            before.entry(ids::sender_of(&remote_id).to_string()).or_default().push(at);
         }
         // A modem that identified itself before this arrived takes its share now.
         for m in self.all() {

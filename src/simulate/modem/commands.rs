@@ -6,7 +6,10 @@
 
 use std::time::Instant;
 
-use super::engine::{After, AtError, Engine, Input, Outcome, Sim, stat_text, text_mode_lines_with_stat};
+use chrono::{DateTime, FixedOffset};
+
+use super::pdu::ModemPdu;
+use super::state::{After, Engine, ErrorReply, Input, Outcome, Sim, stat_text};
 
 /// How a command was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +202,7 @@ const CLAC: &[&str] = &[
 pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
     if e.s.busy_left > 0 {
         e.s.busy_left -= 1;
-        return Outcome::Fail(AtError::Cme(515));
+        return Outcome::Fail(ErrorReply::Cme(515));
     }
     let name = cmd.name.as_str();
     let extended = name.len() > 1 && !name.starts_with('&');
@@ -207,23 +210,27 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
     if extended && !WITHOUT_SIM.contains(&name) && is_known(e, name) {
         match e.sim() {
             Sim::Ready => {}
-            Sim::Pin => return Outcome::Fail(if sms { AtError::Cms(311) } else { AtError::Cme(11) }),
-            Sim::Puk => return Outcome::Fail(if sms { AtError::Cms(316) } else { AtError::Cme(12) }),
+            Sim::Pin => return Outcome::Fail(if sms { ErrorReply::Cms(311) } else { ErrorReply::Cme(11) }),
+            Sim::Puk => return Outcome::Fail(if sms { ErrorReply::Cms(316) } else { ErrorReply::Cme(12) }),
         }
         if e.s.sim_busy_left > 0 {
             e.s.sim_busy_left -= 1;
-            return Outcome::Fail(AtError::Cme(14));
+            return Outcome::Fail(ErrorReply::Cme(14));
         }
     }
     if sms && !e.sms_ready(now) {
-        return Outcome::Fail(if e.cfg.quirks.sms_ready_plain_error { AtError::Plain } else { AtError::Cms(302) });
+        return Outcome::Fail(if e.cfg.quirks.sms_ready_plain_error {
+            ErrorReply::Plain
+        } else {
+            ErrorReply::Cms(302)
+        });
     }
     let args = split_args(&cmd.args);
     match name {
         "E" => match cmd.args.as_str() {
             "" | "0" => done_with(|| e.s.echo = false),
             "1" => done_with(|| e.s.echo = true),
-            _ => Outcome::Fail(AtError::Plain),
+            _ => Outcome::Fail(ErrorReply::Plain),
         },
         "Z" | "&F" => {
             let cfg = e.cfg.clone();
@@ -264,10 +271,10 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
             // TS 27.007 §10.1.9: attached only while registered and not detached by hand.
             Kind::Query => Outcome::Done(vec![format!("+CGATT: {}", u8::from(e.s.cgatt && e.registered(now)))]),
             Kind::Test => Outcome::Done(vec!["+CGATT: (0,1)".into()]),
-            Kind::Exec => Outcome::Fail(AtError::Plain),
+            Kind::Exec => Outcome::Fail(ErrorReply::Plain),
             Kind::Set => match num(&args, 0) {
                 Ok(Some(v @ 0..=1)) => done_with(|| e.s.cgatt = v == 1),
-                _ => Outcome::Fail(AtError::Cme(50)),
+                _ => Outcome::Fail(ErrorReply::Cme(50)),
             },
         },
         "+CREG" | "+CGREG" | "+CEREG" => creg(e, cmd, &args, now),
@@ -293,7 +300,7 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
             // AT+COPS=3,<format> only chooses how the operator is named.
             Kind::Set if num(&args, 0) == Ok(Some(3)) => match num(&args, 1) {
                 Ok(Some(f @ 0..=2)) => done_with(|| e.s.cops_format = f as u8),
-                _ => Outcome::Fail(AtError::Cme(50)),
+                _ => Outcome::Fail(ErrorReply::Cme(50)),
             },
             _ => Outcome::Done(Vec::new()),
         },
@@ -312,7 +319,7 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
                     e.s.cscs = set;
                     Outcome::Done(Vec::new())
                 }
-                _ => Outcome::Fail(AtError::Cme(50)),
+                _ => Outcome::Fail(ErrorReply::Cme(50)),
             },
             Kind::Exec => Outcome::Done(Vec::new()),
         },
@@ -340,7 +347,7 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
                     match num(&args, i) {
                         Ok(Some(v)) if v <= 255 => e.s.csmp[i] = v as u8,
                         Ok(_) => {}
-                        Err(()) => return Outcome::Fail(AtError::Cms(305)),
+                        Err(()) => return Outcome::Fail(ErrorReply::Cms(305)),
                     }
                 }
                 if e.cfg.quirks.csmp_clears_smsc {
@@ -360,7 +367,7 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
                 }
                 _ => Outcome::Fail(bad_sms_param(e)),
             },
-            Kind::Exec => Outcome::Fail(AtError::Plain),
+            Kind::Exec => Outcome::Fail(ErrorReply::Plain),
         },
         "+CNMA" => match cmd.kind {
             Kind::Test => Outcome::Done(vec!["+CNMA: (0-2)".into()]),
@@ -368,13 +375,13 @@ pub(super) fn run(e: &mut Engine, cmd: &Cmd, now: Instant) -> Outcome {
                 e.s.ack_pending = false;
                 Outcome::Done(Vec::new())
             }
-            _ => Outcome::Fail(AtError::Cms(340)),
+            _ => Outcome::Fail(ErrorReply::Cms(340)),
         },
         "+CSDH" => match cmd.kind {
             Kind::Query => Outcome::Done(vec!["+CSDH: 0".into()]),
             _ => Outcome::Done(Vec::new()),
         },
-        "+CMMS" if e.cfg.quirks.cmms_unsupported => Outcome::Fail(AtError::Cms(500)),
+        "+CMMS" if e.cfg.quirks.cmms_unsupported => Outcome::Fail(ErrorReply::Cms(500)),
         "+CMMS" => setting(cmd, &args, "+CMMS: (0-2)", 2, e.s.cmms, |v| e.s.cmms = v),
         "+CPMS" => cpms(e, cmd, &args),
         "+CNMI" => cnmi(e, cmd, &args),
@@ -417,17 +424,17 @@ fn done_with(f: impl FnOnce()) -> Outcome {
 fn unknown(e: &Engine) -> Outcome {
     let q = &e.cfg.quirks;
     if q.command_not_support {
-        Outcome::Fail(AtError::NotSupport)
+        Outcome::Fail(ErrorReply::NotSupport)
     } else if q.unknown_cme_100 && e.s.cmee >= 1 {
-        Outcome::Fail(AtError::Cme(100))
+        Outcome::Fail(ErrorReply::Cme(100))
     } else {
-        Outcome::Fail(AtError::Plain)
+        Outcome::Fail(ErrorReply::Plain)
     }
 }
 
 /// Bad parameter of an SMS command: 304 in PDU mode, 305 in text mode.
-fn bad_sms_param(e: &Engine) -> AtError {
-    AtError::Cms(if e.s.text_mode { 305 } else { 304 })
+fn bad_sms_param(e: &Engine) -> ErrorReply {
+    ErrorReply::Cms(if e.s.text_mode { 305 } else { 304 })
 }
 
 fn pad(e: &Engine, s: &str) -> String {
@@ -452,7 +459,7 @@ fn setting(cmd: &Cmd, args: &[Arg], test: &str, max: u8, current: u8, set: impl 
         Kind::Set => match num(args, 0) {
             Ok(Some(v)) if v <= u32::from(max) => done_with(|| set(v as u8)),
             Ok(None) => done_with(|| set(0)),
-            _ => Outcome::Fail(AtError::Cme(50)),
+            _ => Outcome::Fail(ErrorReply::Cme(50)),
         },
     }
 }
@@ -475,7 +482,7 @@ fn cpin(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
         Kind::Set => {
             let first = args.first().map(|a| a.text.as_str()).unwrap_or_default();
             match e.sim() {
-                Sim::Ready => Outcome::Fail(AtError::Cme(3)),
+                Sim::Ready => Outcome::Fail(ErrorReply::Cme(3)),
                 Sim::Pin => {
                     if e.pin.as_deref() == Some(first) {
                         e.pin_attempts = 3;
@@ -487,11 +494,11 @@ fn cpin(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
                         if e.pin_attempts == 0 {
                             e.puk_locked = true;
                         }
-                        Outcome::Fail(AtError::Cme(16))
+                        Outcome::Fail(ErrorReply::Cme(16))
                     }
                 }
                 Sim::Puk => match args.get(1) {
-                    None => Outcome::Fail(AtError::Cme(12)),
+                    None => Outcome::Fail(ErrorReply::Cme(12)),
                     Some(new_pin) if first == e.cfg.puk && !new_pin.text.is_empty() => {
                         e.pin = Some(new_pin.text.clone());
                         e.puk_locked = false;
@@ -500,7 +507,7 @@ fn cpin(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
                         e.defer(After::SimReady);
                         Outcome::Done(Vec::new())
                     }
-                    Some(_) => Outcome::Fail(AtError::Cme(16)),
+                    Some(_) => Outcome::Fail(ErrorReply::Cme(16)),
                 },
             }
         }
@@ -583,7 +590,7 @@ fn creg(e: &mut Engine, cmd: &Cmd, args: &[Arg], now: Instant) -> Outcome {
                 }
                 Outcome::Done(Vec::new())
             }
-            _ => Outcome::Fail(AtError::Cme(50)),
+            _ => Outcome::Fail(ErrorReply::Cme(50)),
         },
     }
 }
@@ -592,10 +599,10 @@ fn cfun(e: &mut Engine, cmd: &Cmd, args: &[Arg], now: Instant) -> Outcome {
     match cmd.kind {
         Kind::Query => Outcome::Done(vec![format!("+CFUN: {}", e.s.cfun)]),
         Kind::Test => Outcome::Done(vec!["+CFUN: (0,1,4),(0,1)".into()]),
-        Kind::Exec => Outcome::Fail(AtError::Cme(50)),
+        Kind::Exec => Outcome::Fail(ErrorReply::Cme(50)),
         Kind::Set => {
             let (Ok(Some(fun)), Ok(reset)) = (num(args, 0), num(args, 1)) else {
-                return Outcome::Fail(AtError::Cme(50));
+                return Outcome::Fail(ErrorReply::Cme(50));
             };
             match fun {
                 0 | 4 => {
@@ -609,12 +616,12 @@ fn cfun(e: &mut Engine, cmd: &Cmd, args: &[Arg], now: Instant) -> Outcome {
                     e.s.cfun = 1;
                     e.s.busy_left = e.cfg.quirks.busy_after_cfun;
                 }
-                _ => return Outcome::Fail(AtError::Cme(50)),
+                _ => return Outcome::Fail(ErrorReply::Cme(50)),
             }
             match reset {
                 None | Some(0) => {}
                 Some(1) => e.defer(After::Reset),
-                Some(_) => return Outcome::Fail(AtError::Cme(50)),
+                Some(_) => return Outcome::Fail(ErrorReply::Cme(50)),
             }
             Outcome::Done(Vec::new())
         }
@@ -640,7 +647,7 @@ fn cpms(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
         }
         Kind::Query => {
             if e.cfg.quirks.no_sms_storage {
-                return Outcome::Fail(AtError::Cms(302));
+                return Outcome::Fail(ErrorReply::Cms(302));
             }
             let fields: Vec<String> =
                 e.s.mem
@@ -652,17 +659,17 @@ fn cpms(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
                     .collect();
             Outcome::Done(vec![format!("+CPMS: {}", fields.join(","))])
         }
-        Kind::Exec => Outcome::Fail(AtError::Cms(302)),
+        Kind::Exec => Outcome::Fail(ErrorReply::Cms(302)),
         Kind::Set => {
             if e.cfg.quirks.no_sms_storage || args.is_empty() || args.len() > 3 {
-                return Outcome::Fail(AtError::Cms(302));
+                return Outcome::Fail(ErrorReply::Cms(302));
             }
             let known = memories(e);
             let mut mem = e.s.mem.clone();
             for (i, arg) in args.iter().enumerate() {
                 let name = arg.text.to_ascii_uppercase();
                 if !known.contains(&name) || (i > 0 && name == "SR") {
-                    return Outcome::Fail(AtError::Cms(302));
+                    return Outcome::Fail(ErrorReply::Cms(302));
                 }
                 mem[i] = name;
             }
@@ -714,23 +721,23 @@ fn cnmi(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
         Kind::Exec => Outcome::Done(Vec::new()),
         Kind::Set => {
             if e.cfg.quirks.no_sms_storage {
-                return Outcome::Fail(AtError::Plain);
+                return Outcome::Fail(ErrorReply::Plain);
             }
             if args.is_empty() || args.len() > 5 {
-                return Outcome::Fail(AtError::Cms(303));
+                return Outcome::Fail(ErrorReply::Cms(303));
             }
             let ranges = parse_ranges(&test);
             let mut values = [0u8; 5];
             for (i, value) in values.iter_mut().enumerate() {
                 let v = match num(args, i) {
                     Ok(v) => v.unwrap_or(0),
-                    Err(()) => return Outcome::Fail(AtError::Cms(303)),
+                    Err(()) => return Outcome::Fail(ErrorReply::Cms(303)),
                 };
                 let allowed = ranges.get(i).is_none_or(|r| r.is_empty() || r.iter().any(|&(a, b)| a <= v && v <= b));
                 // Whatever the test answer says, the modem knows only these.
                 let max = [3, 3, 3, 2, 1][i];
                 if !allowed || v > max {
-                    return Outcome::Fail(AtError::Cms(303));
+                    return Outcome::Fail(ErrorReply::Cms(303));
                 }
                 *value = v as u8;
             }
@@ -750,16 +757,16 @@ fn cnmi(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
 fn cmgs(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
     match cmd.kind {
         Kind::Test => Outcome::Done(Vec::new()),
-        Kind::Query | Kind::Exec => Outcome::Fail(AtError::Plain),
+        Kind::Query | Kind::Exec => Outcome::Fail(ErrorReply::Plain),
         Kind::Set if e.s.text_mode => match args.first() {
             Some(a) if !a.text.is_empty() => {
                 Outcome::Prompt(Input::Text { to: decode_string(&a.text, &e.s.cscs), data: Vec::new() })
             }
-            _ => Outcome::Fail(AtError::Cms(305)),
+            _ => Outcome::Fail(ErrorReply::Cms(305)),
         },
         Kind::Set => match num(args, 0) {
             Ok(Some(len @ 1..=176)) => Outcome::Prompt(Input::Pdu { len: len as usize, data: Vec::new() }),
-            _ => Outcome::Fail(AtError::Cms(304)),
+            _ => Outcome::Fail(ErrorReply::Cms(304)),
         },
     }
 }
@@ -799,9 +806,9 @@ fn cmgr(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
         return Outcome::Done(Vec::new());
     }
     let mem = e.s.mem[0].clone();
-    let Some(store) = e.store(&mem) else { return Outcome::Fail(AtError::Cms(321)) };
+    let Some(store) = e.store(&mem) else { return Outcome::Fail(ErrorReply::Cms(321)) };
     if !store.valid(index) {
-        return Outcome::Fail(AtError::Cms(321));
+        return Outcome::Fail(ErrorReply::Cms(321));
     }
     let Some(slot) = store.slots.get(&index).cloned() else { return Outcome::Done(Vec::new()) };
     let mut lines = message_lines(e, None, slot.stat, &slot.pdu);
@@ -832,11 +839,11 @@ fn cmgl(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
         (_, None) => 0,
         (false, Some(a)) if !a.quoted => match a.text.parse() {
             Ok(v @ 0..=4) => v,
-            _ => return Outcome::Fail(AtError::Cms(304)),
+            _ => return Outcome::Fail(ErrorReply::Cms(304)),
         },
         (true, Some(a)) if a.quoted => match TEXT_STATS.iter().position(|s| s.eq_ignore_ascii_case(&a.text)) {
             Some(i) => i as u32,
-            None => return Outcome::Fail(AtError::Cms(305)),
+            None => return Outcome::Fail(ErrorReply::Cms(305)),
         },
         _ => return Outcome::Fail(bad_sms_param(e)),
     };
@@ -878,14 +885,14 @@ fn cmgd(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
         return Outcome::Fail(bad_sms_param(e));
     }
     if e.cfg.quirks.cmgd_one_argument && args.len() >= 2 {
-        return Outcome::Fail(AtError::Cms(500));
+        return Outcome::Fail(ErrorReply::Cms(500));
     }
     let (Ok(Some(index)), Ok(flag)) = (num(args, 0), num(args, 1)) else { return Outcome::Fail(bad_sms_param(e)) };
-    let Some(store) = e.store_mut(&mem) else { return Outcome::Fail(AtError::Cms(321)) };
+    let Some(store) = e.store_mut(&mem) else { return Outcome::Fail(ErrorReply::Cms(321)) };
     match flag.unwrap_or(0) {
         0 => {
             if !store.valid(index) {
-                return Outcome::Fail(AtError::Cms(321));
+                return Outcome::Fail(ErrorReply::Cms(321));
             }
             store.slots.remove(&index);
         }
@@ -903,7 +910,7 @@ fn cmgd(e: &mut Engine, cmd: &Cmd, args: &[Arg]) -> Outcome {
 
 fn clac(e: &Engine) -> Outcome {
     match e.cfg.quirks.clac.as_str() {
-        "unsupported" => Outcome::Fail(AtError::Cme(100)),
+        "unsupported" => Outcome::Fail(ErrorReply::Cme(100)),
         "single-line" => Outcome::Done(vec![format!("+CLAC: {}", CLAC.join(","))]),
         "extra-cr" => Outcome::Done(CLAC.iter().map(|c| format!("{c}\r")).collect()),
         _ => Outcome::Done(CLAC.iter().map(|c| c.to_string()).collect()),
@@ -926,14 +933,14 @@ fn decode_string(s: &str, cscs: &str) -> String {
 }
 
 /// The final result line for an error, per AT+CMEE and quirks.
-pub(super) fn render_error(e: &Engine, error: AtError) -> String {
+pub(super) fn render_error(e: &Engine, error: ErrorReply) -> String {
     let q = &e.cfg.quirks;
     let (kind, code, text) = match error {
-        AtError::Plain => return "ERROR".into(),
-        AtError::NotSupport => return "COMMAND NOT SUPPORT".into(),
-        AtError::CmsEmpty => return "+CMS ERROR:".into(),
-        AtError::Cme(code) => ("CME", code, cme_text(code)),
-        AtError::Cms(code) => ("CMS", code, cms_text(code)),
+        ErrorReply::Plain => return "ERROR".into(),
+        ErrorReply::NotSupport => return "COMMAND NOT SUPPORT".into(),
+        ErrorReply::CmsEmpty => return "+CMS ERROR:".into(),
+        ErrorReply::Cme(code) => ("CME", code, cme_text(code)),
+        ErrorReply::Cms(code) => ("CMS", code, cms_text(code)),
     };
     match e.s.cmee {
         0 if kind == "CMS" && q.cms_errors_ignore_cmee => format!("+CMS ERROR: {code}"),
@@ -1008,6 +1015,50 @@ fn cms_text(code: u16) -> Option<&'static str> {
         500 => "unknown error",
         _ => return None,
     })
+}
+
+/// Text-mode rendering of a stored or routed PDU: header (after `prefix`) and, for a message, its
+/// text. `None` if the PDU does not decode.
+pub(super) fn text_mode_lines(pdu: &ModemPdu, prefix: &str, cscs: &str) -> Option<Vec<String>> {
+    text_mode_lines_with_stat(pdu, prefix, None, cscs)
+}
+
+/// As [`text_mode_lines`], with a "<stat>," field first (AT+CMGR and AT+CMGL).
+pub(super) fn text_mode_lines_with_stat(
+    pdu: &ModemPdu,
+    prefix: &str,
+    stat: Option<&str>,
+    cscs: &str,
+) -> Option<Vec<String>> {
+    use crate::sms::pdu::{DataEncoding, Pdu, decode};
+    let stat = stat.map(|s| format!("\"{s}\",")).unwrap_or_default();
+    let time = |t: DateTime<FixedOffset>| {
+        let quarters = t.offset().local_minus_utc() / 900;
+        format!("{}{:+03}", t.format("%y/%m/%d,%H:%M:%S"), quarters)
+    };
+    match decode(&pdu.hex, true).ok()? {
+        Pdu::Deliver(d) => {
+            let sender = encode_string(&d.sender.value, cscs);
+            let text = match d.encoding {
+                DataEncoding::Ucs2 if cscs == "UCS2" => encode_string(&d.text, cscs),
+                DataEncoding::Ucs2 => d.text.clone(),
+                _ => encode_string(&d.text, cscs),
+            };
+            Some(vec![format!("{prefix}{stat}\"{sender}\",,\"{}\"", time(d.timestamp)), text])
+        }
+        Pdu::StatusReport(r) => {
+            let toa = if r.recipient.value.starts_with('+') { 145 } else { 129 };
+            Some(vec![format!(
+                "{prefix}{stat}6,{},\"{}\",{toa},\"{}\",\"{}\",{}",
+                r.message_ref,
+                encode_string(&r.recipient.value, cscs),
+                time(r.submitted),
+                time(r.discharged),
+                r.status
+            )])
+        }
+        Pdu::Submit(_) => None,
+    }
 }
 
 #[cfg(test)]

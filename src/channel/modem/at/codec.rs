@@ -22,14 +22,14 @@ pub const MAX_LINE: usize = 4096;
 
 /// One unit read from the modem.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+pub enum AtFrame {
     /// A non-empty line without its line ending (not trimmed otherwise).
     Line(String),
     /// The `> ` / `>` edit prompt of `AT+CMGS`, `AT+CMGW`, `AT+CMGC`...
     Prompt,
 }
 
-/// tokio-util [`Decoder`] producing [`Frame`]s. Encoding is not needed: commands are written as raw bytes.
+/// tokio-util [`Decoder`] producing [`AtFrame`]s. Encoding is not needed: commands are written as raw bytes.
 #[derive(Debug, Default)]
 pub struct AtCodec {
     /// Inside an over-long line: drop bytes until the next line end.
@@ -58,10 +58,10 @@ fn to_text(bytes: &[u8]) -> Option<String> {
 }
 
 impl Decoder for AtCodec {
-    type Item = Frame;
+    type Item = AtFrame;
     type Error = std::io::Error;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<AtFrame>, std::io::Error> {
         loop {
             if self.discarding {
                 match buf.iter().position(|&b| is_eol(b)) {
@@ -86,10 +86,10 @@ impl Decoder for AtCodec {
                     let line = buf.split_to(pos);
                     buf.advance(1);
                     if is_prompt(&line) {
-                        return Ok(Some(Frame::Prompt));
+                        return Ok(Some(AtFrame::Prompt));
                     }
                     match to_text(&line) {
-                        Some(text) => return Ok(Some(Frame::Line(text))),
+                        Some(text) => return Ok(Some(AtFrame::Line(text))),
                         None => continue,
                     }
                 }
@@ -98,7 +98,7 @@ impl Decoder for AtCodec {
                     self.discarding = true;
                     tracing::warn!(len = MAX_LINE, "AT line longer than the limit: cut, rest discarded");
                     match to_text(&line) {
-                        Some(text) => return Ok(Some(Frame::Line(text))),
+                        Some(text) => return Ok(Some(AtFrame::Line(text))),
                         None => continue,
                     }
                 }
@@ -106,7 +106,7 @@ impl Decoder for AtCodec {
                     // No line end yet. The prompt is the one thing that comes without one.
                     if is_prompt(buf) {
                         buf.clear();
-                        return Ok(Some(Frame::Prompt));
+                        return Ok(Some(AtFrame::Prompt));
                     }
                     return Ok(None);
                 }
@@ -114,7 +114,7 @@ impl Decoder for AtCodec {
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<AtFrame>, std::io::Error> {
         if let Some(frame) = self.decode(buf)? {
             return Ok(Some(frame));
         }
@@ -124,7 +124,7 @@ impl Decoder for AtCodec {
             return Ok(None);
         }
         let rest = buf.split();
-        Ok(to_text(&rest).map(Frame::Line))
+        Ok(to_text(&rest).map(AtFrame::Line))
     }
 }
 
@@ -132,12 +132,12 @@ impl Decoder for AtCodec {
 mod tests {
     use super::*;
 
-    fn line(s: &str) -> Frame {
-        Frame::Line(s.to_string())
+    fn line(s: &str) -> AtFrame {
+        AtFrame::Line(s.to_string())
     }
 
     /// Feed `chunks` one after the other, collecting every frame; then signal end of stream.
-    fn run(chunks: &[&[u8]]) -> Vec<Frame> {
+    fn run(chunks: &[&[u8]]) -> Vec<AtFrame> {
         let mut codec = AtCodec::new();
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
@@ -197,15 +197,15 @@ mod tests {
 
     #[test]
     fn prompts() {
-        assert_eq!(run(&[b"\r\n> "]), [Frame::Prompt]);
-        assert_eq!(run(&[b"> "]), [Frame::Prompt]);
-        assert_eq!(run(&[b">"]), [Frame::Prompt]);
+        assert_eq!(run(&[b"\r\n> "]), [AtFrame::Prompt]);
+        assert_eq!(run(&[b"> "]), [AtFrame::Prompt]);
+        assert_eq!(run(&[b">"]), [AtFrame::Prompt]);
         // SIM7670G: CR LF '>' CR LF
-        assert_eq!(run(&[b"\r\n>\r\n"]), [Frame::Prompt]);
+        assert_eq!(run(&[b"\r\n>\r\n"]), [AtFrame::Prompt]);
         // prompt arriving in pieces
-        assert_eq!(run(&[b"\r", b"\n", b">", b" "]), [Frame::Prompt]);
+        assert_eq!(run(&[b"\r", b"\n", b">", b" "]), [AtFrame::Prompt]);
         // echo then prompt in one read
-        assert_eq!(run(&[b"AT+CMGS=23\r\r\n> "]), [line("AT+CMGS=23"), Frame::Prompt]);
+        assert_eq!(run(&[b"AT+CMGS=23\r\r\n> "]), [line("AT+CMGS=23"), AtFrame::Prompt]);
         // a line merely starting with '>' is a line
         assert_eq!(run(&[b"> abc\r\n"]), [line("> abc")]);
     }
@@ -223,7 +223,7 @@ mod tests {
         input.extend_from_slice(b"\r\nOK\r\n");
         let frames = run(&[&input[..3000], &input[3000..]]);
         assert_eq!(frames.len(), 2);
-        assert_eq!(frames[0], Frame::Line("A".repeat(MAX_LINE)));
+        assert_eq!(frames[0], AtFrame::Line("A".repeat(MAX_LINE)));
         assert_eq!(frames[1], line("OK"));
         // the buffer stays bounded while the garbage never ends
         let mut codec = AtCodec::new();
@@ -257,7 +257,7 @@ mod tests {
             }
             let chunks: Vec<&[u8]> = input.chunks(((x % 37) + 1) as usize).collect();
             for frame in run(&chunks) {
-                if let Frame::Line(l) = frame {
+                if let AtFrame::Line(l) = frame {
                     assert!(!l.trim().is_empty());
                     assert!(!l.contains(['\r', '\n', '\0']));
                 }
@@ -309,7 +309,7 @@ mod tests {
                 cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
             ) {
                 for frame in run(&chunked(&input, &cuts)) {
-                    if let Frame::Line(l) = frame {
+                    if let AtFrame::Line(l) = frame {
                         prop_assert!(l.chars().count() <= MAX_LINE, "a line of {} characters", l.chars().count());
                         prop_assert!(!l.trim().is_empty());
                         prop_assert!(!l.contains(['\r', '\n', '\0']));
@@ -332,7 +332,7 @@ mod tests {
                     input.extend_from_slice(b"\r\n");
                 }
                 let frames = run(&chunked(&input, &cuts));
-                let expected: Vec<Frame> = lines.iter().map(|l| Frame::Line(l.clone())).collect();
+                let expected: Vec<AtFrame> = lines.iter().map(|l| AtFrame::Line(l.clone())).collect();
                 prop_assert!(frames.len() >= expected.len(), "{frames:?}");
                 prop_assert_eq!(&frames[frames.len() - expected.len()..], &expected[..]);
             }

@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use codec::{AtCodec, Frame};
+use codec::{AtCodec, AtFrame};
 
 /// URCs the driver may be behind by before the engine stops reading the
 /// port (while no command runs): enough for a burst of `+CMT`s during one
@@ -61,7 +61,7 @@ const ESC: u8 = 0x1b;
 /// Dropping the `AtPort` stops its task and closes the port (releasing the exclusive lock).
 pub struct AtPort {
     requests: mpsc::UnboundedSender<Request>,
-    shared: Arc<Shared>,
+    liveness: Arc<Liveness>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -202,9 +202,9 @@ impl AtPort {
     pub fn from_stream<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) -> (AtPort, UrcReceiver) {
         let (requests, request_rx) = mpsc::unbounded_channel();
         let (urc_tx, urc_rx) = mpsc::channel(URC_QUEUE);
-        let shared = Arc::new(Shared { gone: AtomicBool::new(false), reason: Mutex::new(String::new()) });
-        let task = tokio::spawn(run(stream, request_rx, urc_tx, shared.clone()));
-        (AtPort { requests, shared, task }, UrcReceiver(urc_rx))
+        let liveness = Arc::new(Liveness { gone: AtomicBool::new(false), reason: Mutex::new(String::new()) });
+        let task = tokio::spawn(run(stream, request_rx, urc_tx, liveness.clone()));
+        (AtPort { requests, liveness, task }, UrcReceiver(urc_rx))
     }
 
     /// Send `cmd` (no line ending; the engine adds "\r"), wait for the final result code within `timeout`.
@@ -239,7 +239,7 @@ impl AtPort {
 
     /// True once the port is gone (EOF/EIO); every later call returns AtError::Gone.
     pub fn is_gone(&self) -> bool {
-        self.shared.gone.load(Ordering::Acquire)
+        self.liveness.gone.load(Ordering::Acquire)
     }
 
     async fn submit(&self, cmd: &str, payload: Option<String>, timeout: Duration) -> Result<Response, AtError> {
@@ -250,14 +250,14 @@ impl AtPort {
             });
         }
         if self.is_gone() {
-            return Err(AtError::Gone(self.shared.reason()));
+            return Err(AtError::Gone(self.liveness.reason()));
         }
         let (reply, answer) = oneshot::channel();
         let request = Request { cmd: cmd.to_string(), shown: redact(cmd).into_owned(), payload, timeout, reply };
         if self.requests.send(request).is_err() {
-            return Err(AtError::Gone(self.shared.reason()));
+            return Err(AtError::Gone(self.liveness.reason()));
         }
-        answer.await.unwrap_or_else(|_| Err(AtError::Gone(self.shared.reason())))
+        answer.await.unwrap_or_else(|_| Err(AtError::Gone(self.liveness.reason())))
     }
 }
 
@@ -267,12 +267,14 @@ impl Drop for AtPort {
     }
 }
 
-struct Shared {
+/// Whether the port's task has ended (the port is gone) and why: set by the
+/// task, read by the handle to fail commands at once.
+struct Liveness {
     gone: AtomicBool,
     reason: Mutex<String>,
 }
 
-impl Shared {
+impl Liveness {
     fn reason(&self) -> String {
         let reason = match self.reason.lock() {
             Ok(guard) => guard.clone(),
@@ -342,7 +344,7 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     stream: S,
     mut requests: mpsc::UnboundedReceiver<Request>,
     urcs: mpsc::Sender<Urc>,
-    shared: Arc<Shared>,
+    liveness: Arc<Liveness>,
 ) {
     let (reader, mut writer) = tokio::io::split(stream);
     let mut frames = FramedRead::new(reader, AtCodec::new());
@@ -365,8 +367,8 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
             frame = frames.next(), if read => match frame {
                 None => break "end of stream (device closed)".to_string(),
                 Some(Err(e)) => break format!("read failed: {e}"),
-                Some(Ok(Frame::Prompt)) => engine.on_prompt(),
-                Some(Ok(Frame::Line(line))) => {
+                Some(Ok(AtFrame::Prompt)) => engine.on_prompt(),
+                Some(Ok(AtFrame::Line(line))) => {
                     engine.on_line(&line);
                     None
                 }
@@ -393,7 +395,7 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
         }
     };
     tracing::warn!(reason = %gone_reason, "AT port gone");
-    shared.mark_gone(&gone_reason);
+    liveness.mark_gone(&gone_reason);
     if let Some(active) = engine.active.take() {
         let _ = active.request.reply.send(Err(AtError::Gone(gone_reason.clone())));
     }
