@@ -2,10 +2,10 @@
 
 use super::answers::{cnum_number, smsc_number};
 use super::at::{AtError, AtPort};
+use super::config::ModemRoute;
 use super::profile::{self, Profile};
 use super::session::AtSession;
 use super::state::{Context, Info, Modem};
-use super::config::ModemRoute;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,9 +3,9 @@
 //! references (`Modem`), the send job the pool hands it, and what the pool
 //! shares with its drivers (`Context`).
 
+use super::config::ModemRoute;
 use super::profile::Profile;
 use crate::channel::{EventSender, SubmitError, Submitted};
-use super::config::ModemRoute;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
