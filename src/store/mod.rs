@@ -140,7 +140,7 @@ impl Store {
             return Err(open_err(format!("cannot switch to WAL mode (got {mode})")));
         }
         configure(&conn).map_err(describe)?;
-        schema::migrate(&mut conn).map_err(open_err)?;
+        schema::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?;
         let returned = messages::return_unfinished(&conn, now_ms()).map_err(describe)?;
         if returned > 0 {
             tracing::warn!(count = returned, "returned messages left in 'sending' by the previous run to the queue");

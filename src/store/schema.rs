@@ -186,24 +186,31 @@ pub fn latest() -> i64 {
     MIGRATIONS.len() as i64
 }
 
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("cannot read schema version: {0}")]
+    Version(rusqlite::Error),
+    #[error("schema version {found} is newer than this smsgw understands ({known}); upgrade smsgw")]
+    Newer { found: i64, known: i64 },
+    #[error("migration {version}: {error}")]
+    Step { version: i64, error: rusqlite::Error },
+}
+
 /// Bring the database up to the latest schema. Refuses a database written by
 /// a newer smsgw instead of guessing.
-pub fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let current: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| format!("cannot read schema version: {e}"))?;
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(MigrateError::Version)?;
     if current > latest() {
-        return Err(format!(
-            "schema version {current} is newer than this smsgw understands ({}); upgrade smsgw",
-            latest()
-        ));
+        return Err(MigrateError::Newer { found: current, known: latest() });
     }
     for (i, script) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = i as i64 + 1;
-        let tx = conn.transaction().map_err(|e| format!("migration {version}: {e}"))?;
-        tx.execute_batch(script).map_err(|e| format!("migration {version}: {e}"))?;
-        tx.pragma_update(None, "user_version", version).map_err(|e| format!("migration {version}: {e}"))?;
-        tx.commit().map_err(|e| format!("migration {version}: {e}"))?;
+        let step = |error| MigrateError::Step { version, error };
+        let tx = conn.transaction().map_err(step)?;
+        tx.execute_batch(script).map_err(step)?;
+        tx.pragma_update(None, "user_version", version).map_err(step)?;
+        tx.commit().map_err(step)?;
     }
     Ok(())
 }
@@ -253,6 +260,6 @@ mod tests {
     fn refuses_newer_schema() {
         let mut c = Connection::open_in_memory().unwrap();
         c.pragma_update(None, "user_version", 999).unwrap();
-        assert!(migrate(&mut c).unwrap_err().contains("newer"));
+        assert!(migrate(&mut c).unwrap_err().to_string().contains("newer"));
     }
 }

@@ -96,7 +96,7 @@ impl ModemRoute {
         if let Some(d) = &m.profiles_dir
             && let Err(e) = super::profile::load(Some(&if d.is_absolute() { d.clone() } else { base.join(d) }))
         {
-            bad(&format!("{k}.profiles_dir"), e);
+            bad(&format!("{k}.profiles_dir"), e.to_string());
         }
         for (name, v) in [
             ("health_interval_secs", m.health_interval_secs),

@@ -29,12 +29,25 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("quectel-ec25.toml", include_str!("../../../firmware-config/modems/quectel-ec25.toml")),
 ];
 
+/// Why the modem profiles could not be loaded: a file or folder that cannot
+/// be read, or a profile that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{}: {error}", .path.display())]
+    Read { path: std::path::PathBuf, error: std::io::Error },
+    #[error("{origin}: {why}")]
+    Parse { origin: String, why: String },
+}
+
 /// The profiles to choose from: the built-in ones, then those in `dir`
 /// (a file with a built-in profile's name replaces it).
-pub fn load(dir: Option<&Path>) -> Result<Vec<Profile>, String> {
+pub fn load(dir: Option<&Path>) -> Result<Vec<Profile>, ProfileError> {
     let mut out: Vec<Profile> = Vec::new();
-    let mut add = |origin: &str, text: &str| -> Result<(), String> {
-        let p: Profile = toml::from_str(text).map_err(|e| format!("{origin}: {}", e.to_string().trim_end()))?;
+    let mut add = |origin: &str, text: &str| -> Result<(), ProfileError> {
+        let p: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
+            origin: origin.to_string(),
+            why: e.to_string().trim_end().to_string(),
+        })?;
         out.retain(|q| q.name != p.name);
         out.push(p);
         Ok(())
@@ -43,11 +56,11 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<Profile>, String> {
         add(&format!("built-in modem profile {name}"), text)?;
     }
     if let Some(dir) = dir {
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| ProfileError::Read { path: dir.to_path_buf(), error: e })?;
         let mut files: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         files.sort();
         for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "toml")) {
-            let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let text = std::fs::read_to_string(f).map_err(|e| ProfileError::Read { path: f.clone(), error: e })?;
             add(&f.display().to_string(), &text)?;
         }
     }
@@ -91,7 +104,7 @@ mod tests {
         let text = BUILT_IN[1].1.replace("settle_ms = 1000", "settle_ms = 5");
         std::fs::write(dir.path().join("huawei.toml"), text).unwrap();
         std::fs::write(dir.path().join("bad.toml"), "name = \"x\"\nbogus = 1\n").unwrap();
-        let err = load(Some(dir.path())).unwrap_err();
+        let err = load(Some(dir.path())).unwrap_err().to_string();
         assert!(err.contains("bad.toml") && err.contains("bogus"), "{err}");
         std::fs::remove_file(dir.path().join("bad.toml")).unwrap();
         let all = load(Some(dir.path())).unwrap();
