@@ -280,7 +280,10 @@ mod tests {
                     s
                 });
             prop_oneof![9 => short.prop_map(String::from), 1 => long]
-                .prop_filter("visible, not the prompt", |s| !s.trim().is_empty() && s != ">" && s != "> ")
+                // A line that starts with '>' is the SMS prompt to the codec when a read
+                // ends right after it (a modem waits there for the text): no modem
+                // starts any other line with it.
+                .prop_filter("visible, not the prompt", |s| !s.trim().is_empty() && !s.starts_with('>'))
         }
 
         /// Bytes as runs of one value: long lines and long noise without generating every byte apart.
