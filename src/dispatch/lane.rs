@@ -6,8 +6,8 @@
 //! fails its due messages over to the next route that serves them.
 
 use super::Dispatcher;
-use crate::channel::{Channel, Health, Outbound, RouteState, Submitted};
 use crate::channel::spec::Route;
+use crate::channel::{Channel, Health, Outbound, RouteState, Submitted};
 use crate::message::{Status, now_ms};
 use crate::sms;
 use crate::store::{AttemptFailure, Claimed, Store, SubmittedPart};

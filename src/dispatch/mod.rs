@@ -20,8 +20,8 @@ pub use reload::ReloadError;
 pub use routing::{RouteError, Routing};
 pub use view::RouteView;
 
-use crate::channel::{self, Channel, EventSender};
 use crate::channel::spec::Route;
+use crate::channel::{self, Channel, EventSender};
 use crate::config::Dispatch as DispatchCfg;
 use crate::message::{Millis, now_ms};
 use crate::store::Store;

@@ -4,7 +4,7 @@
 //! [`Smsc::start`] takes a bound [`TcpListener`] and serves SMPP 3.4 (binds with interface_version 0x34 or 0x50, and
 //! anything at or below 0x34). Every connection gets a read loop (`smsc/session.rs`) and a writer task fed by a
 //! channel, so receipts and injected messages can be sent to a session from anywhere. Text helpers (GSM 7-bit, UCS-2,
-//! UDH, receipt dates) live in `smsc/text.rs`; framing and decoding in `framer.rs`.
+//! UDH, receipt dates) live in `smsc/text.rs`; framing and decoding in `crate::smpp`.
 //!
 //! Behaviour in brief:
 //! - binds: credentials from [`SmscConfig::credentials`] (empty list = accept anyone), `reject_bind` answers
@@ -24,7 +24,7 @@
 //!   [`Smsc::set_config`] changes any of this while running (`window` applies to new
 //!   connections).
 //! - bad input: an unknown or unsupported command_id gets generic_nack ESME_RINVCMDID; a body rusmpp cannot decode gets
-//!   generic_nack ESME_RINVMSGLEN; a command_length over 65 KiB gets generic_nack ESME_RINVCMDLEN and is skipped; a
+//!   generic_nack ESME_RINVMSGLEN; a command_length over 70,000 gets generic_nack ESME_RINVCMDLEN and is skipped; a
 //!   command_length below 16 gets generic_nack ESME_RINVCMDLEN and the connection is closed (framing is lost).
 //!   Error responses carry the header only (SMPP 3.4: no body when command_status is not 0).
 //!
@@ -52,7 +52,7 @@ use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::simulate::framer::PduFramer;
+use crate::smpp::SmppFramer;
 
 mod session;
 mod text;
@@ -639,7 +639,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut out = FramedWrite::new(wr, PduFramer::default());
+    let mut out = FramedWrite::new(wr, SmppFramer::default());
     while let Some(msg) = rx.recv().await {
         match msg {
             Out::Send(command, done) => {

@@ -4,7 +4,6 @@
 //! shared by all binds; throttling answers slow the route down and resend,
 //! never fail. Receipts and inbound messages come back as events.
 
-pub mod codec;
 pub mod config;
 pub mod pdus;
 pub mod receipt;

@@ -6,10 +6,10 @@
 //! reconnect with backoff and jitter when it drops. Unbinds on stop after
 //! the submits in flight are answered (bounded).
 
-use super::codec::{Frame, SmppCodec};
 use super::config::SmppRoute;
 use super::pdus::{self, Delivered, Incoming};
 use crate::channel::{Event, EventSender, RouteEvent};
+use crate::smpp::{FramingError, MAX_PDU, RawPdu, SmppFrame, SmppFramer};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DataSmResp, DeliverSmResp, SubmitSm};
@@ -119,7 +119,7 @@ enum BindFailure {
 pub trait Link: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Link for T {}
 
-type Conn = Framed<Box<dyn Link>, SmppCodec>;
+type Conn = Framed<Box<dyn Link>, SmppFramer>;
 
 fn c_str<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     let mut b = s.as_bytes().to_vec();
@@ -212,7 +212,7 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
             Box::new(tls_stream)
         }
     };
-    let mut conn = Framed::new(link, SmppCodec);
+    let mut conn = Framed::new(link, SmppFramer::new(MAX_PDU));
     let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or_default();
     macro_rules! bind {
         ($t:ident) => {
@@ -244,7 +244,15 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
         match frame {
             None => return Err(BindFailure::Other("the peer closed the connection during bind".into())),
             Some(Err(e)) => return Err(BindFailure::Other(format!("bind: {e}"))),
-            Some(Ok(Frame::Command(c))) if c.sequence_number() == 1 && u32::from(c.id()) & 0x8000_0000 != 0 => {
+            Some(Ok(SmppFrame::Oversized { command_length, .. })) => {
+                return Err(BindFailure::Other(format!("bind: {}", oversized(command_length))));
+            }
+            Some(Ok(SmppFrame::Pdu(p))) => {
+                // Anything else before the bind answer (an early enquire_link, a PDU that does not decode) is ignored.
+                let Ok(c) = p.decode() else { continue };
+                if c.sequence_number() != 1 || u32::from(c.id()) & 0x8000_0000 == 0 {
+                    continue;
+                }
                 let st = u32::from(c.status());
                 // Only the bind's own response binds: a generic_nack, even
                 // with status 0, says the peer did not take the bind.
@@ -260,10 +268,13 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
                     (false, st) => Err(BindFailure::Refused(st)),
                 };
             }
-            // Anything else before the bind answer (an early enquire_link) is ignored.
-            Some(Ok(_)) => {}
         }
     }
+}
+
+/// Why a PDU over [`MAX_PDU`] ends the bind: the carrier's stream is not read on past it.
+fn oversized(command_length: u32) -> String {
+    FramingError::Length { command_length, max: MAX_PDU, command_id: None, sequence_number: None }.to_string()
 }
 
 enum Pending {
@@ -309,9 +320,10 @@ impl Session<'_> {
     }
 
     /// Handle one frame; returns what to send back, or the end of the session.
-    fn handle(&mut self, frame: Frame) -> Result<Option<Command>, End> {
-        let cmd = match frame {
-            Frame::Undecodable { command_id, sequence, reason } => {
+    fn handle(&mut self, pdu: RawPdu) -> Result<Option<Command>, End> {
+        let cmd = match pdu.decode() {
+            Err(e) => {
+                let (command_id, sequence, reason) = (pdu.command_id, pdu.sequence_number, e.to_string());
                 tracing::warn!(route = %self.shared.route, command_id = format!("0x{command_id:08x}"), %reason, "undecodable PDU");
                 if command_id & 0x8000_0000 != 0 {
                     self.resolve(sequence, PartResult::Lost(format!("undecodable answer: {reason}")));
@@ -319,7 +331,7 @@ impl Session<'_> {
                 }
                 return Ok(Some(resp(CommandStatus::EsmeRinvcmdlen, sequence, Pdu::GenericNack)));
             }
-            Frame::Command(c) => c,
+            Ok(c) => c,
         };
         let seq = cmd.sequence_number();
         let status = cmd.status();
@@ -454,7 +466,8 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
                 let frame = match frame {
                     None => break End::Lost("the peer closed the connection".into()),
                     Some(Err(e)) => break End::Lost(e.to_string()),
-                    Some(Ok(f)) => f,
+                    Some(Ok(SmppFrame::Oversized { command_length, .. })) => break End::Lost(oversized(command_length)),
+                    Some(Ok(SmppFrame::Pdu(p))) => p,
                 };
                 match s.handle(frame) {
                     Ok(Some(reply)) => if let Err(e) = sink.send(reply).await { break End::Lost(e.to_string()) },
@@ -518,7 +531,7 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
             _ = tokio::time::sleep_until(deadline) => break,
             Some((reply, _)) = acks_rx.recv() => { let _ = sink.send(reply).await; }
             frame = stream.next() => match frame {
-                Some(Ok(f)) => match s.handle(f) {
+                Some(Ok(SmppFrame::Pdu(p))) => match s.handle(p) {
                     Ok(Some(reply)) => { let _ = sink.send(reply).await; }
                     Ok(None) => {}
                     Err(_) => break,

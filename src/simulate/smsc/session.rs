@@ -23,7 +23,8 @@ use super::{
     BindKind, ConcatInfo, ConcatVia, DeliverKind, Out, PendingDeliver, SessionEntry, Shared, SmscError, SubmitKind,
     SubmitOutcome, Submitted, cmd, lock, status, write_loop,
 };
-use crate::simulate::framer::{Frame, Inbound, PduFramer, decode_frame, generic_nack, header_only_command};
+use crate::smpp::reply::{generic_nack, header_only_command};
+use crate::smpp::{FramingError, RawPdu, SmppFrame, SmppFramer};
 
 enum End {
     PeerClosed,
@@ -52,7 +53,7 @@ pub(super) async fn run_session(shared: Arc<Shared>, stream: TcpStream, peer: So
     let window = Arc::new(Semaphore::new(shared.config().window.clamp(1, Semaphore::MAX_PERMITS)));
     shared.event(format!("connect session {id} from {peer}"));
     let mut session = Session { id, shared, tx, bound: None, window, drop_at: None };
-    let end = session.read_loop(FramedRead::new(rd, PduFramer::default())).await;
+    let end = session.read_loop(FramedRead::new(rd, SmppFramer::default())).await;
     session.finish(end, writer).await;
 }
 
@@ -64,7 +65,7 @@ async fn wait_until(at: Option<tokio::time::Instant>) {
 }
 
 impl Session {
-    async fn read_loop(&mut self, mut reader: FramedRead<OwnedReadHalf, PduFramer>) -> End {
+    async fn read_loop(&mut self, mut reader: FramedRead<OwnedReadHalf, SmppFramer>) -> End {
         let cancel = self.shared.cancel.clone();
         loop {
             tokio::select! {
@@ -76,18 +77,19 @@ impl Session {
                 }
                 item = reader.next() => match item {
                     None => return End::PeerClosed,
+                    Some(Err(FramingError::Length { sequence_number, command_length, .. })) => {
+                        let seq = sequence_number.unwrap_or_default();
+                        self.nack(status::INVCMDLEN, seq, &format!("command_length {command_length}"));
+                        return End::BadFraming;
+                    }
                     Some(Err(e)) => return End::Io(e.to_string()),
-                    Some(Ok(Inbound::Frame(frame))) => {
+                    Some(Ok(SmppFrame::Pdu(frame))) => {
                         if let Some(end) = self.on_frame(frame) {
                             return end;
                         }
                     }
-                    Some(Ok(Inbound::Oversized { sequence_number, command_length, .. })) => {
+                    Some(Ok(SmppFrame::Oversized { sequence_number, command_length, .. })) => {
                         self.nack(status::INVCMDLEN, sequence_number, &format!("command_length {command_length}"));
-                    }
-                    Some(Ok(Inbound::BadLength { sequence_number, command_length, .. })) => {
-                        self.nack(status::INVCMDLEN, sequence_number, &format!("command_length {command_length}"));
-                        return End::BadFraming;
                     }
                 }
             }
@@ -140,7 +142,7 @@ impl Session {
         self.send(generic_nack(code, seq));
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Option<End> {
+    fn on_frame(&mut self, frame: RawPdu) -> Option<End> {
         let seq = frame.sequence_number;
         if frame.is_response() {
             self.on_response(&frame);
@@ -173,7 +175,7 @@ impl Session {
         }
     }
 
-    fn on_response(&self, frame: &Frame) {
+    fn on_response(&self, frame: &RawPdu) {
         if !matches!(frame.command_id, cmd::DELIVER_SM_RESP | cmd::GENERIC_NACK) {
             return;
         }
@@ -199,7 +201,7 @@ impl Session {
         self.shared.event(line);
     }
 
-    fn on_bind(&mut self, frame: &Frame) {
+    fn on_bind(&mut self, frame: &RawPdu) {
         let Some(kind) = BindKind::from_command(frame.command_id) else { return };
         let seq = frame.sequence_number;
         let resp_id = frame.command_id | cmd::RESP;
@@ -208,9 +210,9 @@ impl Session {
             self.send(header_only_command(resp_id, status::ALYBND, seq));
             return;
         }
-        let command = match decode_frame(frame) {
+        let command = match frame.decode() {
             Ok(c) => c,
-            Err(e) => return self.nack(status::INVMSGLEN, seq, &e.to_string()),
+            Err(e) => return self.nack(status::INVMSGLEN, seq, &format!("undecodable body: {e}")),
         };
         let (system_id, password, version) = match command.pdu() {
             Some(Pdu::BindTransmitter(b)) => (b.system_id.to_string(), b.password.to_string(), b.interface_version),
@@ -279,13 +281,13 @@ impl Session {
         }
     }
 
-    fn on_submit(&mut self, frame: &Frame) -> Option<End> {
+    fn on_submit(&mut self, frame: &RawPdu) -> Option<End> {
         let seq = frame.sequence_number;
         let resp_id = frame.command_id | cmd::RESP;
-        let command = match decode_frame(frame) {
+        let command = match frame.decode() {
             Ok(c) => c,
             Err(e) => {
-                self.nack(status::INVMSGLEN, seq, &e.to_string());
+                self.nack(status::INVMSGLEN, seq, &format!("undecodable body: {e}"));
                 return None;
             }
         };
