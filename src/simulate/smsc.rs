@@ -266,7 +266,7 @@ pub enum SmscError {
 
 /// Handle to a running simulator. Dropping it stops the simulator too; [`Smsc::shutdown`] also waits for it.
 pub struct Smsc {
-    shared: Arc<Shared>,
+    shared: Arc<SmscState>,
     addr: SocketAddr,
 }
 
@@ -274,7 +274,7 @@ impl Smsc {
     /// Serves SMPP on `listener` until shutdown.
     pub async fn start(cfg: SmscConfig, listener: TcpListener) -> Smsc {
         let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let shared = Arc::new(Shared::new(cfg));
+        let shared = Arc::new(SmscState::new(cfg));
         shared.tasks.spawn(accept_loop(shared.clone(), listener));
         Smsc { shared, addr }
     }
@@ -402,7 +402,7 @@ impl Drop for Smsc {
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Shared state
+// The simulator's state
 
 const MAX_EVENTS: usize = 100_000;
 
@@ -463,7 +463,8 @@ enum Out {
     Close,
 }
 
-struct SessionEntry {
+/// An ESME bound on one connection, as the registry sees it: where to write to it and what it has not acked.
+struct BoundEsme {
     system_id: String,
     kind: BindKind,
     tx: mpsc::UnboundedSender<Out>,
@@ -474,7 +475,7 @@ struct SessionEntry {
 /// Bound sessions and parked deliveries, under one lock so nothing falls between them.
 #[derive(Default)]
 struct Registry {
-    sessions: BTreeMap<u64, SessionEntry>,
+    sessions: BTreeMap<u64, BoundEsme>,
     parked: HashMap<String, VecDeque<PendingDeliver>>,
 }
 
@@ -541,7 +542,8 @@ impl Bucket {
     }
 }
 
-struct Shared {
+/// What the simulator holds across connections: config, records, the registry of bound ESMEs, the rate bucket.
+struct SmscState {
     cfg: RwLock<SmscConfig>,
     submitted: Mutex<Vec<Submitted>>,
     events: Mutex<VecDeque<String>>,
@@ -556,9 +558,9 @@ struct Shared {
     tasks: TaskTracker,
 }
 
-impl Shared {
-    fn new(cfg: SmscConfig) -> Shared {
-        Shared {
+impl SmscState {
+    fn new(cfg: SmscConfig) -> SmscState {
+        SmscState {
             cfg: RwLock::new(cfg),
             submitted: Mutex::new(Vec::new()),
             events: Mutex::new(VecDeque::new()),
@@ -620,7 +622,7 @@ impl Shared {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<SmscState>, listener: TcpListener) {
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => break,
