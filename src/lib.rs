@@ -16,6 +16,7 @@ pub mod message;
 pub mod metrics;
 pub mod notify;
 pub mod simulate;
+pub mod smpp;
 pub mod sms;
 pub mod store;
 pub mod supervise;

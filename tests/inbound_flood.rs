@@ -11,7 +11,7 @@ use rusmpp::pdus::{BindTransceiverResp, DeliverSm};
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
-use smsgw::channel::smpp::codec::{Frame, SmppCodec};
+use smsgw::smpp::{SmppFrame, SmppFramer};
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -63,10 +63,12 @@ async fn a_deliver_sm_flood_is_held_back_by_tcp_and_every_message_is_stored() {
     // The carrier: answer the bind, then write every deliver_sm as fast as
     // the socket takes them, counting the answers as they come.
     let (sock, _) = listener.accept().await.unwrap();
-    let mut conn = Framed::new(sock, SmppCodec);
+    let mut conn = Framed::new(sock, SmppFramer::default());
     let seq = loop {
         match conn.next().await.expect("bind").expect("frame") {
-            Frame::Command(c) if c.id() == rusmpp::CommandId::BindTransceiver => break c.sequence_number(),
+            SmppFrame::Pdu(p) if rusmpp::CommandId::from(p.command_id) == rusmpp::CommandId::BindTransceiver => {
+                break p.sequence_number;
+            }
             _ => {}
         }
     };
@@ -92,8 +94,10 @@ async fn a_deliver_sm_flood_is_held_back_by_tcp_and_every_message_is_stored() {
         let mut ok = 0;
         while ok < FLOOD {
             match stream.next().await {
-                Some(Ok(Frame::Command(c))) if c.id() == rusmpp::CommandId::DeliverSmResp => {
-                    assert_eq!(c.status(), CommandStatus::EsmeRok, "a deliver_sm refused");
+                Some(Ok(SmppFrame::Pdu(p)))
+                    if rusmpp::CommandId::from(p.command_id) == rusmpp::CommandId::DeliverSmResp =>
+                {
+                    assert_eq!(CommandStatus::from(p.command_status), CommandStatus::EsmeRok, "a deliver_sm refused");
                     ok += 1;
                     a.store(ok, Ordering::Relaxed);
                 }

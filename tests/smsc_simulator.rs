@@ -10,7 +10,6 @@ use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString};
 use rusmpp::values::{DataCoding, InterfaceVersion, MessagePayload, MessageState};
 use smsc_esme::{Esme, eventually, field, start, submit_sm, text_sm, with_tlvs};
-use smsgw::simulate::framer::decode_frame;
 use smsgw::simulate::smsc::{
     ConcatInfo, ConcatVia, IdFormat, SmscConfig, SmscError, SubmitKind, SubmitOutcome, cmd, decode_text, gsm_decode,
 };
@@ -39,7 +38,7 @@ async fn bind_checks_credentials_versions_and_state() {
     let mut ok = Esme::connect(addr).await;
     let (status, frame) = ok.bind(cmd::BIND_TRANSCEIVER, "smsgw", "secret", 0x34).await;
     assert_eq!(status, 0);
-    let Some(Pdu::BindTransceiverResp(resp)) = decode_frame(&frame).expect("bind resp").pdu().cloned() else {
+    let Some(Pdu::BindTransceiverResp(resp)) = frame.decode().expect("bind resp").pdu().cloned() else {
         panic!("not a bind_transceiver_resp")
     };
     let resp: BindTransceiverResp = resp;
@@ -183,8 +182,8 @@ async fn receipt_can_overtake_the_submit_response() {
     assert_eq!(first.command_id, cmd::DELIVER_SM, "receipt first");
     let second = esme.read().await.expect("second PDU");
     assert_eq!((second.command_id, second.sequence_number), (0x8000_0004, seq));
-    let Some(Pdu::DeliverSm(receipt)) = decode_frame(&first).expect("deliver").pdu().cloned() else { panic!() };
-    let Some(Pdu::SubmitSmResp(resp)) = decode_frame(&second).expect("resp").pdu().cloned() else { panic!() };
+    let Some(Pdu::DeliverSm(receipt)) = first.decode().expect("deliver").pdu().cloned() else { panic!() };
+    let Some(Pdu::SubmitSmResp(resp)) = second.decode().expect("resp").pdu().cloned() else { panic!() };
     assert_eq!(field(&receipt_text(&receipt), "id"), Some(resp.message_id().to_string().as_str()));
     smsc.shutdown().await;
 }
@@ -444,7 +443,7 @@ async fn multipart_submits_are_recorded_in_every_form() {
     let seq = esme.send(data_sm).await;
     let resp = esme.wait_resp(seq).await;
     assert_eq!((resp.command_id, resp.command_status), (0x8000_0103, 0));
-    let Some(Pdu::DataSmResp(r)) = decode_frame(&resp).expect("data_sm_resp").pdu().cloned() else { panic!() };
+    let Some(Pdu::DataSmResp(r)) = resp.decode().expect("data_sm_resp").pdu().cloned() else { panic!() };
     assert!(!r.message_id().to_string().is_empty());
 
     let s = smsc.submitted();

@@ -4,7 +4,7 @@
 //! [`Smsc::start`] takes a bound [`TcpListener`] and serves SMPP 3.4 (binds with interface_version 0x34 or 0x50, and
 //! anything at or below 0x34). Every connection gets a read loop (`smsc/session.rs`) and a writer task fed by a
 //! channel, so receipts and injected messages can be sent to a session from anywhere. Text helpers (GSM 7-bit, UCS-2,
-//! UDH, receipt dates) live in `smsc/text.rs`; framing and decoding in `framer.rs`.
+//! UDH, receipt dates) live in `smsc/text.rs`; framing and decoding in `crate::smpp`.
 //!
 //! Behaviour in brief:
 //! - binds: credentials from [`SmscConfig::credentials`] (empty list = accept anyone), `reject_bind` answers
@@ -24,7 +24,7 @@
 //!   [`Smsc::set_config`] changes any of this while running (`window` applies to new
 //!   connections).
 //! - bad input: an unknown or unsupported command_id gets generic_nack ESME_RINVCMDID; a body rusmpp cannot decode gets
-//!   generic_nack ESME_RINVMSGLEN; a command_length over 65 KiB gets generic_nack ESME_RINVCMDLEN and is skipped; a
+//!   generic_nack ESME_RINVMSGLEN; a command_length over 70,000 gets generic_nack ESME_RINVCMDLEN and is skipped; a
 //!   command_length below 16 gets generic_nack ESME_RINVCMDLEN and the connection is closed (framing is lost).
 //!   Error responses carry the header only (SMPP 3.4: no body when command_status is not 0).
 //!
@@ -52,7 +52,7 @@ use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::simulate::framer::PduFramer;
+use crate::smpp::SmppFramer;
 
 mod session;
 mod text;
@@ -266,7 +266,7 @@ pub enum SmscError {
 
 /// Handle to a running simulator. Dropping it stops the simulator too; [`Smsc::shutdown`] also waits for it.
 pub struct Smsc {
-    shared: Arc<Shared>,
+    shared: Arc<SmscState>,
     addr: SocketAddr,
 }
 
@@ -274,7 +274,7 @@ impl Smsc {
     /// Serves SMPP on `listener` until shutdown.
     pub async fn start(cfg: SmscConfig, listener: TcpListener) -> Smsc {
         let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let shared = Arc::new(Shared::new(cfg));
+        let shared = Arc::new(SmscState::new(cfg));
         shared.tasks.spawn(accept_loop(shared.clone(), listener));
         Smsc { shared, addr }
     }
@@ -402,7 +402,7 @@ impl Drop for Smsc {
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Shared state
+// The simulator's state
 
 const MAX_EVENTS: usize = 100_000;
 
@@ -463,7 +463,8 @@ enum Out {
     Close,
 }
 
-struct SessionEntry {
+/// An ESME bound on one connection, as the registry sees it: where to write to it and what it has not acked.
+struct BoundEsme {
     system_id: String,
     kind: BindKind,
     tx: mpsc::UnboundedSender<Out>,
@@ -474,7 +475,7 @@ struct SessionEntry {
 /// Bound sessions and parked deliveries, under one lock so nothing falls between them.
 #[derive(Default)]
 struct Registry {
-    sessions: BTreeMap<u64, SessionEntry>,
+    sessions: BTreeMap<u64, BoundEsme>,
     parked: HashMap<String, VecDeque<PendingDeliver>>,
 }
 
@@ -541,7 +542,8 @@ impl Bucket {
     }
 }
 
-struct Shared {
+/// What the simulator holds across connections: config, records, the registry of bound ESMEs, the rate bucket.
+struct SmscState {
     cfg: RwLock<SmscConfig>,
     submitted: Mutex<Vec<Submitted>>,
     events: Mutex<VecDeque<String>>,
@@ -556,9 +558,9 @@ struct Shared {
     tasks: TaskTracker,
 }
 
-impl Shared {
-    fn new(cfg: SmscConfig) -> Shared {
-        Shared {
+impl SmscState {
+    fn new(cfg: SmscConfig) -> SmscState {
+        SmscState {
             cfg: RwLock::new(cfg),
             submitted: Mutex::new(Vec::new()),
             events: Mutex::new(VecDeque::new()),
@@ -620,7 +622,7 @@ impl Shared {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<SmscState>, listener: TcpListener) {
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => break,
@@ -639,7 +641,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut out = FramedWrite::new(wr, PduFramer::default());
+    let mut out = FramedWrite::new(wr, SmppFramer::default());
     while let Some(msg) = rx.recv().await {
         match msg {
             Out::Send(command, done) => {

@@ -12,8 +12,8 @@ use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, InterfaceVersion, Npi, RegisteredDelivery, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
-use smsgw::simulate::framer::{Frame, Inbound, PduFramer, decode_frame};
 use smsgw::simulate::smsc::{Smsc, SmscConfig, cmd};
+use smsgw::smpp::{RawPdu, SmppFrame, SmppFramer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -27,8 +27,8 @@ pub async fn start(cfg: SmscConfig) -> Smsc {
 }
 
 pub struct Esme {
-    reader: FramedRead<OwnedReadHalf, PduFramer>,
-    writer: FramedWrite<OwnedWriteHalf, PduFramer>,
+    reader: FramedRead<OwnedReadHalf, SmppFramer>,
+    writer: FramedWrite<OwnedWriteHalf, SmppFramer>,
     seq: u32,
     /// deliver_sm seen while waiting for something else.
     pub delivers: VecDeque<(u32, DeliverSm)>,
@@ -41,8 +41,8 @@ impl Esme {
         let stream = TcpStream::connect(addr).await.expect("connect");
         let (rd, wr) = stream.into_split();
         Esme {
-            reader: FramedRead::new(rd, PduFramer::default()),
-            writer: FramedWrite::new(wr, PduFramer::default()),
+            reader: FramedRead::new(rd, SmppFramer::default()),
+            writer: FramedWrite::new(wr, SmppFramer::default()),
             seq: 0,
             delivers: VecDeque::new(),
             seen: Vec::new(),
@@ -73,16 +73,16 @@ impl Esme {
     }
 
     /// Next frame, None on EOF; panics after TIMEOUT.
-    pub async fn read(&mut self) -> Option<Frame> {
+    pub async fn read(&mut self) -> Option<RawPdu> {
         self.read_within(TIMEOUT).await.expect("timed out waiting for a PDU")
     }
 
     /// Next frame: Ok(None) on EOF, Err on timeout.
-    pub async fn read_within(&mut self, wait: Duration) -> Result<Option<Frame>, ()> {
+    pub async fn read_within(&mut self, wait: Duration) -> Result<Option<RawPdu>, ()> {
         match tokio::time::timeout(wait, self.reader.next()).await {
             Err(_) => Err(()),
             Ok(None) | Ok(Some(Err(_))) => Ok(None),
-            Ok(Some(Ok(Inbound::Frame(f)))) => {
+            Ok(Some(Ok(SmppFrame::Pdu(f)))) => {
                 self.seen.push((f.command_id, f.sequence_number));
                 Ok(Some(f))
             }
@@ -90,7 +90,7 @@ impl Esme {
         }
     }
 
-    pub async fn bind(&mut self, command_id: u32, system_id: &str, password: &str, version: u8) -> (u32, Frame) {
+    pub async fn bind(&mut self, command_id: u32, system_id: &str, password: &str, version: u8) -> (u32, RawPdu) {
         let sid = COctetString::from_str(system_id).expect("system_id");
         let pw = COctetString::from_str(password).expect("password");
         let v = InterfaceVersion::from(version);
@@ -112,7 +112,7 @@ impl Esme {
     }
 
     /// Waits for the response with this sequence number, queueing deliver_sm met on the way.
-    pub async fn wait_resp(&mut self, seq: u32) -> Frame {
+    pub async fn wait_resp(&mut self, seq: u32) -> RawPdu {
         loop {
             let frame = self.read().await.expect("connection closed while waiting for a response");
             if frame.is_response() && frame.sequence_number == seq {
@@ -122,9 +122,9 @@ impl Esme {
         }
     }
 
-    fn queue_deliver(&mut self, frame: &Frame) {
+    fn queue_deliver(&mut self, frame: &RawPdu) {
         if frame.command_id == cmd::DELIVER_SM {
-            let command = decode_frame(frame).expect("deliver_sm decodes");
+            let command = frame.decode().expect("deliver_sm decodes");
             if let Some(Pdu::DeliverSm(d)) = command.pdu() {
                 self.delivers.push_back((frame.sequence_number, d.clone()));
             }
@@ -152,19 +152,19 @@ impl Esme {
         let seq = self.send(sm).await;
         let frame = self.wait_resp(seq).await;
         assert_eq!(frame.command_id, 0x8000_0004);
-        let id = match decode_frame(&frame).ok().and_then(|c| c.pdu().cloned()) {
+        let id = match frame.decode().ok().and_then(|c| c.pdu().cloned()) {
             Some(Pdu::SubmitSmResp(r)) => Some(r.message_id().to_string()),
             _ => None,
         };
         (frame.command_status, id)
     }
 
-    pub async fn enquire_link(&mut self) -> Frame {
+    pub async fn enquire_link(&mut self) -> RawPdu {
         let seq = self.send(Pdu::EnquireLink).await;
         self.wait_resp(seq).await
     }
 
-    pub async fn unbind(&mut self) -> Frame {
+    pub async fn unbind(&mut self) -> RawPdu {
         let seq = self.send(Pdu::Unbind).await;
         self.wait_resp(seq).await
     }

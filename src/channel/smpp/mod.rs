@@ -4,7 +4,6 @@
 //! shared by all binds; throttling answers slow the route down and resend,
 //! never fail. Receipts and inbound messages come back as events.
 
-pub mod codec;
 pub mod config;
 pub mod pdus;
 pub mod receipt;
@@ -15,7 +14,7 @@ use super::{Channel, EventSender, Health, Member, Outbound, RouteState, SubmitEr
 use config::{BindMode, SmppRoute};
 use futures::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use session::{Job, Mode, PartResult, Shared, State};
+use session::{BindContext, BindKind, BindState, PartResult, SubmitJob};
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -32,8 +31,8 @@ const THROTTLE_MAX: Duration = Duration::from_secs(5);
 
 pub struct Smpp {
     cfg: SmppRoute,
-    jobs: async_channel::Sender<Job>,
-    sessions: Vec<Arc<State>>,
+    jobs: async_channel::Sender<SubmitJob>,
+    sessions: Vec<Arc<BindState>>,
     limiter: Option<DefaultDirectRateLimiter>,
     /// While set, nobody submits: the carrier asked us to slow down.
     throttle: Mutex<(Option<Instant>, Duration)>,
@@ -46,7 +45,7 @@ impl Smpp {
         let (jobs, jobs_rx) = async_channel::bounded(cfg.window * cfg.binds);
         let cancel = CancellationToken::new();
         let tls = if cfg.tls { Some(tls_connector(&cfg)?) } else { None };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(BindContext {
             route: name.to_string(),
             cfg: cfg.clone(),
             events,
@@ -54,15 +53,15 @@ impl Smpp {
             cancel: cancel.clone(),
             tls,
         });
-        let modes: &[Mode] = match cfg.bind_mode {
-            BindMode::Transceiver => &[Mode::Transceiver],
-            BindMode::TransmitterReceiver => &[Mode::Transmitter, Mode::Receiver],
+        let kinds: &[BindKind] = match cfg.bind_mode {
+            BindMode::Transceiver => &[BindKind::Transceiver],
+            BindMode::TransmitterReceiver => &[BindKind::Transmitter, BindKind::Receiver],
         };
         let tasks = tokio_util::task::TaskTracker::new();
         let mut sessions = Vec::new();
         for i in 0..cfg.binds {
-            for m in modes {
-                let st = Arc::new(State::new(*m, i));
+            for m in kinds {
+                let st = Arc::new(BindState::new(*m, i));
                 sessions.push(st.clone());
                 let (shared, st2) = (shared.clone(), st.clone());
                 tasks.spawn(crate::supervise::run("smpp", name.to_string(), cancel.clone(), move || {
@@ -112,7 +111,7 @@ impl Smpp {
             // A bind must take the part within one response timeout, and
             // answer within another.
             let wait = Duration::from_secs(self.cfg.response_timeout_secs) * 2;
-            let job = Job { pdu: pdu.clone(), reply: tx };
+            let job = SubmitJob { pdu: pdu.clone(), reply: tx };
             let answer = tokio::time::timeout(wait, async {
                 self.jobs.send(job).await.map_err(|_| Gone::Route)?;
                 rx.await.map_err(|_| Gone::Bind)
@@ -248,18 +247,18 @@ impl Channel for Smpp {
             .map(|s| {
                 let bound = s.bound.load(Ordering::Relaxed);
                 Member {
-                    name: format!("{} #{}", s.mode.name(), s.index),
+                    name: format!("{} #{}", s.kind.name(), s.index),
                     state: if bound { RouteState::Up } else { RouteState::Down },
                     detail: if bound { None } else { s.last_error.lock().ok().and_then(|e| e.clone()) },
                     in_flight: s.in_window.load(Ordering::Relaxed),
-                    capacity: if s.mode.submits() { self.cfg.window } else { 0 },
+                    capacity: if s.kind.submits() { self.cfg.window } else { 0 },
                     inbound_waiting: s.inbound_waiting.load(Ordering::Relaxed),
                     signal_dbm: None,
                     device: None,
                 }
             })
             .collect();
-        let sending = self.sessions.iter().filter(|s| s.mode.submits()).collect::<Vec<_>>();
+        let sending = self.sessions.iter().filter(|s| s.kind.submits()).collect::<Vec<_>>();
         let up = sending.iter().filter(|s| s.bound.load(Ordering::Relaxed)).count();
         let state = if up == 0 {
             RouteState::Down

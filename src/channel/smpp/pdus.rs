@@ -456,4 +456,30 @@ mod tests {
             }
         }
     }
+
+    mod props {
+        use super::*;
+        use crate::smpp::SmppFrame;
+        use crate::smpp::framer::tests::props::{framed_bytes, frames};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+            /// Whatever frames off the wire, a deliver_sm or data_sm in it reads (or is refused) without a panic.
+            #[test]
+            fn any_framed_deliver_reads_without_panic(bytes in prop_oneof![framed_bytes(), prop::collection::vec(any::<u8>(), 0..200)]) {
+                let (whole, _) = frames(&bytes, bytes.len());
+                for frame in &whole {
+                    if let SmppFrame::Pdu(p) = frame
+                        && let Ok(c) = p.decode()
+                        && let Some(pdu) = c.pdu()
+                        && let Some(d) = Delivered::from_pdu(pdu)
+                    {
+                        let _ = read(&d, GsmCoding::Gsm7, IdForm::Same);
+                    }
+                }
+            }
+        }
+    }
 }

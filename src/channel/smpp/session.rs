@@ -6,10 +6,10 @@
 //! reconnect with backoff and jitter when it drops. Unbinds on stop after
 //! the submits in flight are answered (bounded).
 
-use super::codec::{Frame, SmppCodec};
 use super::config::SmppRoute;
 use super::pdus::{self, Delivered, Incoming};
 use crate::channel::{Event, EventSender, RouteEvent};
+use crate::smpp::{FramingError, MAX_PDU, RawPdu, SmppFrame, SmppFramer};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DataSmResp, DeliverSmResp, SubmitSm};
@@ -26,8 +26,8 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-/// One part to submit, and where to say how it went.
-pub struct Job {
+/// One part to submit, and where to say how it went: what a route hands its binds.
+pub struct SubmitJob {
     pub pdu: SubmitSm,
     pub reply: oneshot::Sender<PartResult>,
 }
@@ -46,28 +46,28 @@ pub enum PartResult {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum BindKind {
     Transceiver,
     Transmitter,
     Receiver,
 }
 
-impl Mode {
+impl BindKind {
     pub fn name(self) -> &'static str {
         match self {
-            Mode::Transceiver => "transceiver",
-            Mode::Transmitter => "transmitter",
-            Mode::Receiver => "receiver",
+            BindKind::Transceiver => "transceiver",
+            BindKind::Transmitter => "transmitter",
+            BindKind::Receiver => "receiver",
         }
     }
     pub fn submits(self) -> bool {
-        self != Mode::Receiver
+        self != BindKind::Receiver
     }
 }
 
-/// What the route and the API see of a session.
-pub struct State {
-    pub mode: Mode,
+/// What the route and the API see of a bind.
+pub struct BindState {
+    pub kind: BindKind,
     pub index: usize,
     pub bound: AtomicBool,
     pub in_window: AtomicUsize,
@@ -76,10 +76,10 @@ pub struct State {
     pub last_error: Mutex<Option<String>>,
 }
 
-impl State {
-    pub fn new(mode: Mode, index: usize) -> State {
-        State {
-            mode,
+impl BindState {
+    pub fn new(kind: BindKind, index: usize) -> BindState {
+        BindState {
+            kind,
             index,
             bound: AtomicBool::new(false),
             in_window: AtomicUsize::new(0),
@@ -94,18 +94,19 @@ impl State {
     }
 }
 
-/// What every session of a route shares.
-pub struct Shared {
+/// What every bind of a route shares.
+pub struct BindContext {
     pub route: String,
     pub cfg: SmppRoute,
     pub events: EventSender,
-    pub jobs: async_channel::Receiver<Job>,
+    pub jobs: async_channel::Receiver<SubmitJob>,
     pub cancel: CancellationToken,
     /// Set when the route binds over TLS.
     pub tls: Option<tokio_rustls::TlsConnector>,
 }
 
-enum End {
+/// Why a connected bind ended.
+enum BindEnd {
     Stopped,
     Lost(String),
 }
@@ -119,7 +120,7 @@ enum BindFailure {
 pub trait Link: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Link for T {}
 
-type Conn = Framed<Box<dyn Link>, SmppCodec>;
+type Conn = Framed<Box<dyn Link>, SmppFramer>;
 
 fn c_str<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     let mut b = s.as_bytes().to_vec();
@@ -127,12 +128,12 @@ fn c_str<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> 
     COctetString::from_vec(b).unwrap_or_default()
 }
 
-pub async fn run(shared: Arc<Shared>, state: Arc<State>) {
+pub async fn run(shared: Arc<BindContext>, state: Arc<BindState>) {
     let cfg = &shared.cfg;
     let min = Duration::from_millis(cfg.reconnect_min_ms);
     let max = Duration::from_millis(cfg.reconnect_max_ms);
     let mut backoff = min;
-    let who = format!("{} {} #{}", shared.route, state.mode.name(), state.index);
+    let who = format!("{} {} #{}", shared.route, state.kind.name(), state.index);
     // A run after a panic starts from scratch: whatever the last one showed
     // died with its connection.
     state.bound.store(false, Ordering::Relaxed);
@@ -141,7 +142,7 @@ pub async fn run(shared: Arc<Shared>, state: Arc<State>) {
         if shared.cancel.is_cancelled() {
             return;
         }
-        let wait = match connect_and_bind(&shared, state.mode).await {
+        let wait = match connect_and_bind(&shared, state.kind).await {
             Ok(conn) => {
                 tracing::info!(route = %shared.route, bind = %who, "bound");
                 backoff = min;
@@ -151,8 +152,8 @@ pub async fn run(shared: Arc<Shared>, state: Arc<State>) {
                 state.in_window.store(0, Ordering::Relaxed);
                 state.inbound_waiting.store(0, Ordering::Relaxed);
                 match end {
-                    End::Stopped => return,
-                    End::Lost(why) => {
+                    BindEnd::Stopped => return,
+                    BindEnd::Lost(why) => {
                         tracing::warn!(route = %shared.route, bind = %who, reason = %why, "bind lost; reconnecting");
                         state.error(&why);
                         min
@@ -190,7 +191,7 @@ pub async fn run(shared: Arc<Shared>, state: Arc<State>) {
     }
 }
 
-async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailure> {
+async fn connect_and_bind(shared: &BindContext, kind: BindKind) -> Result<Conn, BindFailure> {
     let cfg = &shared.cfg;
     let limit = Duration::from_secs(cfg.response_timeout_secs);
     let addr = format!("{}:{}", cfg.host, cfg.port);
@@ -212,7 +213,7 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
             Box::new(tls_stream)
         }
     };
-    let mut conn = Framed::new(link, SmppCodec);
+    let mut conn = Framed::new(link, SmppFramer::new(MAX_PDU));
     let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or_default();
     macro_rules! bind {
         ($t:ident) => {
@@ -227,10 +228,10 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
             })
         };
     }
-    let pdu = match mode {
-        Mode::Transceiver => bind!(BindTransceiver),
-        Mode::Transmitter => bind!(BindTransmitter),
-        Mode::Receiver => bind!(BindReceiver),
+    let pdu = match kind {
+        BindKind::Transceiver => bind!(BindTransceiver),
+        BindKind::Transmitter => bind!(BindTransmitter),
+        BindKind::Receiver => bind!(BindReceiver),
     };
     let bind_resp = u32::from(pdu.command_id()) | 0x8000_0000;
     conn.send(Command::new(CommandStatus::EsmeRok, 1, pdu))
@@ -244,7 +245,15 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
         match frame {
             None => return Err(BindFailure::Other("the peer closed the connection during bind".into())),
             Some(Err(e)) => return Err(BindFailure::Other(format!("bind: {e}"))),
-            Some(Ok(Frame::Command(c))) if c.sequence_number() == 1 && u32::from(c.id()) & 0x8000_0000 != 0 => {
+            Some(Ok(SmppFrame::Oversized { command_length, .. })) => {
+                return Err(BindFailure::Other(format!("bind: {}", oversized(command_length))));
+            }
+            Some(Ok(SmppFrame::Pdu(p))) => {
+                // Anything else before the bind answer (an early enquire_link, a PDU that does not decode) is ignored.
+                let Ok(c) = p.decode() else { continue };
+                if c.sequence_number() != 1 || u32::from(c.id()) & 0x8000_0000 == 0 {
+                    continue;
+                }
                 let st = u32::from(c.status());
                 // Only the bind's own response binds: a generic_nack, even
                 // with status 0, says the peer did not take the bind.
@@ -260,13 +269,17 @@ async fn connect_and_bind(shared: &Shared, mode: Mode) -> Result<Conn, BindFailu
                     (false, st) => Err(BindFailure::Refused(st)),
                 };
             }
-            // Anything else before the bind answer (an early enquire_link) is ignored.
-            Some(Ok(_)) => {}
         }
     }
 }
 
-enum Pending {
+/// Why a PDU over [`MAX_PDU`] ends the bind: the carrier's stream is not read on past it.
+fn oversized(command_length: u32) -> String {
+    FramingError::Length { command_length, max: MAX_PDU, command_id: None, sequence_number: None }.to_string()
+}
+
+/// What a request of ours waits for an answer to.
+enum AwaitingResp {
     Submit(oneshot::Sender<PartResult>),
     Unbind,
 }
@@ -275,11 +288,12 @@ fn resp(status: CommandStatus, seq: u32, pdu: impl Into<Pdu>) -> Command {
     Command::new(status, seq, pdu)
 }
 
-struct Session<'a> {
-    shared: &'a Shared,
-    state: &'a State,
+/// One connected bind: its sequence numbers, the requests awaiting a response, the deliver_sm awaiting the store.
+struct BindSession<'a> {
+    shared: &'a BindContext,
+    state: &'a BindState,
     next_seq: u32,
-    pending: HashMap<u32, (Instant, Pending)>,
+    pending: HashMap<u32, (Instant, AwaitingResp)>,
     link_outstanding: Option<Instant>,
     /// deliver_sm/data_sm read and not yet answered (waiting for the
     /// store). At the window, the session stops reading the socket until
@@ -291,27 +305,28 @@ struct Session<'a> {
     acks: mpsc::UnboundedSender<(Command, bool)>,
 }
 
-impl Session<'_> {
+impl BindSession<'_> {
     fn seq(&mut self) -> u32 {
         self.next_seq = if self.next_seq >= 0x7FFF_FFFF { 2 } else { self.next_seq + 1 };
         self.next_seq
     }
 
     fn submits_pending(&self) -> usize {
-        self.pending.values().filter(|(_, p)| matches!(p, Pending::Submit(_))).count()
+        self.pending.values().filter(|(_, p)| matches!(p, AwaitingResp::Submit(_))).count()
     }
 
     fn resolve(&mut self, seq: u32, result: PartResult) {
-        if let Some((_, Pending::Submit(tx))) = self.pending.remove(&seq) {
+        if let Some((_, AwaitingResp::Submit(tx))) = self.pending.remove(&seq) {
             let _ = tx.send(result);
         }
         self.state.in_window.store(self.submits_pending(), Ordering::Relaxed);
     }
 
     /// Handle one frame; returns what to send back, or the end of the session.
-    fn handle(&mut self, frame: Frame) -> Result<Option<Command>, End> {
-        let cmd = match frame {
-            Frame::Undecodable { command_id, sequence, reason } => {
+    fn handle(&mut self, pdu: RawPdu) -> Result<Option<Command>, BindEnd> {
+        let cmd = match pdu.decode() {
+            Err(e) => {
+                let (command_id, sequence, reason) = (pdu.command_id, pdu.sequence_number, e.to_string());
                 tracing::warn!(route = %self.shared.route, command_id = format!("0x{command_id:08x}"), %reason, "undecodable PDU");
                 if command_id & 0x8000_0000 != 0 {
                     self.resolve(sequence, PartResult::Lost(format!("undecodable answer: {reason}")));
@@ -319,7 +334,7 @@ impl Session<'_> {
                 }
                 return Ok(Some(resp(CommandStatus::EsmeRinvcmdlen, sequence, Pdu::GenericNack)));
             }
-            Frame::Command(c) => c,
+            Ok(c) => c,
         };
         let seq = cmd.sequence_number();
         let status = cmd.status();
@@ -355,7 +370,7 @@ impl Session<'_> {
             Some(Pdu::Unbind) => {
                 // Answered before leaving: the caller flushes the acks.
                 let _ = self.acks.send((resp(CommandStatus::EsmeRok, seq, Pdu::UnbindResp), false));
-                return Err(End::Lost("the peer unbound".into()));
+                return Err(BindEnd::Lost("the peer unbound".into()));
             }
             Some(Pdu::UnbindResp) => {
                 self.pending.remove(&seq);
@@ -428,36 +443,37 @@ impl Session<'_> {
 
     fn fail_all(&mut self, why: &str) {
         for (_, (_, p)) in self.pending.drain() {
-            if let Pending::Submit(tx) = p {
+            if let AwaitingResp::Submit(tx) = p {
                 let _ = tx.send(PartResult::Lost(why.to_string()));
             }
         }
     }
 }
 
-async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
+async fn serve(shared: &BindContext, state: &BindState, conn: Conn) -> BindEnd {
     let (mut sink, mut stream) = conn.split();
     let (acks, mut acks_rx) = mpsc::unbounded_channel();
     let mut s =
-        Session { shared, state, next_seq: 1, pending: HashMap::new(), link_outstanding: None, inbound: 0, acks };
+        BindSession { shared, state, next_seq: 1, pending: HashMap::new(), link_outstanding: None, inbound: 0, acks };
     let cfg = &shared.cfg;
     let timeout = Duration::from_secs(cfg.response_timeout_secs);
     let mut link = tokio::time::interval(Duration::from_secs(cfg.enquire_link_secs));
     link.reset();
     let mut check = tokio::time::interval(Duration::from_millis(250));
     let end = loop {
-        let room = state.mode.submits() && s.submits_pending() < cfg.window;
+        let room = state.kind.submits() && s.submits_pending() < cfg.window;
         let listen = s.inbound < cfg.window;
         tokio::select! {
-            _ = shared.cancel.cancelled() => break End::Stopped,
+            _ = shared.cancel.cancelled() => break BindEnd::Stopped,
             frame = stream.next(), if listen => {
                 let frame = match frame {
-                    None => break End::Lost("the peer closed the connection".into()),
-                    Some(Err(e)) => break End::Lost(e.to_string()),
-                    Some(Ok(f)) => f,
+                    None => break BindEnd::Lost("the peer closed the connection".into()),
+                    Some(Err(e)) => break BindEnd::Lost(e.to_string()),
+                    Some(Ok(SmppFrame::Oversized { command_length, .. })) => break BindEnd::Lost(oversized(command_length)),
+                    Some(Ok(SmppFrame::Pdu(p))) => p,
                 };
                 match s.handle(frame) {
-                    Ok(Some(reply)) => if let Err(e) = sink.send(reply).await { break End::Lost(e.to_string()) },
+                    Ok(Some(reply)) => if let Err(e) = sink.send(reply).await { break BindEnd::Lost(e.to_string()) },
                     Ok(None) => {}
                     Err(end) => {
                         while let Ok((c, _)) = acks_rx.try_recv() { let _ = sink.send(c).await; }
@@ -468,34 +484,34 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
             Some((reply, inbound)) = acks_rx.recv() => {
                 s.inbound -= usize::from(inbound);
                 state.inbound_waiting.store(s.inbound, Ordering::Relaxed);
-                if let Err(e) = sink.send(reply).await { break End::Lost(e.to_string()) }
+                if let Err(e) = sink.send(reply).await { break BindEnd::Lost(e.to_string()) }
             }
             job = shared.jobs.recv(), if room => {
-                let Ok(job) = job else { break End::Stopped };
+                let Ok(job) = job else { break BindEnd::Stopped };
                 if job.reply.is_closed() { continue; } // its submitter gave up waiting
                 crate::supervise::fault_point("smpp", &shared.route);
                 let seq = s.seq();
                 let cmd = Command::new(CommandStatus::EsmeRok, seq, Pdu::SubmitSm(job.pdu));
-                s.pending.insert(seq, (Instant::now() + timeout, Pending::Submit(job.reply)));
+                s.pending.insert(seq, (Instant::now() + timeout, AwaitingResp::Submit(job.reply)));
                 state.in_window.store(s.submits_pending(), Ordering::Relaxed);
-                if let Err(e) = sink.send(cmd).await { break End::Lost(e.to_string()) }
+                if let Err(e) = sink.send(cmd).await { break BindEnd::Lost(e.to_string()) }
             }
             _ = link.tick() => {
                 if let Some(since) = s.link_outstanding && since.elapsed() > timeout {
-                    break End::Lost(format!("no answer to enquire_link within {} s", cfg.response_timeout_secs));
+                    break BindEnd::Lost(format!("no answer to enquire_link within {} s", cfg.response_timeout_secs));
                 }
                 if s.link_outstanding.is_none() {
                     s.link_outstanding = Some(Instant::now());
                     let seq = s.seq();
                     if let Err(e) = sink.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLink)).await {
-                        break End::Lost(e.to_string());
+                        break BindEnd::Lost(e.to_string());
                     }
                 }
             }
             _ = check.tick() => s.expire(Instant::now()),
         }
     };
-    if let End::Lost(why) = &end {
+    if let BindEnd::Lost(why) = &end {
         s.fail_all(why);
         return end;
     }
@@ -505,7 +521,7 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
     loop {
         if !unbinding && s.submits_pending() == 0 {
             let seq = s.seq();
-            s.pending.insert(seq, (deadline, Pending::Unbind));
+            s.pending.insert(seq, (deadline, AwaitingResp::Unbind));
             if sink.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::Unbind)).await.is_err() {
                 break;
             }
@@ -518,7 +534,7 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
             _ = tokio::time::sleep_until(deadline) => break,
             Some((reply, _)) = acks_rx.recv() => { let _ = sink.send(reply).await; }
             frame = stream.next() => match frame {
-                Some(Ok(f)) => match s.handle(f) {
+                Some(Ok(SmppFrame::Pdu(p))) => match s.handle(p) {
                     Ok(Some(reply)) => { let _ = sink.send(reply).await; }
                     Ok(None) => {}
                     Err(_) => break,
@@ -529,5 +545,5 @@ async fn serve(shared: &Shared, state: &State, conn: Conn) -> End {
     }
     s.fail_all("smsgw is stopping");
     let _ = sink.close().await;
-    End::Stopped
+    BindEnd::Stopped
 }

@@ -20,12 +20,14 @@ use tokio_util::codec::FramedRead;
 
 use super::text::{parse_udh, yymmddhhmm};
 use super::{
-    BindKind, ConcatInfo, ConcatVia, DeliverKind, Out, PendingDeliver, SessionEntry, Shared, SmscError, SubmitKind,
+    BindKind, BoundEsme, ConcatInfo, ConcatVia, DeliverKind, Out, PendingDeliver, SmscError, SmscState, SubmitKind,
     SubmitOutcome, Submitted, cmd, lock, status, write_loop,
 };
-use crate::simulate::framer::{Frame, Inbound, PduFramer, decode_frame, generic_nack, header_only_command};
+use crate::smpp::reply::{generic_nack, header_only_command};
+use crate::smpp::{FramingError, RawPdu, SmppFrame, SmppFramer};
 
-enum End {
+/// Why a connection's read loop ended.
+enum SessionEnd {
     PeerClosed,
     Unbind,
     Drop,
@@ -34,9 +36,10 @@ enum End {
     Io(String),
 }
 
-struct Session {
+/// One ESME's connection as the simulator serves it.
+struct EsmeSession {
     id: u64,
-    shared: Arc<Shared>,
+    shared: Arc<SmscState>,
     tx: mpsc::UnboundedSender<Out>,
     /// (system_id, kind) once bound.
     bound: Option<(String, BindKind)>,
@@ -44,15 +47,15 @@ struct Session {
     drop_at: Option<tokio::time::Instant>,
 }
 
-pub(super) async fn run_session(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+pub(super) async fn run_session(shared: Arc<SmscState>, stream: TcpStream, peer: SocketAddr) {
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, rx));
     let window = Arc::new(Semaphore::new(shared.config().window.clamp(1, Semaphore::MAX_PERMITS)));
     shared.event(format!("connect session {id} from {peer}"));
-    let mut session = Session { id, shared, tx, bound: None, window, drop_at: None };
-    let end = session.read_loop(FramedRead::new(rd, PduFramer::default())).await;
+    let mut session = EsmeSession { id, shared, tx, bound: None, window, drop_at: None };
+    let end = session.read_loop(FramedRead::new(rd, SmppFramer::default())).await;
     session.finish(end, writer).await;
 }
 
@@ -63,45 +66,46 @@ async fn wait_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-impl Session {
-    async fn read_loop(&mut self, mut reader: FramedRead<OwnedReadHalf, PduFramer>) -> End {
+impl EsmeSession {
+    async fn read_loop(&mut self, mut reader: FramedRead<OwnedReadHalf, SmppFramer>) -> SessionEnd {
         let cancel = self.shared.cancel.clone();
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return End::Shutdown,
+                _ = cancel.cancelled() => return SessionEnd::Shutdown,
                 _ = wait_until(self.drop_at) => {
                     let secs = self.shared.config().drop_every_secs.unwrap_or(0);
                     self.shared.event(format!("drop session {} after {secs} s", self.id));
-                    return End::Drop;
+                    return SessionEnd::Drop;
                 }
                 item = reader.next() => match item {
-                    None => return End::PeerClosed,
-                    Some(Err(e)) => return End::Io(e.to_string()),
-                    Some(Ok(Inbound::Frame(frame))) => {
+                    None => return SessionEnd::PeerClosed,
+                    Some(Err(FramingError::Length { sequence_number, command_length, .. })) => {
+                        let seq = sequence_number.unwrap_or_default();
+                        self.nack(status::INVCMDLEN, seq, &format!("command_length {command_length}"));
+                        return SessionEnd::BadFraming;
+                    }
+                    Some(Err(e)) => return SessionEnd::Io(e.to_string()),
+                    Some(Ok(SmppFrame::Pdu(frame))) => {
                         if let Some(end) = self.on_frame(frame) {
                             return end;
                         }
                     }
-                    Some(Ok(Inbound::Oversized { sequence_number, command_length, .. })) => {
+                    Some(Ok(SmppFrame::Oversized { sequence_number, command_length, .. })) => {
                         self.nack(status::INVCMDLEN, sequence_number, &format!("command_length {command_length}"));
-                    }
-                    Some(Ok(Inbound::BadLength { sequence_number, command_length, .. })) => {
-                        self.nack(status::INVCMDLEN, sequence_number, &format!("command_length {command_length}"));
-                        return End::BadFraming;
                     }
                 }
             }
         }
     }
 
-    async fn finish(self, end: End, writer: tokio::task::JoinHandle<()>) {
+    async fn finish(self, end: SessionEnd, writer: tokio::task::JoinHandle<()>) {
         let why = match &end {
-            End::PeerClosed => "peer closed".to_owned(),
-            End::Unbind => "unbind".to_owned(),
-            End::Drop => "dropped".to_owned(),
-            End::BadFraming => "bad command_length".to_owned(),
-            End::Shutdown => "shutdown".to_owned(),
-            End::Io(e) => format!("read error: {e}"),
+            SessionEnd::PeerClosed => "peer closed".to_owned(),
+            SessionEnd::Unbind => "unbind".to_owned(),
+            SessionEnd::Drop => "dropped".to_owned(),
+            SessionEnd::BadFraming => "bad command_length".to_owned(),
+            SessionEnd::Shutdown => "shutdown".to_owned(),
+            SessionEnd::Io(e) => format!("read error: {e}"),
         };
         // Unregister first, so nothing new is routed here, and keep what was not acknowledged for the next bind.
         {
@@ -115,7 +119,7 @@ impl Session {
             }
         }
         match end {
-            End::Drop | End::Shutdown => writer.abort(),
+            SessionEnd::Drop | SessionEnd::Shutdown => writer.abort(),
             _ => {
                 let _ = self.tx.send(Out::Close);
                 let mut writer = writer;
@@ -140,7 +144,7 @@ impl Session {
         self.send(generic_nack(code, seq));
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Option<End> {
+    fn on_frame(&mut self, frame: RawPdu) -> Option<SessionEnd> {
         let seq = frame.sequence_number;
         if frame.is_response() {
             self.on_response(&frame);
@@ -159,7 +163,7 @@ impl Session {
             cmd::UNBIND => {
                 self.shared.event(format!("unbind from {}", self.system_id()));
                 self.send(header_only_command(cmd::UNBIND_RESP, status::OK, seq));
-                Some(End::Unbind)
+                Some(SessionEnd::Unbind)
             }
             cmd::BIND_TRANSMITTER | cmd::BIND_RECEIVER | cmd::BIND_TRANSCEIVER => {
                 self.on_bind(&frame);
@@ -173,7 +177,7 @@ impl Session {
         }
     }
 
-    fn on_response(&self, frame: &Frame) {
+    fn on_response(&self, frame: &RawPdu) {
         if !matches!(frame.command_id, cmd::DELIVER_SM_RESP | cmd::GENERIC_NACK) {
             return;
         }
@@ -199,7 +203,7 @@ impl Session {
         self.shared.event(line);
     }
 
-    fn on_bind(&mut self, frame: &Frame) {
+    fn on_bind(&mut self, frame: &RawPdu) {
         let Some(kind) = BindKind::from_command(frame.command_id) else { return };
         let seq = frame.sequence_number;
         let resp_id = frame.command_id | cmd::RESP;
@@ -208,9 +212,9 @@ impl Session {
             self.send(header_only_command(resp_id, status::ALYBND, seq));
             return;
         }
-        let command = match decode_frame(frame) {
+        let command = match frame.decode() {
             Ok(c) => c,
-            Err(e) => return self.nack(status::INVMSGLEN, seq, &e.to_string()),
+            Err(e) => return self.nack(status::INVMSGLEN, seq, &format!("undecodable body: {e}")),
         };
         let (system_id, password, version) = match command.pdu() {
             Some(Pdu::BindTransmitter(b)) => (b.system_id.to_string(), b.password.to_string(), b.interface_version),
@@ -263,7 +267,7 @@ impl Session {
         self.drop_at =
             cfg.drop_every_secs.map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs.min(1 << 32)));
         let mut reg = lock(&self.shared.registry);
-        let entry = SessionEntry {
+        let entry = BoundEsme {
             system_id: system_id.clone(),
             kind,
             tx: self.tx.clone(),
@@ -279,13 +283,13 @@ impl Session {
         }
     }
 
-    fn on_submit(&mut self, frame: &Frame) -> Option<End> {
+    fn on_submit(&mut self, frame: &RawPdu) -> Option<SessionEnd> {
         let seq = frame.sequence_number;
         let resp_id = frame.command_id | cmd::RESP;
-        let command = match decode_frame(frame) {
+        let command = match frame.decode() {
             Ok(c) => c,
             Err(e) => {
-                self.nack(status::INVMSGLEN, seq, &e.to_string());
+                self.nack(status::INVMSGLEN, seq, &format!("undecodable body: {e}"));
                 return None;
             }
         };
@@ -335,7 +339,7 @@ impl Session {
             SubmitOutcome::Dropped => {
                 let count = dropped_at.unwrap_or_default();
                 self.shared.event(format!("drop session {} after submit_sm #{count}", self.id));
-                return Some(End::Drop);
+                return Some(SessionEnd::Drop);
             }
             SubmitOutcome::Throttled => self.send(header_only_command(resp_id, status::THROTTLED, seq)),
             SubmitOutcome::Rejected(code) => self.send(header_only_command(resp_id, code, seq)),
@@ -362,7 +366,7 @@ impl Session {
                     tlvs: cfg.receipt_tlvs,
                 });
                 let resp = ok_submit_resp(frame.command_id, seq, &message_id);
-                let job = SubmitJob {
+                let job = AcceptedSubmit {
                     shared: self.shared.clone(),
                     tx: self.tx.clone(),
                     window: self.window.clone(),
@@ -389,9 +393,9 @@ fn ok_submit_resp(command_id: u32, seq: u32, message_id: &str) -> Command {
     Command::new(CommandStatus::EsmeRok, seq, pdu)
 }
 
-/// One accepted submit: its response and maybe its receipt, on their own task.
-struct SubmitJob {
-    shared: Arc<Shared>,
+/// One accepted submit_sm or data_sm: its response and maybe its receipt, on their own task.
+struct AcceptedSubmit {
+    shared: Arc<SmscState>,
     tx: mpsc::UnboundedSender<Out>,
     window: Arc<Semaphore>,
     latency: Duration,
@@ -401,7 +405,7 @@ struct SubmitJob {
     receipt: Option<ReceiptPlan>,
 }
 
-impl SubmitJob {
+impl AcceptedSubmit {
     async fn run(self) {
         let Ok(permit) = self.window.clone().acquire_owned().await else { return };
         tokio::time::sleep(self.latency).await;
