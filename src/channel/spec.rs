@@ -93,7 +93,7 @@ pub fn load_str(text: &str, origin: &str, base: &Path) -> Result<Loaded, ConfigE
 fn first_problem<T: DeserializeOwned>(table: &toml::Value) -> Option<(String, String)> {
     let e = serde_path_to_error::deserialize::<_, T>(table.clone()).err()?;
     let path = e.path().to_string();
-    Some((path, e.into_inner().to_string().trim_end().to_string()))
+    Some((path, e.into_inner().message().trim_end().to_string()))
 }
 
 impl RouteKinds for RouteSpec {
@@ -132,7 +132,7 @@ impl RouteKinds for RouteSpec {
                 });
                 match inner {
                     Some((at, why)) => bad(&at, why),
-                    None => bad(key, e.to_string().trim_end().to_string()),
+                    None => bad(key, e.message().trim_end().to_string()),
                 }
                 None
             }
