@@ -363,9 +363,33 @@ pub struct Loaded<S> {
     pub notes: Vec<String>,
 }
 
+/// The most a config file may hold: far more than any real one, and a
+/// bound for a path that names a device or a runaway file.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The most a key or password file may hold: one secret and a newline.
+const MAX_SECRET_BYTES: u64 = 4096;
+
+/// Read a text file of at most `limit` bytes; a longer one (or a device that
+/// never ends, such as `/dev/zero`) is an error, not a hang.
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("longer than {limit} bytes")));
+    }
+    Ok(text)
+}
+
+/// A key or password file's secret, trimmed; a file longer than one secret
+/// could be is refused.
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    read_bounded(path, MAX_SECRET_BYTES).map(|s| s.trim().to_string())
+}
+
 impl Config {
     pub fn from_file<S: RouteKinds>(path: &Path) -> Result<Loaded<S>, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let text = read_bounded(path, MAX_CONFIG_BYTES)
             .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_str(&text, &path.display().to_string(), base)
@@ -540,8 +564,8 @@ impl Config {
                 (Some(s), None) => Some(s.expose().to_string()),
                 (None, Some(f)) => {
                     let f = if f.is_absolute() { f.clone() } else { base.join(f) };
-                    match std::fs::read_to_string(&f) {
-                        Ok(s) => Some(s.trim().to_string()),
+                    match read_secret_file(&f) {
+                        Ok(s) => Some(s),
                         Err(e) => {
                             bad(&format!("{key}.key_file"), format!("cannot read {}: {e}", f.display()));
                             None

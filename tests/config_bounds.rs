@@ -117,3 +117,21 @@ fn values_the_daemon_cannot_run_with_are_refused_with_their_key_and_range() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }
+
+/// A key file, a password file or the config itself that never ends (a
+/// device named by mistake) is refused with the key that names it, not read
+/// until memory runs out.
+#[test]
+fn files_that_never_end_are_refused_not_read_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[[api_keys]]\nname = \"z\"\nkey_file = \"/dev/zero\"";
+    let file = write_config_with(dir.path(), "", extra, &smpp("password_file = \"/dev/zero\""));
+    let (code, err) = smsgw(&["config", "check", file.to_str().unwrap()], dir.path());
+    assert_eq!(code, Some(1), "{err}");
+    for key in ["api_keys[0].key_file", "routes[0].smpp.password_file"] {
+        assert!(err.contains(&format!("{key}: cannot read /dev/zero: longer than 4096 bytes")), "{key}: {err}");
+    }
+    let (code, err) = smsgw(&["config", "check", "/dev/zero"], dir.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("/dev/zero: cannot read: longer than 1048576 bytes"), "{err}");
+}

@@ -180,7 +180,7 @@ impl SmppRoute {
             (Some(_), Some(_)) => bad(&k, "give either password or password_file, not both".into()),
             (None, Some(f)) => {
                 let f = if f.is_absolute() { f.clone() } else { base.join(f) };
-                if let Err(e) = std::fs::read_to_string(&f) {
+                if let Err(e) = crate::config::read_secret_file(&f) {
                     bad(&format!("{k}.password_file"), format!("cannot read {}: {e}", f.display()));
                 }
             }
@@ -232,7 +232,7 @@ impl SmppRoute {
             && let Some(f) = &s.password_file
         {
             let f = if f.is_absolute() { f.clone() } else { base.join(f) };
-            s.password = std::fs::read_to_string(f).ok().map(|p| Secret::new(p.trim()));
+            s.password = crate::config::read_secret_file(&f).ok().map(Secret::new);
         }
     }
 
