@@ -71,7 +71,7 @@ where
 }
 
 /// A test hook: `SMSGW_FAULT_PANIC=<task>:<name-substring>:<n>` (e.g.
-/// `modem:modem1:1`, `smpp:carrier:3`) makes the first task of that kind
+/// `modem:modem1:1`, `smpp:carrier:3`, `lane:carrier:1`) makes the first task of that kind
 /// whose name contains the substring panic when it passes its n-th fault
 /// point, once per process. Without the variable this is a load and a
 /// compare. Tasks call it where they take a job, so a panic there also

@@ -1,4 +1,4 @@
-//! A bind's or a modem's task that panics comes back: the real daemon with
+//! A bind's, a modem's or a lane's task that panics comes back: the real daemon with
 //! a fault injected through `SMSGW_FAULT_PANIC` (the task panics when it
 //! takes its first job), against a virtual modem on a pseudo-terminal and
 //! the SMSC simulator over TCP. The modem or bind is up again, the message
@@ -98,4 +98,26 @@ async fn a_bind_whose_task_panics_comes_back_and_sends() {
     assert_eq!(accepted, 1, "the carrier got it once, after the restart");
     poll(20, "the bind up again", bound).await;
     assert_eq!(restarts(&d, "smpp", "carrier").await, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_task_panics_hands_back_what_it_claimed_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), DISPATCH, &sim_route(dir.path(), "r", "", ""));
+    // The lane panics right after its first claim, holding what it claimed.
+    let d = Daemon::try_start_with_env(dir.path(), &[("SMSGW_FAULT_PANIC", "lane:r:1".into())]).unwrap();
+    let batch: Vec<Value> = (0..5).map(|i| msg(&format!("+7916000000{i}"), "through a restarted lane")).collect();
+    let (code, v) = d.post("/v1/messages", &json!({ "messages": batch })).await;
+    assert_eq!(code, 202, "{v:#}");
+    let ids: Vec<i64> = v["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 5);
+    let mut handed_back = 0;
+    for id in ids {
+        let m = d.wait_status(id, "delivered", 30).await;
+        assert_eq!(m["attempts"], 1, "handing back spent no attempt: {m:#}");
+        handed_back += usize::from(handed_back_with(&m, "lane_restarted"));
+    }
+    assert!(handed_back >= 1, "the claimed messages went back to the queue with the reason");
+    assert_eq!(restarts(&d, "lane", "r").await, Some(1.0));
+    assert_eq!(records(dir.path(), "r").len(), 5, "each sent once");
 }

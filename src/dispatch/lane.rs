@@ -202,7 +202,8 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
             }
             continue;
         }
-        let mut claimed = claimed.into_iter();
+        let mut claimed = Unstarted::new(&d.store, claimed);
+        crate::supervise::fault_point("lane", &name);
         for permit in permits {
             let Some(m) = claimed.next() else { break };
             if let Some(limiter) = &lane.limiter {
@@ -213,7 +214,8 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
                             .record(waited.elapsed().as_secs_f64());
                     }
                     _ = lane.cancel.cancelled() => {
-                        hand_back(&d.store, std::iter::once(m).chain(claimed)).await;
+                        let rest = std::iter::once(m).chain(claimed.rest());
+                        hand_back(&d.store, rest, "stopped", "smsgw stopped before this attempt started").await;
                         return;
                     }
                 }
@@ -223,12 +225,54 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
     }
 }
 
-/// Messages claimed but never started go back to the queue at once.
-async fn hand_back(store: &Store, msgs: impl Iterator<Item = Claimed>) {
+/// Messages a lane claimed and has not started yet. Should the lane's task
+/// panic while holding them, they go back to the queue (the supervisor
+/// restarts the lane) instead of staying `sending` until the next start.
+struct Unstarted {
+    store: Store,
+    claimed: std::vec::IntoIter<Claimed>,
+}
+
+impl Unstarted {
+    fn new(store: &Store, claimed: Vec<Claimed>) -> Unstarted {
+        Unstarted { store: store.clone(), claimed: claimed.into_iter() }
+    }
+
+    /// Every message not started yet, now the caller's to answer.
+    fn rest(&mut self) -> std::vec::IntoIter<Claimed> {
+        std::mem::take(&mut self.claimed)
+    }
+}
+
+impl Iterator for Unstarted {
+    type Item = Claimed;
+    fn next(&mut self) -> Option<Claimed> {
+        self.claimed.next()
+    }
+}
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        let rest: Vec<Claimed> = self.rest().collect();
+        if rest.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        rt.spawn(async move {
+            let why = "the route's lane restarted before this attempt started";
+            hand_back(&store, rest.into_iter(), "lane_restarted", why).await;
+        });
+    }
+}
+
+/// Messages claimed but never started go back to the queue at once, without
+/// spending an attempt.
+async fn hand_back(store: &Store, msgs: impl Iterator<Item = Claimed>, code: &str, text: &str) {
     for m in msgs {
         let f = AttemptFailure {
-            code: "stopped".into(),
-            text: "smsgw stopped before this attempt started".into(),
+            code: code.into(),
+            text: text.into(),
             retry_at: Some(now_ms()),
             final_status: Status::Failed,
             untried: true,
