@@ -685,6 +685,12 @@ pub fn check_without_files<S: RouteKinds>(text: &str) -> Option<Result<Loaded<S>
 impl<S> Route<S> {
     /// True when this route may carry a message to `e164`.
     pub fn serves(&self, e164: &str) -> bool {
-        self.prefixes.is_empty() || self.prefixes.iter().any(|p| e164.starts_with(p.as_str()))
+        serves(&self.prefixes, e164)
     }
+}
+
+/// True when a route with these `prefixes` may carry a message to `e164`:
+/// no prefixes serve every number.
+pub fn serves(prefixes: &[String], e164: &str) -> bool {
+    prefixes.is_empty() || prefixes.iter().any(|p| e164.starts_with(p.as_str()))
 }

@@ -53,7 +53,7 @@ async fn bind_checks_credentials_versions_and_state() {
     let mut bad_pw = Esme::connect(addr).await;
     let (status, frame) = bad_pw.bind(cmd::BIND_TRANSMITTER, "smsgw", "wrong", 0x34).await;
     assert_eq!(status, 0x0E);
-    assert!(frame.body.is_empty(), "error responses carry the header only");
+    assert!(frame.body().is_empty(), "error responses carry the header only");
     // The connection stays usable: a corrected bind works.
     assert_eq!(bad_pw.bind(cmd::BIND_TRANSMITTER, "smsgw", "secret", 0x34).await.0, 0);
 

@@ -22,7 +22,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             match framer.decode(&mut buf) {
                 Ok(Some(SmppFrame::Pdu(p))) => {
                     // A PDU that does not decode is answered with generic_nack; the bind lives on.
-                    if let Ok(c) = p.decode()
+                    if let Ok(c) = p.into_command()
                         && let Some(d) = c.pdu().and_then(Delivered::from_pdu)
                     {
                         let _ = read(&d, coding, ids);

@@ -38,8 +38,7 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
                 .set(m.in_flight as f64);
         }
     }
-    let devices =
-        routes.iter().flat_map(|r| r.members.iter().filter_map(|m| m.device.as_ref()).map(|m| (r.name.clone(), m)));
+    let devices = routes.iter().flat_map(|r| r.devices.iter().map(|m| (r.name.clone(), m)));
     for (route, m) in devices {
         let (ready, name) = (m.ready, m.port.clone());
         ::metrics::gauge!("smsgw_modem_up", "route" => route.clone(), "modem" => name.clone()).set(if ready {

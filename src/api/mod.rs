@@ -147,7 +147,7 @@ async fn modems(
 ) -> Result<Json<ModemsOut>, Problem> {
     caller.require(&[Scope::Read])?;
     let routes = state.dispatcher.snapshot();
-    let devices = routes.into_iter().flat_map(|r| r.members).filter_map(|m| m.device);
+    let devices = routes.into_iter().flat_map(|r| r.devices);
     Ok(Json(ModemsOut { modems: devices.map(|d| d.view).collect() }))
 }
 

@@ -23,7 +23,6 @@ pub struct Outbound {
     pub id: i64,
     pub to: String,
     pub from: Option<String>,
-    pub text: String,
     /// The text's alphabet and parts, planned once for every route: the
     /// parts are what goes out (a route plans again only when its carrier
     /// cannot take the alphabet).
@@ -190,14 +189,10 @@ pub struct Member {
     /// A modem's signal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal_dbm: Option<i32>,
-    /// A member that is a device on this box (a modem): what its kind's own
-    /// endpoint and gauges show. Not part of the route's view.
-    #[serde(skip)]
-    pub device: Option<Device>,
 }
 
-/// A device member (a modem) as its kind reports it, in terms every layer
-/// above can read without knowing the kind.
+/// A member that is a device on this box (a modem) as its kind reports it,
+/// in terms every layer above can read without knowing the kind.
 #[derive(Debug, Clone)]
 pub struct Device {
     /// The device as `GET /v1/modems` shows it, serialized by its kind.
@@ -226,6 +221,12 @@ pub trait Channel: Send + Sync {
     /// The route's state and its members (binds, modems), each member with
     /// what its kind tells about it.
     fn health(&self) -> Health;
+    /// The route's members that are devices on this box (modems), for
+    /// `GET /v1/modems` and their gauges; none for other kinds. Asked by
+    /// readers only, never on the way of a message.
+    fn devices(&self) -> Vec<Device> {
+        Vec::new()
+    }
     /// What this route handed to the network in the last day (remote id and
     /// time, ms since the epoch), read from the store when the route is
     /// built: a route that caps its sends carries on counting from there.

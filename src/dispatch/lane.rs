@@ -290,7 +290,6 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
         id: m.id,
         to: m.to.clone(),
         from: m.from.clone(),
-        text: m.text.clone(),
         plan: sms::plan(&m.text, sms::Alphabets::Any),
         priority: m.priority,
         attempt: m.attempt,

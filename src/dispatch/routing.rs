@@ -25,10 +25,8 @@ struct Entry {
 }
 
 impl Entry {
-    /// True when this route may carry a message to `e164` (as
-    /// [`Route::serves`]): no prefixes serve every number.
     fn serves(&self, e164: &str) -> bool {
-        self.prefixes.is_empty() || self.prefixes.iter().any(|p| e164.starts_with(p.as_str()))
+        crate::config::serves(&self.prefixes, e164)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::Dispatcher;
 use super::lane::Lane;
-use crate::channel::{Member, RouteState};
+use crate::channel::{Device, Member, RouteState};
 use std::sync::atomic::Ordering;
 
 /// One route as it is now: config, health, load and counters since start.
@@ -27,9 +27,11 @@ pub struct RouteView {
     pub failed: u64,
     pub retried: u64,
     pub last_error: Option<String>,
-    /// The route's binds or modems, each with its state and load (a
-    /// modem's own view in its `device`).
+    /// The route's binds or modems, each with its state and load.
     pub members: Vec<Member>,
+    /// Its members that are devices on this box (modems), as their kind
+    /// shows them.
+    pub devices: Vec<Device>,
 }
 
 impl RouteView {
@@ -50,6 +52,7 @@ impl RouteView {
             retried: l.retried.load(Ordering::Relaxed),
             last_error: l.last_error(),
             members: h.members,
+            devices: l.channel.devices(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! caller decides whether to answer it or to drop the peer. Only a `command_length` below the header's own 16 octets
 //! breaks the framing: that ends the stream with [`FramingError::Length`].
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use rusmpp::Command;
 use rusmpp::decode::{DecodeError, DecodeWithLength};
 use rusmpp::encode::{Length, owned::Encode};
@@ -20,31 +20,48 @@ pub const HEADER_LEN: usize = 16;
 /// Largest PDU accepted by default: a submit or deliver with a 64 KiB message_payload.
 pub const MAX_PDU: usize = 70_000;
 
-/// One PDU as it came off the wire: its header fields and its body, not yet decoded.
+/// One PDU as it came off the wire: its header fields and its bytes, not yet decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawPdu {
     pub command_id: u32,
     pub command_status: u32,
     pub sequence_number: u32,
-    pub body: Bytes,
+    /// The PDU after its command_length: the other three header fields, then the body.
+    frame: BytesMut,
 }
 
 impl RawPdu {
+    /// A PDU with these header fields and `body`.
+    pub fn new(command_id: u32, command_status: u32, sequence_number: u32, body: &[u8]) -> RawPdu {
+        let mut frame = BytesMut::with_capacity(12 + body.len());
+        frame.put_u32(command_id);
+        frame.put_u32(command_status);
+        frame.put_u32(sequence_number);
+        frame.extend_from_slice(body);
+        RawPdu { command_id, command_status, sequence_number, frame }
+    }
+
+    /// The body, after the header.
+    pub fn body(&self) -> &[u8] {
+        &self.frame[12..]
+    }
+
     /// True for `*_resp` and `generic_nack` (bit 31 of command_id).
     pub fn is_response(&self) -> bool {
         self.command_id & 0x8000_0000 != 0
     }
 
-    /// The PDU as a typed [`Command`] (rusmpp's `DecodeWithLength` over the header without its length, and the
-    /// body). A command whose body rusmpp does not know, or that needs a body and has none, may decode with no PDU.
+    /// The PDU as a typed [`Command`], decoded where it lies (rusmpp's `DecodeWithLength` over the header without
+    /// its length, and the body). A command whose body rusmpp does not know, or that needs a body and has none, may
+    /// decode with no PDU.
+    pub fn into_command(mut self) -> Result<Command, DecodeError> {
+        let length = self.frame.len();
+        <Command as DecodeWithLength>::decode(&mut self.frame, length).map(|(command, _)| command)
+    }
+
+    /// [`RawPdu::into_command`] for a caller that keeps the PDU (it decodes a copy).
     pub fn decode(&self) -> Result<Command, DecodeError> {
-        let mut buf = BytesMut::with_capacity(12 + self.body.len());
-        buf.put_u32(self.command_id);
-        buf.put_u32(self.command_status);
-        buf.put_u32(self.sequence_number);
-        buf.extend_from_slice(&self.body);
-        let length = buf.len();
-        <Command as DecodeWithLength>::decode(&mut buf, length).map(|(command, _)| command)
+        self.clone().into_command()
     }
 }
 
@@ -140,9 +157,9 @@ impl Decoder for SmppFramer {
             src.reserve(len - src.len());
             return Ok(None);
         }
-        let mut pdu = src.split_to(len);
-        pdu.advance(HEADER_LEN);
-        Ok(Some(SmppFrame::Pdu(RawPdu { command_id, command_status, sequence_number, body: pdu.freeze() })))
+        let mut frame = src.split_to(len);
+        frame.advance(4);
+        Ok(Some(SmppFrame::Pdu(RawPdu { command_id, command_status, sequence_number, frame })))
     }
 }
 
@@ -271,7 +288,7 @@ pub(crate) mod tests {
                 }
             }
             let id = ids[rng.random_range(0..ids.len())];
-            let pdu = RawPdu { command_id: id, command_status: 0, sequence_number: 1, body: Bytes::from(body) };
+            let pdu = RawPdu::new(id, 0, 1, &body);
             let _ = pdu.decode();
         }
     }

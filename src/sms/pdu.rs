@@ -538,21 +538,16 @@ pub struct UserDataHeader {
     pub wide_reference: bool,
 }
 
-/// The concatenation IE of the user data header at the start of `ud` (TP-UD, or an SMPP
-/// short_message with UDHI set: the header's length octet first), and the header's length with
-/// that octet. Other IEs are skipped. An IE whose values TS 23.040 §9.2.3.24.1 says to ignore
-/// (0 parts, part 0 or past the last) is ignored; if there are several, the last one counts.
-/// Error offsets count from the start of `ud`.
-pub fn user_data_header(ud: &[u8]) -> Result<(Option<Concat>, usize), PduError> {
-    read_udh(ud, 0).map(|h| (h.concat, h.len))
-}
-
-/// [`user_data_header`], also telling which kind of concatenation element it was.
-pub fn read_user_data_header(ud: &[u8]) -> Result<UserDataHeader, PduError> {
+/// The user data header at the start of `ud` (TP-UD, or an SMPP short_message with UDHI set: the
+/// header's length octet first): its length with that octet and its concatenation IE. Other IEs
+/// are skipped. An IE whose values TS 23.040 §9.2.3.24.1 says to ignore (0 parts, part 0 or past
+/// the last) is ignored; if there are several, the last one counts. Error offsets count from the
+/// start of `ud`.
+pub fn user_data_header(ud: &[u8]) -> Result<UserDataHeader, PduError> {
     read_udh(ud, 0)
 }
 
-/// [`read_user_data_header`] for user data that starts at octet `at` of a PDU.
+/// [`user_data_header`] for user data that starts at octet `at` of a PDU.
 fn read_udh(ud: &[u8], at: usize) -> Result<UserDataHeader, PduError> {
     let Some(&udhl) = ud.first() else {
         return Err(PduError::Truncated { field: "TP-UDH", at, needed: 1, available: 0 });

@@ -301,10 +301,13 @@ impl Channel for Pool {
                 // One at a time: the driver waits for each commit.
                 inbound_waiting: 0,
                 signal_dbm: m.info.signal_dbm,
-                device: Some(device(m)),
             })
             .collect();
         Health { state, detail: Some(detail), members }
+    }
+
+    fn devices(&self) -> Vec<Device> {
+        self.modems().iter().map(device).collect()
     }
 
     fn restore_sent(&self, sent: Vec<(String, crate::message::Millis)>) {

@@ -254,7 +254,6 @@ impl Channel for Smpp {
                     capacity: if s.kind.submits() { self.cfg.window } else { 0 },
                     inbound_waiting: s.inbound_waiting.load(Ordering::Relaxed),
                     signal_dbm: None,
-                    device: None,
                 }
             })
             .collect();

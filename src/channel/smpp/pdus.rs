@@ -307,8 +307,8 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
         return Ok(Incoming::Receipt { id: receipt::canonical_receipt_id(&id, ids), status, error });
     }
     let (concat, text_bytes) = if d.esm_class & ESM_UDHI != 0 {
-        let (concat, header_len) = sms::pdu::user_data_header(body)?;
-        (concat, body.get(header_len..).unwrap_or_default())
+        let header = sms::pdu::user_data_header(body)?;
+        (header.concat, body.get(header.len..).unwrap_or_default())
     } else {
         let concat = match sar {
             (Some(r), Some(t), Some(s)) => sms::pdu::Concat::checked(r, t, s),

@@ -250,7 +250,7 @@ async fn connect_and_bind(shared: &BindContext, kind: BindKind) -> Result<Conn, 
             }
             Some(Ok(SmppFrame::Pdu(p))) => {
                 // Anything else before the bind answer (an early enquire_link, a PDU that does not decode) is ignored.
-                let Ok(c) = p.decode() else { continue };
+                let Ok(c) = p.into_command() else { continue };
                 if c.sequence_number() != 1 || u32::from(c.id()) & 0x8000_0000 == 0 {
                     continue;
                 }
@@ -324,9 +324,10 @@ impl BindSession<'_> {
 
     /// Handle one frame; returns what to send back, or the end of the session.
     fn handle(&mut self, pdu: RawPdu) -> Result<Option<Command>, BindEnd> {
-        let cmd = match pdu.decode() {
+        let (command_id, sequence) = (pdu.command_id, pdu.sequence_number);
+        let cmd = match pdu.into_command() {
             Err(e) => {
-                let (command_id, sequence, reason) = (pdu.command_id, pdu.sequence_number, e.to_string());
+                let reason = e.to_string();
                 tracing::warn!(route = %self.shared.route, command_id = format!("0x{command_id:08x}"), %reason, "undecodable PDU");
                 if command_id & 0x8000_0000 != 0 {
                     self.resolve(sequence, PartResult::Lost(format!("undecodable answer: {reason}")));

@@ -6,13 +6,13 @@ use std::time::SystemTime;
 use super::{ConcatInfo, ConcatVia};
 
 /// Splits off the UDH and reads a concatenation element (IEI 0x00 or 0x08) from it, by the
-/// gateway's own parser ([`crate::sms::pdu::read_user_data_header`]): part numbers TS 23.040 says
+/// gateway's own parser ([`crate::sms::pdu::user_data_header`]): part numbers TS 23.040 says
 /// to ignore (no parts, part 0, past the last) give no concatenation. A header whose elements do
 /// not add up is still split off when its length fits, with no concatenation read from it.
 pub fn parse_udh(data: &[u8]) -> (Option<Vec<u8>>, Option<ConcatInfo>) {
     let Some(&udhl) = data.first() else { return (None, None) };
     let udh = data.get(..1 + usize::from(udhl)).map(<[u8]>::to_vec);
-    let Ok(header) = crate::sms::pdu::read_user_data_header(data) else { return (udh, None) };
+    let Ok(header) = crate::sms::pdu::user_data_header(data) else { return (udh, None) };
     let via = if header.wide_reference { ConcatVia::Udh16 } else { ConcatVia::Udh8 };
     let concat = header.concat.map(|c| ConcatInfo { via, reference: c.reference, total: c.total, part: c.seq });
     (udh, concat)
