@@ -59,10 +59,13 @@ pub enum Status {
     /// Refused permanently, or out of retries.
     Failed,
     Cancelled,
+    /// Never sent: policy stopped it (the number opted out, or a
+    /// promotional message had no consent); the reason is its error code.
+    Suppressed,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Queued,
         Status::Sending,
         Status::Submitted,
@@ -71,6 +74,7 @@ impl Status {
         Status::Expired,
         Status::Failed,
         Status::Cancelled,
+        Status::Suppressed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +87,7 @@ impl Status {
             Status::Expired => "expired",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Suppressed => "suppressed",
         }
     }
 
@@ -92,7 +97,91 @@ impl Status {
 
     /// A final status never changes again.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Delivered | Status::Undelivered | Status::Expired | Status::Failed | Status::Cancelled)
+        matches!(
+            self,
+            Status::Delivered
+                | Status::Undelivered
+                | Status::Expired
+                | Status::Failed
+                | Status::Cancelled
+                | Status::Suppressed
+        )
+    }
+}
+
+/// What happened, as the outbox records it and a webhook names it. Every
+/// event is a row in the store's `events` table, written in the same
+/// transaction as the change that caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum EventKind {
+    #[serde(rename = "message.submitted")]
+    MessageSubmitted,
+    #[serde(rename = "message.delivered")]
+    MessageDelivered,
+    #[serde(rename = "message.undelivered")]
+    MessageUndelivered,
+    #[serde(rename = "message.failed")]
+    MessageFailed,
+    #[serde(rename = "message.expired")]
+    MessageExpired,
+    #[serde(rename = "message.cancelled")]
+    MessageCancelled,
+    #[serde(rename = "message.suppressed")]
+    MessageSuppressed,
+    #[serde(rename = "inbound.received")]
+    InboundReceived,
+    #[serde(rename = "optout.changed")]
+    OptoutChanged,
+    #[serde(rename = "route.state_changed")]
+    RouteStateChanged,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::MessageSubmitted,
+        EventKind::MessageDelivered,
+        EventKind::MessageUndelivered,
+        EventKind::MessageFailed,
+        EventKind::MessageExpired,
+        EventKind::MessageCancelled,
+        EventKind::MessageSuppressed,
+        EventKind::InboundReceived,
+        EventKind::OptoutChanged,
+        EventKind::RouteStateChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::MessageSubmitted => "message.submitted",
+            EventKind::MessageDelivered => "message.delivered",
+            EventKind::MessageUndelivered => "message.undelivered",
+            EventKind::MessageFailed => "message.failed",
+            EventKind::MessageExpired => "message.expired",
+            EventKind::MessageCancelled => "message.cancelled",
+            EventKind::MessageSuppressed => "message.suppressed",
+            EventKind::InboundReceived => "inbound.received",
+            EventKind::OptoutChanged => "optout.changed",
+            EventKind::RouteStateChanged => "route.state_changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The event a message's move to `status` is, if any (`queued` and
+    /// `sending` are steps on the way, not events).
+    pub fn for_status(status: Status) -> Option<Self> {
+        match status {
+            Status::Queued | Status::Sending => None,
+            Status::Submitted => Some(EventKind::MessageSubmitted),
+            Status::Delivered => Some(EventKind::MessageDelivered),
+            Status::Undelivered => Some(EventKind::MessageUndelivered),
+            Status::Failed => Some(EventKind::MessageFailed),
+            Status::Expired => Some(EventKind::MessageExpired),
+            Status::Cancelled => Some(EventKind::MessageCancelled),
+            Status::Suppressed => Some(EventKind::MessageSuppressed),
+        }
     }
 }
 
@@ -162,6 +251,17 @@ mod tests {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
         assert_eq!(Status::parse("bogus"), None);
+    }
+
+    #[test]
+    fn event_names_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(EventKind::parse("message.queued"), None);
+        let events: Vec<_> = Status::ALL.into_iter().filter_map(EventKind::for_status).collect();
+        assert_eq!(events.len(), 7, "every status but queued and sending is an event");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! its own.
 
 use super::StoreError;
-use crate::message::Millis;
+use super::events::{self, NewEvent};
+use crate::message::{EventKind, Millis};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// One received SMS (or one part of a concatenated one).
@@ -70,7 +71,9 @@ fn insert(
         p.undecodable.as_ref().map(|u| &u.pdu),
         p.undecodable.as_ref().map(|u| &u.reason),
     ])?;
-    Ok(c.last_insert_rowid())
+    let id = c.last_insert_rowid();
+    events::emit(c, EventKind::InboundReceived, now, &NewEvent { inbound_id: Some(id), ..NewEvent::default() })?;
+    Ok(id)
 }
 
 /// Store a part; returns the inbound message id once it is complete.

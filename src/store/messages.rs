@@ -5,7 +5,8 @@
 //! change writes a history row in the same transaction.
 
 use super::StoreError;
-use crate::message::{Millis, Priority, ReceiptStatus, Status};
+use super::events::{self, NewEvent};
+use crate::message::{EventKind, Millis, Priority, ReceiptStatus, Status};
 use crate::sms::Encoding;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -140,9 +141,15 @@ pub enum CancelOutcome {
     TooLate(Status),
 }
 
+/// Record a message's move to `status`: its history row and, when the move
+/// is an event a service may be told of, its outbox row, in the caller's
+/// transaction.
 fn history(c: &Connection, id: i64, at: Millis, status: Status, detail: &str) -> rusqlite::Result<()> {
     c.prepare_cached("INSERT INTO history (message_id, at, status, detail) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![id, at, status.as_str(), detail])?;
+    if let Some(kind) = EventKind::for_status(status) {
+        events::emit(c, kind, at, &NewEvent { message_id: Some(id), ..NewEvent::default() })?;
+    }
     Ok(())
 }
 

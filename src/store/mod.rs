@@ -11,9 +11,11 @@
 //! in small batches and gives the free pages back (incremental auto-vacuum,
 //! set when a store is created; `vacuum` switches an older file once).
 
+mod events;
 mod fill;
 mod inbound;
 mod messages;
+mod optouts;
 mod query;
 mod retention;
 mod schema;
@@ -25,6 +27,7 @@ pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
     SubmittedPart,
 };
+pub use optouts::OptOutChange;
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
 pub use retention::{Pruned, Retention};
 
@@ -314,6 +317,12 @@ impl Store {
     /// Store a received message or part; the id once a message is complete.
     pub async fn record_inbound(&self, part: InboundPart) -> Result<Option<i64>, StoreError> {
         self.write(move |c| inbound::record(c, &part, now_ms())).await
+    }
+
+    /// Add or remove an opt-out; true when the registry changed (and its
+    /// `optout.changed` event was written with it).
+    pub async fn set_optout(&self, change: OptOutChange) -> Result<bool, StoreError> {
+        self.write(move |c| Ok(optouts::set(c, &change, now_ms())?)).await
     }
 
     /// Store concatenated messages whose missing parts are older than `age_ms`.

@@ -47,7 +47,7 @@ impl Pruned {
 /// The statuses after which nothing more happens to a message. Must match
 /// the `messages_finished` index's condition word for word, or SQLite will
 /// not use that index.
-const FINISHED: &str = "status IN ('delivered', 'undelivered', 'expired', 'failed', 'cancelled')";
+const FINISHED: &str = "status IN ('delivered', 'undelivered', 'expired', 'failed', 'cancelled', 'suppressed')";
 
 /// Delete up to `limit` rows of each kind older than the retention allows at
 /// `now`. The caller repeats while a batch comes back full.

@@ -180,6 +180,58 @@ CREATE TRIGGER messages_counted_queue AFTER UPDATE OF status, route, priority ON
         ON CONFLICT (route, priority) DO UPDATE SET n = n + 1;
 END;
 "#,
+    // 7: what closes the loop with LAN services. The outbox (`events`): one
+    // row per thing that happened, written in the transaction that made it
+    // happen, read by the webhook deliverer. A message's own callback URL.
+    // The opt-out registry and the consent records that policy enforces;
+    // `suppressed` is final, so retention prunes it like the other ends.
+    // An inbound message's link to the message it answers, and what its
+    // text means (a keyword's action, a yes or no).
+    r#"
+DROP INDEX messages_finished;
+CREATE INDEX messages_finished ON messages(updated_at)
+    WHERE status IN ('delivered', 'undelivered', 'expired', 'failed', 'cancelled', 'suppressed');
+ALTER TABLE messages ADD COLUMN callback_url TEXT;
+
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    kind       TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    api_key    TEXT,
+    message_id INTEGER,
+    inbound_id INTEGER,
+    subject    TEXT,
+    data       TEXT
+);
+CREATE INDEX events_age ON events(at);
+
+CREATE TABLE optouts (
+    number     TEXT    NOT NULL,
+    scope      TEXT    NOT NULL,
+    source     TEXT    NOT NULL,
+    route      TEXT,
+    api_key    TEXT,
+    inbound_id INTEGER,
+    at         INTEGER NOT NULL,
+    PRIMARY KEY (number, scope)
+) WITHOUT ROWID;
+
+CREATE TABLE consents (
+    id           INTEGER PRIMARY KEY,
+    number       TEXT    NOT NULL,
+    scope        TEXT    NOT NULL,
+    source       TEXT    NOT NULL,
+    proof        TEXT,
+    recorded_by  TEXT    NOT NULL,
+    at           INTEGER NOT NULL,
+    withdrawn_at INTEGER
+);
+CREATE INDEX consents_number ON consents(number, scope);
+
+ALTER TABLE inbound ADD COLUMN reply_to INTEGER;
+ALTER TABLE inbound ADD COLUMN keyword TEXT;
+ALTER TABLE inbound ADD COLUMN intent TEXT;
+"#,
 ];
 
 pub fn latest() -> i64 {

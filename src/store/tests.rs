@@ -590,3 +590,59 @@ async fn counts_stay_exact_through_every_kind_of_change() {
     routes.sort();
     assert_eq!(routes, ["a", "r"]);
 }
+
+/// An outbox row: (kind, message, inbound, subject).
+type EventRow = (String, Option<i64>, Option<i64>, Option<String>);
+
+/// The outbox rows in id order.
+fn events(c: &rusqlite::Connection) -> Vec<EventRow> {
+    c.prepare("SELECT kind, message_id, inbound_id, subject FROM events ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn every_reportable_change_writes_its_event_in_the_same_transaction() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    let m = claimed(&c, 1, t0).id;
+    messages::record_submitted(&c, m, "r", &one("X"), None, t0).unwrap();
+    messages::apply_receipt(&c, &report("X", None), t0 + 1).unwrap();
+    let single = InboundPart { concat: None, ..part(1, "Да") };
+    let i = inbound::record(&c, &single, t0 + 2).unwrap().unwrap();
+    let stop = OptOutChange {
+        number: "+79160000001".into(),
+        scope: "promotional".into(),
+        source: "keyword".into(),
+        route: Some("r".into()),
+        api_key: None,
+        inbound_id: Some(i),
+        opted_out: true,
+    };
+    assert!(optouts::set(&c, &stop, t0 + 3).unwrap());
+    // The same opt-out again changes nothing and tells nobody.
+    assert!(!optouts::set(&c, &stop, t0 + 4).unwrap());
+    assert!(optouts::set(&c, &OptOutChange { opted_out: false, ..stop.clone() }, t0 + 5).unwrap());
+    let n = Some("+79160000001".to_string());
+    assert_eq!(
+        events(&c),
+        [
+            ("message.submitted".into(), Some(m), None, None),
+            ("message.delivered".into(), Some(m), None, None),
+            ("inbound.received".into(), None, Some(i), None),
+            ("optout.changed".into(), None, Some(i), n.clone()),
+            ("optout.changed".into(), None, Some(i), n),
+        ]
+    );
+    // A change whose transaction rolls back leaves no event behind.
+    let EnqueueOutcome::Created(q) = messages::enqueue(&c, "k", None, &[new_msg(1)], None, t0).unwrap() else {
+        panic!("created")
+    };
+    c.execute_batch("BEGIN").unwrap();
+    assert_eq!(messages::cancel(&c, q[0].id, None, t0).unwrap(), CancelOutcome::Cancelled);
+    c.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(events(&c).len(), 5);
+}
