@@ -186,7 +186,8 @@ END;
     // The opt-out registry and the consent records that policy enforces;
     // `suppressed` is final, so retention prunes it like the other ends.
     // An inbound message's link to the message it answers, and what its
-    // text means (a keyword's action, a yes or no).
+    // text means (a keyword's action, a yes or no). Webhook subscriptions
+    // and their deliveries, each attempt kept for the API.
     r#"
 DROP INDEX messages_finished;
 CREATE INDEX messages_finished ON messages(updated_at)
@@ -231,6 +232,61 @@ CREATE INDEX consents_number ON consents(number, scope);
 ALTER TABLE inbound ADD COLUMN reply_to INTEGER;
 ALTER TABLE inbound ADD COLUMN keyword TEXT;
 ALTER TABLE inbound ADD COLUMN intent TEXT;
+
+-- Webhook subscriptions: from the config (`origin` 'config', named), made
+-- through the API ('api'), or a key's endpoint for the callback URLs its
+-- messages carry ('callback', no URL of its own). `secrets` is a JSON
+-- array, newest first: each signs while a rotation is in progress.
+CREATE TABLE webhooks (
+    id              INTEGER PRIMARY KEY,
+    api_key         TEXT    NOT NULL,
+    name            TEXT,
+    origin          TEXT    NOT NULL,
+    url             TEXT,
+    events          TEXT    NOT NULL,
+    secrets         TEXT    NOT NULL,
+    enabled         INTEGER NOT NULL DEFAULT 1,
+    disabled_reason TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX webhooks_name ON webhooks(name) WHERE name IS NOT NULL;
+-- How far the deliverer has fanned the outbox out into deliveries.
+CREATE TABLE outbox_cursor (
+    name     TEXT    PRIMARY KEY,
+    event_id INTEGER NOT NULL
+) WITHOUT ROWID;
+-- One event for one subscription: pending until a 2xx (done), the end of
+-- its retries (dead) or its subscription's end (disabled). Events with the
+-- same `order_key` (one message's) go out one after another.
+CREATE TABLE deliveries (
+    webhook_id      INTEGER NOT NULL,
+    event_id        INTEGER NOT NULL,
+    url             TEXT,
+    order_key       TEXT,
+    state           TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    next_at         INTEGER NOT NULL,
+    done_at         INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    last_latency_ms INTEGER,
+    PRIMARY KEY (webhook_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_due ON deliveries(next_at) WHERE state = 'pending';
+CREATE INDEX deliveries_order ON deliveries(webhook_id, order_key, event_id) WHERE state = 'pending';
+CREATE INDEX deliveries_age ON deliveries(created_at);
+CREATE TABLE delivery_attempts (
+    webhook_id  INTEGER NOT NULL,
+    event_id    INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    http_status INTEGER,
+    latency_ms  INTEGER NOT NULL,
+    error       TEXT
+);
+CREATE INDEX delivery_attempts_of ON delivery_attempts(webhook_id, event_id);
+CREATE INDEX delivery_attempts_age ON delivery_attempts(at);
 "#,
 ];
 
