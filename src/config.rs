@@ -1,6 +1,8 @@
 //! The configuration file: one TOML document, its types and defaults, and the
 //! validation that names the key and the reason for every problem it finds.
 
+pub mod webhooks;
+
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -57,6 +59,8 @@ pub struct Config<S = RouteTable> {
     pub api_keys: Vec<ApiKey>,
     #[serde(default)]
     pub routes: Vec<Route<S>>,
+    #[serde(default)]
+    pub webhooks: webhooks::Webhooks,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -403,7 +407,7 @@ impl Config {
         config.validate(origin, base)
     }
 
-    fn validate<S: RouteKinds>(self, origin: &str, base: &Path) -> Result<Loaded<S>, ConfigError> {
+    fn validate<S: RouteKinds>(mut self, origin: &str, base: &Path) -> Result<Loaded<S>, ConfigError> {
         let mut problems = Vec::new();
         let mut bad = |key: &str, why: String| problems.push(format!("{origin}: {key}: {why}"));
 
@@ -639,8 +643,11 @@ impl Config {
             specs.push(spec);
         }
 
+        let key_names: Vec<&str> = self.api_keys.iter().map(|k| k.name.as_str()).collect();
+        self.webhooks.check(&key_names, base, &mut bad);
+
         if problems.is_empty() {
-            let Config { server, store, numbers, dispatch, log, api_keys, routes } = self;
+            let Config { server, store, numbers, dispatch, log, api_keys, routes, webhooks } = self;
             let routes = routes
                 .into_iter()
                 .zip(specs)
@@ -651,7 +658,7 @@ impl Config {
                     Route { name, prefixes, rate, burst, concurrency, failover, spec }
                 })
                 .collect();
-            let config = Config { server, store, numbers, dispatch, log, api_keys, routes };
+            let config = Config { server, store, numbers, dispatch, log, api_keys, routes, webhooks };
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
         } else {
             Err(ConfigError { problems })
@@ -666,7 +673,8 @@ impl Config {
         let keys = self.api_keys.iter().filter_map(|k| k.key_file.as_deref());
         let specs: Vec<S> = self.routes.iter().filter_map(|r| S::parse(&r.spec, "", &mut |_, _| {})).collect();
         let routes = specs.iter().flat_map(|s| s.paths());
-        std::iter::once(self.store.path.as_path()).chain(keys).chain(routes).any(Path::is_absolute)
+        let hooks = self.webhooks.subscriptions.iter().filter_map(|s| s.secret_file.as_deref());
+        std::iter::once(self.store.path.as_path()).chain(keys).chain(routes).chain(hooks).any(Path::is_absolute)
     }
 }
 
