@@ -201,7 +201,7 @@ const MAX_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 /// Longest `to` read as a phone number.
 const MAX_NUMBER_BYTES: usize = 64;
 
-fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+pub(super) fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let path = e.path().to_string();
     let inner = e.into_inner();
     let msg = inner.to_string();

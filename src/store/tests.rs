@@ -713,7 +713,8 @@ fn policy_decides_at_accept_by_scope_and_consent() {
     let consent = Policy { require_consent: true, ..Policy::default() };
     let otp = NewMessage { priority: Priority::Otp, ..new_msg(1) };
     let accept = |m: &NewMessage, p: &Policy| {
-        let EnqueueOutcome::Created(mut a) = messages::enqueue(&c, "k", None, &[m.clone()], None, p, t0).unwrap()
+        let EnqueueOutcome::Created(mut a) =
+            messages::enqueue(&c, "k", None, std::slice::from_ref(m), None, p, t0).unwrap()
         else {
             panic!("created")
         };
