@@ -56,6 +56,8 @@ pub struct Config<S = RouteTable> {
     #[serde(default)]
     pub log: Log,
     #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
     pub api_keys: Vec<ApiKey>,
     #[serde(default)]
     pub routes: Vec<Route<S>>,
@@ -164,6 +166,22 @@ impl Default for Dispatch {
             inbound_reassembly_secs: 600,
         }
     }
+}
+
+/// `[policy]`: what the gateway itself stops (38-FZ art. 18: promotional
+/// SMS need the recipient's prior consent, and stop when asked). The store
+/// applies it when a message is accepted and again when it is claimed; a
+/// reload applies a new one to every message not yet claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// What an opt-out of scope `promotional` (a plain "STOP") stops:
+    /// `promotional` messages only, or `all` (otp and transactional too).
+    /// An opt-out of scope `all` stops everything either way.
+    pub optout_scope: crate::message::OptOutScope,
+    /// A promotional message to a number without an active consent is
+    /// suppressed (`no_consent`).
+    pub require_consent: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -647,7 +665,7 @@ impl Config {
         self.webhooks.check(&key_names, base, &mut bad);
 
         if problems.is_empty() {
-            let Config { server, store, numbers, dispatch, log, api_keys, routes, webhooks } = self;
+            let Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks } = self;
             let routes = routes
                 .into_iter()
                 .zip(specs)
@@ -658,7 +676,7 @@ impl Config {
                     Route { name, prefixes, rate, burst, concurrency, failover, spec }
                 })
                 .collect();
-            let config = Config { server, store, numbers, dispatch, log, api_keys, routes, webhooks };
+            let config = Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks };
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
         } else {
             Err(ConfigError { problems })

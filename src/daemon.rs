@@ -35,7 +35,7 @@ pub async fn run(
         .await
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", loaded.listen)))?;
     let addr = listener.local_addr().map_err(|e| StartError(format!("cannot read the bound address: {e}")))?;
-    let dispatcher = Dispatcher::start(store.clone(), cfg.dispatch.clone(), &cfg.routes)
+    let dispatcher = Dispatcher::start(store.clone(), cfg.dispatch.clone(), cfg.policy, &cfg.routes)
         .await
         .map_err(|e| StartError(format!("cannot start routes: {e}")))?;
     let state = Arc::new(AppState {
@@ -128,7 +128,7 @@ async fn supervise(store: Store, d: Arc<Dispatcher>) {
 }
 
 /// `systemctl reload` (SIGHUP): read the config file again and apply it:
-/// API keys, request limits, dispatch settings, routes' limits and
+/// API keys, request limits, dispatch settings, policy, routes' limits and
 /// prefixes, routes added and removed; binds and modems of unchanged routes
 /// stay up. An invalid file is refused and the running config stays.
 async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc<AppState>) {
@@ -173,6 +173,10 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                         }
                         if let Ok(mut l) = state.limits.write() {
                             *l = Arc::new(Limits::from_config(&new.config));
+                        }
+                        if new.config.policy != current.config.policy {
+                            state.dispatcher.set_policy(new.config.policy);
+                            tracing::info!(policy = ?new.config.policy, "config reloaded: [policy] changed");
                         }
                         for c in &changes {
                             tracing::info!(change = %c, "config reloaded");

@@ -241,6 +241,39 @@ impl ReceiptStatus {
     }
 }
 
+/// What an opt-out stops, or what a consent covers: `promotional`
+/// messages only, or `all` of them (otp, transactional, promotional). The
+/// site's `[policy] optout_scope` says what an opt-out of scope
+/// `promotional` stops as well: with `all`, every opt-out stops everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OptOutScope {
+    #[default]
+    Promotional,
+    All,
+}
+
+impl OptOutScope {
+    pub const ALL: [OptOutScope; 2] = [OptOutScope::Promotional, OptOutScope::All];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptOutScope::Promotional => "promotional",
+            OptOutScope::All => "all",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        OptOutScope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Whether an opt-out of this scope stops a message of class
+    /// `priority` on a site whose `optout_scope` is `site`.
+    pub fn stops(self, priority: Priority, site: OptOutScope) -> bool {
+        self == OptOutScope::All || site == OptOutScope::All || priority == Priority::Promotional
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +304,18 @@ mod tests {
         assert_eq!(v, Priority::ALL.to_vec());
         for p in Priority::ALL {
             assert_eq!(Priority::from_i64(p.as_i64()), Some(p));
+        }
+    }
+
+    #[test]
+    fn an_optout_stops_promotions_and_everything_where_its_scope_or_the_site_says_all() {
+        use OptOutScope::{All, Promotional};
+        for p in Priority::ALL {
+            assert!(All.stops(p, Promotional) && All.stops(p, All) && Promotional.stops(p, All));
+            assert_eq!(Promotional.stops(p, Promotional), p == Priority::Promotional);
+        }
+        for s in OptOutScope::ALL {
+            assert_eq!(OptOutScope::parse(s.as_str()), Some(s));
         }
     }
 

@@ -18,6 +18,9 @@ pub const COMMIT_SECONDS: &str = "smsgw_store_commit_duration_seconds";
 /// Requests refused by an API key's own limits, by key and reason
 /// (`forbidden`, `rate_limited`, `quota_exceeded`).
 pub const KEY_REFUSED: &str = "smsgw_api_key_refused_total";
+/// Messages policy stopped, at accept or at claim, by reason (`opted_out`,
+/// `no_consent`).
+pub const SUPPRESSED: &str = "smsgw_messages_suppressed_total";
 /// Long-lived tasks (binds, modems, lanes) started again after a panic.
 pub const TASK_RESTARTS: &str = "smsgw_task_restarts_total";
 

@@ -72,10 +72,15 @@ pub struct BatchRequest {
 pub struct AcceptedOut {
     pub id: i64,
     pub to: String,
+    /// `queued`, or `suppressed` when policy stopped it (it is never sent).
     pub status: Status,
     /// "gsm7" or "ucs2".
     pub encoding: String,
     pub segments: u32,
+    /// Why it was suppressed: `opted_out` or `no_consent` (see the
+    /// message's `error` for which opt-out or what consent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -196,7 +201,7 @@ const MAX_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 /// Longest `to` read as a phone number.
 const MAX_NUMBER_BYTES: usize = 64;
 
-fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+pub(super) fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let path = e.path().to_string();
     let inner = e.into_inner();
     let msg = inner.to_string();
@@ -440,7 +445,10 @@ pub async fn post_messages(
     };
     let replay = idem.is_some();
     let asked = built.messages.len();
-    let outcome = state.store.enqueue(key_name.clone(), idem, built.messages, caller.daily_quota).await?;
+    let outcome = state
+        .store
+        .enqueue(key_name.clone(), idem, built.messages, caller.daily_quota, state.dispatcher.policy())
+        .await?;
     let (accepted, replayed) = match outcome {
         EnqueueOutcome::Created(a) => (a, false),
         EnqueueOutcome::Replayed(a) => (a, true),
@@ -462,7 +470,14 @@ pub async fn post_messages(
     }
     let out: Vec<AcceptedOut> = accepted
         .into_iter()
-        .map(|a| AcceptedOut { id: a.id, to: a.to, status: a.status, encoding: a.encoding, segments: a.segments })
+        .map(|a| AcceptedOut {
+            id: a.id,
+            to: a.to,
+            status: a.status,
+            encoding: a.encoding,
+            segments: a.segments,
+            reason: a.reason,
+        })
         .collect();
     let mut resp = if built.single_object && out.len() == 1 {
         (StatusCode::ACCEPTED, Json(out.into_iter().next())).into_response()

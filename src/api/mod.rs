@@ -8,12 +8,15 @@
 //! `inbound`; routes, modems, queue and throughput (what the status page
 //! reads) need `read`, since route state belongs to no key; `/metrics`
 //! needs `metrics`; `/openapi.json` and `/readyz` any valid key. `admin`
-//! passes every check.
+//! passes every check. Opt-outs (`optouts`): listing needs `read`, adding
+//! `send`, removing `admin`; consents need `admin` for everything.
 
 pub mod auth;
+pub mod csv;
 pub mod inbound;
 pub mod messages;
 pub mod metrics;
+pub mod optouts;
 pub mod problem;
 pub mod serve;
 
@@ -102,6 +105,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(messages::cancel_message))
         .routes(routes!(inbound::list_inbound))
         .routes(routes!(inbound::get_inbound))
+        .routes(routes!(optouts::list_optouts, optouts::add_optout))
+        .routes(routes!(optouts::export_optouts))
+        .routes(routes!(optouts::remove_optout))
+        .routes(routes!(optouts::list_consents, optouts::add_consent))
+        .routes(routes!(optouts::export_consents))
+        .routes(routes!(optouts::withdraw_consent))
         .routes(routes!(list_routes))
         .routes(routes!(queue))
         .routes(routes!(throughput))

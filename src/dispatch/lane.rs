@@ -180,7 +180,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
                 Err(_) => break,
             }
         }
-        let claimed = match d.store.claim(name.clone(), permits.len()).await {
+        let claimed = match d.store.claim(name.clone(), permits.len(), d.policy()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(route = %name, error = %e, "cannot claim messages");

@@ -22,7 +22,7 @@ pub use view::RouteView;
 
 use crate::channel::spec::Route;
 use crate::channel::{self, Channel, EventSender};
-use crate::config::Dispatch as DispatchCfg;
+use crate::config::{Dispatch as DispatchCfg, Policy};
 use crate::message::{Millis, now_ms};
 use crate::store::Store;
 use crate::throughput::{Minute, Throughput};
@@ -46,6 +46,9 @@ pub enum Stuck {
 pub struct Dispatcher {
     store: Store,
     cfg: RwLock<DispatchCfg>,
+    /// What stops a message (opt-outs, consent): asked at accept by the API
+    /// and at claim by the lanes; replaced by a reload.
+    policy: RwLock<Policy>,
     /// Lanes in config order; replaced whole by a reload.
     lanes: RwLock<Arc<Vec<Arc<Lane>>>>,
     /// How numbers map to routes; replaced whole by a reload, with the lanes.
@@ -61,7 +64,12 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Build every route's channel and start the lanes, the event recorder
     /// and the expiry sweep.
-    pub async fn start(store: Store, cfg: DispatchCfg, routes: &[Route]) -> std::io::Result<Arc<Dispatcher>> {
+    pub async fn start(
+        store: Store,
+        cfg: DispatchCfg,
+        policy: Policy,
+        routes: &[Route],
+    ) -> std::io::Result<Arc<Dispatcher>> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         let mut lanes = Vec::new();
@@ -74,6 +82,7 @@ impl Dispatcher {
         let d = Arc::new(Dispatcher {
             store,
             cfg: RwLock::new(cfg),
+            policy: RwLock::new(policy),
             lanes: RwLock::new(Arc::new(lanes)),
             routing: RwLock::new(Arc::new(Routing::new(routes))),
             events: events_tx,
@@ -104,6 +113,19 @@ impl Dispatcher {
     /// How numbers map to routes now (a reload may replace it).
     pub fn routing(&self) -> Arc<Routing> {
         self.routing.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The policy in force now (a reload may replace it).
+    pub fn policy(&self) -> Policy {
+        self.policy.read().map(|p| *p).unwrap_or_else(|p| *p.into_inner())
+    }
+
+    /// Apply a reloaded `[policy]`: every claim from now on asks it.
+    pub fn set_policy(&self, policy: Policy) {
+        match self.policy.write() {
+            Ok(mut p) => *p = policy,
+            Err(p) => *p.into_inner() = policy,
+        }
     }
 
     fn cfg(&self) -> DispatchCfg {

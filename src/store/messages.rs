@@ -2,10 +2,14 @@
 //! route said (the parts it took, even when a later one failed, so a retry
 //! resumes after them), apply delivery reports (telling apart parts whose
 //! ids came round again by the network's time), cancel, expire. Every state
-//! change writes a history row in the same transaction.
+//! change writes a history row in the same transaction. Policy (`policy`)
+//! is asked at accept and at claim, in those transactions: a message it
+//! stops is `suppressed` and never handed to a route.
 
 use super::StoreError;
 use super::events::{self, NewEvent};
+use super::policy::{self, Stop};
+use crate::config::Policy;
 use crate::message::{EventKind, Millis, Priority, ReceiptStatus, Status};
 use crate::sms::Encoding;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -33,9 +37,13 @@ pub struct NewMessage {
 pub struct Accepted {
     pub id: i64,
     pub to: String,
+    /// `queued`, or `suppressed` when policy stopped it at once.
     pub status: Status,
     pub encoding: String,
     pub segments: u32,
+    /// Why it was suppressed: `opted_out` or `no_consent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,13 +181,16 @@ fn created_since(c: &Connection, api_key: &str, since: Millis) -> Result<u64, St
 /// Accept `msgs` from `api_key`, all or none. With `daily_quota`, refuse
 /// the lot when it would take the key past that many messages since UTC
 /// midnight; the count and the insert share one transaction, so two
-/// requests at once cannot both slip under the quota.
+/// requests at once cannot both slip under the quota. A message `policy`
+/// stops is stored `suppressed` (it counts against the quota: it was
+/// asked for).
 pub(super) fn enqueue(
     c: &Connection,
     api_key: &str,
     idem: Option<&IdemKey>,
     msgs: &[NewMessage],
     daily_quota: Option<u64>,
+    policy: &Policy,
     now: Millis,
 ) -> Result<EnqueueOutcome, StoreError> {
     if let Some(k) = idem {
@@ -205,10 +216,13 @@ pub(super) fn enqueue(
     let mut out = Vec::with_capacity(msgs.len());
     let mut insert = c.prepare_cached(
         "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
-                               route, status, created_at, updated_at, send_at, due_at, valid_until)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?11, ?12, ?13)",
+                               route, status, created_at, updated_at, send_at, due_at, valid_until,
+                               error_code, error_text)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16)",
     )?;
     for m in msgs {
+        let stop = policy::stop(c, policy, &m.to, m.priority)?;
+        let status = if stop.is_some() { Status::Suppressed } else { Status::Queued };
         insert.execute(params![
             api_key,
             m.reference,
@@ -223,15 +237,23 @@ pub(super) fn enqueue(
             m.send_at,
             m.send_at.unwrap_or(now).max(now),
             m.valid_until,
+            status.as_str(),
+            stop.as_ref().map(|s| s.code),
+            stop.as_ref().map(|s| &s.text),
         ])?;
         let id = c.last_insert_rowid();
-        history(c, id, now, Status::Queued, &format!("accepted from API key {api_key:?}"))?;
+        let mut detail = format!("accepted from API key {api_key:?}");
+        if let Some(s) = &stop {
+            detail.push_str(&format!("; not sent: {}", s.text));
+        }
+        history(c, id, now, status, &detail)?;
         out.push(Accepted {
             id,
             to: m.to.clone(),
-            status: Status::Queued,
+            status,
             encoding: m.encoding.as_str().to_string(),
             segments: m.segments,
+            reason: stop.map(|s| s.code.to_string()),
         });
     }
     if let Some(k) = idem {
@@ -245,7 +267,22 @@ pub(super) fn enqueue(
     Ok(EnqueueOutcome::Created(out))
 }
 
-pub(super) fn claim(c: &Connection, route: &str, limit: usize, now: Millis) -> Result<Vec<Claimed>, StoreError> {
+/// What a claim took: the messages for the route, and the reasons of those
+/// policy suppressed instead (an opt-out or a withdrawal since they were
+/// accepted).
+#[derive(Debug, Default)]
+pub(super) struct Claim {
+    pub claimed: Vec<Claimed>,
+    pub suppressed: Vec<&'static str>,
+}
+
+pub(super) fn claim(
+    c: &Connection,
+    route: &str,
+    limit: usize,
+    policy: &Policy,
+    now: Millis,
+) -> Result<Claim, StoreError> {
     let mut rows = Vec::new();
     {
         let mut q = c.prepare_cached(
@@ -273,10 +310,15 @@ pub(super) fn claim(c: &Connection, route: &str, limit: usize, now: Millis) -> R
             });
         }
     }
-    let mut claimed = Vec::with_capacity(rows.len());
+    let mut out = Claim { claimed: Vec::with_capacity(rows.len()), suppressed: Vec::new() };
     for m in rows {
         if m.valid_until.is_some_and(|v| v < now) {
             expire(c, m.id, now)?;
+            continue;
+        }
+        if let Some(stop) = policy::stop(c, policy, &m.to, m.priority)? {
+            suppress(c, m.id, &stop, now)?;
+            out.suppressed.push(stop.code);
             continue;
         }
         c.prepare_cached(
@@ -288,9 +330,18 @@ pub(super) fn claim(c: &Connection, route: &str, limit: usize, now: Millis) -> R
         if m.segments > 1 {
             (m.sent, m.concat_ref) = sent_before(c, m.id, route)?;
         }
-        claimed.push(m);
+        out.claimed.push(m);
     }
-    Ok(claimed)
+    Ok(out)
+}
+
+/// A queued message policy stops: final, never handed to a route.
+fn suppress(c: &Connection, id: i64, stop: &Stop, now: Millis) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE messages SET status = 'suppressed', updated_at = ?2, error_code = ?3, error_text = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, now, stop.code, stop.text])?;
+    history(c, id, now, Status::Suppressed, &format!("not sent: {}", stop.text))
 }
 
 /// The parts 0.. an earlier attempt of message `id` handed to `route`, and

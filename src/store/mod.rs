@@ -11,26 +11,31 @@
 //! in small batches and gives the free pages back (incremental auto-vacuum,
 //! set when a store is created; `vacuum` switches an older file once).
 
+mod consents;
 mod events;
 mod fill;
 mod inbound;
 mod messages;
 mod optouts;
+mod policy;
 mod query;
 mod retention;
 mod schema;
 mod writer;
 
+pub use consents::{Consent, ConsentFilter, NewConsent, WithdrawOutcome};
 pub use fill::fill_for_bench;
 pub use inbound::{InboundPart, InboundView, Undecodable};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
     SubmittedPart,
 };
-pub use optouts::OptOutChange;
+pub use optouts::{OptOut, OptOutChange, OptOutCursor, OptOutFilter};
+pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
 pub use retention::{Pruned, Retention};
 
+use crate::config::Policy;
 use crate::message::{Millis, now_ms};
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
@@ -261,21 +266,32 @@ impl Store {
     // ---- writes ----
 
     /// Accept messages from `api_key`, all or none; `daily_quota` caps the
-    /// messages the key may create per UTC day, these included.
+    /// messages the key may create per UTC day, these included. A message
+    /// `policy` stops is stored `suppressed`, with its reason.
     pub async fn enqueue(
         &self,
         api_key: String,
         idem: Option<IdemKey>,
         msgs: Vec<NewMessage>,
         daily_quota: Option<u64>,
+        policy: Policy,
     ) -> Result<EnqueueOutcome, StoreError> {
-        self.write(move |c| messages::enqueue(c, &api_key, idem.as_ref(), &msgs, daily_quota, now_ms())).await
+        let outcome =
+            self.write(move |c| messages::enqueue(c, &api_key, idem.as_ref(), &msgs, daily_quota, &policy, now_ms()));
+        let outcome = outcome.await?;
+        if let EnqueueOutcome::Created(accepted) = &outcome {
+            count_suppressed(accepted.iter().filter_map(|a| a.reason.as_deref()));
+        }
+        Ok(outcome)
     }
 
     /// Take up to `limit` due messages of `route`, most urgent first, and mark
-    /// them `sending`. Messages past their validity are expired instead.
-    pub async fn claim(&self, route: String, limit: usize) -> Result<Vec<Claimed>, StoreError> {
-        self.write(move |c| messages::claim(c, &route, limit, now_ms())).await
+    /// them `sending`. Messages past their validity are expired instead, and
+    /// those `policy` now stops are suppressed.
+    pub async fn claim(&self, route: String, limit: usize, policy: Policy) -> Result<Vec<Claimed>, StoreError> {
+        let claim = self.write(move |c| messages::claim(c, &route, limit, &policy, now_ms())).await?;
+        count_suppressed(claim.suppressed.iter().copied());
+        Ok(claim.claimed)
     }
 
     /// The route took the message's parts from the first of `parts` to the
@@ -323,6 +339,16 @@ impl Store {
     /// `optout.changed` event was written with it).
     pub async fn set_optout(&self, change: OptOutChange) -> Result<bool, StoreError> {
         self.write(move |c| Ok(optouts::set(c, &change, now_ms())?)).await
+    }
+
+    /// Record a consent; returns it with its id.
+    pub async fn add_consent(&self, consent: NewConsent) -> Result<Consent, StoreError> {
+        self.write(move |c| Ok(consents::add(c, &consent)?)).await
+    }
+
+    /// Withdraw a consent now; the record stays.
+    pub async fn withdraw_consent(&self, id: i64) -> Result<WithdrawOutcome, StoreError> {
+        self.write(move |c| Ok(consents::withdraw(c, id, now_ms())?)).await
     }
 
     /// Store concatenated messages whose missing parts are older than `age_ms`.
@@ -461,6 +487,25 @@ impl Store {
         self.read(move |c| inbound::list(c, owner.as_deref(), before_id, limit)).await
     }
 
+    /// The opt-out of `number` for `scope`, if any.
+    pub async fn optout(&self, number: String, scope: String) -> Result<Option<OptOut>, StoreError> {
+        self.read(move |c| optouts::get(c, &number, &scope)).await
+    }
+
+    /// The opt-out registry, newest first.
+    pub async fn optouts(&self, filter: OptOutFilter) -> Result<Vec<OptOut>, StoreError> {
+        self.read(move |c| optouts::list(c, &filter)).await
+    }
+
+    pub async fn consent(&self, id: i64) -> Result<Option<Consent>, StoreError> {
+        self.read(move |c| consents::get(c, id)).await
+    }
+
+    /// Consent records, newest first.
+    pub async fn consents(&self, filter: ConsentFilter) -> Result<Vec<Consent>, StoreError> {
+        self.read(move |c| consents::list(c, &filter)).await
+    }
+
     /// Whether a prune can shrink the file (incremental auto-vacuum is on).
     pub async fn can_shrink(&self) -> Result<bool, StoreError> {
         self.read(retention::is_incremental).await
@@ -479,6 +524,14 @@ impl Store {
     /// The routes that have queued messages (to find orphans after a config change).
     pub async fn queued_routes(&self) -> Result<Vec<String>, StoreError> {
         self.read(query::queued_routes).await
+    }
+}
+
+/// Count committed suppressions by reason (`smsgw_messages_suppressed_total`).
+fn count_suppressed<'a>(reasons: impl Iterator<Item = &'a str>) {
+    for reason in reasons {
+        let reason = if reason == NO_CONSENT { NO_CONSENT } else { OPTED_OUT };
+        ::metrics::counter!(crate::metrics::SUPPRESSED, "reason" => reason).increment(1);
     }
 }
 

@@ -54,3 +54,96 @@ pub(super) fn set(c: &Connection, ch: &OptOutChange, now: Millis) -> rusqlite::R
     events::emit(c, EventKind::OptoutChanged, now, &event)?;
     Ok(true)
 }
+
+/// One entry of the registry as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOut {
+    pub number: String,
+    pub scope: String,
+    pub source: String,
+    pub route: Option<String>,
+    pub api_key: Option<String>,
+    pub inbound_id: Option<i64>,
+    pub at: Millis,
+}
+
+/// Where a page of the registry ends: the next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOutCursor {
+    pub at: Millis,
+    pub number: String,
+    pub scope: String,
+}
+
+impl OptOutCursor {
+    /// `at.digits.scope`: no `+`, so it survives a query string unencoded.
+    pub fn encode(&self) -> String {
+        format!("{}.{}.{}", self.at, self.number.trim_start_matches('+'), self.scope)
+    }
+
+    pub fn decode(s: &str) -> Option<OptOutCursor> {
+        let mut it = s.splitn(3, '.');
+        let at = it.next()?.parse().ok()?;
+        let digits = it.next().filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))?;
+        let scope = it.next().filter(|s| !s.is_empty())?;
+        Some(OptOutCursor { at, number: format!("+{digits}"), scope: scope.to_string() })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OptOutFilter {
+    pub number: Option<String>,
+    pub scope: Option<String>,
+    pub source: Option<String>,
+    /// Entries made at or after this time.
+    pub since: Option<Millis>,
+    pub after: Option<OptOutCursor>,
+    pub limit: usize,
+}
+
+const COLUMNS: &str = "number, scope, source, route, api_key, inbound_id, at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OptOut> {
+    Ok(OptOut {
+        number: r.get(0)?,
+        scope: r.get(1)?,
+        source: r.get(2)?,
+        route: r.get(3)?,
+        api_key: r.get(4)?,
+        inbound_id: r.get(5)?,
+        at: r.get(6)?,
+    })
+}
+
+/// The entry for `number` and `scope`, if any.
+pub(super) fn get(c: &Connection, number: &str, scope: &str) -> rusqlite::Result<Option<OptOut>> {
+    use rusqlite::OptionalExtension;
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM optouts WHERE number = ?1 AND scope = ?2"))?
+        .query_row(params![number, scope], row)
+        .optional()
+}
+
+/// Newest first (then by number and scope, so a page boundary is exact).
+pub(super) fn list(c: &Connection, f: &OptOutFilter) -> rusqlite::Result<Vec<OptOut>> {
+    use rusqlite::types::Value;
+    let mut conds = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    for (col, v) in [("number", &f.number), ("scope", &f.scope), ("source", &f.source)] {
+        if let Some(v) = v {
+            conds.push(format!("{col} = ?"));
+            args.push(Value::Text(v.clone()));
+        }
+    }
+    if let Some(since) = f.since {
+        conds.push("at >= ?".into());
+        args.push(Value::Integer(since));
+    }
+    if let Some(a) = &f.after {
+        conds.push("(at, number, scope) < (?, ?, ?)".into());
+        args.extend([Value::Integer(a.at), Value::Text(a.number.clone()), Value::Text(a.scope.clone())]);
+    }
+    let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    args.push(Value::Integer(f.limit as i64));
+    let sql = format!("SELECT {COLUMNS} FROM optouts {filter} ORDER BY at DESC, number DESC, scope DESC LIMIT ?");
+    c.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(args), row)?.collect()
+}

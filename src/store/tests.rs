@@ -4,6 +4,7 @@
 //! part).
 
 use super::*;
+use crate::config::Policy;
 use crate::message::{Priority, ReceiptStatus, Status};
 use crate::sms::Encoding;
 
@@ -74,11 +75,13 @@ async fn stale_parts_are_stored_incomplete() {
 #[tokio::test]
 async fn receipt_before_submit_result_is_kept_and_applied() {
     let (_d, s) = open().await;
-    let EnqueueOutcome::Created(a) = s.enqueue("k".into(), None, vec![new_msg(2)], None).await.unwrap() else {
+    let EnqueueOutcome::Created(a) =
+        s.enqueue("k".into(), None, vec![new_msg(2)], None, Policy::default()).await.unwrap()
+    else {
         panic!("created")
     };
     let id = a[0].id;
-    assert_eq!(s.claim("r".into(), 10).await.unwrap().len(), 1);
+    assert_eq!(s.claim("r".into(), 10, Policy::default()).await.unwrap().len(), 1);
     let receipt = |rid: &str, status| Receipt {
         route: "r".into(),
         remote_id: rid.into(),
@@ -112,11 +115,13 @@ async fn receipt_before_submit_result_is_kept_and_applied() {
 #[tokio::test]
 async fn one_undelivered_part_makes_the_message_undelivered() {
     let (_d, s) = open().await;
-    let EnqueueOutcome::Created(a) = s.enqueue("k".into(), None, vec![new_msg(2)], None).await.unwrap() else {
+    let EnqueueOutcome::Created(a) =
+        s.enqueue("k".into(), None, vec![new_msg(2)], None, Policy::default()).await.unwrap()
+    else {
         panic!("created")
     };
     let id = a[0].id;
-    s.claim("r".into(), 10).await.unwrap();
+    s.claim("r".into(), 10, Policy::default()).await.unwrap();
     let parts = (0..2).map(|i| SubmittedPart { index: i, remote_id: Some(format!("p{i}")) }).collect();
     s.record_submitted(id, "r".into(), parts, None).await.unwrap();
     let r = |rid: &str, status, code: Option<&str>| Receipt {
@@ -143,10 +148,10 @@ async fn claim_serves_priority_then_age_and_skips_other_routes() {
         msgs.push(NewMessage { priority: p, ..new_msg(1) });
     }
     msgs.push(NewMessage { route: "other".into(), priority: Priority::Otp, ..new_msg(1) });
-    s.enqueue("k".into(), None, msgs, None).await.unwrap();
-    let got: Vec<i64> = s.claim("r".into(), 3).await.unwrap().iter().map(|m| m.id).collect();
+    s.enqueue("k".into(), None, msgs, None, Policy::default()).await.unwrap();
+    let got: Vec<i64> = s.claim("r".into(), 3, Policy::default()).await.unwrap().iter().map(|m| m.id).collect();
     assert_eq!(got, [3, 2, 1]);
-    let got: Vec<i64> = s.claim("r".into(), 3).await.unwrap().iter().map(|m| m.id).collect();
+    let got: Vec<i64> = s.claim("r".into(), 3, Policy::default()).await.unwrap().iter().map(|m| m.id).collect();
     assert_eq!(got, [4]);
 }
 
@@ -160,10 +165,12 @@ fn conn() -> (tempfile::TempDir, rusqlite::Connection) {
 
 /// A message of `segments` parts, claimed at `now`.
 fn claimed(c: &rusqlite::Connection, segments: u32, now: Millis) -> Claimed {
-    let EnqueueOutcome::Created(a) = messages::enqueue(c, "k", None, &[new_msg(segments)], None, now).unwrap() else {
+    let EnqueueOutcome::Created(a) =
+        messages::enqueue(c, "k", None, &[new_msg(segments)], None, &Policy::default(), now).unwrap()
+    else {
         panic!("created")
     };
-    let mut got = messages::claim(c, "r", 100, now).unwrap();
+    let mut got = messages::claim(c, "r", 100, &Policy::default(), now).unwrap().claimed;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, a[0].id);
     got.remove(0)
@@ -287,7 +294,7 @@ fn a_long_message_resumes_after_its_sent_parts_and_is_delivered_only_when_all_ar
     messages::apply_receipt(&c, &report("p1", None), t0 + 5).unwrap();
     assert_eq!(status(&c, m.id), "queued");
     // The retry knows what went out and under which reference.
-    let again = messages::claim(&c, "r", 10, t0 + 20).unwrap().remove(0);
+    let again = messages::claim(&c, "r", 10, &Policy::default(), t0 + 20).unwrap().claimed.remove(0);
     assert_eq!((again.sent, again.concat_ref), (vec![Some("p1".to_string())], Some(42)));
     let rest = vec![
         SubmittedPart { index: 1, remote_id: Some("p2".into()) },
@@ -323,7 +330,9 @@ fn a_daily_quota_counts_the_key_s_messages_since_utc_midnight() {
     let mut c = rusqlite::Connection::open_in_memory().unwrap();
     schema::migrate(&mut c).unwrap();
     let midnight = crate::message::utc_day_start(1_700_000_000_000);
-    let enqueue = |key: &str, n: usize, quota, at| messages::enqueue(&c, key, None, &vec![new_msg(1); n], quota, at);
+    let enqueue = |key: &str, n: usize, quota, at| {
+        messages::enqueue(&c, key, None, &vec![new_msg(1); n], quota, &Policy::default(), at)
+    };
     // Yesterday's messages and another key's do not count.
     assert!(matches!(enqueue("k", 3, Some(3), midnight - 1).unwrap(), EnqueueOutcome::Created(_)));
     assert!(matches!(enqueue("other", 5, None, midnight + 1).unwrap(), EnqueueOutcome::Created(_)));
@@ -340,7 +349,7 @@ async fn a_key_sees_the_replies_from_numbers_it_wrote_to_before_they_came() {
     let reply = |from: &str| InboundPart { from: from.into(), concat: None, ..part(1, "reply") };
     let early = s.record_inbound(reply("+79161234567")).await.unwrap().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    s.enqueue("k".into(), None, vec![new_msg(1)], None).await.unwrap();
+    s.enqueue("k".into(), None, vec![new_msg(1)], None, Policy::default()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let later = s.record_inbound(reply("+79161234567")).await.unwrap().unwrap();
     let stranger = s.record_inbound(reply("+79160000009")).await.unwrap().unwrap();
@@ -359,7 +368,7 @@ fn keep_90_days() -> Retention {
 }
 
 async fn enqueue_ids(s: &Store, msgs: Vec<NewMessage>) -> Vec<i64> {
-    match s.enqueue("k".into(), None, msgs, None).await.unwrap() {
+    match s.enqueue("k".into(), None, msgs, None, Policy::default()).await.unwrap() {
         EnqueueOutcome::Created(a) => a.iter().map(|a| a.id).collect(),
         other => panic!("expected created, got {other:?}"),
     }
@@ -408,7 +417,7 @@ async fn one_of_each(s: &Store) -> [i64; 7] {
     let expired = enqueue_ids(s, vec![gone]).await[0];
     // Claim ids[1..5] (the oldest five after cancelling the last).
     assert_eq!(s.cancel(ids[5], None).await.unwrap(), CancelOutcome::Cancelled);
-    let claimed: Vec<i64> = s.claim("r".into(), 4).await.unwrap().iter().map(|m| m.id).collect();
+    let claimed: Vec<i64> = s.claim("r".into(), 4, Policy::default()).await.unwrap().iter().map(|m| m.id).collect();
     assert_eq!(claimed, ids[..4]);
     assert_eq!(s.sweep(DAY).await.unwrap(), 1, "the message past its validity expires");
     let submit = |n: i64| (0..2).map(|i| SubmittedPart { index: i, remote_id: Some(format!("{n}-{i}")) }).collect();
@@ -566,7 +575,7 @@ async fn counts_stay_exact_through_every_kind_of_change() {
     let ids = enqueue_ids(&s, msgs).await;
     s.cancel(ids[3], None).await.unwrap();
     // A retry goes back to the queue; a final failure leaves it.
-    let claimed = s.claim("a".into(), 4).await.unwrap();
+    let claimed = s.claim("a".into(), 4, Policy::default()).await.unwrap();
     let retry = AttemptFailure { retry_at: Some(now_ms()), final_status: Status::Failed, ..final_failure() };
     s.record_failure(claimed[0].id, retry).await.unwrap();
     s.record_failure(claimed[1].id, final_failure()).await.unwrap();
@@ -576,7 +585,7 @@ async fn counts_stay_exact_through_every_kind_of_change() {
     s.move_queued("r".into(), 3, |_| Some("a".to_string())).await.unwrap();
     assert_counts_match(&s, &s.counts().await.unwrap(), "after reroute and failover");
     // A crash with messages in flight: they go back to the queue at start.
-    s.claim("a".into(), 5).await.unwrap();
+    s.claim("a".into(), 5, Policy::default()).await.unwrap();
     drop(s);
     let s = Store::open(&path).unwrap();
     let counts = s.counts().await.unwrap();
@@ -638,11 +647,107 @@ fn every_reportable_change_writes_its_event_in_the_same_transaction() {
         ]
     );
     // A change whose transaction rolls back leaves no event behind.
-    let EnqueueOutcome::Created(q) = messages::enqueue(&c, "k", None, &[new_msg(1)], None, t0).unwrap() else {
+    let EnqueueOutcome::Created(q) =
+        messages::enqueue(&c, "k", None, &[new_msg(1)], None, &Policy::default(), t0).unwrap()
+    else {
         panic!("created")
     };
     c.execute_batch("BEGIN").unwrap();
     assert_eq!(messages::cancel(&c, q[0].id, None, t0).unwrap(), CancelOutcome::Cancelled);
     c.execute_batch("ROLLBACK").unwrap();
     assert_eq!(events(&c).len(), 5);
+}
+
+fn optout(number: &str, scope: &str) -> OptOutChange {
+    OptOutChange {
+        number: number.into(),
+        scope: scope.into(),
+        source: "api".into(),
+        route: None,
+        api_key: Some("k".into()),
+        inbound_id: None,
+        opted_out: true,
+    }
+}
+
+fn promo(send_at: Option<Millis>) -> NewMessage {
+    NewMessage { priority: Priority::Promotional, send_at, ..new_msg(1) }
+}
+
+/// (status, error_code) of a message.
+fn status_of(c: &rusqlite::Connection, id: i64) -> (String, Option<String>) {
+    c.query_row("SELECT status, error_code FROM messages WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+}
+
+#[test]
+fn an_optout_that_came_while_a_message_waited_suppresses_it_at_claim() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    let policy = Policy::default();
+    let batch = [promo(Some(t0 + 5_000)), NewMessage { priority: Priority::Otp, ..promo(Some(t0 + 5_000)) }];
+    let EnqueueOutcome::Created(a) = messages::enqueue(&c, "k", None, &batch, None, &policy, t0).unwrap() else {
+        panic!("created")
+    };
+    assert!(a.iter().all(|a| a.status == Status::Queued && a.reason.is_none()));
+    assert!(optouts::set(&c, &optout("+79161234567", "promotional"), t0 + 1_000).unwrap());
+    let claim = messages::claim(&c, "r", 10, &policy, t0 + 5_000).unwrap();
+    // The otp still goes; the promotion is stopped, in the claim's transaction.
+    assert_eq!(claim.claimed.iter().map(|m| m.id).collect::<Vec<_>>(), [a[1].id]);
+    assert_eq!(claim.suppressed, [OPTED_OUT]);
+    assert_eq!(status_of(&c, a[0].id), ("suppressed".into(), Some(OPTED_OUT.into())));
+    let kinds: Vec<String> = events(&c).into_iter().filter(|e| e.1 == Some(a[0].id)).map(|e| e.0).collect();
+    assert_eq!(kinds, ["message.suppressed"]);
+    let counted: i64 =
+        c.query_row("SELECT n FROM message_counts WHERE status = 'suppressed'", [], |r| r.get(0)).unwrap();
+    assert_eq!(counted, 1);
+    // Nothing of it is left to claim.
+    assert!(messages::claim(&c, "r", 10, &policy, t0 + 6_000).unwrap().claimed.is_empty());
+}
+
+#[test]
+fn policy_decides_at_accept_by_scope_and_consent() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    let site_promo = Policy::default();
+    let site_all = Policy { optout_scope: crate::message::OptOutScope::All, ..Policy::default() };
+    let consent = Policy { require_consent: true, ..Policy::default() };
+    let otp = NewMessage { priority: Priority::Otp, ..new_msg(1) };
+    let accept = |m: &NewMessage, p: &Policy| {
+        let EnqueueOutcome::Created(mut a) =
+            messages::enqueue(&c, "k", None, std::slice::from_ref(m), None, p, t0).unwrap()
+        else {
+            panic!("created")
+        };
+        let a = a.remove(0);
+        (a.status, a.reason)
+    };
+    let queued = (Status::Queued, None);
+    let opted_out = (Status::Suppressed, Some(OPTED_OUT.to_string()));
+    let no_consent = (Status::Suppressed, Some(NO_CONSENT.to_string()));
+    assert_eq!(accept(&promo(None), &site_promo), queued);
+    optouts::set(&c, &optout("+79161234567", "promotional"), t0).unwrap();
+    assert_eq!(accept(&promo(None), &site_promo), opted_out);
+    assert_eq!(accept(&otp, &site_promo), queued);
+    assert_eq!(accept(&otp, &site_all), opted_out);
+    optouts::set(&c, &OptOutChange { opted_out: false, ..optout("+79161234567", "promotional") }, t0).unwrap();
+    optouts::set(&c, &optout("+79161234567", "all"), t0).unwrap();
+    assert_eq!(accept(&otp, &site_promo), opted_out);
+    optouts::set(&c, &OptOutChange { opted_out: false, ..optout("+79161234567", "all") }, t0).unwrap();
+
+    assert_eq!(accept(&promo(None), &consent), no_consent);
+    assert_eq!(accept(&otp, &consent), queued, "consent is asked of promotions only");
+    let given = NewConsent {
+        number: "+79161234567".into(),
+        scope: "promotional".into(),
+        source: "web form".into(),
+        proof: Some("I agree to receive offers".into()),
+        recorded_by: "k".into(),
+        at: t0,
+    };
+    let record = consents::add(&c, &given).unwrap();
+    assert_eq!(accept(&promo(None), &consent), queued);
+    assert!(matches!(consents::withdraw(&c, record.id, t0 + 1).unwrap(), WithdrawOutcome::Withdrawn(_)));
+    assert_eq!(accept(&promo(None), &consent), no_consent);
+    let kept = consents::get(&c, record.id).unwrap().unwrap();
+    assert_eq!((kept.withdrawn_at, kept.proof), (Some(t0 + 1), given.proof));
 }
