@@ -217,7 +217,7 @@ impl Default for Replies {
             help: words(&["HELP", "ПОМОЩЬ", "INFO", "ИНФО", "СПРАВКА"]),
             yes: words(&["ДА", "Д", "YES", "Y", "1", "OK", "ОК", "DA", "ПОДТВЕРЖДАЮ"]),
             no: words(&["НЕТ", "Н", "NO", "N", "2", "NET", "НЕ"]),
-            help_text: "Отписаться от рассылок: ответьте СТОП (STOP). Снова подписаться: СТАРТ.".into(),
+            help_text: "Отписаться от рассылок: СТОП (STOP). Подписаться снова: СТАРТ (START).".into(),
             optout_reply: None,
             optin_reply: None,
             window_hours: 72,
