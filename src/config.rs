@@ -63,6 +63,7 @@ pub struct Config<S = RouteTable> {
     pub routes: Vec<Route<S>>,
     #[serde(default)]
     pub webhooks: webhooks::Webhooks,
+    pub replies: Replies,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +183,134 @@ pub struct Policy {
     /// A promotional message to a number without an active consent is
     /// suppressed (`no_consent`).
     pub require_consent: bool,
+}
+
+/// `[replies]`: what inbound texts mean and what is sent back. Each list
+/// holds the words of one meaning, matched against a whole message in any
+/// case, without its spaces and punctuation, Latin look-alike letters read
+/// as Cyrillic (see `replies`); an empty list turns that meaning off.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Replies {
+    /// Stop promotions (the opt-out scope).
+    pub optout: Vec<String>,
+    /// Stop every message, transactional ones too.
+    pub optout_all: Vec<String>,
+    /// Take an opt-out back.
+    pub optin: Vec<String>,
+    /// Answered with `help_text`.
+    pub help: Vec<String>,
+    /// Answers: `intent` yes or no on the inbound message.
+    pub yes: Vec<String>,
+    pub no: Vec<String>,
+    /// The auto-reply to a help keyword.
+    pub help_text: String,
+    /// Sent back to an opt-out keyword; none when absent.
+    pub optout_reply: Option<String>,
+    /// Sent back to an opt-in keyword; none when absent.
+    pub optin_reply: Option<String>,
+    /// Hours a message waits for its answer: an inbound message answers the
+    /// latest message sent to its number within this many hours before it.
+    pub window_hours: u32,
+}
+
+fn words(list: &[&str]) -> Vec<String> {
+    list.iter().map(|w| w.to_string()).collect()
+}
+
+impl Default for Replies {
+    fn default() -> Self {
+        Replies {
+            optout: words(&[
+                "STOP",
+                "СТОП",
+                "ОТПИСКА",
+                "ОТПИСАТЬСЯ",
+                "ОТПИСАТЬ",
+                "UNSUBSCRIBE",
+                "CANCEL",
+                "ОТМЕНА",
+                "END",
+                "QUIT",
+            ]),
+            optout_all: words(&["STOPALL", "СТОПВСЕ"]),
+            optin: words(&["START", "СТАРТ", "ПОДПИСАТЬСЯ", "UNSTOP", "SUBSCRIBE"]),
+            help: words(&["HELP", "ПОМОЩЬ", "INFO", "ИНФО", "СПРАВКА"]),
+            yes: words(&["ДА", "Д", "YES", "Y", "1", "OK", "ОК", "DA", "ПОДТВЕРЖДАЮ"]),
+            no: words(&["НЕТ", "Н", "NO", "N", "2", "NET", "НЕ"]),
+            help_text: "Отписаться от рассылок: СТОП (STOP). Подписаться снова: СТАРТ (START).".into(),
+            optout_reply: None,
+            optin_reply: None,
+            window_hours: 72,
+        }
+    }
+}
+
+/// Words one `[replies]` list may hold, and letters one word may have.
+const MAX_REPLY_WORDS: usize = 100;
+const MAX_REPLY_WORD_LETTERS: usize = 40;
+
+impl Replies {
+    /// Every problem with `[replies]`: words without a letter or digit,
+    /// too long or too many, a word in two lists of which only one can
+    /// apply, texts empty or longer than `max_segments` parts.
+    fn check(&self, max_segments: usize, bad: &mut dyn FnMut(&str, String)) {
+        // Compared roughly as `replies` reads them (case, spaces,
+        // punctuation and "ё" aside); look-alike spellings of one word in
+        // two lists are left to the lists' precedence.
+        let form = |w: &str| -> String {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .map(|c| if c == 'ё' { 'е' } else { c })
+                .collect()
+        };
+        let groups: [&[(&str, &Vec<String>)]; 2] = [
+            &[("optout_all", &self.optout_all), ("optout", &self.optout), ("optin", &self.optin), ("help", &self.help)],
+            &[("yes", &self.yes), ("no", &self.no)],
+        ];
+        for group in groups {
+            let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+            for (name, list) in group {
+                if list.len() > MAX_REPLY_WORDS {
+                    bad(&format!("replies.{name}"), format!("at most {MAX_REPLY_WORDS} words"));
+                }
+                for (i, w) in list.iter().enumerate() {
+                    let key = format!("replies.{name}[{i}]");
+                    let f = form(w);
+                    if f.is_empty() {
+                        bad(&key, format!("{w:?} has no letter or digit to match"));
+                    } else if f.chars().count() > MAX_REPLY_WORD_LETTERS {
+                        bad(
+                            &key,
+                            format!("at most {MAX_REPLY_WORD_LETTERS} letters: a reply that long is never one word"),
+                        );
+                    } else if let Some(other) = seen.get(&f) {
+                        if other != &key {
+                            bad(&key, format!("{w:?} is already in {other}; a word has one meaning"));
+                        }
+                    } else {
+                        seen.insert(f, key);
+                    }
+                }
+            }
+        }
+        let texts = [
+            ("help_text", Some(&self.help_text)),
+            ("optout_reply", self.optout_reply.as_ref()),
+            ("optin_reply", self.optin_reply.as_ref()),
+        ];
+        for (name, text) in texts {
+            let Some(text) = text else { continue };
+            if text.trim().is_empty() {
+                let leave_out = if name == "help_text" { "" } else { "; leave it out to send none" };
+                bad(&format!("replies.{name}"), format!("must not be empty{leave_out}"));
+            } else if crate::sms::count_parts(text).1 > max_segments {
+                bad(&format!("replies.{name}"), format!("longer than server.max_segments ({max_segments}) SMS parts"));
+            }
+        }
+        in_range(bad, "replies.window_hours", self.window_hours, 1, 366 * 24, "hours");
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -513,6 +642,7 @@ impl Config {
             7 * DAY,
             "seconds",
         );
+        self.replies.check(self.server.max_segments, &mut bad);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(
                 "log.level",
@@ -579,6 +709,11 @@ impl Config {
             }
             if k.name.trim().is_empty() {
                 bad(&format!("{key}.name"), "must not be empty".into());
+            } else if k.name == crate::message::SYSTEM_KEY {
+                bad(
+                    &format!("{key}.name"),
+                    format!("{:?} is reserved for the messages smsgw sends itself (auto-replies)", k.name),
+                );
             } else if !names.insert(k.name.clone()) {
                 bad(&format!("{key}.name"), format!("duplicate API key name {:?}", k.name));
             }
@@ -665,7 +800,7 @@ impl Config {
         self.webhooks.check(&key_names, base, &mut bad);
 
         if problems.is_empty() {
-            let Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks } = self;
+            let Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies } = self;
             let routes = routes
                 .into_iter()
                 .zip(specs)
@@ -676,7 +811,7 @@ impl Config {
                     Route { name, prefixes, rate, burst, concurrency, failover, spec }
                 })
                 .collect();
-            let config = Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks };
+            let config = Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies };
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
         } else {
             Err(ConfigError { problems })

@@ -35,7 +35,8 @@ pub async fn run(
         .await
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", loaded.listen)))?;
     let addr = listener.local_addr().map_err(|e| StartError(format!("cannot read the bound address: {e}")))?;
-    let dispatcher = Dispatcher::start(store.clone(), cfg.dispatch.clone(), cfg.policy, &cfg.routes)
+    let replies = crate::dispatch::reply_rules(cfg);
+    let dispatcher = Dispatcher::start(store.clone(), cfg.dispatch.clone(), cfg.policy, &cfg.routes, replies)
         .await
         .map_err(|e| StartError(format!("cannot start routes: {e}")))?;
     let state = Arc::new(AppState {
@@ -128,7 +129,7 @@ async fn supervise(store: Store, d: Arc<Dispatcher>) {
 }
 
 /// `systemctl reload` (SIGHUP): read the config file again and apply it:
-/// API keys, request limits, dispatch settings, policy, routes' limits and
+/// API keys, request limits, dispatch settings, policy, `[replies]`, routes' limits and
 /// prefixes, routes added and removed; binds and modems of unchanged routes
 /// stay up. An invalid file is refused and the running config stays.
 async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc<AppState>) {
@@ -164,6 +165,7 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                 match state.dispatcher.reload(new.config.dispatch.clone(), &new.config.routes).await {
                     Err(e) => tracing::error!(error = %e, "config reload refused; the running config stays in force"),
                     Ok(changes) => {
+                        state.dispatcher.set_replies(crate::dispatch::reply_rules(&new.config));
                         if let Ok(mut k) = state.keys.write() {
                             let fresh = Keys::new(&new.keys, Some(&k));
                             *k = fresh;

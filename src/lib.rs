@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod message;
 pub mod metrics;
 pub mod notify;
+pub mod replies;
 pub mod simulate;
 pub mod smpp;
 pub mod sms;

@@ -185,6 +185,10 @@ impl EventKind {
     }
 }
 
+/// The API key name recorded on the messages smsgw sends of its own accord
+/// (the answers to keywords such as HELP); no configured key may take it.
+pub const SYSTEM_KEY: &str = "smsgw";
+
 /// Milliseconds since the Unix epoch, UTC: the store's time representation.
 pub type Millis = i64;
 

@@ -1,14 +1,16 @@
 //! `/v1/inbound`: messages people sent to us, from every route, newest
-//! first with cursor pagination. Needs the `read` scope; a key without
-//! `admin` sees only the replies to its own messages (see the store's rule:
-//! from a number the key had sent a message to before the reply arrived).
+//! first with cursor pagination, each with the message it answers and what
+//! its text means (a keyword, a yes or no). Needs the `read` scope; a key
+//! without `admin` sees only the replies to its own messages (see the
+//! store's rule: linked to one of them; or, linked to none, from a number
+//! the key had sent a message to before the reply arrived).
 
 use super::AppState;
 use super::auth::Caller;
 use super::problem::Problem;
 use crate::config::Scope;
 use crate::message::to_rfc3339;
-use crate::store::InboundView;
+use crate::store::{InboundView, ReplyTo};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,29 @@ pub struct InboundOut {
     /// it is kept here as it came, and `text` and `from` are empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undecodable: Option<UndecodableOut>,
+    /// The message this one answers: the latest sent to its number within
+    /// `[replies] window_hours` before it came; null when none.
+    pub in_reply_to: Option<InReplyTo>,
+    /// The keyword the text is: `optout`, `optout_all`, `optin` or `help`.
+    pub keyword: Option<String>,
+    /// The answer the text gives: `yes` or `no`.
+    pub intent: Option<String>,
+}
+
+/// The message an inbound one answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InReplyTo {
+    pub message_id: i64,
+    /// The API key that sent it (null once retention removed the message).
+    pub key: Option<String>,
+    /// The client's `reference` of that message.
+    pub reference: Option<String>,
+}
+
+impl From<ReplyTo> for InReplyTo {
+    fn from(r: ReplyTo) -> Self {
+        InReplyTo { message_id: r.message_id, key: r.api_key, reference: r.reference }
+    }
 }
 
 /// A PDU that could not be decoded.
@@ -60,6 +85,9 @@ impl From<InboundView> for InboundOut {
             sent_at: v.sent_at.map(to_rfc3339),
             received_at: to_rfc3339(v.received_at),
             undecodable: v.undecodable.map(|u| UndecodableOut { reason: u.reason, pdu: u.pdu }),
+            in_reply_to: v.reply_to.map(InReplyTo::from),
+            keyword: v.keyword,
+            intent: v.intent,
         }
     }
 }

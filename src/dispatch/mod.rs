@@ -16,6 +16,7 @@ mod routing;
 mod sweep;
 mod view;
 
+pub use record::reply_rules;
 pub use reload::ReloadError;
 pub use routing::{RouteError, Routing};
 pub use view::RouteView;
@@ -24,6 +25,7 @@ use crate::channel::spec::Route;
 use crate::channel::{self, Channel, EventSender};
 use crate::config::{Dispatch as DispatchCfg, Policy};
 use crate::message::{Millis, now_ms};
+use crate::replies::ReplyRules;
 use crate::store::Store;
 use crate::throughput::{Minute, Throughput};
 use lane::{Lane, start_lane};
@@ -59,16 +61,19 @@ pub struct Dispatcher {
     sweep_beat: AtomicI64,
     /// Per-minute counts for the status page.
     throughput: Throughput,
+    /// How inbound messages are read and answered; replaced whole by a reload.
+    replies: RwLock<Arc<ReplyRules>>,
 }
 
 impl Dispatcher {
     /// Build every route's channel and start the lanes, the event recorder
-    /// and the expiry sweep.
+    /// (reading inbound messages by `replies`) and the expiry sweep.
     pub async fn start(
         store: Store,
         cfg: DispatchCfg,
         policy: Policy,
         routes: &[Route],
+        replies: ReplyRules,
     ) -> std::io::Result<Arc<Dispatcher>> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
@@ -90,6 +95,7 @@ impl Dispatcher {
             tracker: TaskTracker::new(),
             sweep_beat: AtomicI64::new(now_ms()),
             throughput: Throughput::default(),
+            replies: RwLock::new(Arc::new(replies)),
         });
         d.adopt_orphans().await;
         for lane in d.lanes().iter() {
@@ -125,6 +131,18 @@ impl Dispatcher {
         match self.policy.write() {
             Ok(mut p) => *p = policy,
             Err(p) => *p.into_inner() = policy,
+        }
+    }
+
+    /// How inbound messages are read and answered now.
+    fn replies(&self) -> Arc<ReplyRules> {
+        self.replies.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Read and answer inbound messages by `rules` from now on (a reload).
+    pub fn set_replies(&self, rules: ReplyRules) {
+        if let Ok(mut r) = self.replies.write() {
+            *r = Arc::new(rules);
         }
     }
 

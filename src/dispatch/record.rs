@@ -1,10 +1,13 @@
 //! Recording what routes report (delivery receipts, inbound messages,
 //! undecodable PDUs) into the store, each acknowledged to its route only
-//! after the store has committed it.
+//! after the store has committed it; inbound messages are read by the
+//! `[replies]` rules (built here from the config) as they are stored.
 
 use super::Dispatcher;
 use crate::channel::{Event, RouteEvent};
+use crate::config::Config;
 use crate::message::{Status, now_ms};
+use crate::replies::{Intent, Keyword, ReplyRules};
 use crate::store::{InboundPart, Receipt, ReceiptMatch, Undecodable};
 use crate::throughput::Outcome;
 use std::sync::Arc;
@@ -55,8 +58,11 @@ pub(super) async fn record_events(
                 }
                 Event::Inbound { from, to, text, concat, sent_at } => {
                     metrics::counter!(crate::metrics::INBOUND, "route" => route.clone()).increment(1);
-                    let part = InboundPart { route, from, to, text, concat, sent_at, undecodable: None };
-                    store.record_inbound(part).await.map(|_| ()).map_err(|e| ("an inbound message", e))
+                    let part = InboundPart { route: route.clone(), from, to, text, concat, sent_at, undecodable: None };
+                    let recorded = store.record_inbound(part, d2.replies()).await;
+                    // It may have queued an auto-reply through its route.
+                    d2.wake(&route);
+                    recorded.map(|_| ()).map_err(|e| ("an inbound message", e))
                 }
                 Event::Undecodable { to, pdu, reason } => {
                     metrics::counter!(crate::metrics::INBOUND, "route" => route.clone()).increment(1);
@@ -69,7 +75,7 @@ pub(super) async fn record_events(
                         sent_at: None,
                         undecodable: Some(Undecodable { pdu, reason }),
                     };
-                    store.record_inbound(part).await.map(|_| ()).map_err(|e| ("an undecodable inbound PDU", e))
+                    store.record_inbound(part, d2.replies()).await.map(|_| ()).map_err(|e| ("an undecodable inbound PDU", e))
                 }
             };
             if let Err((what, e)) = &ok {
@@ -80,4 +86,26 @@ pub(super) async fn record_events(
             }
         });
     }
+}
+
+/// The `[replies]` rules of `cfg`: its lists in order of precedence (a
+/// word in two lists means the first), its texts and window, the numbers'
+/// region, and auto-replies valid as long as a message without a
+/// `valid_until`.
+pub fn reply_rules<S>(cfg: &Config<S>) -> ReplyRules {
+    let r = &cfg.replies;
+    let mut rules = ReplyRules::default();
+    rules.help_text = r.help_text.clone();
+    rules.optout_reply = r.optout_reply.clone();
+    rules.optin_reply = r.optin_reply.clone();
+    rules.window_ms = i64::from(r.window_hours) * 3_600_000;
+    rules.region = cfg.numbers.default_region.clone();
+    rules.reply_validity_ms = cfg.dispatch.default_validity_secs as i64 * 1000;
+    rules
+        .keyword(Keyword::OptoutAll, &r.optout_all)
+        .keyword(Keyword::Optout, &r.optout)
+        .keyword(Keyword::Optin, &r.optin)
+        .keyword(Keyword::Help, &r.help)
+        .intent(Intent::Yes, &r.yes)
+        .intent(Intent::No, &r.no)
 }

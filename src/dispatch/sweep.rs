@@ -29,7 +29,7 @@ pub(super) async fn sweep(d: Arc<Dispatcher>) {
             Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
         }
         let age = d.cfg().inbound_reassembly_secs as i64 * 1000;
-        if let Err(e) = d.store.flush_stale_inbound(age).await {
+        if let Err(e) = d.store.flush_stale_inbound(age, d.replies()).await {
             tracing::error!(error = %e, "inbound reassembly sweep failed");
         }
     }

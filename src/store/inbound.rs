@@ -3,11 +3,13 @@
 //! until they are too old), then become one message. Everything is on disk
 //! before the route acknowledges it to the network. A PDU that could not be
 //! decoded is kept too, raw and with the reason, as an inbound message of
-//! its own.
+//! its own. A whole message is linked to the message it answers and acted
+//! on (`conversation`) in the transaction that stores it.
 
 use super::StoreError;
-use super::events::{self, NewEvent};
-use crate::message::{EventKind, Millis};
+use super::conversation;
+use crate::message::Millis;
+use crate::replies::ReplyRules;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// One received SMS (or one part of a concatenated one).
@@ -45,6 +47,21 @@ pub struct InboundView {
     pub sent_at: Option<Millis>,
     pub received_at: Millis,
     pub undecodable: Option<Undecodable>,
+    /// The message this one answers, when it came within the window.
+    pub reply_to: Option<ReplyTo>,
+    /// The keyword it is (`optout`, `optout_all`, `optin`, `help`).
+    pub keyword: Option<String>,
+    /// The answer it gives (`yes`, `no`).
+    pub intent: Option<String>,
+}
+
+/// The message an inbound message answers: its id, and the key that sent
+/// it and the client's reference while the message is still kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub message_id: i64,
+    pub api_key: Option<String>,
+    pub reference: Option<String>,
 }
 
 fn insert(
@@ -53,11 +70,15 @@ fn insert(
     body: &str,
     parts: u32,
     complete: bool,
+    rules: &ReplyRules,
     now: Millis,
-) -> rusqlite::Result<i64> {
+) -> Result<i64, StoreError> {
+    let readable = Some(body).filter(|_| p.undecodable.is_none());
+    let reply = conversation::Reply::read(c, &p.from, readable, rules, now)?;
     c.prepare_cached(
-        "INSERT INTO inbound (route, sender, recipient, body, parts, complete, sent_at, received_at, pdu, undecodable)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO inbound (route, sender, recipient, body, parts, complete, sent_at, received_at, pdu, undecodable,
+                              reply_to, keyword, intent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         p.route,
@@ -70,16 +91,24 @@ fn insert(
         now,
         p.undecodable.as_ref().map(|u| &u.pdu),
         p.undecodable.as_ref().map(|u| &u.reason),
+        reply.linked.as_ref().map(|l| l.message_id),
+        reply.meaning.keyword.map(|k| k.as_str()),
+        reply.meaning.intent.map(|i| i.as_str()),
     ])?;
     let id = c.last_insert_rowid();
-    events::emit(c, EventKind::InboundReceived, now, &NewEvent { inbound_id: Some(id), ..NewEvent::default() })?;
+    reply.act(c, id, &p.route, rules, now)?;
     Ok(id)
 }
 
 /// Store a part; returns the inbound message id once it is complete.
-pub(super) fn record(c: &Connection, p: &InboundPart, now: Millis) -> Result<Option<i64>, StoreError> {
+pub(super) fn record(
+    c: &Connection,
+    p: &InboundPart,
+    rules: &ReplyRules,
+    now: Millis,
+) -> Result<Option<i64>, StoreError> {
     let Some((reference, total, seq)) = p.concat.filter(|(_, total, _)| *total > 1 && p.undecodable.is_none()) else {
-        return Ok(Some(insert(c, p, &p.text, 1, true, now)?));
+        return Ok(Some(insert(c, p, &p.text, 1, true, rules, now)?));
     };
     c.prepare_cached(
         "INSERT OR REPLACE INTO inbound_parts (route, sender, reference, total, seq, recipient, body, sent_at, received_at)
@@ -94,7 +123,7 @@ pub(super) fn record(c: &Connection, p: &InboundPart, now: Millis) -> Result<Opt
     if have < total as i64 {
         return Ok(None);
     }
-    Ok(Some(assemble(c, &p.route, &p.from, reference, total, now)?))
+    Ok(Some(assemble(c, &p.route, &p.from, reference, total, rules, now)?))
 }
 
 /// Join the parts present (in order) into one inbound message.
@@ -104,8 +133,9 @@ fn assemble(
     sender: &str,
     reference: u16,
     total: u8,
+    rules: &ReplyRules,
     now: Millis,
-) -> rusqlite::Result<i64> {
+) -> Result<i64, StoreError> {
     let rows: Vec<(u8, String, String, Option<Millis>)> = c
         .prepare_cached(
             "DELETE FROM inbound_parts WHERE route = ?1 AND sender = ?2 AND reference = ?3 AND total = ?4
@@ -126,11 +156,16 @@ fn assemble(
         sent_at: rows.first().and_then(|r| r.3),
         undecodable: None,
     };
-    insert(c, &first, &body, rows.len() as u32, complete, now)
+    insert(c, &first, &body, rows.len() as u32, complete, rules, now)
 }
 
 /// Concatenated messages whose parts stopped coming: store what arrived.
-pub(super) fn flush_stale(c: &Connection, older_than: Millis, now: Millis) -> Result<usize, StoreError> {
+pub(super) fn flush_stale(
+    c: &Connection,
+    older_than: Millis,
+    rules: &ReplyRules,
+    now: Millis,
+) -> Result<usize, StoreError> {
     let groups: Vec<(String, String, u16, u8)> = c
         .prepare_cached(
             "SELECT DISTINCT route, sender, reference, total FROM inbound_parts WHERE received_at < ?1 LIMIT 1000",
@@ -138,7 +173,7 @@ pub(super) fn flush_stale(c: &Connection, older_than: Millis, now: Millis) -> Re
         .query_map(params![older_than], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     for (route, sender, reference, total) in &groups {
-        let id = assemble(c, route, sender, *reference, *total, now)?;
+        let id = assemble(c, route, sender, *reference, *total, rules, now)?;
         tracing::warn!(inbound = id, %route, %sender, "stored an incomplete concatenated message after its parts stopped coming");
     }
     Ok(groups.len())
@@ -159,21 +194,32 @@ fn view(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboundView> {
             (Some(pdu), Some(reason)) => Some(Undecodable { pdu, reason }),
             _ => None,
         },
+        reply_to: r
+            .get::<_, Option<i64>>(11)?
+            .map(|message_id| -> rusqlite::Result<ReplyTo> {
+                Ok(ReplyTo { message_id, api_key: r.get(12)?, reference: r.get(13)? })
+            })
+            .transpose()?,
+        keyword: r.get(14)?,
+        intent: r.get(15)?,
     })
 }
 
-const COLUMNS: &str = "id, route, sender, recipient, body, parts, complete, sent_at, received_at, pdu, undecodable";
+/// An inbound message's columns, with the key and reference of the message
+/// it answers (`m`, joined on `reply_to`; gone once retention pruned it).
+const FROM: &str = "SELECT i.id, i.route, i.sender, i.recipient, i.body, i.parts, i.complete, i.sent_at, i.received_at,
+            i.pdu, i.undecodable, i.reply_to, m.api_key, m.reference, i.keyword, i.intent
+     FROM inbound i LEFT JOIN messages m ON m.id = i.reply_to";
 
-/// The replies an API key may see: an inbound message is a reply to a key
-/// when it came from a number that key had sent a message to before it
-/// arrived. `?1` is the key, or NULL for every inbound message.
-const REPLY_TO: &str = "(?1 IS NULL OR EXISTS (SELECT 1 FROM messages m
-     WHERE m.recipient = inbound.sender AND m.api_key = ?1 AND m.created_at <= inbound.received_at))";
+/// The replies an API key may see: those linked to its messages; and, of
+/// those linked to none (stored before linking, or after the window), the
+/// ones from a number the key had sent a message to before they arrived.
+/// `?1` is the key, or NULL for every inbound message.
+const REPLY_TO: &str = "(?1 IS NULL OR m.api_key = ?1 OR (i.reply_to IS NULL AND EXISTS (SELECT 1 FROM messages o
+     WHERE o.recipient = i.sender AND o.api_key = ?1 AND o.created_at <= i.received_at)))";
 
 pub(super) fn get(c: &Connection, id: i64, owner: Option<&str>) -> rusqlite::Result<Option<InboundView>> {
-    c.prepare_cached(&format!("SELECT {COLUMNS} FROM inbound WHERE id = ?2 AND {REPLY_TO}"))?
-        .query_row(params![owner, id], view)
-        .optional()
+    c.prepare_cached(&format!("{FROM} WHERE i.id = ?2 AND {REPLY_TO}"))?.query_row(params![owner, id], view).optional()
 }
 
 /// Newest first, below `before_id` when given; with `owner`, only the
@@ -184,7 +230,7 @@ pub(super) fn list(
     before_id: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<Vec<InboundView>> {
-    c.prepare_cached(&format!("SELECT {COLUMNS} FROM inbound WHERE id < ?2 AND {REPLY_TO} ORDER BY id DESC LIMIT ?3"))?
+    c.prepare_cached(&format!("{FROM} WHERE i.id < ?2 AND {REPLY_TO} ORDER BY i.id DESC LIMIT ?3"))?
         .query_map(params![owner, before_id.unwrap_or(i64::MAX), limit as i64], view)?
         .collect()
 }

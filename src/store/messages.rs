@@ -10,7 +10,7 @@ use super::StoreError;
 use super::events::{self, NewEvent};
 use super::policy::{self, Stop};
 use crate::config::Policy;
-use crate::message::{EventKind, Millis, Priority, ReceiptStatus, Status};
+use crate::message::{EventKind, Millis, Priority, ReceiptStatus, SYSTEM_KEY, Status};
 use crate::sms::Encoding;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -221,7 +221,7 @@ pub(super) fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16)",
     )?;
     for m in msgs {
-        let stop = policy::stop(c, policy, &m.to, m.priority)?;
+        let stop = policy::stop(c, policy, &m.to, m.priority)?.filter(|_| api_key != SYSTEM_KEY);
         let status = if stop.is_some() { Status::Suppressed } else { Status::Queued };
         insert.execute(params![
             api_key,
@@ -286,37 +286,44 @@ pub(super) fn claim(
     let mut rows = Vec::new();
     {
         let mut q = c.prepare_cached(
-            "SELECT id, recipient, sender, body, encoding, segments, priority, attempts, valid_until
+            "SELECT id, recipient, sender, body, encoding, segments, priority, attempts, valid_until,
+                    api_key = ?4
              FROM messages WHERE route = ?1 AND status = 'queued' AND due_at <= ?2
              ORDER BY priority, due_at, id LIMIT ?3",
         )?;
-        let mut it = q.query(params![route, now, limit as i64])?;
+        let mut it = q.query(params![route, now, limit as i64, SYSTEM_KEY])?;
         while let Some(r) = it.next()? {
             let enc: String = r.get(4)?;
             let pri: i64 = r.get(6)?;
             let attempts: u32 = r.get(7)?;
-            rows.push(Claimed {
-                sent: Vec::new(),
-                concat_ref: None,
-                id: r.get(0)?,
-                to: r.get(1)?,
-                from: r.get(2)?,
-                text: r.get(3)?,
-                encoding: Encoding::parse(&enc).unwrap_or(Encoding::Ucs2),
-                segments: r.get(5)?,
-                priority: Priority::from_i64(pri).unwrap_or(Priority::Promotional),
-                attempt: attempts + 1,
-                valid_until: r.get(8)?,
-            });
+            let answer: bool = r.get(9)?;
+            rows.push((
+                answer,
+                Claimed {
+                    sent: Vec::new(),
+                    concat_ref: None,
+                    id: r.get(0)?,
+                    to: r.get(1)?,
+                    from: r.get(2)?,
+                    text: r.get(3)?,
+                    encoding: Encoding::parse(&enc).unwrap_or(Encoding::Ucs2),
+                    segments: r.get(5)?,
+                    priority: Priority::from_i64(pri).unwrap_or(Priority::Promotional),
+                    attempt: attempts + 1,
+                    valid_until: r.get(8)?,
+                },
+            ));
         }
     }
     let mut out = Claim { claimed: Vec::with_capacity(rows.len()), suppressed: Vec::new() };
-    for m in rows {
+    for (answer, m) in rows {
         if m.valid_until.is_some_and(|v| v < now) {
             expire(c, m.id, now)?;
             continue;
         }
-        if let Some(stop) = policy::stop(c, policy, &m.to, m.priority)? {
+        // smsgw's own answers (help, opt-out confirmations) are what the
+        // number just asked for: policy does not stop them.
+        if let Some(stop) = policy::stop(c, policy, &m.to, m.priority)?.filter(|_| !answer) {
             suppress(c, m.id, &stop, now)?;
             out.suppressed.push(stop.code);
             continue;

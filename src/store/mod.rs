@@ -12,6 +12,7 @@
 //! set when a store is created; `vacuum` switches an older file once).
 
 mod consents;
+mod conversation;
 mod events;
 mod fill;
 mod inbound;
@@ -25,7 +26,7 @@ mod writer;
 
 pub use consents::{Consent, ConsentFilter, NewConsent, WithdrawOutcome};
 pub use fill::fill_for_bench;
-pub use inbound::{InboundPart, InboundView, Undecodable};
+pub use inbound::{InboundPart, InboundView, ReplyTo, Undecodable};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
     SubmittedPart,
@@ -37,6 +38,7 @@ pub use retention::{Pruned, Retention};
 
 use crate::config::Policy;
 use crate::message::{Millis, now_ms};
+use crate::replies::ReplyRules;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -331,8 +333,11 @@ impl Store {
     }
 
     /// Store a received message or part; the id once a message is complete.
-    pub async fn record_inbound(&self, part: InboundPart) -> Result<Option<i64>, StoreError> {
-        self.write(move |c| inbound::record(c, &part, now_ms())).await
+    /// A complete one is read by `rules` and acted on in the same
+    /// transaction: linked to the message it answers, its opt-out recorded,
+    /// its auto-reply queued.
+    pub async fn record_inbound(&self, part: InboundPart, rules: Arc<ReplyRules>) -> Result<Option<i64>, StoreError> {
+        self.write(move |c| inbound::record(c, &part, &rules, now_ms())).await
     }
 
     /// Add or remove an opt-out; true when the registry changed (and its
@@ -351,11 +356,12 @@ impl Store {
         self.write(move |c| Ok(consents::withdraw(c, id, now_ms())?)).await
     }
 
-    /// Store concatenated messages whose missing parts are older than `age_ms`.
-    pub async fn flush_stale_inbound(&self, age_ms: Millis) -> Result<usize, StoreError> {
+    /// Store concatenated messages whose missing parts are older than
+    /// `age_ms`, read and acted on by `rules` as [`Store::record_inbound`] does.
+    pub async fn flush_stale_inbound(&self, age_ms: Millis, rules: Arc<ReplyRules>) -> Result<usize, StoreError> {
         self.write(move |c| {
             let now = now_ms();
-            inbound::flush_stale(c, now - age_ms, now)
+            inbound::flush_stale(c, now - age_ms, &rules, now)
         })
         .await
     }

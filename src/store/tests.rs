@@ -29,6 +29,11 @@ async fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Rules that read no word: inbound messages are linked, never acted on.
+fn no_replies() -> std::sync::Arc<crate::replies::ReplyRules> {
+    std::sync::Arc::new(crate::replies::ReplyRules::default())
+}
+
 fn part(seq: u8, text: &str) -> InboundPart {
     InboundPart {
         route: "r".into(),
@@ -44,17 +49,17 @@ fn part(seq: u8, text: &str) -> InboundPart {
 #[tokio::test]
 async fn concatenated_inbound_is_joined_in_order_whatever_the_arrival_order() {
     let (_d, s) = open().await;
-    assert_eq!(s.record_inbound(part(3, "three")).await.unwrap(), None);
-    assert_eq!(s.record_inbound(part(1, "one ")).await.unwrap(), None);
+    assert_eq!(s.record_inbound(part(3, "three"), no_replies()).await.unwrap(), None);
+    assert_eq!(s.record_inbound(part(1, "one "), no_replies()).await.unwrap(), None);
     // A duplicate of a part (a network retry) does not count twice.
-    assert_eq!(s.record_inbound(part(1, "one ")).await.unwrap(), None);
-    let id = s.record_inbound(part(2, "two ")).await.unwrap().expect("complete");
+    assert_eq!(s.record_inbound(part(1, "one "), no_replies()).await.unwrap(), None);
+    let id = s.record_inbound(part(2, "two "), no_replies()).await.unwrap().expect("complete");
     let v = s.inbound(id, None).await.unwrap().unwrap();
     assert_eq!(v.text, "one two three");
     assert_eq!((v.parts, v.complete), (3, true));
     assert_eq!(v.sent_at, Some(1_700_000_000_000));
     let single = InboundPart { concat: None, ..part(1, "hi") };
-    let id2 = s.record_inbound(single).await.unwrap().unwrap();
+    let id2 = s.record_inbound(single, no_replies()).await.unwrap().unwrap();
     let list = s.list_inbound(None, None, 10).await.unwrap();
     assert_eq!(list.iter().map(|v| v.id).collect::<Vec<_>>(), [id2, id]);
 }
@@ -62,11 +67,11 @@ async fn concatenated_inbound_is_joined_in_order_whatever_the_arrival_order() {
 #[tokio::test]
 async fn stale_parts_are_stored_incomplete() {
     let (_d, s) = open().await;
-    s.record_inbound(part(1, "first ")).await.unwrap();
-    s.record_inbound(part(3, "third")).await.unwrap();
-    assert_eq!(s.flush_stale_inbound(60_000).await.unwrap(), 0);
+    s.record_inbound(part(1, "first "), no_replies()).await.unwrap();
+    s.record_inbound(part(3, "third"), no_replies()).await.unwrap();
+    assert_eq!(s.flush_stale_inbound(60_000, no_replies()).await.unwrap(), 0);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert_eq!(s.flush_stale_inbound(10).await.unwrap(), 1);
+    assert_eq!(s.flush_stale_inbound(10, no_replies()).await.unwrap(), 1);
     let v = s.list_inbound(None, None, 10).await.unwrap().remove(0);
     assert_eq!(v.text, "first third");
     assert_eq!((v.parts, v.complete), (2, false));
@@ -347,12 +352,12 @@ fn a_daily_quota_counts_the_key_s_messages_since_utc_midnight() {
 async fn a_key_sees_the_replies_from_numbers_it_wrote_to_before_they_came() {
     let (_d, s) = open().await;
     let reply = |from: &str| InboundPart { from: from.into(), concat: None, ..part(1, "reply") };
-    let early = s.record_inbound(reply("+79161234567")).await.unwrap().unwrap();
+    let early = s.record_inbound(reply("+79161234567"), no_replies()).await.unwrap().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     s.enqueue("k".into(), None, vec![new_msg(1)], None, Policy::default()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let later = s.record_inbound(reply("+79161234567")).await.unwrap().unwrap();
-    let stranger = s.record_inbound(reply("+79160000009")).await.unwrap().unwrap();
+    let later = s.record_inbound(reply("+79161234567"), no_replies()).await.unwrap().unwrap();
+    let stranger = s.record_inbound(reply("+79160000009"), no_replies()).await.unwrap().unwrap();
     let ids = |v: Vec<InboundView>| v.iter().map(|m| m.id).collect::<Vec<_>>();
     assert_eq!(ids(s.list_inbound(Some("k".into()), None, 10).await.unwrap()), [later]);
     assert_eq!(ids(s.list_inbound(None, None, 10).await.unwrap()), [stranger, later, early]);
@@ -473,7 +478,7 @@ async fn prune_removes_old_finished_messages_with_their_parts_and_history_only()
 #[tokio::test]
 async fn prune_removes_old_inbound_and_orphan_receipts() {
     let (_d, s) = open().await;
-    let inbound = s.record_inbound(InboundPart { concat: None, ..part(1, "hi") }).await.unwrap().unwrap();
+    let inbound = s.record_inbound(InboundPart { concat: None, ..part(1, "hi") }, no_replies()).await.unwrap().unwrap();
     assert_eq!(s.record_receipt(dlr("nobody-sent-this", ReceiptStatus::Delivered)).await.unwrap(), ReceiptMatch::Early);
     let c = raw(&s);
     let orphans = || c.query_row("SELECT count(*) FROM early_receipts", [], |r| r.get::<_, i64>(0)).unwrap();
@@ -621,7 +626,7 @@ fn every_reportable_change_writes_its_event_in_the_same_transaction() {
     messages::record_submitted(&c, m, "r", &one("X"), None, t0).unwrap();
     messages::apply_receipt(&c, &report("X", None), t0 + 1).unwrap();
     let single = InboundPart { concat: None, ..part(1, "Да") };
-    let i = inbound::record(&c, &single, t0 + 2).unwrap().unwrap();
+    let i = inbound::record(&c, &single, &no_replies(), t0 + 2).unwrap().unwrap();
     let stop = OptOutChange {
         number: "+79160000001".into(),
         scope: "promotional".into(),
@@ -750,4 +755,172 @@ fn policy_decides_at_accept_by_scope_and_consent() {
     assert_eq!(accept(&promo(None), &consent), no_consent);
     let kept = consents::get(&c, record.id).unwrap().unwrap();
     assert_eq!((kept.withdrawn_at, kept.proof), (Some(t0 + 1), given.proof));
+}
+
+// ---- conversations: linking and keywords ----
+
+/// Rules as a Russian deployment has them: a few words of each meaning,
+/// numbers written nationally in RU, a one-hour window.
+fn ru_replies() -> crate::replies::ReplyRules {
+    use crate::replies::{Intent, Keyword, ReplyRules};
+    let mut r = ReplyRules::default()
+        .keyword(Keyword::OptoutAll, &["STOPALL"])
+        .keyword(Keyword::Optout, &["STOP", "СТОП"])
+        .keyword(Keyword::Optin, &["START"])
+        .keyword(Keyword::Help, &["ПОМОЩЬ"])
+        .intent(Intent::Yes, &["ДА"]);
+    r.help_text = "Отписаться: СТОП".into();
+    r.region = "RU".into();
+    r.window_ms = 3_600_000;
+    r
+}
+
+/// A message from `key` to `to` on route "r", claimed (so it went out) at `now`.
+fn sent(c: &rusqlite::Connection, key: &str, to: &str, reference: &str, now: Millis) -> i64 {
+    let m = NewMessage { to: to.into(), reference: Some(reference.into()), ..new_msg(1) };
+    let EnqueueOutcome::Created(a) = messages::enqueue(c, key, None, &[m], None, &Policy::default(), now).unwrap()
+    else {
+        panic!("created")
+    };
+    messages::claim(c, "r", 100, &Policy::default(), now).unwrap();
+    a[0].id
+}
+
+fn text_from(from: &str, text: &str) -> InboundPart {
+    InboundPart { from: from.into(), concat: None, ..part(1, text) }
+}
+
+fn view_of(c: &rusqlite::Connection, id: i64) -> InboundView {
+    inbound::get(c, id, None).unwrap().expect("stored")
+}
+
+#[test]
+fn an_answer_is_linked_to_the_latest_message_sent_to_its_number_within_the_window() {
+    let (_d, c) = conn();
+    let rules = ru_replies();
+    let t0 = 1_700_000_000_000;
+    let _older = sent(&c, "b", "+79160000001", "older", t0);
+    let asked = sent(&c, "a", "+79160000001", "table-8pm", t0 + 1_000);
+    // Another number's message, and one still waiting to go, asked nothing here.
+    sent(&c, "b", "+79160000002", "other", t0 + 2_000);
+    messages::enqueue(
+        &c,
+        "b",
+        None,
+        &[NewMessage { to: "+79160000001".into(), ..new_msg(1) }],
+        None,
+        &Policy::default(),
+        t0 + 3_000,
+    )
+    .unwrap();
+    // Written nationally, the sender is still the number the message went to.
+    let id = inbound::record(&c, &text_from("8 916 000-00-01", "Да!"), &rules, t0 + 60_000).unwrap().unwrap();
+    let v = view_of(&c, id);
+    assert_eq!(
+        v.reply_to,
+        Some(ReplyTo { message_id: asked, api_key: Some("a".into()), reference: Some("table-8pm".into()) })
+    );
+    assert_eq!((v.intent.as_deref(), v.keyword.as_deref()), (Some("yes"), None));
+    let key: Option<String> =
+        c.query_row("SELECT api_key FROM events WHERE inbound_id = ?1", [id], |r| r.get(0)).unwrap();
+    assert_eq!(key.as_deref(), Some("a"), "the event goes to the key whose message it answers");
+    // The key that asked sees it; the other one, which wrote to the number
+    // before, does not: the answer is not to its message.
+    assert!(inbound::get(&c, id, Some("a")).unwrap().is_some());
+    assert!(inbound::get(&c, id, Some("b")).unwrap().is_none());
+
+    // Past the window: linked to nothing, nobody's event.
+    let late = inbound::record(&c, &text_from("+79160000001", "да"), &rules, t0 + 1_000 + 3_600_001).unwrap().unwrap();
+    let v = view_of(&c, late);
+    assert_eq!((v.reply_to, v.intent.as_deref()), (None, Some("yes")));
+    let key: Option<String> =
+        c.query_row("SELECT api_key FROM events WHERE inbound_id = ?1", [late], |r| r.get(0)).unwrap();
+    assert_eq!(key, None);
+    // An alphanumeric sender is read but linked to nothing.
+    let bank = inbound::record(&c, &text_from("MyBank", "STOP"), &rules, t0 + 70_000).unwrap().unwrap();
+    let v = view_of(&c, bank);
+    assert_eq!((v.reply_to, v.keyword.as_deref()), (None, Some("optout")));
+    let optouts: i64 = c.query_row("SELECT count(*) FROM optouts", [], |r| r.get(0)).unwrap();
+    assert_eq!(optouts, 0, "no number to opt out");
+}
+
+type OptOutRow = (String, String, String, Option<String>, Option<String>, Option<i64>);
+
+fn optout_rows(c: &rusqlite::Connection) -> Vec<OptOutRow> {
+    c.prepare("SELECT number, scope, source, route, api_key, inbound_id FROM optouts ORDER BY scope")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// smsgw's own messages: (to, route, priority, text, reference).
+fn auto_replies(c: &rusqlite::Connection) -> Vec<(String, String, i64, String, Option<String>)> {
+    c.prepare("SELECT recipient, route, priority, body, reference FROM messages WHERE api_key = 'smsgw' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn keywords_act_in_the_transaction_that_stores_them() {
+    let (_d, c) = conn();
+    let mut rules = ru_replies();
+    rules.optout_reply = Some("Вы отписаны".into());
+    let t0 = 1_700_000_000_000;
+    sent(&c, "shop", "+79160000001", "promo", t0);
+    let stop = inbound::record(&c, &text_from("+79160000001", "CTOП"), &rules, t0 + 1_000).unwrap().unwrap();
+    let n = "+79160000001".to_string();
+    let row =
+        |scope: &str, id| (n.clone(), scope.into(), "keyword".into(), Some("r".into()), Some("shop".into()), Some(id));
+    assert_eq!(optout_rows(&c), [row("promotional", stop)]);
+    let all = inbound::record(&c, &text_from("+79160000001", "stop all"), &rules, t0 + 2_000).unwrap().unwrap();
+    assert_eq!(optout_rows(&c), [row("all", all), row("promotional", stop)]);
+    // Each opt-out is confirmed through the route it came in on, as smsgw's own transactional message.
+    let confirm = |id: i64, kw: &str| {
+        (n.clone(), "r".to_string(), 1, "Вы отписаны".to_string(), Some(format!("inbound:{id}:{kw}")))
+    };
+    assert_eq!(auto_replies(&c), [confirm(stop, "optout"), confirm(all, "optout_all")]);
+
+    // START takes both back, and no confirmation is set for it.
+    let start = inbound::record(&c, &text_from("+79160000001", "Start."), &rules, t0 + 3_000).unwrap().unwrap();
+    assert_eq!(optout_rows(&c), []);
+    assert_eq!(auto_replies(&c).len(), 2);
+    let changes: i64 = c
+        .query_row("SELECT count(*) FROM events WHERE kind = 'optout.changed' AND inbound_id = ?1", [start], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(changes, 2);
+
+    // HELP is answered; the answer is not what a later "Да" answers.
+    let help = inbound::record(&c, &text_from("+79160000001", "помощь"), &rules, t0 + 4_000).unwrap().unwrap();
+    assert_eq!(
+        auto_replies(&c)[2],
+        (n.clone(), "r".into(), 1, "Отписаться: СТОП".into(), Some(format!("inbound:{help}:help")))
+    );
+    messages::claim(&c, "r", 100, &Policy::default(), t0 + 5_000).unwrap();
+    let yes = inbound::record(&c, &text_from("+79160000001", "да"), &rules, t0 + 6_000).unwrap().unwrap();
+    assert_eq!(view_of(&c, yes).reply_to.and_then(|r| r.api_key).as_deref(), Some("shop"));
+
+    // Two machines answering each other stop at the auto-reply limit.
+    for i in 0..10 {
+        inbound::record(&c, &text_from("+79160000001", "ПОМОЩЬ"), &rules, t0 + 7_000 + i).unwrap();
+    }
+    assert_eq!(auto_replies(&c).len(), 5);
+}
+
+#[tokio::test]
+async fn a_keyword_whose_action_fails_leaves_no_inbound_row_behind() {
+    let (_d, s) = open().await;
+    // The registry cannot take the opt-out: the writer undoes the whole job.
+    s.write(|c| Ok(c.execute_batch("DROP TABLE optouts")?)).await.unwrap();
+    let stop = text_from("+79160000001", "STOP");
+    assert!(s.record_inbound(stop, std::sync::Arc::new(ru_replies())).await.is_err());
+    assert!(s.list_inbound(None, None, 10).await.unwrap().is_empty());
+    let events: i64 = s.read(|c| c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))).await.unwrap();
+    assert_eq!(events, 0);
 }
