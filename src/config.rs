@@ -63,6 +63,7 @@ pub struct Config<S = RouteTable> {
     pub routes: Vec<Route<S>>,
     #[serde(default)]
     pub webhooks: webhooks::Webhooks,
+    #[serde(default)]
     pub replies: Replies,
 }
 
