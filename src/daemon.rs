@@ -43,6 +43,8 @@ pub async fn run(
         dispatcher: dispatcher.clone(),
         limits: RwLock::new(Arc::new(Limits::from_config(cfg))),
         keys: RwLock::new(Keys::new(&loaded.keys, None)),
+        webhooks: RwLock::new(Arc::new(cfg.webhooks.clone())),
+        config_file: config_path.clone(),
     });
     for n in &loaded.notes {
         tracing::warn!(note = %n, "config");
@@ -173,6 +175,9 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                         }
                         if let Ok(mut l) = state.limits.write() {
                             *l = Arc::new(Limits::from_config(&new.config));
+                        }
+                        if let Ok(mut w) = state.webhooks.write() {
+                            *w = Arc::new(new.config.webhooks.clone());
                         }
                         for c in &changes {
                             tracing::info!(change = %c, "config reloaded");

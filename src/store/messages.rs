@@ -25,6 +25,9 @@ pub struct NewMessage {
     pub reference: Option<String>,
     pub send_at: Option<Millis>,
     pub valid_until: Millis,
+    /// Where this message's events are posted (besides the key's
+    /// subscriptions), checked like a subscription's URL.
+    pub callback_url: Option<String>,
 }
 
 /// What the API answers for each accepted message; kept verbatim for
@@ -205,8 +208,8 @@ pub(super) fn enqueue(
     let mut out = Vec::with_capacity(msgs.len());
     let mut insert = c.prepare_cached(
         "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
-                               route, status, created_at, updated_at, send_at, due_at, valid_until)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?11, ?12, ?13)",
+                               route, status, created_at, updated_at, send_at, due_at, valid_until, callback_url)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10, ?11, ?12, ?13, ?14)",
     )?;
     for m in msgs {
         insert.execute(params![
@@ -223,6 +226,7 @@ pub(super) fn enqueue(
             m.send_at,
             m.send_at.unwrap_or(now).max(now),
             m.valid_until,
+            m.callback_url,
         ])?;
         let id = c.last_insert_rowid();
         history(c, id, now, Status::Queued, &format!("accepted from API key {api_key:?}"))?;
