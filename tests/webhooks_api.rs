@@ -16,10 +16,16 @@ const METRICS_KEY: &str = "metrics-key-0123456789abcdef";
 const CONFIG_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn start(dir: &std::path::Path) -> Daemon {
+    write(dir, r#"["10.0.0.5", "hooks.lan:8080"]"#);
+    Daemon::start(dir)
+}
+
+/// The config, with `allow_hosts` (a TOML list) in `[webhooks]`.
+fn write(dir: &std::path::Path, allow_hosts: &str) {
     let extra = format!(
         r#"
 [webhooks]
-allow_hosts = ["10.0.0.5", "hooks.lan:8080"]
+allow_hosts = {allow_hosts}
 [[webhooks.subscriptions]]
 name = "crm"
 key = "test"
@@ -37,7 +43,6 @@ scopes = ["metrics"]
 "#
     );
     write_config(dir, &extra, &sim_route(dir, "sim", "", ""));
-    Daemon::start(dir)
 }
 
 struct Answer {
@@ -521,4 +526,28 @@ async fn a_messages_callback_url_is_checked_stored_and_shown() {
     other["callback_url"] = json!("http://10.0.0.5/b");
     let (s, v) = d.post_raw("/v1/messages", serde_json::to_vec(&other).unwrap(), &[("idempotency-key", "k1")]).await;
     assert_eq!(s, 409, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_where_webhooks_may_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let hook = |host: &str| json!({"url": format!("http://{host}/h"), "events": ["message.failed"]});
+    let cb = |host: &str| json!({"to": "+79161234567", "text": "x", "send_at": in_secs(3600.0), "callback_url": format!("http://{host}/cb")});
+    assert_eq!(fields(&call(&d, "POST", "/v1/webhooks", KEY, Some(hook("10.0.0.6"))).await), ["url"]);
+
+    write(dir.path(), r#"["10.0.0.5:80", "10.0.0.6"]"#);
+    d.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let a = call(&d, "POST", "/v1/webhooks", KEY, Some(hook("10.0.0.6"))).await;
+        if a.status == 201 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the reload never allowed 10.0.0.6: {}", a.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(fields(&call(&d, "POST", "/v1/webhooks", KEY, Some(hook("hooks.lan:8080"))).await), ["url"]);
+    assert_eq!(fields(&call(&d, "POST", "/v1/messages", KEY, Some(cb("10.0.0.5:8080"))).await), ["callback_url"]);
+    assert_eq!(call(&d, "POST", "/v1/messages", KEY, Some(cb("10.0.0.6"))).await.status, 202);
 }
