@@ -44,6 +44,8 @@ pub async fn run(
         dispatcher: dispatcher.clone(),
         limits: RwLock::new(Arc::new(Limits::from_config(cfg))),
         keys: RwLock::new(Keys::new(&loaded.keys, None)),
+        webhooks: RwLock::new(Arc::new(cfg.webhooks.clone())),
+        config_file: config_path.clone(),
     });
     for n in &loaded.notes {
         tracing::warn!(note = %n, "config");
@@ -179,6 +181,9 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                         if new.config.policy != current.config.policy {
                             state.dispatcher.set_policy(new.config.policy);
                             tracing::info!(policy = ?new.config.policy, "config reloaded: [policy] changed");
+                        }
+                        if let Ok(mut w) = state.webhooks.write() {
+                            *w = Arc::new(new.config.webhooks.clone());
                         }
                         for c in &changes {
                             tracing::info!(change = %c, "config reloaded");

@@ -58,6 +58,11 @@ pub struct MessageRequest {
     /// Your own reference, returned as is.
     #[serde(default)]
     pub reference: Option<String>,
+    /// An http(s) URL this message's events (submitted, delivered, failed...)
+    /// are posted to, signed with the key's callback secret (see
+    /// `/v1/webhooks`); checked like a webhook URL.
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 /// Up to `server.max_batch` messages in one request.
@@ -125,6 +130,8 @@ pub struct MessageOut {
     pub encoding: String,
     pub segments: u32,
     pub reference: Option<String>,
+    /// Where this message's events are posted, if it asked.
+    pub callback_url: Option<String>,
     /// The name of the API key that submitted it.
     pub api_key: String,
     pub attempts: u32,
@@ -183,6 +190,7 @@ impl MessageOut {
             encoding: v.encoding,
             segments: v.segments,
             reference: v.reference,
+            callback_url: v.callback_url,
             api_key: v.api_key,
             attempts: v.attempts,
             created_at: to_rfc3339(v.created_at),
@@ -242,12 +250,14 @@ pub struct Validated {
 
 /// Read and validate a `POST /v1/messages` body: a 400 when it is not JSON, else a 422 naming
 /// every field that is wrong (`messages[3].to`), else the messages. `resolve` chooses a message's
-/// route from its E.164 number and the route it asks for, as [`Routing::resolve`] does.
+/// route from its E.164 number and the route it asks for, as [`Routing::resolve`] does;
+/// `allow_hosts` is `webhooks.allow_hosts`, which a `callback_url` must pass.
 ///
 /// [`Routing::resolve`]: crate::dispatch::Routing::resolve
 pub fn validate(
     body: &[u8],
     limits: &Limits,
+    allow_hosts: &[String],
     resolve: impl Fn(&str, Option<&str>) -> Result<String, RouteError>,
 ) -> Result<Validated, Problem> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| Problem::bad_json(e.to_string()))?;
@@ -274,12 +284,13 @@ pub fn validate(
         .enumerate()
         .map(|(i, r)| (if batch { format!("messages[{i}].") } else { String::new() }, r))
         .collect();
-    let (messages, routes) = build(limits, resolve, &labelled)?;
+    let (messages, routes) = build(limits, allow_hosts, resolve, &labelled)?;
     Ok(Validated { messages, routes, single_object })
 }
 
 fn build(
     limits: &Limits,
+    allow_hosts: &[String],
     resolve: impl Fn(&str, Option<&str>) -> Result<String, RouteError>,
     reqs: &[(String, &MessageRequest)],
 ) -> Result<(Vec<NewMessage>, BTreeSet<String>), Problem> {
@@ -330,6 +341,11 @@ fn build(
             && reference.len() > 256
         {
             bad("reference", format!("at most 256 bytes; this one has {}", reference.len()));
+        }
+        if let Some(url) = &r.callback_url
+            && let Err(why) = super::check_webhook_url(url, allow_hosts)
+        {
+            bad("callback_url", why);
         }
         let send_at = r.send_at.as_ref().map(from_datetime);
         if send_at.is_some_and(|t| t > now + MAX_AHEAD_MS) {
@@ -387,6 +403,7 @@ fn build(
                 reference: r.reference.clone(),
                 send_at,
                 valid_until,
+                callback_url: r.callback_url.clone(),
             });
         }
     }
@@ -430,7 +447,8 @@ pub async fn post_messages(
         other => Problem::bad_json(other.body_text()),
     })?;
     let routing = state.dispatcher.routing();
-    let built = validate(&body, &state.limits(), |to, asked| routing.resolve(to, asked))?;
+    let hooks = state.webhooks();
+    let built = validate(&body, &state.limits(), &hooks.allow_hosts, |to, asked| routing.resolve(to, asked))?;
 
     let idem = match headers.get("idempotency-key") {
         None => None,
@@ -709,6 +727,7 @@ mod tests {
                 "valid_until",
                 "route",
                 "reference",
+                "callback_url",
                 "messages",
                 "x",
             ]);
@@ -734,6 +753,8 @@ mod tests {
                     "2999-01-01T00:00:00Z",
                     "Hello",
                     "€{}",
+                    "http://10.0.0.5:8080/hook",
+                    "ftp://10.0.0.5/hook",
                 ])
                 .prop_map(Value::from),
                 "\\PC{0,200}".prop_map(Value::from),
@@ -749,7 +770,7 @@ mod tests {
 
         /// A body the API accepts.
         fn valid_message() -> Value {
-            json!({"to": "+79161234567", "text": "Hello", "from": "MyShop", "priority": "otp", "route": "sim", "reference": "r1"})
+            json!({"to": "+79161234567", "text": "Hello", "from": "MyShop", "priority": "otp", "route": "sim", "reference": "r1", "callback_url": "http://10.0.0.5:8080/hook"})
         }
 
         /// One field made wrong, and the name the answer must give it.
@@ -768,6 +789,9 @@ mod tests {
                 ("route", json!("nowhere")),
                 ("route", json!("de")),
                 ("reference", json!("r".repeat(257))),
+                ("callback_url", json!("ftp://10.0.0.5/hook")),
+                ("callback_url", json!("http://user:pw@10.0.0.5/hook")),
+                ("callback_url", json!("not a url")),
             ])
         }
 
@@ -776,7 +800,7 @@ mod tests {
         fn an_empty_unknown_key_is_named() {
             let one = r#"{"": "x", "to": "+79161234567", "text": "hi"}"#;
             for body in [one.to_string(), format!(r#"{{"messages": [{one}]}}"#)] {
-                let p = validate(body.as_bytes(), &limits(), resolve).map(|v| v.messages.len()).unwrap_err();
+                let p = validate(body.as_bytes(), &limits(), &[], resolve).map(|v| v.messages.len()).unwrap_err();
                 assert_eq!(p.status, 422);
                 assert!(p.errors.iter().all(|e| !e.field.is_empty()), "{body}: {:?}", p.errors);
             }
@@ -791,7 +815,7 @@ mod tests {
                 json_value().prop_map(|v| v.to_string().into_bytes()),
                 prop::collection::vec(any::<u8>(), 0..100),
             ]) {
-                match validate(&body, &limits(), resolve) {
+                match validate(&body, &limits(), &[], resolve) {
                     Ok(v) => prop_assert!(!v.messages.is_empty()),
                     Err(p) if p.status == 400 => prop_assert!(p.errors.is_empty()),
                     Err(p) => {
@@ -817,8 +841,8 @@ mod tests {
                         (json!({"messages": messages}), format!("messages[{at}].{field}"))
                     }
                 };
-                prop_assert!(validate(valid_message().to_string().as_bytes(), &limits(), resolve).is_ok());
-                match validate(body.to_string().as_bytes(), &limits(), resolve) {
+                prop_assert!(validate(valid_message().to_string().as_bytes(), &limits(), &[], resolve).is_ok());
+                match validate(body.to_string().as_bytes(), &limits(), &[], resolve) {
                     Err(p) => {
                         prop_assert_eq!(p.status, 422);
                         prop_assert!(p.errors.iter().any(|e| e.field == expected), "{expected} not in {:?}", p.errors);

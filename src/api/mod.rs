@@ -10,6 +10,8 @@
 //! needs `metrics`; `/openapi.json` and `/readyz` any valid key. `admin`
 //! passes every check. Opt-outs (`optouts`): listing needs `read`, adding
 //! `send`, removing `admin`; consents need `admin` for everything.
+//! passes every check. Webhook subscriptions (`webhooks`): `send` or `read`
+//! manages the key's own, `admin` every key's.
 
 pub mod auth;
 pub mod csv;
@@ -19,6 +21,7 @@ pub mod metrics;
 pub mod optouts;
 pub mod problem;
 pub mod serve;
+pub mod webhooks;
 
 use crate::channel::RouteState;
 use crate::config::Scope;
@@ -70,12 +73,34 @@ pub struct AppState {
     /// Swapped whole by a reload.
     pub limits: RwLock<Arc<Limits>>,
     pub keys: RwLock<auth::Keys>,
+    /// `[webhooks]`: the allow-list webhook and callback URLs must pass.
+    /// Swapped whole by a reload.
+    pub webhooks: RwLock<Arc<crate::config::webhooks::Webhooks>>,
+    /// The config file, named when a change to a subscription it declares is refused.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl AppState {
     pub fn limits(&self) -> Arc<Limits> {
         self.limits.read().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
+
+    pub fn webhooks(&self) -> Arc<crate::config::webhooks::Webhooks> {
+        self.webhooks.read().map(|w| w.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+/// Longest webhook or callback URL accepted.
+const MAX_URL_BYTES: usize = 2048;
+
+/// A webhook subscription's URL or a message's `callback_url`, checked by
+/// the one rule the config uses (`config::webhooks::check_url`); the error
+/// says what is wrong, for a 422 naming the field.
+pub fn check_webhook_url(url: &str, allow_hosts: &[String]) -> Result<(), String> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(format!("{} is longer than {MAX_URL_BYTES} bytes", problem::quote(url)));
+    }
+    crate::config::webhooks::check_url(url, allow_hosts).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[derive(OpenApi)]
@@ -116,6 +141,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(throughput))
         .routes(routes!(modems))
         .routes(routes!(readyz))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::get_webhook, webhooks::patch_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::rotate_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::replay_deliveries))
         .split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.limits().max_body_bytes;

@@ -155,6 +155,7 @@ fn auto_reply(
         reference: Some(reference.to_string()),
         send_at: None,
         valid_until: now + rules.reply_validity_ms,
+        callback_url: None,
     };
     // Policy never stops smsgw's own answers (see `messages::enqueue`).
     messages::enqueue(c, SYSTEM_KEY, None, &[msg], None, &crate::config::Policy::default(), now)?;

@@ -29,6 +29,9 @@ pub struct NewMessage {
     pub reference: Option<String>,
     pub send_at: Option<Millis>,
     pub valid_until: Millis,
+    /// Where this message's events are posted (besides the key's
+    /// subscriptions), checked like a subscription's URL.
+    pub callback_url: Option<String>,
 }
 
 /// What the API answers for each accepted message; kept verbatim for
@@ -217,8 +220,8 @@ pub(super) fn enqueue(
     let mut insert = c.prepare_cached(
         "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
                                route, status, created_at, updated_at, send_at, due_at, valid_until,
-                               error_code, error_text)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16)",
+                               error_code, error_text, callback_url)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16, ?17)",
     )?;
     for m in msgs {
         let stop = policy::stop(c, policy, &m.to, m.priority)?.filter(|_| api_key != SYSTEM_KEY);
@@ -240,6 +243,7 @@ pub(super) fn enqueue(
             status.as_str(),
             stop.as_ref().map(|s| s.code),
             stop.as_ref().map(|s| &s.text),
+            m.callback_url,
         ])?;
         let id = c.last_insert_rowid();
         let mut detail = format!("accepted from API key {api_key:?}");

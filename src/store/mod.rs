@@ -22,6 +22,7 @@ mod policy;
 mod query;
 mod retention;
 mod schema;
+mod subscriptions;
 mod writer;
 
 pub use consents::{Consent, ConsentFilter, NewConsent, WithdrawOutcome};
@@ -35,6 +36,10 @@ pub use optouts::{OptOut, OptOutChange, OptOutCursor, OptOutFilter};
 pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
 pub use retention::{Pruned, Retention};
+pub use subscriptions::{
+    AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
+    ReplayOutcome, ReplaySelect, SigningSecret, SubscriptionPatch, SubscriptionView,
+};
 
 use crate::config::Policy;
 use crate::message::{Millis, now_ms};
@@ -538,6 +543,68 @@ fn count_suppressed<'a>(reasons: impl Iterator<Item = &'a str>) {
     for reason in reasons {
         let reason = if reason == NO_CONSENT { NO_CONSENT } else { OPTED_OUT };
         ::metrics::counter!(crate::metrics::SUPPRESSED, "reason" => reason).increment(1);
+    }
+}
+
+/// Webhook subscriptions as their owners manage them (`subscriptions`).
+/// `owner`: Some(key) sees and changes only that key's; None (admin) all.
+impl Store {
+    pub async fn create_subscription(&self, new: NewSubscription) -> Result<SubscriptionView, StoreError> {
+        self.write(move |c| Ok(subscriptions::create(c, &new, now_ms())?)).await
+    }
+
+    pub async fn subscription(&self, id: i64, owner: Option<String>) -> Result<Option<SubscriptionView>, StoreError> {
+        self.read(move |c| subscriptions::get(c, id, owner.as_deref(), now_ms())).await
+    }
+
+    pub async fn subscriptions(&self, owner: Option<String>) -> Result<Vec<SubscriptionView>, StoreError> {
+        self.read(move |c| subscriptions::list(c, owner.as_deref(), now_ms())).await
+    }
+
+    pub async fn update_subscription(
+        &self,
+        id: i64,
+        owner: Option<String>,
+        patch: SubscriptionPatch,
+    ) -> Result<Managed<SubscriptionView>, StoreError> {
+        self.write(move |c| Ok(subscriptions::update(c, id, owner.as_deref(), &patch, now_ms())?)).await
+    }
+
+    /// Delete a subscription with its deliveries (pending ones are never sent).
+    pub async fn delete_subscription(&self, id: i64, owner: Option<String>) -> Result<Managed<()>, StoreError> {
+        self.write(move |c| Ok(subscriptions::delete(c, id, owner.as_deref())?)).await
+    }
+
+    /// Make `secret` the newest signing secret; the older ones sign for
+    /// `expire_old_ms` more.
+    pub async fn rotate_subscription_secret(
+        &self,
+        id: i64,
+        owner: Option<String>,
+        secret: String,
+        expire_old_ms: Millis,
+    ) -> Result<Managed<SubscriptionView>, StoreError> {
+        self.write(move |c| Ok(subscriptions::rotate(c, id, owner.as_deref(), &secret, expire_old_ms, now_ms())?)).await
+    }
+
+    /// A subscription's deliveries with their attempts; None when unseen.
+    pub async fn subscription_deliveries(
+        &self,
+        id: i64,
+        owner: Option<String>,
+        filter: DeliveryFilter,
+    ) -> Result<Option<Vec<DeliveryView>>, StoreError> {
+        self.read(move |c| subscriptions::deliveries(c, id, owner.as_deref(), &filter)).await
+    }
+
+    /// Finished deliveries of a subscription go back to pending, due now.
+    pub async fn replay_deliveries(
+        &self,
+        id: i64,
+        owner: Option<String>,
+        which: ReplaySelect,
+    ) -> Result<ReplayOutcome, StoreError> {
+        self.write(move |c| Ok(subscriptions::replay(c, id, owner.as_deref(), which, now_ms())?)).await
     }
 }
 

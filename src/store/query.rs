@@ -26,6 +26,7 @@ pub struct MessageView {
     pub attempts: u32,
     pub error_code: Option<String>,
     pub error_text: Option<String>,
+    pub callback_url: Option<String>,
     pub parts: Vec<PartView>,
     pub history: Vec<HistoryEntry>,
 }
@@ -70,7 +71,7 @@ pub struct Counts {
 }
 
 const COLUMNS: &str = "id, api_key, reference, recipient, sender, body, encoding, segments, priority, route,
-    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text";
+    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url";
 
 fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
     let pri: i64 = r.get(8)?;
@@ -94,6 +95,7 @@ fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
         attempts: r.get(15)?,
         error_code: r.get(16)?,
         error_text: r.get(17)?,
+        callback_url: r.get(18)?,
         parts: Vec::new(),
         history: Vec::new(),
     })

@@ -288,6 +288,13 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX delivery_attempts_of ON delivery_attempts(webhook_id, event_id);
 CREATE INDEX delivery_attempts_age ON delivery_attempts(at);
 "#,
+    // 8: a subscription's delivery health read cheaply, from its own rows
+    // only: its last success and its pending and dead counts, and its failed
+    // attempts of the last day.
+    r#"
+CREATE INDEX deliveries_health ON deliveries(webhook_id, state, done_at);
+CREATE INDEX delivery_attempts_recent ON delivery_attempts(webhook_id, at);
+"#,
 ];
 
 pub fn latest() -> i64 {

@@ -20,6 +20,7 @@ fn new_msg(segments: u32) -> NewMessage {
         reference: None,
         send_at: None,
         valid_until: now_ms() + 60_000,
+        callback_url: None,
     }
 }
 
