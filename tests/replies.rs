@@ -3,6 +3,7 @@
 //! latest message sent to its number (key, reference, intent) and only
 //! that message's key sees it; STOP by deliver_sm and "CTOП" typed with
 //! Latin look-alikes on a modem record an opt-out in the SQLite file;
+//! a promotion queued for that number is then suppressed, never sent;
 //! ПОМОЩЬ is answered with the help text through the route it came in on;
 //! START takes the opt-out back; an answer after the window is linked to
 //! nothing; a reload brings new words; bad `[replies]` values are refused
@@ -54,6 +55,30 @@ async fn wait_sent(d: &Daemon, key: &str, id: i64) {
         }
         assert!(Instant::now() < deadline, "message {id} never went out: {m:#}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A promotion to `to`, due in a few seconds: queued, not yet sent.
+async fn queue_promotion(d: &Daemon, to: &str, text: &str) -> i64 {
+    let send_at = (chrono::Utc::now() + chrono::Duration::seconds(4)).to_rfc3339();
+    let body = json!({"to": to, "text": text, "priority": "promotional", "send_at": send_at});
+    let (s, v) = call(d, "POST", "/v1/messages", KEY, Some(body)).await;
+    assert_eq!((s, &v["status"]), (202, &json!("queued")), "{v}");
+    v["id"].as_i64().expect("id")
+}
+
+/// Wait until message `id` ends `suppressed` because its number opted out.
+async fn wait_suppressed(d: &Daemon, id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, m) = call(d, "GET", &format!("/v1/messages/{id}"), KEY, None).await;
+        if m["status"] == "suppressed" {
+            assert_eq!(m["error"]["code"], "opted_out", "{m:#}");
+            return;
+        }
+        assert!(m["status"] == "queued", "message {id} left the queue but was not suppressed: {m:#}");
+        assert!(Instant::now() < deadline, "message {id} never suppressed: {m:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -135,11 +160,15 @@ async fn answers_and_keywords_through_the_carrier() {
     assert_eq!(texts(&call(&d, "GET", "/v1/inbound", KEY, None).await.1), ["Да!"]);
     assert!(texts(&call(&d, "GET", "/v1/inbound", OTHER_KEY, None).await.1).is_empty());
 
-    // STOP by deliver_sm: an opt-out from promotions, the key that asked named.
+    // STOP by deliver_sm: an opt-out from promotions, the key that asked
+    // named; a promotion already queued for the number is never sent.
+    let promo = queue_promotion(&d, "+79161234567", "Скидка 30% только сегодня").await;
     smsc.inject_inbound("+79161234567", "7726", "STOP").await.unwrap();
     let stop = inbound(&d, "STOP").await;
     assert_eq!(stop["keyword"], "optout");
     assert_eq!(optouts(dir.path()), [optout("+79161234567", "carrier", "test", &stop)]);
+    wait_suppressed(&d, promo).await;
+    assert!(!smsc.submitted().iter().any(|s| s.text().starts_with("Скидка 30%")), "the promotion went out");
 
     // ПОМОЩЬ: the help text goes back to the sender through the carrier.
     smsc.inject_inbound("+79161234567", "7726", "ПОМОЩЬ").await.unwrap();
@@ -148,9 +177,10 @@ async fn answers_and_keywords_through_the_carrier() {
         smsc.submitted().iter().any(|s| s.dest.trim_start_matches('+') == "79161234567" && s.text() == HELP_TEXT)
     })
     .await;
-    // smsgw's own message, not the asking key's: the key's list holds its one message.
+    // smsgw's own message, not the asking key's: the key's list holds its
+    // question and its promotion only.
     let (_, own) = call(&d, "GET", "/v1/messages", KEY, None).await;
-    assert_eq!(own["messages"].as_array().map(Vec::len), Some(1), "{own:#}");
+    assert_eq!(own["messages"].as_array().map(Vec::len), Some(2), "{own:#}");
 
     // START takes the opt-out back.
     smsc.inject_inbound("+79161234567", "7726", "Start").await.unwrap();
@@ -201,12 +231,15 @@ async fn a_modem_reads_look_alike_stop_and_answers_help_through_its_route() {
 
     let promo = send(&d, KEY, "+79161112233", "Скидка 20% до пятницы", "promo-7").await;
     wait_sent(&d, KEY, promo).await;
-    // "CTOП" with a Latin C, T and O.
+    // A promotion waits for its time; "CTOП" (a Latin C, T and O) stops it.
+    let queued = queue_promotion(&d, "+79161112233", "Последний день скидок").await;
     m.deliver("+79161112233", "CTOП");
     let stop = inbound(&d, "CTOП").await;
     assert_eq!(stop["keyword"], "optout", "{stop:#}");
     assert_eq!(stop["in_reply_to"]["message_id"], promo);
     assert_eq!(optouts(dir.path()), [optout("+79161112233", "gsm", "test", &stop)]);
+    wait_suppressed(&d, queued).await;
+    assert!(!m.sent().iter().any(|s| s.text.starts_with("Последний день")), "the promotion went out");
 
     m.deliver("+79161112233", "ПОМОЩЬ");
     until("the help text sent to the sender through the modem", 30, || {
