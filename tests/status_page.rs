@@ -1,11 +1,20 @@
 //! The status page: served without a key (it holds no data), its data
 //! endpoints answer with what the routes report, and — where a headless
 //! Chromium is installed (CI installs it and sets SMSGW_BROWSER_TESTS=1) —
-//! the page rendered in a real browser shows the route rows.
+//! the page rendered in a real browser shows the route rows; the latest
+//! replies with the message each answers, the opt-outs and the webhook
+//! subscriptions with their health and a replay button for dead
+//! deliveries; and a key without `read` still sees the cards it may see.
 
 mod common;
 use common::*;
-use serde_json::json;
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+use smsgw::simulate::smsc::{Smsc, SmscConfig};
+use std::time::{Duration, Instant};
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+const SENDER_KEY: &str = "sender-key-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_shows_routes_queue_and_throughput() {
@@ -40,4 +49,153 @@ async fn status_page_shows_routes_queue_and_throughput() {
     assert!(dom.contains("<b>backup</b>"), "no route row for backup");
     assert!(dom.contains("sim_rejected"), "the latest failure with its reason");
     assert!(dom.contains("id=\"updated\">updated "), "the page did not finish reading the API");
+}
+
+async fn call(d: &Daemon, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", d.url);
+    let req = if method == "GET" { d.http.get(url) } else { d.http.post(url) };
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let resp = req.bearer_auth(key).send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut ok: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The page as rendered, without its script (which holds every text the page can show).
+fn rendered(dom: &str) -> &str {
+    &dom[..dom.find("<script>").unwrap_or(dom.len())]
+}
+
+/// The line at the top saying when the page last read the API.
+fn updated(dom: &str) -> &str {
+    let at = dom.find("id=\"updated\">").expect("the updated line") + "id=\"updated\">".len();
+    &dom[at..at + dom[at..].find('<').expect("its end")]
+}
+
+/// The `<tr>` of the rendered `dom` that holds `needle`.
+fn row<'a>(dom: &'a str, needle: &str) -> &'a str {
+    let dom = rendered(dom);
+    let at = dom.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{dom}"));
+    let start = dom[..at].rfind("<tr").expect("a row");
+    let end = at + dom[at..].find("</tr>").expect("the row's end");
+    &dom[start..end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_shows_replies_optouts_and_webhook_health() {
+    let cfg = SmscConfig { credentials: vec![("smsgw".into(), "secret".into())], ..Default::default() };
+    let smsc = Smsc::start(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!(
+        "[[api_keys]]\nname = \"ops\"\nkey = \"{ADMIN_KEY}\"\nscopes = [\"admin\"]\n\
+         [[api_keys]]\nname = \"sender\"\nkey = \"{SENDER_KEY}\"\nscopes = [\"send\"]\n"
+    );
+    let carrier = format!(
+        "[[routes]]\nname = \"carrier\"\nkind = \"smpp\"\n[routes.smpp]\nhost = \"127.0.0.1\"\nport = {}\n\
+         system_id = \"smsgw\"\npassword = \"secret\"\nreconnect_min_ms = 50\n",
+        smsc.local_addr().port()
+    );
+    write_config(dir.path(), &keys, &carrier);
+    let d = Daemon::start(dir.path());
+
+    // A question goes out through the carrier and its answer comes back linked to it.
+    let asked =
+        d.send(json!({"to": "+79161234567", "text": "Table for two at 8? YES or NO", "reference": "table-8pm"})).await;
+    until("the question submitted", 20, || async { d.message(asked).await["status"] != "queued" }).await;
+    until("the question at the SMSC", 20, || async { !smsc.submitted().is_empty() }).await;
+    smsc.inject_inbound("+79161234567", "7726", "<Yes!>").await.unwrap();
+    until("the answer stored", 20, || async {
+        call(&d, "GET", "/v1/inbound", KEY, None).await.1["messages"][0]["text"] == "<Yes!>"
+    })
+    .await;
+    let (_, inbound) = call(&d, "GET", "/v1/inbound", KEY, None).await;
+    assert_eq!(inbound["messages"][0]["in_reply_to"]["message_id"], asked, "{inbound:#}");
+
+    let (s, optout) = call(&d, "POST", "/v1/optouts", KEY, Some(json!({"number": "+79031112233"}))).await;
+    assert_eq!(s, 201, "{optout}");
+
+    // A subscription to a port nothing listens on, with one delivery that ran
+    // out of retries, written into the file as the delivery engine writes it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let hook_url = format!("http://127.0.0.1:{closed}/smsgw-hook");
+    let (s, hook) =
+        call(&d, "POST", "/v1/webhooks", KEY, Some(json!({"url": hook_url, "events": ["message.delivered"]}))).await;
+    assert_eq!(s, 201, "{hook}");
+    let hook_id = hook["id"].as_i64().unwrap();
+    let c = Connection::open(dir.path().join("smsgw.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    let t = chrono::Utc::now().timestamp_millis() - 60_000;
+    c.execute("INSERT INTO events (kind, at, api_key) VALUES ('message.delivered', ?1, 'test')", [t]).unwrap();
+    let event = c.last_insert_rowid();
+    c.execute(
+        "INSERT INTO deliveries (webhook_id, event_id, order_key, state, attempts, created_at, next_at, done_at,
+                                 last_status, last_error)
+         VALUES (?1, ?2, NULL, 'dead', 1, ?3, ?3, ?3, NULL, 'connection refused')",
+        params![hook_id, event, t],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO delivery_attempts (webhook_id, event_id, at, http_status, latency_ms, error)
+         VALUES (?1, ?2, ?3, NULL, 1, 'connection refused')",
+        params![hook_id, event, t],
+    )
+    .unwrap();
+
+    if let Some(dom) = status_page_dom_as(&d, ADMIN_KEY).await {
+        assert!(updated(&dom).starts_with("updated ") && !updated(&dom).contains("not shown"), "{dom}");
+        // The reply, its text escaped, its intent as a pill, the message it answers.
+        let reply = row(&dom, "&lt;Yes!&gt;");
+        assert!(reply.contains("+79161234567"), "{reply}");
+        assert!(reply.contains("<span class=\"pill up\">yes</span>"), "{reply}");
+        assert!(reply.contains(&format!("class=\"answers\">message {asked}<br>")), "{reply}");
+        assert!(reply.contains("key test · ref table-8pm"), "{reply}");
+        let optout = row(&dom, "<td>+79031112233</td>");
+        assert!(optout.contains("<td>promotional</td><td>api"), "{optout}");
+        let hook = row(&dom, &hook_url);
+        assert!(hook.contains("message.delivered") && hook.contains("api · key test"), "{hook}");
+        assert!(hook.contains("<span class=\"pill up\">enabled</span>"), "{hook}");
+        assert!(
+            hook.contains(&format!("<button class=\"small replay\" data-id=\"{hook_id}\">Replay dead</button>")),
+            "{hook}"
+        );
+    }
+
+    // A key with `send` alone: the cards that need `read` say so, each on
+    // its own; its webhooks card still shows (it has no subscription).
+    if let Some(dom) = status_page_dom_as(&d, SENDER_KEY).await {
+        assert!(updated(&dom).starts_with("updated ") && updated(&dom).ends_with("(7 of 8 cards not shown)"), "{dom}");
+        let replies = &rendered(&dom)[dom.find("id=\"replies-card\"").expect("the replies card")..];
+        let replies = &replies[..replies.find("</section>").unwrap()];
+        assert!(replies.contains("not shown: this needs an API key with the \"read\" scope"), "{replies}");
+        assert!(row(&dom, "no subscriptions").contains("<td class=\"muted\">"), "{dom}");
+        assert!(!dom.contains(&hook_url), "another key's subscription");
+    }
+
+    // What the button does: the subscription's dead deliveries, each replayed by its event.
+    let path = format!("/v1/webhooks/{hook_id}");
+    let (s, dead) = call(&d, "GET", &format!("{path}/deliveries?state=dead&limit=500"), KEY, None).await;
+    assert_eq!(s, 200, "{dead}");
+    let dead = dead["deliveries"].as_array().unwrap();
+    assert_eq!(dead.len(), 1);
+    let (s, r) = call(&d, "POST", &format!("{path}/replay"), KEY, Some(json!({"event_id": dead[0]["event_id"]}))).await;
+    assert_eq!((s, r["replayed"].as_u64()), (200, Some(1)), "{r}");
+    let state: String = c
+        .query_row(
+            "SELECT state FROM deliveries WHERE webhook_id = ?1 AND event_id = ?2",
+            params![hook_id, event],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "pending");
+    assert_eq!(call(&d, "GET", &path, KEY, None).await.1["health"]["dead"], 0);
 }

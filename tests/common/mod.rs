@@ -263,14 +263,20 @@ fn chromium() -> Option<&'static str> {
 /// key), or None where no Chromium is installed and SMSGW_BROWSER_TESTS is
 /// not set (CI installs it and sets it).
 pub async fn status_page_dom(d: &Daemon) -> Option<String> {
+    status_page_dom_as(d, KEY).await
+}
+
+/// As `status_page_dom`, with the page given `key` (each key its own
+/// browser profile, so nothing one saw is left in the other's storage).
+pub async fn status_page_dom_as(d: &Daemon, key: &str) -> Option<String> {
     let required = std::env::var_os("SMSGW_BROWSER_TESTS").is_some();
     let Some(browser) = chromium() else {
         assert!(!required, "SMSGW_BROWSER_TESTS is set but no chromium is installed");
         eprintln!("no chromium: the in-browser half of this test did not run");
         return None;
     };
-    let profile = d.dir.join("chromium-profile");
-    let url = format!("{}/#key={KEY}", d.url);
+    let profile = d.dir.join(format!("chromium-profile-{}", key.split('-').next().unwrap_or("key")));
+    let url = format!("{}/#key={key}", d.url);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(browser)
             .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
