@@ -144,6 +144,16 @@ async fn status_page_shows_replies_optouts_and_webhook_health() {
         params![hook_id, event, t],
     )
     .unwrap();
+    // And one that went through: replaying the dead must leave it alone.
+    c.execute("INSERT INTO events (kind, at, api_key) VALUES ('message.submitted', ?1, 'test')", [t]).unwrap();
+    let done = c.last_insert_rowid();
+    c.execute(
+        "INSERT INTO deliveries (webhook_id, event_id, order_key, state, attempts, created_at, next_at, done_at,
+                                 last_status)
+         VALUES (?1, ?2, NULL, 'done', 1, ?3, ?3, ?3, 200)",
+        params![hook_id, done, t],
+    )
+    .unwrap();
     c.execute(
         "INSERT INTO delivery_attempts (webhook_id, event_id, at, http_status, latency_ms, error)
          VALUES (?1, ?2, ?3, NULL, 1, 'connection refused')",
@@ -181,21 +191,21 @@ async fn status_page_shows_replies_optouts_and_webhook_health() {
         assert!(!dom.contains(&hook_url), "another key's subscription");
     }
 
-    // What the button does: the subscription's dead deliveries, each replayed by its event.
+    // What the button does: every dead delivery of the subscription, in one call.
     let path = format!("/v1/webhooks/{hook_id}");
-    let (s, dead) = call(&d, "GET", &format!("{path}/deliveries?state=dead&limit=500"), KEY, None).await;
-    assert_eq!(s, 200, "{dead}");
-    let dead = dead["deliveries"].as_array().unwrap();
-    assert_eq!(dead.len(), 1);
-    let (s, r) = call(&d, "POST", &format!("{path}/replay"), KEY, Some(json!({"event_id": dead[0]["event_id"]}))).await;
+    let body = json!({"since": "1970-01-01T00:00:00Z", "state": "dead"});
+    let (s, r) = call(&d, "POST", &format!("{path}/replay"), KEY, Some(body)).await;
     assert_eq!((s, r["replayed"].as_u64()), (200, Some(1)), "{r}");
-    let state: String = c
-        .query_row(
+    let state_of = |event: i64| -> String {
+        c.query_row(
             "SELECT state FROM deliveries WHERE webhook_id = ?1 AND event_id = ?2",
             params![hook_id, event],
             |r| r.get(0),
         )
-        .unwrap();
+        .unwrap()
+    };
+    assert_eq!(state_of(done), "done", "a delivery that went through was sent again");
+    let state = state_of(event);
     assert_eq!(state, "pending");
     assert_eq!(call(&d, "GET", &path, KEY, None).await.1["health"]["dead"], 0);
 }

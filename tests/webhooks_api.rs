@@ -469,6 +469,10 @@ async fn deliveries_are_listed_with_their_attempts_and_replayed() {
     assert_eq!(fields(&r), ["since"]);
     let r = call(&d, "POST", &format!("{path}/replay"), KEY, Some(json!({"event_id": "yesterday's"}))).await;
     assert_eq!(fields(&r), ["event_id"]);
+    let r = call(&d, "POST", &format!("{path}/replay"), KEY, Some(json!({"since": since, "state": "pending"}))).await;
+    assert_eq!(fields(&r), ["state"]);
+    let r = call(&d, "POST", &format!("{path}/replay"), KEY, Some(json!({"event_id": "evt_1", "state": "dead"}))).await;
+    assert_eq!(fields(&r), ["state"]);
 
     // Deleting the subscription takes its deliveries with it: none is sent to a subscription that is gone.
     assert_eq!(call(&d, "DELETE", &path, KEY, None).await.status, 204);

@@ -79,6 +79,10 @@ pub struct ReplayRequest {
     /// RFC 3339: every delivery of an event at or after this time.
     #[serde(default)]
     pub since: Option<DateTime<Utc>>,
+    /// With `since`: only deliveries in this state (`dead`, `done` or
+    /// `disabled`); without it, every finished one.
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -595,8 +599,21 @@ pub async fn replay_deliveries(
             event_number(e)
                 .ok_or_else(|| Problem::field("event_id", format!("{} is not an event id (evt_<number>)", quote(e))))?,
         ),
-        (None, Some(t)) => ReplaySelect::Since(from_datetime(t)),
+        (None, Some(t)) => {
+            let state = match req.state.as_deref() {
+                None => None,
+                Some(st) => {
+                    Some(DeliveryState::parse(st).filter(|s| *s != DeliveryState::Pending).ok_or_else(|| {
+                        Problem::field("state", format!("{} is not dead, done or disabled", quote(st)))
+                    })?)
+                }
+            };
+            ReplaySelect::Since(from_datetime(t), state)
+        }
     };
+    if req.state.is_some() && req.since.is_none() {
+        return Err(Problem::field("state", "goes with since, not with one event_id"));
+    }
     match state.store.replay_deliveries(n, caller.owner().map(str::to_string), which).await? {
         ReplayOutcome::Replayed(replayed) => Ok(Json(Replayed { replayed })),
         ReplayOutcome::NoSubscription => Err(no_webhook(&id)),

@@ -180,8 +180,9 @@ pub struct AttemptView {
 pub enum ReplaySelect {
     /// The delivery of this one event.
     Event(i64),
-    /// Every delivery of an event at or after this time.
-    Since(Millis),
+    /// Every finished delivery of an event at or after this time; with a
+    /// state, only those in it (`dead`: what failed for good).
+    Since(Millis, Option<DeliveryState>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,9 +447,11 @@ pub(super) fn replay(
             c.prepare_cached(&format!("{AGAIN} AND event_id = :event"))?
                 .execute(rusqlite::named_params! {":now": now, ":id": id, ":event": event})?
         }
-        ReplaySelect::Since(since) => c
-            .prepare_cached(&format!("{AGAIN} AND event_id IN (SELECT id FROM events WHERE at >= :since)"))?
-            .execute(rusqlite::named_params! {":now": now, ":id": id, ":since": since})?,
+        ReplaySelect::Since(since, state) => c
+            .prepare_cached(&format!(
+                "{AGAIN} AND (:state IS NULL OR state = :state) AND event_id IN (SELECT id FROM events WHERE at >= :since)"
+            ))?
+            .execute(rusqlite::named_params! {":now": now, ":id": id, ":since": since, ":state": state.map(DeliveryState::as_str)})?,
     };
     Ok(ReplayOutcome::Replayed(n))
 }
