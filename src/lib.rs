@@ -21,3 +21,4 @@ pub mod sms;
 pub mod store;
 pub mod supervise;
 pub mod throughput;
+pub mod webhook;
