@@ -463,6 +463,7 @@ async fn store(n: i64) -> Result<(), String> {
         println!("store      filled {n} messages in {:.0} s: {}", t0.elapsed().as_secs_f64(), mb(full));
 
         let p = Private::start(dir.clone())?;
+        crate::client::install_tls_provider();
         let http = reqwest::Client::new();
         let timed = async {
             let metrics = median_get(&http, &p.url, "/metrics", SCRAPES).await?;

@@ -128,7 +128,9 @@ impl Lane {
         };
         match store.record_route_state(self.cfg.name.clone(), state.to_string(), health.detail.clone()).await {
             Ok(_) => *self.recorded_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(health.state),
-            Err(e) => tracing::warn!(route = %self.cfg.name, error = %e, "cannot record the route's state; will try again"),
+            Err(e) => {
+                tracing::warn!(route = %self.cfg.name, error = %e, "cannot record the route's state; will try again")
+            }
         }
     }
 

@@ -57,7 +57,8 @@ mod tests {
         assert!(record(&c, 3, &s("down", "no modem")).unwrap());
         let other = RouteStateData { route: "smpp".into(), state: "up".into(), detail: None };
         assert!(record(&c, 4, &other).unwrap());
-        let n: i64 = c.query_row("SELECT count(*) FROM events WHERE kind = 'route.state_changed'", [], |r| r.get(0)).unwrap();
+        let n: i64 =
+            c.query_row("SELECT count(*) FROM events WHERE kind = 'route.state_changed'", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 3);
     }
 }

@@ -69,6 +69,8 @@ pub struct Due {
     pub webhook_id: i64,
     pub event_id: i64,
     pub url: String,
+    /// The URL is the message's `callback_url`, not the subscription's.
+    pub callback: bool,
     /// The secrets in force now, newest first.
     pub secrets: Vec<String>,
     /// Attempts made before this one.
@@ -91,7 +93,9 @@ pub enum AttemptOutcome {
     /// callback URL, that URL) gets nothing more.
     Gone,
     /// Try again at `next_at`, unless that is past the retry period.
-    Retry { next_at: Millis },
+    Retry {
+        next_at: Millis,
+    },
     /// Cannot be delivered at all (its event is no longer stored).
     Dead,
 }
@@ -129,6 +133,11 @@ pub struct EventRow {
     pub data: Option<String>,
 }
 
+/// An event as fan-out reads it: id, kind, owner, message, its callback URL.
+type Fanned = (i64, String, Option<String>, Option<i64>, Option<String>);
+/// An `events` row: id, kind, at, message, inbound, subject, data.
+type EventColumns = (i64, String, Millis, Option<i64>, Option<i64>, Option<String>, Option<String>);
+
 fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
@@ -144,8 +153,8 @@ pub(super) fn sync_config(c: &Connection, subs: &[ConfigSubscription], now: Mill
         .collect::<Result<_, _>>()?;
     for s in subs {
         let events = serde_json::to_string(&s.events).map_err(json_err)?;
-        let secrets = serde_json::to_string(&[SigningSecret { secret: s.secret.clone(), until: None }])
-            .map_err(json_err)?;
+        let secrets =
+            serde_json::to_string(&[SigningSecret { secret: s.secret.clone(), until: None }]).map_err(json_err)?;
         match existing.get(&s.name) {
             None => {
                 c.prepare_cached(
@@ -165,7 +174,16 @@ pub(super) fn sync_config(c: &Connection, subs: &[ConfigSubscription], now: Mill
                             disabled_reason = CASE WHEN ?8 THEN NULL ELSE disabled_reason END
                      WHERE id = ?1",
                 )?
-                .execute(params![id, s.api_key, s.url, events, secrets, now, !same_secret, renewed])?;
+                .execute(params![
+                    id,
+                    s.api_key,
+                    s.url,
+                    events,
+                    secrets,
+                    now,
+                    !same_secret,
+                    renewed
+                ])?;
             }
         }
     }
@@ -219,7 +237,7 @@ pub(super) fn fan_out(c: &Connection, admin_keys: &[String], limit: usize, now: 
         .query_row(params![CURSOR], |r| r.get(0))
         .optional()?
         .unwrap_or(0);
-    let events: Vec<(i64, String, Option<String>, Option<i64>, Option<String>)> = c
+    let events: Vec<Fanned> = c
         .prepare_cached(
             "SELECT e.id, e.kind, coalesce(e.api_key, m.api_key, rm.api_key), e.message_id, m.callback_url
              FROM events e
@@ -332,9 +350,10 @@ pub(super) fn claim_due(
         }
         let secrets = secrets_in_force(&secrets, now);
         for (event_id, own_url, attempts) in rows {
+            let callback = own_url.is_some();
             let Some(target) = own_url.or_else(|| url.clone()) else { continue };
             lease.execute(params![hook, event_id, now + lease_ms])?;
-            due.push(Due { webhook_id: hook, event_id, url: target, secrets: secrets.clone(), attempts });
+            due.push(Due { webhook_id: hook, event_id, url: target, callback, secrets: secrets.clone(), attempts });
         }
         if due.len() >= limit {
             break;
@@ -438,10 +457,11 @@ fn gone(c: &Connection, webhook_id: i64, callback_url: Option<&str>, at: Millis,
 
 /// The events `ids` with the rows they point at; a pruned one is missing.
 pub(super) fn event_rows(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<EventRow>> {
-    let mut q = c.prepare_cached("SELECT id, kind, at, message_id, inbound_id, subject, data FROM events WHERE id = ?1")?;
+    let mut q =
+        c.prepare_cached("SELECT id, kind, at, message_id, inbound_id, subject, data FROM events WHERE id = ?1")?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let row: Option<(i64, String, Millis, Option<i64>, Option<i64>, Option<String>, Option<String>)> = q
+        let row: Option<EventColumns> = q
             .query_row(params![id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
             })
@@ -572,10 +592,7 @@ mod tests {
         let e3 = event(&c, EventKind::MessageFailed, Some(m));
         let out = fan_out(&c, &["root".to_string()], 100, 5).unwrap();
         assert_eq!(out, FanOut { events: 3, deliveries: 2 });
-        assert_eq!(
-            deliveries(&c),
-            [(ids["a"], e1, "pending".to_string()), (ids["adm"], e2, "pending".to_string())]
-        );
+        assert_eq!(deliveries(&c), [(ids["a"], e1, "pending".to_string()), (ids["adm"], e2, "pending".to_string())]);
         let _ = e3; // message.failed: nobody subscribed to it.
         // The cursor moved: nothing twice.
         assert_eq!(fan_out(&c, &["root".to_string()], 100, 5).unwrap(), FanOut::default());
@@ -588,9 +605,11 @@ mod tests {
         let e = event(&c, EventKind::MessageDelivered, Some(m));
         fan_out(&c, &[], 100, 5).unwrap();
         let (hook, url, origin): (i64, Option<String>, String) = c
-            .query_row("SELECT w.id, d.url, w.origin FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT w.id, d.url, w.origin FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
         assert_eq!((url.as_deref(), origin.as_str()), (Some("http://crm.lan/cb"), "callback"));
         let claim = claim_due(&c, 10, 1000, 4, &HashMap::new(), 10).unwrap();
@@ -626,7 +645,7 @@ mod tests {
             error: Some("HTTP 500".into()),
             outcome: AttemptOutcome::Retry { next_at: 30 },
         };
-        assert_eq!(record_attempts(&c, &[fail.clone()], 60_000, 20).unwrap().retry, 1);
+        assert_eq!(record_attempts(&c, std::slice::from_ref(&fail), 60_000, 20).unwrap().retry, 1);
         assert_eq!(claimed(25), Vec::<i64>::new());
         assert_eq!(claimed(30), [e1]);
         let done = AttemptRecord { outcome: AttemptOutcome::Done, http_status: Some(200), error: None, ..fail.clone() };
@@ -690,8 +709,13 @@ mod tests {
         };
         record_attempts(&c, &[done(e[0]), done(e[1])], 60_000, 1).unwrap();
         prune_batch(&c, 1_000, 100).unwrap();
-        let left: Vec<i64> =
-            c.prepare("SELECT id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let left: Vec<i64> = c
+            .prepare("SELECT id FROM events")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(left, [e[2], e[3]]);
         assert_eq!(deliveries(&c).len(), 2);
     }

@@ -20,6 +20,7 @@ use crate::config::webhooks::{Webhooks, secret_bytes};
 use crate::message::{Millis, now_ms};
 use crate::store::{AttemptOutcome, AttemptRecord, ConfigSubscription, Due, Store};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -107,6 +108,14 @@ pub struct Deliverer {
     kick: Notify,
     /// Claimed deliveries not yet recorded, by subscription.
     held: Mutex<HashMap<i64, HashSet<i64>>>,
+    /// Subscriptions whose receiver answered 410: what they have claimed
+    /// here is not sent (the store disables it with the subscription). Once
+    /// the 410 is committed, the number of that commit (`recorded`): a
+    /// claim begun after it that returns the subscription's deliveries
+    /// means the subscription was enabled again.
+    gone: Mutex<HashMap<i64, Option<u64>>>,
+    /// Record transactions committed so far.
+    recorded: AtomicU64,
     cancel: CancellationToken,
     /// The attempts under way.
     attempts: TaskTracker,
@@ -124,6 +133,8 @@ impl Deliverer {
             settings: RwLock::new(Arc::new(settings)),
             kick: Notify::new(),
             held: Mutex::new(HashMap::new()),
+            gone: Mutex::new(HashMap::new()),
+            recorded: AtomicU64::new(0),
             cancel: CancellationToken::new(),
             attempts: TaskTracker::new(),
             stopped: Mutex::new(None),
@@ -224,11 +235,27 @@ impl Deliverer {
             let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
             held.iter().map(|(k, v)| (*k, v.len())).collect()
         };
+        let begun = self.recorded.load(Ordering::SeqCst);
         let claim = self.store.claim_deliveries(s.lease_ms(), s.window(), busy, MAX_CLAIM).await?;
+        let mut gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        // A lease that ran out while the delivery waited here came back:
-        // renewed, and still this task's to send once.
-        let due = claim.due.into_iter().filter(|d| held.entry(d.webhook_id).or_default().insert(d.event_id)).collect();
+        let due = claim
+            .due
+            .into_iter()
+            .filter(|d| match gone.get(&d.webhook_id) {
+                None => true,
+                // Enabled again after the 410 was committed.
+                Some(Some(at)) if begun >= *at => {
+                    gone.remove(&d.webhook_id);
+                    true
+                }
+                // The store disables these with the subscription.
+                Some(_) => false,
+            })
+            // A lease that ran out while the delivery waited here came
+            // back: renewed, and still this task's to send once.
+            .filter(|d| held.entry(d.webhook_id).or_default().insert(d.event_id))
+            .collect();
         Ok((due, claim.next_at))
     }
 
@@ -273,14 +300,21 @@ impl Deliverer {
                 continue;
             };
             let slot = slots.entry(d.webhook_id).or_insert_with(|| Arc::new(Semaphore::new(s.concurrency))).clone();
-            let (s, tx, cancel) = (s.clone(), tx.clone(), self.cancel.clone());
+            let (me, s, tx) = (self.clone(), s.clone(), tx.clone());
             self.attempts.spawn(async move {
                 let permit = tokio::select! {
                     p = slot.acquire_owned() => p,
                     // Stopping: left leased, sent after the next start.
-                    _ = cancel.cancelled() => return,
+                    _ = me.cancel.cancelled() => return,
                 };
+                if me.gone.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&d.webhook_id) {
+                    me.release(&[(d.webhook_id, d.event_id)]);
+                    return;
+                }
                 let record = attempt(&s, &d, &body).await;
+                if record.outcome == AttemptOutcome::Gone && !d.callback {
+                    me.gone.lock().unwrap_or_else(|p| p.into_inner()).insert(d.webhook_id, None);
+                }
                 drop(permit);
                 let _ = tx.send(record);
             });
@@ -294,8 +328,18 @@ impl Deliverer {
         while rx.recv_many(&mut batch, MAX_RECORD).await > 0 {
             let retry_for = self.settings().retry_for_ms;
             let keys: Vec<(i64, i64)> = batch.iter().map(|r| (r.webhook_id, r.event_id)).collect();
+            let gone: Vec<i64> =
+                batch.iter().filter(|r| r.outcome == AttemptOutcome::Gone).map(|r| r.webhook_id).collect();
             match self.store.record_deliveries(std::mem::take(&mut batch), retry_for).await {
                 Ok(r) => {
+                    let seq = self.recorded.fetch_add(1, Ordering::SeqCst) + 1;
+                    let mut marks = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+                    for hook in gone {
+                        if let Some(committed) = marks.get_mut(&hook) {
+                            committed.get_or_insert(seq);
+                        }
+                    }
+                    drop(marks);
                     for (result, n) in [("done", r.done), ("retry", r.retry), ("dead", r.dead), ("gone", r.gone)] {
                         if n > 0 {
                             metrics::counter!(crate::metrics::WEBHOOK_DELIVERIES, "result" => result).increment(n);
@@ -305,22 +349,31 @@ impl Deliverer {
                         tracing::warn!(count = r.dead, "webhook deliveries dead: retried for the whole retry period");
                     }
                     if r.gone > 0 {
-                        tracing::warn!(count = r.gone, "a webhook receiver answered 410 Gone; its subscription is disabled");
+                        tracing::warn!(
+                            count = r.gone,
+                            "a webhook receiver answered 410 Gone; its subscription is disabled"
+                        );
                     }
                 }
                 // Leased: these attempts are made again when it runs out.
                 Err(e) => tracing::error!(error = %e, "cannot record webhook attempts; they will be made again"),
             }
-            {
-                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-                for (hook, event) in keys {
-                    if let Some(h) = held.get_mut(&hook) {
-                        h.remove(&event);
-                    }
+            self.release(&keys);
+        }
+    }
+
+    /// These deliveries are no longer held here (recorded, or dropped for
+    /// the store to settle); the claim loop may look again.
+    fn release(&self, keys: &[(i64, i64)]) {
+        {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            for (hook, event) in keys {
+                if let Some(h) = held.get_mut(hook) {
+                    h.remove(event);
                 }
             }
-            self.kick.notify_one();
         }
+        self.kick.notify_one();
     }
 }
 

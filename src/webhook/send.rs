@@ -56,6 +56,7 @@ impl Sender {
     /// A client whose attempts take at most `timeout`, connection included.
     pub fn new(timeout: Duration) -> Result<Sender, ClientError> {
         use tokio_rustls::rustls;
+        crate::client::install_tls_provider();
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
