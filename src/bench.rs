@@ -6,7 +6,9 @@
 //!
 //! The `store` scenario stands apart: it fills a store with millions of
 //! messages, times the scrapes that read its counts, and measures the file
-//! before and after a prune.
+//! before and after a prune. So does `webhooks`: a receiver in this process
+//! takes a backlog of outbox events from a private daemon (events/s), and
+//! submit throughput is compared with a webhook subscription and without.
 
 use crate::client::Client;
 use serde_json::{Value, json};
@@ -43,8 +45,11 @@ pub struct BenchArgs {
     pub queued: usize,
     /// Scenarios to run (single, batch, latency, dispatch; and, not in the
     /// default set: modems, which runs --seconds on virtual modems that take
-    /// --modem-send-ms per SMS, and store, which fills a store with
-    /// --store-messages and times /metrics, /v1/queue and a prune).
+    /// --modem-send-ms per SMS, store, which fills a store with
+    /// --store-messages and times /metrics, /v1/queue and a prune, and
+    /// webhooks, which delivers --webhook-events to a receiver in this
+    /// process and compares batch submits with webhooks on and off, each
+    /// --webhook-runs times, alternated).
     #[arg(long, value_delimiter = ',', default_value = "single,batch,latency,dispatch")]
     pub only: Vec<String>,
     /// Virtual modems in the modems scenario.
@@ -56,6 +61,13 @@ pub struct BenchArgs {
     /// Messages the store scenario fills its store with.
     #[arg(long, default_value_t = 10_000_000)]
     pub store_messages: i64,
+    /// Outbox events (two per message: submitted, delivered) the webhooks
+    /// scenario delivers.
+    #[arg(long, default_value_t = 20_000)]
+    pub webhook_events: usize,
+    /// Runs of each webhooks measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub webhook_runs: usize,
 }
 
 const BENCH_KEY: &str = "bench-key-0123456789abcdef";
@@ -463,6 +475,7 @@ async fn store(n: i64) -> Result<(), String> {
         println!("store      filled {n} messages in {:.0} s: {}", t0.elapsed().as_secs_f64(), mb(full));
 
         let p = Private::start(dir.clone())?;
+        crate::client::install_tls_provider();
         let http = reqwest::Client::new();
         let timed = async {
             let metrics = median_get(&http, &p.url, "/metrics", SCRAPES).await?;
@@ -505,7 +518,170 @@ async fn store(n: i64) -> Result<(), String> {
     result
 }
 
+/// A webhook receiver in this process: answers 503 (`Retry-After: 1`)
+/// until opened, then 204, and notes when each new event id came.
+#[derive(Default)]
+struct HookReceiver {
+    open: AtomicBool,
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// When the first event was taken, and the last new one.
+    first: std::sync::Mutex<Option<Instant>>,
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl HookReceiver {
+    async fn start() -> Result<(Arc<HookReceiver>, String), String> {
+        use axum::extract::State;
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        async fn take(State(r): State<Arc<HookReceiver>>, headers: HeaderMap) -> axum::response::Response {
+            if !r.open.load(Ordering::Relaxed) {
+                return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response();
+            }
+            let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let now = Instant::now();
+            r.first.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(now);
+            if r.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+                *r.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let r = Arc::new(HookReceiver::default());
+        let app = axum::Router::new().fallback(take).with_state(r.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok((r, format!("http://{addr}/hook")))
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// The routes (and `[webhooks]`) of a webhooks-scenario daemon: the
+/// simulated route, with or without a subscription for every message event.
+fn hook_config(url: Option<&str>) -> String {
+    let Some(url) = url else { return SIM_ROUTE.to_string() };
+    format!(
+        "[webhooks]\nconcurrency = 16\n[[webhooks.subscriptions]]\nname = \"bench\"\nkey = \"bench\"\nurl = \"{url}\"\n\
+         events = [\"message.submitted\", \"message.delivered\"]\nsecret = \"{}\"\n{SIM_ROUTE}",
+        crate::config::webhooks::new_secret()
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Pending webhook deliveries, from `/metrics`.
+async fn pending_deliveries(http: &reqwest::Client, url: &str) -> Option<u64> {
+    let text = http.get(format!("{url}/metrics")).bearer_auth(BENCH_KEY).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix("smsgw_webhook_pending ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// One delivery run: `events` pile up in the outbox while the receiver
+/// answers 503, then it opens; events/s from the first taken to the last.
+async fn webhook_delivery_run(events: usize) -> Result<f64, String> {
+    let dir = std::env::temp_dir().join(format!("smsgw-bench-hooks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (receiver, url) = HookReceiver::start().await?;
+    let p = Private::start_with(dir.clone(), &hook_config(Some(&url)))?;
+    let client = Client::new(&p.url, BENCH_KEY);
+    let http = reqwest::Client::new();
+    let result = async {
+        let messages = events.div_ceil(2);
+        let mut seq = 0u64;
+        while (seq as usize) < messages {
+            let n = (messages - seq as usize).min(1000);
+            let msgs: Vec<Value> = (0..n)
+                .map(|_| {
+                    seq += 1;
+                    json!({"to": recipient(seq), "text": "Your parcel is on its way"})
+                })
+                .collect();
+            client.post("/v1/messages", &json!({ "messages": msgs })).await.map_err(|e| e.to_string())?;
+        }
+        settle(&client).await?;
+        let want = messages * 2;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while pending_deliveries(&http, &p.url).await != Some(want as u64) {
+            if Instant::now() > deadline {
+                return Err(format!("the outbox never held {want} deliveries"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        receiver.open.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while receiver.count() < want {
+            if Instant::now() > deadline {
+                return Err(format!("only {} of {want} events delivered", receiver.count()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first = receiver.first.lock().unwrap_or_else(|p| p.into_inner()).ok_or("no event taken")?;
+        let last = receiver.last.lock().unwrap_or_else(|p| p.into_inner()).ok_or("no event taken")?;
+        Ok(want as f64 / (last - first).as_secs_f64().max(1e-3))
+    }
+    .await;
+    p.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Batch submits for `seconds` against a fresh daemon, with or without a
+/// webhook subscription; messages/s.
+async fn webhook_submit_run(with_hooks: bool, connections: usize, seconds: u64) -> Result<f64, String> {
+    let dir = std::env::temp_dir().join(format!("smsgw-bench-hooks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (receiver, url) = HookReceiver::start().await?;
+    receiver.open.store(true, Ordering::Relaxed);
+    let p = Private::start_with(dir.clone(), &hook_config(with_hooks.then_some(url.as_str())))?;
+    let client = Client::new(&p.url, BENCH_KEY);
+    let o = drive(&client, connections.min(16), seconds, 100, None).await;
+    p.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(o.messages as f64 / o.elapsed.as_secs_f64())
+}
+
+/// The webhooks scenario (see `BenchArgs::only`).
+async fn webhooks(args: &BenchArgs) -> Result<(), String> {
+    crate::client::install_tls_provider();
+    let runs = args.webhook_runs.max(1);
+    let mut delivered = Vec::new();
+    for _ in 0..runs {
+        delivered.push(webhook_delivery_run(args.webhook_events).await?);
+    }
+    println!(
+        "webhooks   {} events from the durable outbox to a local receiver (concurrency 16): median {:.0} events/s \
+         of {runs} runs {:?}",
+        args.webhook_events,
+        median(delivered.clone()),
+        delivered.iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        off.push(webhook_submit_run(false, args.connections, args.seconds).await?);
+        on.push(webhook_submit_run(true, args.connections, args.seconds).await?);
+    }
+    let (on_m, off_m) = (median(on.clone()), median(off.clone()));
+    println!(
+        "webhooks   batch100 submits, medians of {runs} alternated runs: {off_m:.0} msg/s without webhooks, \
+         {on_m:.0} msg/s with a subscription to every message event ({:+.1}%); runs off {:?} on {:?}",
+        100.0 * (on_m - off_m) / off_m.max(1.0),
+        off.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        on.iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.only.iter().all(|o| o == "webhooks") {
+        return webhooks(&args).await;
+    }
     if args.only.iter().all(|o| o == "modems") {
         return modems(args.modems, args.modem_send_ms, args.seconds).await;
     }
@@ -553,6 +729,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if result.is_ok() && want("store") {
         result = store(args.store_messages).await;
+    }
+    if result.is_ok() && want("webhooks") {
+        result = webhooks(&args).await;
     }
     if let Some(p) = private {
         let dir = p.dir.clone();

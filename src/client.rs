@@ -19,8 +19,17 @@ pub struct Client {
     key: String,
 }
 
+/// Make ring the process's rustls crypto provider (once; later calls do
+/// nothing). reqwest is built with rustls and no provider of its own (the
+/// tree's TLS is ring, no OpenSSL or aws-lc), so a process installs this
+/// before it builds any HTTP client, for http:// as well as https://.
+pub fn install_tls_provider() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Client {
     pub fn new(base: &str, key: &str) -> Client {
+        install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)

@@ -2,12 +2,14 @@
 //! routes and the dispatcher, serve the API, and on SIGTERM/SIGINT stop in
 //! order — stop accepting, let in-flight hand-overs finish (bounded), close
 //! the store cleanly. While it runs, it prunes the store on the configured
-//! retention.
+//! retention and delivers webhooks (started after the routes, stopped after
+//! them, so their last events are fanned out before the store closes).
 
 use crate::api::{self, AppState, Limits, auth::Keys};
 use crate::channel::spec::{self, Loaded};
 use crate::dispatch::Dispatcher;
 use crate::store::{Retention, Store};
+use crate::webhook::Deliverer;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -39,6 +41,9 @@ pub async fn run(
     let dispatcher = Dispatcher::start(store.clone(), cfg.dispatch.clone(), cfg.policy, &cfg.routes, replies)
         .await
         .map_err(|e| StartError(format!("cannot start routes: {e}")))?;
+    let deliverer = Deliverer::start(store.clone(), &cfg.webhooks, &loaded.keys)
+        .await
+        .map_err(|e| StartError(format!("cannot start webhook delivery: {e}")))?;
     let state = Arc::new(AppState {
         store: store.clone(),
         dispatcher: dispatcher.clone(),
@@ -62,7 +67,7 @@ pub async fn run(
     let supervisor = tokio::spawn(supervise(store.clone(), dispatcher.clone()));
     let every = Duration::from_secs(u64::from(cfg.store.prune_every_minutes) * 60);
     let pruner = tokio::spawn(prune_periodically(store.clone(), Retention::from_config(&cfg.store), every));
-    let reloader = tokio::spawn(reload_on_hangup(config_path, loaded.clone(), state));
+    let reloader = tokio::spawn(reload_on_hangup(config_path, loaded.clone(), state, deliverer.clone()));
     api::serve::serve(listener, app, api::serve::ServeLimits::from_config(&cfg.server), stop_signal()).await;
     crate::notify::stopping();
     supervisor.abort();
@@ -70,6 +75,7 @@ pub async fn run(
     reloader.abort();
     tracing::info!("stopping: no new requests; finishing in-flight work");
     dispatcher.shutdown().await;
+    deliverer.shutdown().await;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -134,7 +140,7 @@ async fn supervise(store: Store, d: Arc<Dispatcher>) {
 /// API keys, request limits, dispatch settings, policy, `[replies]`, routes' limits and
 /// prefixes, routes added and removed; binds and modems of unchanged routes
 /// stay up. An invalid file is refused and the running config stays.
-async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc<AppState>) {
+async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc<AppState>, hooks: Arc<Deliverer>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot watch SIGHUP; reloading is off");
@@ -184,6 +190,9 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                         }
                         if let Ok(mut w) = state.webhooks.write() {
                             *w = Arc::new(new.config.webhooks.clone());
+                        }
+                        if let Err(e) = hooks.reload(&new.config.webhooks, &new.keys).await {
+                            tracing::error!(error = %e, "webhook settings not reloaded; the running ones stay");
                         }
                         for c in &changes {
                             tracing::info!(change = %c, "config reloaded");

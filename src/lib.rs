@@ -22,3 +22,4 @@ pub mod sms;
 pub mod store;
 pub mod supervise;
 pub mod throughput;
+pub mod webhook;

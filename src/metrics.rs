@@ -23,6 +23,11 @@ pub const KEY_REFUSED: &str = "smsgw_api_key_refused_total";
 pub const SUPPRESSED: &str = "smsgw_messages_suppressed_total";
 /// Long-lived tasks (binds, modems, lanes) started again after a panic.
 pub const TASK_RESTARTS: &str = "smsgw_task_restarts_total";
+/// Webhook attempts by what became of their delivery (`done`, `retry`,
+/// `dead`, `gone`).
+pub const WEBHOOK_DELIVERIES: &str = "smsgw_webhook_deliveries_total";
+/// How long one webhook attempt took, answer read.
+pub const WEBHOOK_SECONDS: &str = "smsgw_webhook_delivery_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -31,11 +36,13 @@ pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let fast = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+            let webhook = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
             let slow = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0];
             let built = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), &fast)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(SUBMIT_SECONDS.into()), &fast))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RATE_WAIT.into()), &fast))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WEBHOOK_SECONDS.into()), &webhook))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DELIVERY_SECONDS.into()), &slow))
                 .and_then(|b| b.install_recorder());
             match built {

@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use smsgw::simulate::modem::ModemConfig;
 
+mod common;
+use common::venv_python;
+
 const TO: &str = "+79161234567";
 const FROM: &str = "+79037654321";
 /// Every GSM 03.38 basic character python-gsmmodem-new maps right, and the extension table (its
@@ -52,50 +55,6 @@ fn deliver_long_cyrillic() -> String {
 
 fn deliver_long_gsm() -> String {
     "A long reply in the GSM alphabet: @£$¥ {braces} [brackets] ~tilde~ €uro, repeated. ".repeat(3)
-}
-
-/// The Python of tests/interop/.venv with requirements.txt installed, made on first use. A lock
-/// file keeps parallel test processes from building it at the same time.
-fn venv_python() -> PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    let venv = dir.join(".venv");
-    let python = venv.join("bin/python");
-    let requirements = std::fs::read_to_string(dir.join("requirements.txt")).expect("read requirements.txt");
-    let marker = venv.join(".installed");
-    let installed = || std::fs::read_to_string(&marker).is_ok_and(|m| m == requirements);
-    let _guard = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    if installed() {
-        return python;
-    }
-    std::fs::create_dir_all(&venv).expect("create tests/interop/.venv");
-    let lock = std::fs::File::create(venv.join(".install.lock")).expect("lock file");
-    lock.lock().expect("lock");
-    if installed() {
-        return python;
-    }
-    if !python.exists() {
-        run_setup(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv tests/interop/.venv");
-    }
-    run_setup(
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(dir.join("requirements.txt")),
-        "pip install -r tests/interop/requirements.txt",
-    );
-    std::fs::write(&marker, &requirements).expect("write the install marker");
-    python
-}
-
-fn run_setup(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e} (python3 with venv is needed)"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): python3 with the venv module and PyPI are needed\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `smsgw simulate modem` with one modem; killed when dropped, panic or not.
@@ -216,6 +175,7 @@ async fn run_peer(python: &Path, sim: &Simulator, args: &[&str]) -> (Vec<Value>,
 
 /// GET /modems/0/sent: every SMS-SUBMIT the virtual modem decoded.
 async fn sent_by(sim: &Simulator) -> Vec<Decoded> {
+    smsgw::client::install_tls_provider();
     let resp = reqwest::get(format!("{}/modems/0/sent", sim.control)).await.expect("GET /modems/0/sent");
     assert_eq!(resp.status(), 200);
     let list: Value = resp.json().await.expect("JSON");
@@ -478,6 +438,7 @@ async fn gammu_reads_messages_the_network_delivered() {
         return;
     }
     let sim = Simulator::start(&["--send-delay-ms", "300"]);
+    smsgw::client::install_tls_provider();
     let http = reqwest::Client::new();
     for text in [DELIVER_CYRILLIC, DELIVER_GSM] {
         let resp = http

@@ -158,7 +158,9 @@ fn error_out(code: Option<String>, text: Option<String>) -> Option<ErrorOut> {
 }
 
 impl MessageOut {
-    fn from_view(v: MessageView, detailed: bool) -> MessageOut {
+    /// The JSON of a message; `detailed` adds its parts and history (as
+    /// `GET /v1/messages/{id}` shows them).
+    pub fn from_view(v: MessageView, detailed: bool) -> MessageOut {
         let parts = detailed.then(|| {
             v.parts
                 .into_iter()

@@ -69,5 +69,8 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
     }
     let oldest = counts.oldest_queued_at.map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
     ::metrics::gauge!("smsgw_queue_oldest_age_seconds").set(oldest);
+    // Webhook deliveries waiting (due, backing off or under way).
+    let pending = store.pending_deliveries().await?;
+    ::metrics::gauge!("smsgw_webhook_pending").set(pending as f64);
     Ok(crate::metrics::install().map(|h| h.render()).unwrap_or_default())
 }

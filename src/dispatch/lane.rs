@@ -3,7 +3,8 @@
 //! limiter and concurrency limit, hands each message to the channel and
 //! records the attempt (submitted, retry later with backoff, or failed).
 //! Work claimed but never started is handed back; a lane whose route is down
-//! fails its due messages over to the next route that serves them.
+//! fails its due messages over to the next route that serves them. A
+//! change of the route's state is recorded as a `route.state_changed` event.
 
 use super::Dispatcher;
 use crate::channel::spec::Route;
@@ -43,6 +44,8 @@ pub(super) struct Lane {
     last_error: Mutex<Option<String>>,
     /// When this lane's loop last made progress or waited knowingly.
     pub(super) heartbeat: AtomicI64,
+    /// The route state last recorded in the store (by this lane).
+    recorded_state: Mutex<Option<RouteState>>,
 }
 
 impl Lane {
@@ -65,6 +68,7 @@ impl Lane {
             retried: AtomicU64::new(0),
             last_error: Mutex::new(None),
             heartbeat: AtomicI64::new(now_ms()),
+            recorded_state: Mutex::new(None),
         }
     }
 
@@ -106,6 +110,26 @@ impl Lane {
             tokio::select! {
                 out = &mut fut => return out,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Record the route's state when it differs from the one this lane
+    /// recorded last (the store also compares with the last one on disk, so
+    /// a new lane does not announce an unchanged state). Cheap otherwise.
+    async fn note_state(&self, store: &Store, health: &Health) {
+        if *self.recorded_state.lock().unwrap_or_else(|p| p.into_inner()) == Some(health.state) {
+            return;
+        }
+        let state = match health.state {
+            RouteState::Up => "up",
+            RouteState::Degraded => "degraded",
+            RouteState::Down => "down",
+        };
+        match store.record_route_state(self.cfg.name.clone(), state.to_string(), health.detail.clone()).await {
+            Ok(_) => *self.recorded_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(health.state),
+            Err(e) => {
+                tracing::warn!(route = %self.cfg.name, error = %e, "cannot record the route's state; will try again")
             }
         }
     }
@@ -161,7 +185,9 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
             p = lane.alive_while(lane.permits.clone().acquire_owned()) => match p { Ok(p) => p, Err(_) => return },
             _ = lane.cancel.cancelled() => return,
         };
-        if lane.channel.health().state == RouteState::Down {
+        let health = lane.channel.health();
+        lane.note_state(&d.store, &health).await;
+        if health.state == RouteState::Down {
             drop(first);
             if lane.cfg.failover {
                 d.fail_over(&lane).await;

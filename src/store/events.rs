@@ -7,6 +7,18 @@
 
 use crate::message::{EventKind, Millis};
 use rusqlite::{Connection, params};
+use std::cell::Cell;
+
+thread_local! {
+    /// Set when this thread wrote an event; the writer reads and clears it
+    /// after each commit to wake the webhook deliverer.
+    static EMITTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether an event was written since the last call.
+pub(super) fn take_emitted() -> bool {
+    EMITTED.replace(false)
+}
 
 /// An event to record. Who it belongs to: `api_key` when given; for a
 /// message event without one, the key that sent the message; otherwise
@@ -29,5 +41,6 @@ pub(super) fn emit(c: &Connection, kind: EventKind, at: Millis, e: &NewEvent<'_>
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![kind.as_str(), at, e.api_key, e.message_id, e.inbound_id, e.subject, e.data])?;
+    EMITTED.set(true);
     Ok(c.last_insert_rowid())
 }

@@ -21,8 +21,10 @@ mod optouts;
 mod policy;
 mod query;
 mod retention;
+mod route_state;
 mod schema;
 mod subscriptions;
+mod webhooks;
 mod writer;
 
 pub use consents::{Consent, ConsentFilter, NewConsent, WithdrawOutcome};
@@ -36,10 +38,12 @@ pub use optouts::{OptOut, OptOutChange, OptOutCursor, OptOutFilter};
 pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
 pub use retention::{Pruned, Retention};
+pub use route_state::RouteStateData;
 pub use subscriptions::{
     AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
     ReplayOutcome, ReplaySelect, SigningSecret, SubscriptionPatch, SubscriptionView,
 };
+pub use webhooks::{AttemptOutcome, AttemptRecord, Claim, ConfigSubscription, Due, EventRow, FanOut, Recorded};
 
 use crate::config::Policy;
 use crate::message::{Millis, now_ms};
@@ -101,6 +105,9 @@ struct Inner {
     writer: Mutex<Option<mpsc::Sender<writer::Msg>>>,
     readers: Mutex<Vec<Connection>>,
     health: Arc<writer::Health>,
+    /// Poked after a commit that wrote outbox events (the webhook deliverer
+    /// waits on it).
+    outbox: Arc<tokio::sync::Notify>,
     _lock: File,
 }
 
@@ -170,9 +177,11 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let health = Arc::new(writer::Health::default());
         let writer_health = health.clone();
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        let writer_outbox = outbox.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(conn, rx, &writer_health))
+            .spawn(move || writer::run(conn, rx, &writer_health, &writer_outbox))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -180,6 +189,7 @@ impl Store {
                 writer: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
                 health,
+                outbox,
                 _lock: lock,
             }),
         })
@@ -391,7 +401,7 @@ impl Store {
             let batch = self.write(move |c| Ok(retention::prune_batch(c, &retention, now, PRUNE_BATCH)?)).await?;
             total.add(batch);
             let full = PRUNE_BATCH as u64;
-            if batch.messages < full && batch.inbound < full && batch.receipts < full {
+            if batch.messages < full && batch.inbound < full && batch.receipts < full && batch.webhooks < full {
                 break;
             }
         }
@@ -466,6 +476,66 @@ impl Store {
             None => Ok(()),
             Some((ago, why)) => Err(StoreError::Storage(format!("a write failed {} s ago: {why}", ago.as_secs()))),
         }
+    }
+
+    // ---- webhooks (the outbox's delivery; see `webhooks`) ----
+
+    /// Woken after every commit that wrote an outbox event.
+    pub fn outbox_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.outbox.clone()
+    }
+
+    /// Make the `config` subscriptions match the file's.
+    pub async fn sync_webhook_config(&self, subs: Vec<ConfigSubscription>) -> Result<(), StoreError> {
+        self.write(move |c| Ok(webhooks::sync_config(c, &subs, now_ms())?)).await
+    }
+
+    /// Fan up to `limit` outbox events out into deliveries; `admin_keys`
+    /// receive the events nobody owns.
+    pub async fn fan_out(&self, admin_keys: Vec<String>, limit: usize) -> Result<FanOut, StoreError> {
+        self.write(move |c| Ok(webhooks::fan_out(c, &admin_keys, limit, now_ms())?)).await
+    }
+
+    /// Claim due deliveries (each subscription up to `concurrency` less
+    /// what `busy` has in flight), leased for `lease_ms`.
+    pub async fn claim_deliveries(
+        &self,
+        lease_ms: Millis,
+        concurrency: usize,
+        busy: std::collections::HashMap<i64, usize>,
+        limit: usize,
+    ) -> Result<Claim, StoreError> {
+        self.write(move |c| Ok(webhooks::claim_due(c, now_ms(), lease_ms, concurrency, &busy, limit)?)).await
+    }
+
+    /// Record delivery attempts, all in one transaction.
+    pub async fn record_deliveries(
+        &self,
+        attempts: Vec<AttemptRecord>,
+        retry_for_ms: Millis,
+    ) -> Result<Recorded, StoreError> {
+        self.write(move |c| Ok(webhooks::record_attempts(c, &attempts, retry_for_ms, now_ms())?)).await
+    }
+
+    /// A route's state; writes `route.state_changed` only when it changed.
+    pub async fn record_route_state(
+        &self,
+        route: String,
+        state: String,
+        detail: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let data = RouteStateData { route, state, detail };
+        self.write(move |c| Ok(route_state::record(c, now_ms(), &data)?)).await
+    }
+
+    /// The events `ids` with the rows they point at, as they are now.
+    pub async fn event_rows(&self, ids: Vec<i64>) -> Result<Vec<EventRow>, StoreError> {
+        self.read(move |c| webhooks::event_rows(c, &ids)).await
+    }
+
+    /// Webhook deliveries waiting to be made.
+    pub async fn pending_deliveries(&self) -> Result<u64, StoreError> {
+        self.read(webhooks::pending_count).await
     }
 
     // ---- reads ----

@@ -27,19 +27,23 @@ pub struct Pruned {
     pub messages: u64,
     pub inbound: u64,
     pub receipts: u64,
+    /// Webhook rows: the most of finished deliveries, their attempts and
+    /// delivered events removed by one kind.
+    pub webhooks: u64,
     /// Bytes the file gave back to the file system (incremental vacuum).
     pub freed_bytes: u64,
 }
 
 impl Pruned {
     pub fn rows(&self) -> u64 {
-        self.messages + self.inbound + self.receipts
+        self.messages + self.inbound + self.receipts + self.webhooks
     }
 
     pub(super) fn add(&mut self, other: Pruned) {
         self.messages += other.messages;
         self.inbound += other.inbound;
         self.receipts += other.receipts;
+        self.webhooks += other.webhooks;
         self.freed_bytes += other.freed_bytes;
     }
 }
@@ -69,6 +73,9 @@ pub(super) fn prune_batch(c: &Connection, r: &Retention, now: Millis, limit: usi
             message.execute(params![id])?;
         }
         out.messages = ids.len() as u64;
+        // Webhook deliveries, their attempts and the events they carried
+        // are kept as long as finished messages are.
+        out.webhooks = super::webhooks::prune_batch(c, now - keep, limit)?;
     }
     if let Some(keep) = r.inbound_ms {
         out.inbound = c

@@ -95,7 +95,7 @@ where
     }
 }
 
-pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health) {
+pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health, outbox: &tokio::sync::Notify) {
     let mut closing = None;
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
@@ -116,6 +116,11 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health
         }
         if !batch.is_empty() {
             commit_group(&mut conn, batch, health);
+            // One wake per group that wrote events (a rolled-back one only
+            // costs a look).
+            if super::events::take_emitted() {
+                outbox.notify_one();
+            }
         }
         if let Some(mut j) = alone {
             let ok = j.run(&conn);

@@ -85,6 +85,50 @@ pub fn interop_dir() -> PathBuf {
     dir
 }
 
+/// The Python of tests/interop/.venv with requirements.txt installed, made on first use. A lock
+/// file keeps parallel test processes from building it at the same time.
+pub fn venv_python() -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let venv = dir.join(".venv");
+    let python = venv.join("bin/python");
+    let requirements = std::fs::read_to_string(dir.join("requirements.txt")).expect("read requirements.txt");
+    let marker = venv.join(".installed");
+    let installed = || std::fs::read_to_string(&marker).is_ok_and(|m| m == requirements);
+    let _guard = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    if installed() {
+        return python;
+    }
+    std::fs::create_dir_all(&venv).expect("create tests/interop/.venv");
+    let lock = std::fs::File::create(venv.join(".install.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    if installed() {
+        return python;
+    }
+    if !python.exists() {
+        run_setup(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv tests/interop/.venv");
+    }
+    run_setup(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(dir.join("requirements.txt")),
+        "pip install -r tests/interop/requirements.txt",
+    );
+    std::fs::write(&marker, &requirements).expect("write the install marker");
+    python
+}
+
+pub fn run_setup(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e} (python3 with venv is needed)"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): python3 with the venv module and PyPI are needed\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_smsgw")
 }
@@ -148,6 +192,7 @@ impl Daemon {
                 }
             });
         }
+        smsgw::client::install_tls_provider();
         Ok(Daemon { child, url, dir: dir.to_path_buf(), http: reqwest::Client::new(), log })
     }
 
