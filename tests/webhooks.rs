@@ -147,11 +147,17 @@ fn subscription(name: &str, key: &str, r: &Receiver, events: &[&str], seed: u8) 
 /// Every hit's signature checked by the PyPI `standardwebhooks` library,
 /// with the secret of its receiver; a changed body must fail.
 fn verify_with_standardwebhooks(dir: &Path, signed: &[(&Receiver, u8)]) -> usize {
+    let secrets: Vec<(&Receiver, String)> = signed.iter().map(|(r, seed)| (*r, secret(*seed))).collect();
+    let refs: Vec<(&Receiver, &str)> = secrets.iter().map(|(r, s)| (*r, s.as_str())).collect();
+    verify_with_standardwebhooks_secrets(dir, &refs)
+}
+
+fn verify_with_standardwebhooks_secrets(dir: &Path, signed: &[(&Receiver, &str)]) -> usize {
     let mut cases = Vec::new();
-    for (r, seed) in signed {
+    for (r, secret) in signed {
         for h in r.hits() {
             let body = base64::engine::general_purpose::STANDARD.encode(&h.body);
-            cases.push(json!({"secret": secret(*seed), "headers": h.headers, "body": body}));
+            cases.push(json!({"secret": secret, "headers": h.headers, "body": body}));
         }
     }
     let file = dir.join("signed.json");
@@ -336,4 +342,92 @@ async fn kill_9_with_a_thousand_undelivered_events_loses_none() {
         assert!(Instant::now() < deadline, "deliveries left pending: {:?}", pending(&d).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn api(d: &Daemon, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let url = format!("{}{path}", d.url);
+    let req = match method {
+        "POST" => d.http.post(url).json(&body),
+        _ => d.http.get(url),
+    };
+    let resp = req.bearer_auth(KEY).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The loop closed through the API alone: a subscription made with
+/// `POST /v1/webhooks` hears a reply linked to the key's message, the
+/// opt-out its STOP made and the promotion that opt-out then suppressed; a
+/// message's own `callback_url` hears that message's events, signed with
+/// the key's callback secret (learnt by rotating it). Signatures checked
+/// by `standardwebhooks`.
+#[tokio::test]
+async fn a_subscription_made_through_the_api_hears_replies_optouts_and_callbacks() {
+    use smsgw::simulate::smsc::{Smsc, SmscConfig};
+    let smsc = Smsc::start(
+        SmscConfig { credentials: vec![("smsgw".into(), "pw".into())], ..Default::default() },
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = format!(
+        "[[routes]]\nname = \"carrier\"\nkind = \"smpp\"\n[routes.smpp]\nhost = \"127.0.0.1\"\nport = {}\n\
+         system_id = \"smsgw\"\npassword = \"pw\"\nreconnect_min_ms = 50\n",
+        smsc.local_addr().port()
+    );
+    write_config(dir.path(), "", &route);
+    let d = Daemon::start(dir.path());
+    let hook = Receiver::listening(vec![], 200).await;
+    let events = ["message.submitted", "inbound.received", "optout.changed", "message.suppressed"];
+    let (s, made) = api(&d, "POST", "/v1/webhooks", json!({"url": hook.url(), "events": events})).await;
+    assert_eq!(s, 201, "{made}");
+    let secret = made["secret"].as_str().unwrap().to_string();
+
+    let (_, asked) = api(&d, "POST", "/v1/messages", json!({"to": "+79161234567", "text": "Придёте завтра?"})).await;
+    let asked = asked["id"].as_i64().unwrap();
+    let got = hook.wait_events(1, 20).await;
+    assert_eq!((got[0]["type"].as_str(), got[0]["data"]["id"].as_i64()), (Some("message.submitted"), Some(asked)));
+
+    smsc.inject_inbound("+79161234567", "7726", "Стоп").await.unwrap();
+    let got = hook.wait_events(3, 20).await;
+    let reply = got.iter().find(|e| e["type"] == "inbound.received").expect("inbound.received");
+    assert_eq!(reply["data"]["in_reply_to"]["message_id"], asked, "{reply:#}");
+    assert_eq!(reply["data"]["keyword"], "optout");
+    let optout = got.iter().find(|e| e["type"] == "optout.changed").expect("optout.changed");
+    assert_eq!(optout["data"]["number"], "+79161234567", "{optout:#}");
+
+    let body = json!({"to": "+79161234567", "text": "Скидки!", "priority": "promotional"});
+    let (_, promo) = api(&d, "POST", "/v1/messages", body).await;
+    assert_eq!(promo["status"], "suppressed");
+    let got = hook.wait_events(4, 20).await;
+    let suppressed = got.iter().find(|e| e["type"] == "message.suppressed").expect("message.suppressed");
+    assert_eq!(suppressed["data"]["id"], promo["id"]);
+    assert_eq!(suppressed["data"]["error"]["code"], "opted_out", "{suppressed:#}");
+
+    // A message's own callback URL. The first one makes the key's callback
+    // subscription; rotating it tells its secret, which signs from then on.
+    let callback = Receiver::listening(vec![], 200).await;
+    let first = json!({"to": "+79160000001", "text": "order 1 shipped", "callback_url": callback.url()});
+    let (s, _) = api(&d, "POST", "/v1/messages", first).await;
+    assert_eq!(s, 202);
+    callback.wait_events(1, 20).await;
+    let (_, list) = api(&d, "GET", "/v1/webhooks", Value::Null).await;
+    let cb = list["webhooks"].as_array().unwrap().iter().find(|w| w["origin"] == "callback").expect("callback").clone();
+    let (s, rotated) = api(&d, "POST", &format!("/v1/webhooks/{}/rotate", cb["id"]), json!({})).await;
+    assert_eq!(s, 200, "{rotated}");
+    let cb_secret = rotated["secret"].as_str().unwrap().to_string();
+    let second = json!({"to": "+79160000002", "text": "order 2 shipped", "callback_url": callback.url()});
+    let (_, second) = api(&d, "POST", "/v1/messages", second).await;
+    let second_id = second["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !callback.events().iter().any(|e| e["data"]["id"] == second_id) {
+        assert!(Instant::now() < deadline, "the second message's callback never came: {:#?}", callback.events());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut after = callback.clone();
+    after.hits =
+        Arc::new(Mutex::new(callback.hits().into_iter().filter(|h| h.json()["data"]["id"] == second_id).collect()));
+    let cases =
+        verify_with_standardwebhooks_secrets(dir.path(), &[(&hook, secret.as_str()), (&after, cb_secret.as_str())]);
+    assert_eq!(cases, hook.hits().len() + after.hits().len());
 }

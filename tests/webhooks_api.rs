@@ -155,7 +155,7 @@ async fn a_subscription_shows_its_secret_once_and_bad_fields_are_named() {
     )
     .await;
     assert!(a.body["detail"].as_str().unwrap().contains("allow_hosts"), "{}", a.text);
-    let n: i64 = db(&d).query_row("SELECT count(*) FROM webhooks", [], |r| r.get(0)).unwrap();
+    let n: i64 = db(&d).query_row("SELECT count(*) FROM webhooks WHERE origin = 'api'", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 2, "a refused subscription must not be stored");
 
     // Changes: the URL and events are checked the same way; off and on again.
@@ -206,8 +206,11 @@ async fn a_key_sees_only_its_own_subscriptions_and_admin_sees_all() {
     let mine = create(&d, KEY, json!({"url": "http://10.0.0.5/a", "events": ["message.delivered"]})).await;
     let theirs = create(&d, OTHER_KEY, json!({"url": "http://10.0.0.5/b", "events": ["message.failed"]})).await;
     let (a, b) = (mine["id"].as_i64().unwrap(), theirs["id"].as_i64().unwrap());
+    // The ones made here (the config file's `crm`, key test's too, is
+    // looked at in its own test).
     let ids = |v: &Value| -> Vec<i64> {
-        v["webhooks"].as_array().unwrap().iter().map(|w| w["id"].as_i64().unwrap()).collect()
+        let list = v["webhooks"].as_array().unwrap().iter();
+        list.filter(|w| w["origin"] == "api").map(|w| w["id"].as_i64().unwrap()).collect()
     };
 
     assert_eq!(ids(&call(&d, "GET", "/v1/webhooks", KEY, None).await.body), [a]);
@@ -264,17 +267,11 @@ async fn a_key_sees_only_its_own_subscriptions_and_admin_sees_all() {
 async fn a_subscription_from_the_config_file_is_shown_but_changed_only_there() {
     let dir = tempfile::tempdir().unwrap();
     let d = start(dir.path());
-    // The delivery engine writes the file's subscriptions into the store at
-    // start; written here as it would (kept if it already did).
+    // The deliverer wrote the file's subscriptions into the store at start.
     let c = db(&d);
-    c.execute(
-        "INSERT INTO webhooks (api_key, name, origin, url, events, secrets, created_at, updated_at)
-         VALUES ('test', 'crm', 'config', 'http://10.0.0.5/crm', '[\"message.delivered\"]', ?1, ?2, ?2)
-         ON CONFLICT (name) WHERE name IS NOT NULL DO NOTHING",
-        params![json!([{"secret": CONFIG_SECRET, "until": null}]).to_string(), now_ms()],
-    )
-    .unwrap();
-    let id: i64 = c.query_row("SELECT id FROM webhooks WHERE name = 'crm'", [], |r| r.get(0)).unwrap();
+    let (id, secrets): (i64, String) =
+        c.query_row("SELECT id, secrets FROM webhooks WHERE name = 'crm'", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&secrets).unwrap(), json!([{"secret": CONFIG_SECRET, "until": null}]));
 
     let list = call(&d, "GET", "/v1/webhooks", KEY, None).await;
     let crm = list.body["webhooks"].as_array().unwrap().iter().find(|w| w["id"] == id).expect("listed").clone();
