@@ -125,7 +125,13 @@ fn private_file(path: &Path) -> std::io::Result<File> {
     File::options().create(true).truncate(false).write(true).mode(0o600).open(path)
 }
 
+/// Statements each connection keeps prepared. Far more than the store has
+/// (about a hundred): past the cache, every call parses its SQL again,
+/// which on the writer's one thread costs more than the statement itself.
+const STATEMENT_CACHE: usize = 256;
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())

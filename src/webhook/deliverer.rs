@@ -41,6 +41,11 @@ const MAX_RECORD: usize = 2048;
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// The longest sleep without a wake.
 const IDLE: Duration = Duration::from_secs(1);
+/// How long new events gather after a wake before they are fanned out:
+/// one fan-out transaction for a burst of commits, not one per commit
+/// (each is a write of its own, and a busy store commits hundreds of
+/// groups a second).
+const GATHER: Duration = Duration::from_millis(200);
 
 /// The `[webhooks]` settings in force (swapped whole by a reload).
 struct Settings {
@@ -210,7 +215,12 @@ impl Deliverer {
                 continue;
             }
             tokio::select! {
-                _ = self.outbox.notified() => {}
+                _ = self.outbox.notified() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(GATHER) => {}
+                        _ = self.cancel.cancelled() => return,
+                    }
+                }
                 _ = self.kick.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.cancel.cancelled() => return,
