@@ -513,6 +513,7 @@ async fn a_messages_callback_url_is_checked_stored_and_shown() {
     assert_eq!(s, 422, "{v}");
     let named: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(named, ["messages[2].callback_url", "messages[3].callback_url"]);
+    assert!(!v.to_string().contains("secret@"), "the answer repeats the URL's password: {v}");
     let after: i64 = db(&d).query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
     assert_eq!(after, before, "nothing of a refused batch is stored");
 
