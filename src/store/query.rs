@@ -101,12 +101,15 @@ fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
     })
 }
 
-pub(super) fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageView>> {
-    let Some(mut v) = c
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))?
+/// A message's own row, without its parts and history: what a list shows.
+pub(super) fn summary(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageView>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))?
         .query_row(params![id], row_to_view)
-        .optional()?
-    else {
+        .optional()
+}
+
+pub(super) fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageView>> {
+    let Some(mut v) = summary(c, id)? else {
         return Ok(None);
     };
     v.parts = c

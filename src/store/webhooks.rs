@@ -460,7 +460,7 @@ pub(super) fn event_rows(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<Ev
         let Some((id, kind, at, message_id, inbound_id, subject, data)) = row else { continue };
         let Some(kind) = EventKind::parse(&kind) else { continue };
         let message = match message_id {
-            Some(m) => query::get(c, m)?,
+            Some(m) => query::summary(c, m)?,
             None => None,
         };
         let inbound = match inbound_id {

@@ -4,10 +4,10 @@
 //! Built at each attempt from the event row and the rows it points at as
 //! they are then (the outbox keeps one small row per event, not a body per
 //! subscription). `data` is the API's own JSON for the thing: a message as
-//! `GET /v1/messages/{id}` shows it, but with the status the event reports
-//! (its error only when that is still the message's status, its history up
-//! to the event); an inbound message as `GET /v1/inbound/{id}`; the opt-out
-//! change or the route's state as the event recorded them.
+//! `GET /v1/messages` lists it (its parts and history are a `GET` away),
+//! with the status the event reports (its error only when that is still
+//! the message's status); an inbound message as `GET /v1/inbound/{id}`;
+//! the opt-out change or the route's state as the event recorded them.
 
 use crate::api::inbound::InboundOut;
 use crate::api::messages::MessageOut;
@@ -47,8 +47,7 @@ pub fn body(e: EventRow) -> Vec<u8> {
                 m.error_code = None;
                 m.error_text = None;
             }
-            m.history.retain(|h| h.at <= e.at);
-            serde_json::to_value(MessageOut::from_view(m, true)).unwrap_or(Value::Null)
+            serde_json::to_value(MessageOut::from_view(m, false)).unwrap_or(Value::Null)
         }
         _ => raw(&e.data),
     };
