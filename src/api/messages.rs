@@ -211,17 +211,6 @@ const MAX_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 /// Longest `to` read as a phone number.
 const MAX_NUMBER_BYTES: usize = 64;
 
-pub(super) fn json_error_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
-    let path = e.path().to_string();
-    let inner = e.into_inner();
-    let msg = inner.to_string();
-    // serde_json appends " at line L column C", which means nothing for a Value.
-    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-    // The whole body, or a key that is itself empty ({"": ...}): still a field the client can find.
-    let field = if path == "." || path.is_empty() { "body".to_string() } else { path };
-    Problem::field(field, msg)
-}
-
 /// A sender must be what the network can carry: up to 11 alphanumeric GSM
 /// characters, or a number of up to 15 digits.
 fn check_sender(from: &str) -> Result<(), String> {
@@ -265,7 +254,7 @@ pub fn validate(
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| Problem::bad_json(e.to_string()))?;
     let batch = value.get("messages").is_some();
     let (reqs, single_object) = if batch {
-        let b: BatchRequest = serde_path_to_error::deserialize(value).map_err(json_error_problem)?;
+        let b: BatchRequest = serde_path_to_error::deserialize(value).map_err(super::body::field_problem)?;
         if b.messages.is_empty() {
             return Err(Problem::field("messages", "needs at least one message"));
         }
@@ -277,7 +266,7 @@ pub fn validate(
         }
         (b.messages, false)
     } else {
-        let m: MessageRequest = serde_path_to_error::deserialize(value).map_err(json_error_problem)?;
+        let m: MessageRequest = serde_path_to_error::deserialize(value).map_err(super::body::field_problem)?;
         let one = matches!(m.to, Recipients::One(_));
         (vec![m], one)
     };
@@ -442,12 +431,7 @@ pub async fn post_messages(
 ) -> Result<Response, Problem> {
     caller.require(&[Scope::Send])?;
     let key_name = caller.name.clone();
-    let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => {
-            Problem::too_large(format!("the body is over the limit of {} bytes", state.limits().max_body_bytes))
-        }
-        other => Problem::bad_json(other.body_text()),
-    })?;
+    let body = super::body::bytes(&state, body)?;
     let routing = state.dispatcher.routing();
     let hooks = state.webhooks();
     let built = validate(&body, &state.limits(), &hooks.allow_hosts, |to, asked| routing.resolve(to, asked))?;

@@ -14,6 +14,7 @@
 //! manages the key's own, `admin` every key's.
 
 pub mod auth;
+mod body;
 pub mod csv;
 pub mod inbound;
 pub mod messages;

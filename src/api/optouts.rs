@@ -15,7 +15,6 @@
 use super::AppState;
 use super::auth::Caller;
 use super::csv;
-use super::messages::json_error_problem;
 use super::problem::{FieldError, Problem, quote};
 use crate::config::Scope;
 use crate::message::{Millis, OptOutScope, now_ms, to_rfc3339};
@@ -187,19 +186,10 @@ fn bad_cursor(c: &str) -> Problem {
     Problem::field("cursor", format!("{} is not a cursor from a previous page", quote(c)))
 }
 
-/// A JSON body as `T`: a 400 when it is not JSON, a 422 naming the field
-/// that is wrong or missing, a 413 when it is over the limit.
+/// A JSON body as `T` (see `body`); a field missing at the top is named
+/// itself ("missing field `number`" names `number`, not the body).
 fn read_body<T: DeserializeOwned>(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
-    let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => {
-            Problem::too_large(format!("the body is over the limit of {} bytes", state.limits().max_body_bytes))
-        }
-        other => Problem::bad_json(other.body_text()),
-    })?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Problem::bad_json(e.to_string()))?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut p = json_error_problem(e);
-        // "missing field `number`" at the top: name the field itself.
+    super::body::json(&super::body::bytes(state, body)?).map_err(|mut p: Problem| {
         for err in &mut p.errors {
             let missing = err.message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
             if let (Some(name), "body") = (missing, err.field.as_str()) {

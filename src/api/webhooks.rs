@@ -11,7 +11,6 @@
 //! secret is shown once: in the answer that makes it (create, rotate).
 
 use super::auth::Caller;
-use super::messages::json_error_problem;
 use super::problem::{FieldError, Problem, quote};
 use super::{AppState, check_webhook_url};
 use crate::config::Scope;
@@ -238,18 +237,10 @@ impl From<DeliveryView> for DeliveryOut {
     }
 }
 
-/// A JSON body as `T`: 413 over the limit, 400 when not JSON, 422 naming
-/// the field that is wrong. An empty body reads as `{}`.
+/// A JSON body as `T` (see `body`); an empty body reads as `{}`.
 fn read_body<T: DeserializeOwned>(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
-    let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => {
-            Problem::too_large(format!("the body is over the limit of {} bytes", state.limits().max_body_bytes))
-        }
-        other => Problem::bad_json(other.body_text()),
-    })?;
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &body };
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| Problem::bad_json(e.to_string()))?;
-    serde_path_to_error::deserialize(value).map_err(json_error_problem)
+    let body = super::body::bytes(state, body)?;
+    super::body::json(if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &body })
 }
 
 /// The event kinds of `events`, each unknown one a field error (`events[2]`).

@@ -125,6 +125,12 @@ fn private_file(path: &Path) -> std::io::Result<File> {
     File::options().create(true).truncate(false).write(true).mode(0o600).open(path)
 }
 
+/// A value as the JSON text a column holds (event data, a subscription's
+/// event kinds and secrets).
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
 /// Statements each connection keeps prepared. Far more than the store has
 /// (about a hundred): past the cache, every call parses its SQL again,
 /// which on the writer's one thread costs more than the statement itself.

@@ -43,7 +43,7 @@ pub(super) fn set(c: &Connection, ch: &OptOutChange, now: Millis) -> rusqlite::R
     if changed == 0 {
         return Ok(false);
     }
-    let data = serde_json::to_string(ch).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let data = super::to_json(ch)?;
     let event = NewEvent {
         api_key: ch.api_key.as_deref(),
         inbound_id: ch.inbound_id,

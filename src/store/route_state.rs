@@ -28,7 +28,7 @@ pub(super) fn record(c: &Connection, now: Millis, s: &RouteStateData) -> rusqlit
     if last.is_some_and(|l| l.state == s.state) {
         return Ok(false);
     }
-    let data = serde_json::to_string(s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let data = super::to_json(s)?;
     let event = NewEvent { subject: Some(&s.route), data: Some(&data), ..NewEvent::default() };
     let id = events::emit(c, EventKind::RouteStateChanged, now, &event)?;
     c.prepare_cached(

@@ -216,10 +216,6 @@ fn bad_json(column: usize, e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
 }
 
-fn to_json<T: Serialize>(v: &T) -> rusqlite::Result<String> {
-    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-}
-
 fn row_to_view(r: &Row<'_>) -> rusqlite::Result<SubscriptionView> {
     let events: String = r.get(5)?;
     let secrets: String = r.get(6)?;
@@ -244,8 +240,8 @@ fn row_to_view(r: &Row<'_>) -> rusqlite::Result<SubscriptionView> {
     })
 }
 
-fn kinds_json(events: &[EventKind]) -> rusqlite::Result<String> {
-    to_json(&events.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+pub(super) fn kinds_json(events: &[EventKind]) -> rusqlite::Result<String> {
+    super::to_json(&events.iter().map(|k| k.as_str()).collect::<Vec<_>>())
 }
 
 /// The subscription `id` if `owner` may see it.
@@ -268,7 +264,7 @@ pub(super) fn list(c: &Connection, owner: Option<&str>, now: Millis) -> rusqlite
 }
 
 pub(super) fn create(c: &Connection, s: &NewSubscription, now: Millis) -> rusqlite::Result<SubscriptionView> {
-    let secrets = to_json(&[SigningSecret { secret: s.secret.clone(), until: None }])?;
+    let secrets = super::to_json(&[SigningSecret { secret: s.secret.clone(), until: None }])?;
     c.prepare_cached(
         "INSERT INTO webhooks (api_key, origin, url, events, secrets, enabled, created_at, updated_at)
          VALUES (?1, 'api', ?2, ?3, ?4, 1, ?5, ?5)",
@@ -368,7 +364,7 @@ pub(super) fn rotate(
     secrets.truncate(SECRETS_KEPT);
     c.prepare_cached("UPDATE webhooks SET secrets = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![
         id,
-        to_json(&secrets)?,
+        super::to_json(&secrets)?,
         now
     ])?;
     Ok(get(c, id, None, now)?.map_or(Managed::NotFound, Managed::Done))

@@ -129,10 +129,6 @@ type Fanned = (i64, String, Option<String>, Option<i64>, Option<String>);
 /// An `events` row: id, kind, at, message, inbound, subject, data.
 type EventColumns = (i64, String, Millis, Option<i64>, Option<i64>, Option<String>, Option<String>);
 
-fn json_err(e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
 /// The file's subscriptions, upserted by name. A changed URL or secret
 /// enables the subscription again (a 410 may have disabled it); a secret
 /// from the file replaces the stored ones (rotate through the API for an
@@ -143,9 +139,8 @@ pub(super) fn sync_config(c: &Connection, subs: &[ConfigSubscription], now: Mill
         .query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?
         .collect::<Result<_, _>>()?;
     for s in subs {
-        let events = serde_json::to_string(&s.events).map_err(json_err)?;
-        let secrets =
-            serde_json::to_string(&[SigningSecret { secret: s.secret.clone(), until: None }]).map_err(json_err)?;
+        let events = super::to_json(&s.events)?;
+        let secrets = super::to_json(&[SigningSecret { secret: s.secret.clone(), until: None }])?;
         match existing.get(&s.name) {
             None => {
                 c.prepare_cached(
@@ -196,8 +191,8 @@ struct Subscription {
 }
 
 /// Every event kind about a message: what a callback subscription gets.
-fn message_kinds() -> Vec<&'static str> {
-    EventKind::ALL.iter().map(|k| k.as_str()).filter(|k| k.starts_with("message.")).collect()
+fn message_kinds() -> Vec<EventKind> {
+    EventKind::ALL.into_iter().filter(|k| k.as_str().starts_with("message.")).collect()
 }
 
 /// The key's callback subscription, made on first need; `None` when it
@@ -210,9 +205,9 @@ fn callback_subscription(c: &Connection, api_key: &str, now: Millis) -> rusqlite
     if let Some((id, enabled)) = found {
         return Ok(enabled.then_some(id));
     }
-    let events = serde_json::to_string(&message_kinds()).map_err(json_err)?;
+    let events = super::subscriptions::kinds_json(&message_kinds())?;
     let secret = crate::config::webhooks::new_secret();
-    let secrets = serde_json::to_string(&[SigningSecret { secret, until: None }]).map_err(json_err)?;
+    let secrets = super::to_json(&[SigningSecret { secret, until: None }])?;
     c.prepare_cached(
         "INSERT INTO webhooks (api_key, name, origin, url, events, secrets, enabled, created_at, updated_at)
          VALUES (?1, NULL, 'callback', NULL, ?2, ?3, 1, ?4, ?4)",
