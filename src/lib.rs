@@ -22,4 +22,5 @@ pub mod sms;
 pub mod store;
 pub mod supervise;
 pub mod throughput;
+pub mod trigger;
 pub mod webhook;

@@ -395,6 +395,7 @@ fn build(
                 send_at,
                 valid_until,
                 callback_url: r.callback_url.clone(),
+                tz: None,
             });
         }
     }

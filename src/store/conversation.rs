@@ -156,6 +156,7 @@ fn auto_reply(
         send_at: None,
         valid_until: now + rules.reply_validity_ms,
         callback_url: None,
+        tz: None,
     };
     // Policy never stops smsgw's own answers (see `messages::enqueue`).
     messages::enqueue(c, SYSTEM_KEY, None, &[msg], None, &crate::config::Policy::default(), now)?;

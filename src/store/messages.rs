@@ -32,6 +32,10 @@ pub struct NewMessage {
     /// Where this message's events are posted (besides the key's
     /// subscriptions), checked like a subscription's URL.
     pub callback_url: Option<String>,
+    /// The recipient's IANA time zone when the sender knows it (an event's
+    /// `tz`); otherwise the store derives it from the number, else the
+    /// configured default.
+    pub tz: Option<String>,
 }
 
 /// What the API answers for each accepted message; kept verbatim for
@@ -217,48 +221,8 @@ pub(super) fn enqueue(
         }
     }
     let mut out = Vec::with_capacity(msgs.len());
-    let mut insert = c.prepare_cached(
-        "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
-                               route, status, created_at, updated_at, send_at, due_at, valid_until,
-                               error_code, error_text, callback_url)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16, ?17)",
-    )?;
     for m in msgs {
-        let stop = policy::stop(c, policy, &m.to, m.priority)?.filter(|_| api_key != SYSTEM_KEY);
-        let status = if stop.is_some() { Status::Suppressed } else { Status::Queued };
-        insert.execute(params![
-            api_key,
-            m.reference,
-            m.to,
-            m.from,
-            m.text,
-            m.encoding.as_str(),
-            m.segments,
-            m.priority.as_i64(),
-            m.route,
-            now,
-            m.send_at,
-            m.send_at.unwrap_or(now).max(now),
-            m.valid_until,
-            status.as_str(),
-            stop.as_ref().map(|s| s.code),
-            stop.as_ref().map(|s| &s.text),
-            m.callback_url,
-        ])?;
-        let id = c.last_insert_rowid();
-        let mut detail = format!("accepted from API key {api_key:?}");
-        if let Some(s) = &stop {
-            detail.push_str(&format!("; not sent: {}", s.text));
-        }
-        history(c, id, now, status, &detail)?;
-        out.push(Accepted {
-            id,
-            to: m.to.clone(),
-            status,
-            encoding: m.encoding.as_str().to_string(),
-            segments: m.segments,
-            reason: stop.map(|s| s.code.to_string()),
-        });
+        out.push(insert(c, api_key, m, None, policy, now)?);
     }
     if let Some(k) = idem {
         let response = serde_json::to_string(&out)
@@ -269,6 +233,79 @@ pub(super) fn enqueue(
         .execute(params![api_key, k.key, k.body_hash, response, now])?;
     }
     Ok(EnqueueOutcome::Created(out))
+}
+
+/// Where a message made by a trigger rule came from: the rule, its step
+/// (0-based), the event's key (what `cancel_on` events match) and the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOrigin {
+    pub rule: String,
+    pub step: u32,
+    pub key: Option<String>,
+    pub run_id: i64,
+}
+
+/// Insert one accepted message (queued, or suppressed when `policy` stops
+/// it now) with its history row: the one way a message row is made, for
+/// `POST /v1/messages` and for trigger rules alike.
+pub(super) fn insert(
+    c: &Connection,
+    api_key: &str,
+    m: &NewMessage,
+    origin: Option<&RuleOrigin>,
+    policy: &Policy,
+    now: Millis,
+) -> Result<Accepted, StoreError> {
+    let stop = policy::stop(c, policy, &m.to, m.priority)?.filter(|_| api_key != SYSTEM_KEY);
+    let status = if stop.is_some() { Status::Suppressed } else { Status::Queued };
+    c.prepare_cached(
+        "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
+                               route, status, created_at, updated_at, send_at, due_at, valid_until,
+                               error_code, error_text, callback_url, tz, rule, step, trigger_key, run_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16, ?17,
+                 ?18, ?19, ?20, ?21, ?22)",
+    )?
+    .execute(params![
+        api_key,
+        m.reference,
+        m.to,
+        m.from,
+        m.text,
+        m.encoding.as_str(),
+        m.segments,
+        m.priority.as_i64(),
+        m.route,
+        now,
+        m.send_at,
+        m.send_at.unwrap_or(now).max(now),
+        m.valid_until,
+        status.as_str(),
+        stop.as_ref().map(|s| s.code),
+        stop.as_ref().map(|s| &s.text),
+        m.callback_url,
+        m.tz,
+        origin.map(|o| &o.rule),
+        origin.map(|o| o.step),
+        origin.and_then(|o| o.key.as_ref()),
+        origin.map(|o| o.run_id),
+    ])?;
+    let id = c.last_insert_rowid();
+    let mut detail = match origin {
+        None => format!("accepted from API key {api_key:?}"),
+        Some(o) => format!("made by rule {:?}, step {}", o.rule, o.step + 1),
+    };
+    if let Some(s) = &stop {
+        detail.push_str(&format!("; not sent: {}", s.text));
+    }
+    history(c, id, now, status, &detail)?;
+    Ok(Accepted {
+        id,
+        to: m.to.clone(),
+        status,
+        encoding: m.encoding.as_str().to_string(),
+        segments: m.segments,
+        reason: stop.map(|s| s.code.to_string()),
+    })
 }
 
 /// What a claim took: the messages for the route, and the reasons of those

@@ -295,6 +295,82 @@ CREATE INDEX delivery_attempts_age ON delivery_attempts(at);
 CREATE INDEX deliveries_health ON deliveries(webhook_id, state, done_at);
 CREATE INDEX delivery_attempts_recent ON delivery_attempts(webhook_id, at);
 "#,
+    // 9: trigger rules. Events posted by services (`trigger_events`,
+    // idempotent by the key's own id), the rules (from the config file or the
+    // API), each time a rule matched an event (`rule_runs`: scheduled, or why
+    // not), the messages a rule made (their rule, step, the event's key and
+    // the recipient's time zone on `messages`; a scheduled step is a queued
+    // message whose `due_at` is ahead), what cancelled one, the conversions
+    // counted for a rule, and the ledger frequency caps count (`sends`).
+    r#"
+ALTER TABLE messages ADD COLUMN tz TEXT;
+ALTER TABLE messages ADD COLUMN rule TEXT;
+ALTER TABLE messages ADD COLUMN step INTEGER;
+ALTER TABLE messages ADD COLUMN trigger_key TEXT;
+ALTER TABLE messages ADD COLUMN run_id INTEGER;
+ALTER TABLE messages ADD COLUMN cancelled_by TEXT;
+CREATE INDEX messages_rule    ON messages(rule, status) WHERE rule IS NOT NULL;
+CREATE INDEX messages_trigger ON messages(trigger_key, rule) WHERE trigger_key IS NOT NULL AND status = 'queued';
+CREATE INDEX messages_run     ON messages(run_id) WHERE run_id IS NOT NULL;
+
+CREATE TABLE trigger_events (
+    id          INTEGER PRIMARY KEY,
+    api_key     TEXT    NOT NULL,
+    ext_id      TEXT,
+    type        TEXT    NOT NULL,
+    recipient   TEXT,
+    key         TEXT,
+    tz          TEXT,
+    locale      TEXT,
+    data        TEXT    NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX trigger_events_ext ON trigger_events(api_key, ext_id) WHERE ext_id IS NOT NULL;
+CREATE INDEX trigger_events_key ON trigger_events(key, type, occurred_at) WHERE key IS NOT NULL;
+CREATE INDEX trigger_events_age ON trigger_events(received_at);
+
+CREATE TABLE rules (
+    name       TEXT    PRIMARY KEY,
+    origin     TEXT    NOT NULL,
+    api_key    TEXT,
+    spec       TEXT    NOT NULL,
+    enabled    INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE rule_runs (
+    id        INTEGER PRIMARY KEY,
+    rule      TEXT    NOT NULL,
+    event_id  INTEGER NOT NULL,
+    key       TEXT,
+    recipient TEXT,
+    at        INTEGER NOT NULL,
+    outcome   TEXT    NOT NULL,
+    detail    TEXT
+);
+CREATE INDEX rule_runs_key       ON rule_runs(rule, key, at) WHERE key IS NOT NULL;
+CREATE INDEX rule_runs_recipient ON rule_runs(rule, recipient, at);
+CREATE INDEX rule_runs_outcome   ON rule_runs(rule, outcome);
+
+CREATE TABLE conversions (
+    message_id INTEGER PRIMARY KEY,
+    rule       TEXT    NOT NULL,
+    event_id   INTEGER NOT NULL,
+    at         INTEGER NOT NULL
+);
+CREATE INDEX conversions_rule ON conversions(rule);
+
+CREATE TABLE sends (
+    recipient  TEXT    NOT NULL,
+    priority   INTEGER NOT NULL,
+    at         INTEGER NOT NULL,
+    message_id INTEGER NOT NULL
+);
+CREATE INDEX sends_recipient ON sends(recipient, priority, at);
+CREATE INDEX sends_age ON sends(at);
+"#,
 ];
 
 pub fn latest() -> i64 {

@@ -21,6 +21,7 @@ fn new_msg(segments: u32) -> NewMessage {
         send_at: None,
         valid_until: now_ms() + 60_000,
         callback_url: None,
+        tz: None,
     }
 }
 
