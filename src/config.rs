@@ -65,6 +65,9 @@ pub struct Config<S = RouteTable> {
     pub webhooks: webhooks::Webhooks,
     #[serde(default)]
     pub replies: Replies,
+    /// `[[rules]]`: trigger rules (see `trigger`).
+    #[serde(default)]
+    pub rules: Vec<crate::trigger::RuleSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -797,11 +800,30 @@ impl Config {
             specs.push(spec);
         }
 
+        let mut rule_names = HashSet::new();
+        for (i, spec) in self.rules.iter().enumerate() {
+            let key = format!("rules[{i}]");
+            if let Err(problems) = crate::trigger::Rule::compile(spec.clone()) {
+                for p in problems {
+                    bad(&format!("{key}.{}", p.field), p.message);
+                }
+            }
+            if !rule_names.insert(spec.name.clone()) {
+                bad(&format!("{key}.name"), format!("duplicate rule name {:?}", spec.name));
+            }
+            if let Some(route) = &spec.route
+                && !route_names.contains(route)
+            {
+                bad(&format!("{key}.route"), format!("no route is named {route:?}"));
+            }
+        }
+
         let key_names: Vec<&str> = self.api_keys.iter().map(|k| k.name.as_str()).collect();
         self.webhooks.check(&key_names, base, &mut bad);
 
         if problems.is_empty() {
-            let Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies } = self;
+            let Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies, rules } =
+                self;
             let routes = routes
                 .into_iter()
                 .zip(specs)
@@ -812,7 +834,8 @@ impl Config {
                     Route { name, prefixes, rate, burst, concurrency, failover, spec }
                 })
                 .collect();
-            let config = Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies };
+            let config =
+                Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies, rules };
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
         } else {
             Err(ConfigError { problems })

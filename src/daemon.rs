@@ -51,7 +51,13 @@ pub async fn run(
         keys: RwLock::new(Keys::new(&loaded.keys, None)),
         webhooks: RwLock::new(Arc::new(cfg.webhooks.clone())),
         config_file: config_path.clone(),
+        rules: RwLock::new(Arc::default()),
     });
+    store
+        .sync_rules(cfg.rules.clone())
+        .await
+        .map_err(|e| StartError(format!("cannot store the config's rules: {e}")))?;
+    api::rules::load_rules(&state).await.map_err(|e| StartError(format!("cannot load the trigger rules: {e}")))?;
     for n in &loaded.notes {
         tracing::warn!(note = %n, "config");
     }
@@ -174,6 +180,15 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                     Err(e) => tracing::error!(error = %e, "config reload refused; the running config stays in force"),
                     Ok(changes) => {
                         state.dispatcher.set_replies(crate::dispatch::reply_rules(&new.config));
+                        let synced = state.store.sync_rules(new.config.rules.clone()).await;
+                        if let Err(e) = async {
+                            synced?;
+                            api::rules::load_rules(&state).await
+                        }
+                        .await
+                        {
+                            tracing::error!(error = %e, "trigger rules not reloaded; the running ones stay");
+                        }
                         if let Ok(mut k) = state.keys.write() {
                             let fresh = Keys::new(&new.keys, Some(&k));
                             *k = fresh;

@@ -16,11 +16,13 @@
 pub mod auth;
 mod body;
 pub mod csv;
+pub mod events;
 pub mod inbound;
 pub mod messages;
 pub mod metrics;
 pub mod optouts;
 pub mod problem;
+pub mod rules;
 pub mod serve;
 pub mod webhooks;
 
@@ -79,11 +81,17 @@ pub struct AppState {
     pub webhooks: RwLock<Arc<crate::config::webhooks::Webhooks>>,
     /// The config file, named when a change to a subscription it declares is refused.
     pub config_file: Option<std::path::PathBuf>,
+    /// The trigger rules in force, compiled; swapped whole on every change.
+    pub rules: RwLock<Arc<crate::trigger::RuleSet>>,
 }
 
 impl AppState {
     pub fn limits(&self) -> Arc<Limits> {
         self.limits.read().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn rules(&self) -> Arc<crate::trigger::RuleSet> {
+        self.rules.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     pub fn webhooks(&self) -> Arc<crate::config::webhooks::Webhooks> {
@@ -147,6 +155,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(webhooks::rotate_webhook))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::replay_deliveries))
+        .routes(routes!(events::post_events))
+        .routes(routes!(rules::list_rules, rules::create_rule))
+        .routes(routes!(rules::get_rule, rules::patch_rule, rules::delete_rule))
         .split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.limits().max_body_bytes;

@@ -159,7 +159,7 @@ pub enum CancelOutcome {
 /// Record a message's move to `status`: its history row and, when the move
 /// is an event a service may be told of, its outbox row, in the caller's
 /// transaction.
-fn history(c: &Connection, id: i64, at: Millis, status: Status, detail: &str) -> rusqlite::Result<()> {
+pub(super) fn history(c: &Connection, id: i64, at: Millis, status: Status, detail: &str) -> rusqlite::Result<()> {
     c.prepare_cached("INSERT INTO history (message_id, at, status, detail) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![id, at, status.as_str(), detail])?;
     if let Some(kind) = EventKind::for_status(status) {

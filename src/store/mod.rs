@@ -22,8 +22,10 @@ mod policy;
 mod query;
 mod retention;
 mod route_state;
+mod rules;
 mod schema;
 mod subscriptions;
+mod triggers;
 mod webhooks;
 mod writer;
 
@@ -39,10 +41,12 @@ pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
 pub use retention::{Pruned, Retention};
 pub use route_state::RouteStateData;
+pub use rules::{RuleChange, RuleView};
 pub use subscriptions::{
     AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
     ReplayOutcome, ReplaySelect, SigningSecret, SubscriptionPatch, SubscriptionView,
 };
+pub use triggers::{IngestedEvent, NewRun, NewTriggerEvent, RunView};
 pub use webhooks::{AttemptOutcome, AttemptRecord, Claim, ConfigSubscription, Due, EventRow, FanOut, Recorded};
 
 use crate::config::Policy;
@@ -314,6 +318,34 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Take events posted by `api_key` with what the rules said of them,
+    /// all in one transaction: the answer comes after the commit.
+    pub async fn ingest(
+        &self,
+        api_key: String,
+        events: Vec<NewTriggerEvent>,
+        policy: Policy,
+    ) -> Result<Vec<IngestedEvent>, StoreError> {
+        self.write(move |c| triggers::ingest(c, &api_key, &events, &policy, now_ms())).await
+    }
+
+    /// Make the config file's rules the store's `config` rules.
+    pub async fn sync_rules(&self, specs: Vec<crate::trigger::RuleSpec>) -> Result<(), StoreError> {
+        self.write(move |c| rules::sync_config(c, &specs, now_ms())).await
+    }
+
+    pub async fn create_rule(&self, spec: crate::trigger::RuleSpec, api_key: String) -> Result<RuleChange, StoreError> {
+        self.write(move |c| rules::create(c, &spec, &api_key, now_ms())).await
+    }
+
+    pub async fn replace_rule(&self, spec: crate::trigger::RuleSpec) -> Result<RuleChange, StoreError> {
+        self.write(move |c| rules::replace(c, &spec, now_ms())).await
+    }
+
+    pub async fn delete_rule(&self, name: String) -> Result<RuleChange, StoreError> {
+        self.write(move |c| rules::delete(c, &name)).await
+    }
+
     /// Take up to `limit` due messages of `route`, most urgent first, and mark
     /// them `sending`. Messages past their validity are expired instead, and
     /// those `policy` now stops are suppressed.
@@ -551,6 +583,14 @@ impl Store {
     }
 
     // ---- reads ----
+
+    pub async fn rules(&self) -> Result<Vec<RuleView>, StoreError> {
+        self.read(rules::list).await
+    }
+
+    pub async fn rule(&self, name: String) -> Result<Option<RuleView>, StoreError> {
+        self.read(move |c| rules::get(c, &name)).await
+    }
 
     pub async fn get(&self, id: i64) -> Result<Option<MessageView>, StoreError> {
         self.read(move |c| query::get(c, id)).await

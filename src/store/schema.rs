@@ -310,7 +310,7 @@ ALTER TABLE messages ADD COLUMN trigger_key TEXT;
 ALTER TABLE messages ADD COLUMN run_id INTEGER;
 ALTER TABLE messages ADD COLUMN cancelled_by TEXT;
 CREATE INDEX messages_rule    ON messages(rule, status) WHERE rule IS NOT NULL;
-CREATE INDEX messages_trigger ON messages(trigger_key, rule) WHERE trigger_key IS NOT NULL AND status = 'queued';
+CREATE INDEX messages_trigger ON messages(trigger_key, rule, status) WHERE trigger_key IS NOT NULL;
 CREATE INDEX messages_run     ON messages(run_id) WHERE run_id IS NOT NULL;
 
 CREATE TABLE trigger_events (
