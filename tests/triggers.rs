@@ -13,7 +13,7 @@
 mod common;
 use common::*;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NUMBER: &str = "+79161234567";
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
@@ -77,14 +77,6 @@ fn sent(d: &Daemon) -> Vec<String> {
 
 fn ids(run: &Value) -> Vec<i64> {
     run["messages"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
-}
-
-async fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !pred() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
