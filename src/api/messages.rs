@@ -134,6 +134,9 @@ pub struct MessageOut {
     pub callback_url: Option<String>,
     /// The name of the API key that submitted it.
     pub api_key: String,
+    /// The trigger rule that made it, when a rule did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleStepOut>,
     pub attempts: u32,
     pub created_at: String,
     pub updated_at: String,
@@ -144,6 +147,13 @@ pub struct MessageOut {
     pub parts: Option<Vec<PartOut>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryOut>>,
+}
+
+/// A rule's message: the rule and which of its steps (1 is the first).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RuleStepOut {
+    pub name: String,
+    pub step: u32,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -194,6 +204,7 @@ impl MessageOut {
             reference: v.reference,
             callback_url: v.callback_url,
             api_key: v.api_key,
+            rule: v.rule.map(|(name, step)| RuleStepOut { name, step: step + 1 }),
             attempts: v.attempts,
             created_at: to_rfc3339(v.created_at),
             updated_at: to_rfc3339(v.updated_at),

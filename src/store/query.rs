@@ -27,6 +27,8 @@ pub struct MessageView {
     pub error_code: Option<String>,
     pub error_text: Option<String>,
     pub callback_url: Option<String>,
+    /// The trigger rule that made it and its step (0-based).
+    pub rule: Option<(String, u32)>,
     pub parts: Vec<PartView>,
     pub history: Vec<HistoryEntry>,
 }
@@ -71,7 +73,7 @@ pub struct Counts {
 }
 
 const COLUMNS: &str = "id, api_key, reference, recipient, sender, body, encoding, segments, priority, route,
-    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url";
+    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url, rule, step";
 
 fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
     let pri: i64 = r.get(8)?;
@@ -96,6 +98,10 @@ fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
         error_code: r.get(16)?,
         error_text: r.get(17)?,
         callback_url: r.get(18)?,
+        rule: match (r.get::<_, Option<String>>(19)?, r.get::<_, Option<u32>>(20)?) {
+            (Some(rule), Some(step)) => Some((rule, step)),
+            _ => None,
+        },
         parts: Vec::new(),
         history: Vec::new(),
     })
