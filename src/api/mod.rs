@@ -24,6 +24,7 @@ pub mod optouts;
 pub mod problem;
 pub mod rules;
 pub mod serve;
+pub mod templates;
 pub mod webhooks;
 
 use crate::channel::RouteState;
@@ -156,6 +157,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::replay_deliveries))
         .routes(routes!(events::post_events))
+        .routes(routes!(templates::preview))
         .routes(routes!(rules::list_rules, rules::create_rule))
         .routes(routes!(rules::get_rule, rules::patch_rule, rules::delete_rule))
         .split_for_parts();
