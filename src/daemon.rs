@@ -41,6 +41,9 @@ pub async fn run(
     let dispatcher = Dispatcher::start(store.clone(), cfg.dispatch.clone(), cfg.policy, &cfg.routes, replies)
         .await
         .map_err(|e| StartError(format!("cannot start routes: {e}")))?;
+    apply_rules(&store, &dispatcher, &cfg.rules)
+        .await
+        .map_err(|e| StartError(format!("cannot load the trigger rules: {e}")))?;
     let deliverer = Deliverer::start(store.clone(), &cfg.webhooks, &loaded.keys)
         .await
         .map_err(|e| StartError(format!("cannot start webhook delivery: {e}")))?;
@@ -191,6 +194,9 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                         if let Ok(mut w) = state.webhooks.write() {
                             *w = Arc::new(new.config.webhooks.clone());
                         }
+                        if let Err(e) = apply_rules(&state.store, &state.dispatcher, &new.config.rules).await {
+                            tracing::error!(error = %e, "trigger rules not reloaded; the running ones stay");
+                        }
                         if let Err(e) = hooks.reload(&new.config.webhooks, &new.keys).await {
                             tracing::error!(error = %e, "webhook settings not reloaded; the running ones stay");
                         }
@@ -205,6 +211,27 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
         }
         crate::notify::ready(&summary(&state.store, &state.dispatcher).await);
     }
+}
+
+/// Make the store's `config` rules match the file's, then put the store's
+/// enabled rules (the file's and the API's) in force.
+async fn apply_rules(
+    store: &Store,
+    d: &Dispatcher,
+    rules: &[crate::trigger::RuleSpec],
+) -> Result<usize, crate::store::StoreError> {
+    let rows = rules
+        .iter()
+        .map(|r| crate::store::NewRule {
+            name: r.name.clone(),
+            spec: serde_json::to_string(r).unwrap_or_default(),
+            enabled: r.enabled,
+        })
+        .collect();
+    store.sync_rule_config(rows).await?;
+    let n = d.reload_rules().await?;
+    tracing::info!(rules = n, "trigger rules in force");
+    Ok(n)
 }
 
 async fn stop_signal() {

@@ -11,16 +11,19 @@
 //! passes every check. Opt-outs (`optouts`): listing needs `read`, adding
 //! `send`, removing `admin`; consents need `admin` for everything.
 //! passes every check. Webhook subscriptions (`webhooks`): `send` or `read`
-//! manages the key's own, `admin` every key's.
+//! manages the key's own, `admin` every key's. Trigger events (`events`)
+//! need `send`; rules (`rules`) `read` to list, `admin` to change.
 
 pub mod auth;
 mod body;
 pub mod csv;
+pub mod events;
 pub mod inbound;
 pub mod messages;
 pub mod metrics;
 pub mod optouts;
 pub mod problem;
+pub mod rules;
 pub mod serve;
 pub mod webhooks;
 
@@ -147,6 +150,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(webhooks::rotate_webhook))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::replay_deliveries))
+        .routes(routes!(events::post_events))
+        .routes(routes!(rules::list_rules, rules::create_rule))
+        .routes(routes!(rules::get_rule, rules::patch_rule, rules::delete_rule))
         .split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.limits().max_body_bytes;

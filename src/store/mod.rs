@@ -22,8 +22,10 @@ mod policy;
 mod query;
 mod retention;
 mod route_state;
+mod rules;
 mod schema;
 mod subscriptions;
+mod triggers;
 mod webhooks;
 mod writer;
 
@@ -39,10 +41,12 @@ pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
 pub use retention::{Pruned, Retention};
 pub use route_state::RouteStateData;
+pub use rules::{NewRule, RuleRow};
 pub use subscriptions::{
     AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
     ReplayOutcome, ReplaySelect, SigningSecret, SubscriptionPatch, SubscriptionView,
 };
+pub use triggers::{IngestOutcome, NewTriggerEvent, PlannedRun, RunLimit, RunOutcome};
 pub use webhooks::{AttemptOutcome, AttemptRecord, Claim, ConfigSubscription, Due, EventRow, FanOut, Recorded};
 
 use crate::config::Policy;
@@ -500,6 +504,46 @@ impl Store {
     /// Make the `config` subscriptions match the file's.
     pub async fn sync_webhook_config(&self, subs: Vec<ConfigSubscription>) -> Result<(), StoreError> {
         self.write(move |c| Ok(webhooks::sync_config(c, &subs, now_ms())?)).await
+    }
+
+    // ---- trigger rules ----
+
+    /// Store posted events and apply the rules' plans for them (cancels,
+    /// conversions, runs and their messages) in one transaction; resolves
+    /// after commit. A replayed event id answers its first outcome.
+    pub async fn ingest_events(
+        &self,
+        api_key: String,
+        events: Vec<NewTriggerEvent>,
+        policy: Policy,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        self.write(move |c| triggers::ingest(c, &api_key, &events, &policy, now_ms())).await
+    }
+
+    /// Make the `config` rules match the file's.
+    pub async fn sync_rule_config(&self, rules: Vec<NewRule>) -> Result<(), StoreError> {
+        self.write(move |c| rules::sync_config(c, &rules, now_ms())).await
+    }
+
+    pub async fn rules(&self) -> Result<Vec<RuleRow>, StoreError> {
+        self.read(rules::list).await
+    }
+
+    pub async fn rule(&self, name: String) -> Result<Option<RuleRow>, StoreError> {
+        self.read(move |c| rules::get(c, &name)).await
+    }
+
+    /// Create an API rule; `None` when the name is taken.
+    pub async fn create_rule(&self, api_key: String, rule: NewRule) -> Result<Option<RuleRow>, StoreError> {
+        self.write(move |c| rules::create(c, &api_key, &rule, now_ms())).await
+    }
+
+    pub async fn update_rule(&self, rule: NewRule) -> Result<Managed<RuleRow>, StoreError> {
+        self.write(move |c| rules::update(c, &rule, now_ms())).await
+    }
+
+    pub async fn delete_rule(&self, name: String) -> Result<Managed<()>, StoreError> {
+        self.write(move |c| rules::delete(c, &name)).await
     }
 
     /// Fan up to `limit` outbox events out into deliveries; `admin_keys`

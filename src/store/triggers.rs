@@ -1,0 +1,277 @@
+//! Events posted by services, and what the trigger rules make of them, in
+//! one writer transaction per batch: the event row (idempotent by the
+//! key's own id: a replay answers the first outcome and writes nothing),
+//! the cancels it causes, the conversions it counts, and one run per rule
+//! it starts (scheduled, limited, cancelled or error) with the run's
+//! messages. A scheduled step is a queued message whose `due_at` is ahead:
+//! the lanes send it when it falls due, and it survives restarts like any
+//! other message.
+
+use super::StoreError;
+use super::messages::{self, NewMessage, RuleOrigin};
+use crate::config::Policy;
+use crate::message::Millis;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// One rule's limit, as the store checks it against earlier runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimit {
+    /// Per key (else per recipient; per key falls back to the recipient
+    /// for an event without a key).
+    pub per_key: bool,
+    /// Only runs within this long count; `None`: any run ever.
+    pub within_ms: Option<Millis>,
+}
+
+/// A rule an event starts, with its messages built (or the rule's error).
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    pub rule: String,
+    pub limit: Option<RunLimit>,
+    /// Event types that, already there for the key at or after the
+    /// trigger's `occurred_at`, mean the run is not scheduled.
+    pub cancel_on: Vec<String>,
+    /// (step, message) per step; `Err` is the run's error detail.
+    pub messages: Result<Vec<(u32, NewMessage)>, String>,
+}
+
+/// An event, checked, with what the rules make of it.
+#[derive(Debug, Clone)]
+pub struct NewTriggerEvent {
+    /// The service's id for it (idempotency).
+    pub ext_id: Option<String>,
+    pub kind: String,
+    pub recipient: String,
+    pub key: Option<String>,
+    pub tz: Option<String>,
+    pub locale: String,
+    /// JSON.
+    pub data: String,
+    pub occurred_at: Millis,
+    pub runs: Vec<PlannedRun>,
+    /// Rules whose pending steps for the key it cancels.
+    pub cancels: Vec<String>,
+    /// Rules whose goal it is, with their windows.
+    pub goals: Vec<(String, Millis)>,
+}
+
+/// What became of one rule run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunOutcome {
+    pub rule: String,
+    /// `scheduled`, `limited`, `cancelled` or `error`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub messages: Vec<i64>,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    pub event_id: i64,
+    /// The same id was posted before: this is the first outcome, nothing new.
+    pub duplicate: bool,
+    pub runs: Vec<RunOutcome>,
+    /// Messages this event cancelled (pending steps of rules that cancel on it).
+    pub cancelled: Vec<i64>,
+    /// Messages this event counted as converted.
+    pub converted: u64,
+}
+
+/// Store `events` from `api_key` and apply them, in the caller's
+/// (writer's) transaction.
+pub(super) fn ingest(
+    c: &Connection,
+    api_key: &str,
+    events: &[NewTriggerEvent],
+    policy: &Policy,
+    now: Millis,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    events.iter().map(|e| ingest_one(c, api_key, e, policy, now)).collect()
+}
+
+fn ingest_one(
+    c: &Connection,
+    api_key: &str,
+    e: &NewTriggerEvent,
+    policy: &Policy,
+    now: Millis,
+) -> Result<IngestOutcome, StoreError> {
+    if let Some(ext) = &e.ext_id {
+        let prior: Option<i64> = c
+            .prepare_cached("SELECT id FROM trigger_events WHERE api_key = ?1 AND ext_id = ?2")?
+            .query_row(params![api_key, ext], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = prior {
+            return Ok(IngestOutcome { duplicate: true, ..replay(c, id)? });
+        }
+    }
+    c.prepare_cached(
+        "INSERT INTO trigger_events (api_key, ext_id, type, recipient, key, tz, locale, data, occurred_at, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        api_key,
+        e.ext_id,
+        e.kind,
+        e.recipient,
+        e.key,
+        e.tz,
+        e.locale,
+        e.data,
+        e.occurred_at,
+        now
+    ])?;
+    let event_id = c.last_insert_rowid();
+
+    let mut cancelled = Vec::new();
+    if let Some(key) = &e.key {
+        for rule in &e.cancels {
+            cancelled.extend(messages::cancel_for_key(c, rule, key, &e.kind, now)?);
+        }
+    }
+    let mut converted = 0;
+    for (rule, within) in &e.goals {
+        converted += convert(c, rule, e, event_id, *within, now)?;
+    }
+    let mut runs = Vec::with_capacity(e.runs.len());
+    for run in &e.runs {
+        runs.push(start_run(c, api_key, e, event_id, run, policy, now)?);
+    }
+    Ok(IngestOutcome { event_id, duplicate: false, runs, cancelled, converted })
+}
+
+fn start_run(
+    c: &Connection,
+    api_key: &str,
+    e: &NewTriggerEvent,
+    event_id: i64,
+    run: &PlannedRun,
+    policy: &Policy,
+    now: Millis,
+) -> Result<RunOutcome, StoreError> {
+    let (outcome, detail) = match &run.messages {
+        Err(why) => ("error", Some(why.clone())),
+        Ok(_) => match refusal(c, e, run, now)? {
+            Some(r) => r,
+            None => ("scheduled", None),
+        },
+    };
+    c.prepare_cached(
+        "INSERT INTO rule_runs (rule, event_id, key, recipient, at, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![run.rule, event_id, e.key, e.recipient, now, outcome, detail])?;
+    let run_id = c.last_insert_rowid();
+    let mut ids = Vec::new();
+    if let (Ok(msgs), "scheduled") = (&run.messages, outcome) {
+        for (step, m) in msgs {
+            let origin = RuleOrigin { rule: run.rule.clone(), step: *step, key: e.key.clone(), run_id };
+            ids.push(messages::insert(c, api_key, m, Some(&origin), policy, now)?.id);
+        }
+    }
+    Ok(RunOutcome { rule: run.rule.clone(), outcome: outcome.to_string(), detail, messages: ids })
+}
+
+/// Why a run is not scheduled: the rule's limit, or a cancelling event
+/// already there for the key.
+fn refusal(
+    c: &Connection,
+    e: &NewTriggerEvent,
+    run: &PlannedRun,
+    now: Millis,
+) -> Result<Option<(&'static str, Option<String>)>, StoreError> {
+    if let Some(limit) = run.limit {
+        let since = limit.within_ms.map(|w| now - w).unwrap_or(Millis::MIN);
+        let earlier: Option<i64> = match (&e.key, limit.per_key) {
+            (Some(key), true) => c
+                .prepare_cached(
+                    "SELECT id FROM rule_runs INDEXED BY rule_runs_key
+                     WHERE rule = ?1 AND key = ?2 AND at >= ?3 AND outcome = 'scheduled' LIMIT 1",
+                )?
+                .query_row(params![run.rule, key, since], |r| r.get(0))
+                .optional()?,
+            _ => c
+                .prepare_cached(
+                    "SELECT id FROM rule_runs INDEXED BY rule_runs_recipient
+                     WHERE rule = ?1 AND recipient = ?2 AND at >= ?3 AND outcome = 'scheduled' LIMIT 1",
+                )?
+                .query_row(params![run.rule, e.recipient, since], |r| r.get(0))
+                .optional()?,
+        };
+        if earlier.is_some() {
+            let per = if limit.per_key && e.key.is_some() { "key" } else { "recipient" };
+            let detail = match limit.within_ms {
+                Some(w) => format!("already scheduled for this {per} within the last {}s", w / 1000),
+                None => format!("already scheduled once for this {per}"),
+            };
+            return Ok(Some(("limited", Some(detail))));
+        }
+    }
+    if let Some(key) = &e.key {
+        for t in &run.cancel_on {
+            let there: Option<i64> = c
+                .prepare_cached(
+                    "SELECT id FROM trigger_events INDEXED BY trigger_events_key
+                     WHERE key = ?1 AND type = ?2 AND occurred_at >= ?3 LIMIT 1",
+                )?
+                .query_row(params![key, t, e.occurred_at], |r| r.get(0))
+                .optional()?;
+            if there.is_some() {
+                return Ok(Some(("cancelled", Some(format!("event {t:?} already arrived for this key")))));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Count a conversion for every message of `rule` to the event's key (or,
+/// without one, its recipient) sent within `within` before it and not yet
+/// converted.
+fn convert(
+    c: &Connection,
+    rule: &str,
+    e: &NewTriggerEvent,
+    event_id: i64,
+    within: Millis,
+    now: Millis,
+) -> Result<u64, StoreError> {
+    let since = e.occurred_at - within;
+    let sql_tail = "AND m.status IN ('submitted', 'delivered', 'undelivered')
+         AND NOT EXISTS (SELECT 1 FROM conversions v WHERE v.message_id = m.id)
+         AND EXISTS (SELECT 1 FROM history h WHERE h.message_id = m.id AND h.status = 'submitted'
+                     AND h.at >= ?3 AND h.at <= ?4)";
+    let n = match &e.key {
+        Some(key) => c
+            .prepare_cached(&format!(
+                "INSERT INTO conversions (message_id, rule, event_id, at)
+                 SELECT m.id, m.rule, ?5, ?6 FROM messages m WHERE m.rule = ?1 AND m.trigger_key = ?2 {sql_tail}"
+            ))?
+            .execute(params![rule, key, since, e.occurred_at.max(now), event_id, now])?,
+        None => c
+            .prepare_cached(&format!(
+                "INSERT INTO conversions (message_id, rule, event_id, at)
+                 SELECT m.id, m.rule, ?5, ?6 FROM messages m WHERE m.rule = ?1 AND m.recipient = ?2 {sql_tail}"
+            ))?
+            .execute(params![rule, e.recipient, since, e.occurred_at.max(now), event_id, now])?,
+    };
+    Ok(n as u64)
+}
+
+/// The first outcome of event `event_id`, read back from its runs.
+fn replay(c: &Connection, event_id: i64) -> Result<IngestOutcome, StoreError> {
+    let runs: Vec<(i64, String, String, Option<String>)> = c
+        .prepare_cached("SELECT id, rule, outcome, detail FROM rule_runs WHERE event_id = ?1 ORDER BY id")?
+        .query_map(params![event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(runs.len());
+    for (run_id, rule, outcome, detail) in runs {
+        let messages = c
+            .prepare_cached("SELECT id FROM messages INDEXED BY messages_run WHERE run_id = ?1 ORDER BY id")?
+            .query_map(params![run_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        out.push(RunOutcome { rule, outcome, detail, messages });
+    }
+    Ok(IngestOutcome { event_id, duplicate: false, runs: out, cancelled: Vec::new(), converted: 0 })
+}
