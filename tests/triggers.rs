@@ -381,3 +381,77 @@ text = "x"
     assert!(err.contains("rules[1].steps[0].after"), "{err}");
     assert!(err.contains("rules[1].route"), "{err}");
 }
+
+#[tokio::test]
+async fn a_goal_event_counts_a_conversion_once_and_only_for_its_key() {
+    let rule = r#"
+[[rules]]
+name = "winback"
+on = "cart.abandoned"
+goal = { event = "order.paid", within = "7d" }
+[[rules.steps]]
+after = "0s"
+text = "come back"
+"#;
+    let (dir, d) = setup(rule);
+    let a = post_event(&d, event("cart.abandoned", "ka", json!({}))).await;
+    let b = post_event(&d, event("cart.abandoned", "kb", json!({}))).await;
+    let (ma, mb) = (first_message(&a), first_message(&b));
+    wait_sent(&d, ma, 10).await;
+    wait_sent(&d, mb, 10).await;
+    post_event(&d, event("order.paid", "ka", json!({}))).await;
+    post_event(&d, event("order.paid", "ka", json!({}))).await;
+    let c = rusqlite::Connection::open(dir.path().join("smsgw.db")).unwrap();
+    let rows: Vec<(i64, String)> = c
+        .prepare("SELECT message_id, rule FROM conversions")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [(ma, "winback".to_string())]);
+}
+
+#[tokio::test]
+async fn another_keys_event_cancels_nothing_of_mine() {
+    let (_dir, d) = setup(&CART.replace("after = \"2s\"", "after = \"1h\""));
+    let mine = post_event(&d, event("cart.abandoned", "shared", json!({"name": "M"}))).await;
+    let resp = d
+        .http
+        .post(format!("{}/v1/events", d.url))
+        .bearer_auth(common::OTHER_KEY)
+        .json(&event("order.paid", "shared", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["events"][0]["cancelled"], json!([]));
+    assert_eq!(d.message(first_message(&mine)).await["status"], "queued");
+}
+
+#[tokio::test]
+async fn a_reload_brings_the_files_rules_into_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = sim_route(dir.path(), "sim", "", "");
+    write_config(dir.path(), CART, &routes);
+    let d = Daemon::start(dir.path());
+    let ev = post_event(&d, event("signup", "u", json!({}))).await;
+    assert_eq!(ev["runs"], json!([]));
+    let welcome = "[[rules]]\nname = \"welcome\"\non = \"signup\"\n[[rules.steps]]\nafter = \"1h\"\ntext = \"hi\"\n";
+    write_config(dir.path(), welcome, &routes);
+    d.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = d.get("/v1/rules").await;
+        let names: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        if names == ["welcome"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rules never reloaded: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ev = post_event(&d, event("signup", "u2", json!({}))).await;
+    assert_eq!(ev["runs"][0]["rule"], "welcome");
+    assert_eq!(ev["runs"][0]["outcome"], "scheduled");
+}

@@ -129,12 +129,12 @@ fn ingest_one(
     let mut cancelled = Vec::new();
     if let Some(key) = &e.key {
         for rule in &e.cancels {
-            cancelled.extend(messages::cancel_for_key(c, rule, key, &e.kind, now)?);
+            cancelled.extend(messages::cancel_for_key(c, api_key, rule, key, &e.kind, now)?);
         }
     }
     let mut converted = 0;
     for (rule, within) in &e.goals {
-        converted += convert(c, rule, e, event_id, *within, now)?;
+        converted += convert(c, api_key, rule, e, event_id, *within, now)?;
     }
     let mut runs = Vec::with_capacity(e.runs.len());
     for run in &e.runs {
@@ -154,7 +154,7 @@ fn start_run(
 ) -> Result<RunOutcome, StoreError> {
     let (outcome, detail) = match &run.messages {
         Err(why) => ("error", Some(why.clone())),
-        Ok(_) => match refusal(c, e, run, now)? {
+        Ok(_) => match refusal(c, api_key, e, run, now)? {
             Some(r) => r,
             None => ("scheduled", None),
         },
@@ -178,6 +178,7 @@ fn start_run(
 /// already there for the key.
 fn refusal(
     c: &Connection,
+    api_key: &str,
     e: &NewTriggerEvent,
     run: &PlannedRun,
     now: Millis,
@@ -214,9 +215,9 @@ fn refusal(
             let there: Option<i64> = c
                 .prepare_cached(
                     "SELECT id FROM trigger_events INDEXED BY trigger_events_key
-                     WHERE key = ?1 AND type = ?2 AND occurred_at >= ?3 LIMIT 1",
+                     WHERE key = ?1 AND type = ?2 AND occurred_at >= ?3 AND api_key = ?4 LIMIT 1",
                 )?
-                .query_row(params![key, t, e.occurred_at], |r| r.get(0))
+                .query_row(params![key, t, e.occurred_at, api_key], |r| r.get(0))
                 .optional()?;
             if there.is_some() {
                 return Ok(Some(("cancelled", Some(format!("event {t:?} already arrived for this key")))));
@@ -226,11 +227,12 @@ fn refusal(
     Ok(None)
 }
 
-/// Count a conversion for every message of `rule` to the event's key (or,
-/// without one, its recipient) sent within `within` before it and not yet
-/// converted.
+/// Count a conversion for every message of `rule` from `api_key`'s events
+/// to the event's key (or, without one, its recipient) sent within `within`
+/// before it and not yet converted.
 fn convert(
     c: &Connection,
+    api_key: &str,
     rule: &str,
     e: &NewTriggerEvent,
     event_id: i64,
@@ -238,7 +240,7 @@ fn convert(
     now: Millis,
 ) -> Result<u64, StoreError> {
     let since = e.occurred_at - within;
-    let sql_tail = "AND m.status IN ('submitted', 'delivered', 'undelivered')
+    let sql_tail = "AND m.api_key = ?7 AND m.status IN ('submitted', 'delivered', 'undelivered')
          AND NOT EXISTS (SELECT 1 FROM conversions v WHERE v.message_id = m.id)
          AND EXISTS (SELECT 1 FROM history h WHERE h.message_id = m.id AND h.status = 'submitted'
                      AND h.at >= ?3 AND h.at <= ?4)";
@@ -248,13 +250,13 @@ fn convert(
                 "INSERT INTO conversions (message_id, rule, event_id, at)
                  SELECT m.id, m.rule, ?5, ?6 FROM messages m WHERE m.rule = ?1 AND m.trigger_key = ?2 {sql_tail}"
             ))?
-            .execute(params![rule, key, since, e.occurred_at.max(now), event_id, now])?,
+            .execute(params![rule, key, since, e.occurred_at.max(now), event_id, now, api_key])?,
         None => c
             .prepare_cached(&format!(
                 "INSERT INTO conversions (message_id, rule, event_id, at)
                  SELECT m.id, m.rule, ?5, ?6 FROM messages m WHERE m.rule = ?1 AND m.recipient = ?2 {sql_tail}"
             ))?
-            .execute(params![rule, e.recipient, since, e.occurred_at.max(now), event_id, now])?,
+            .execute(params![rule, e.recipient, since, e.occurred_at.max(now), event_id, now, api_key])?,
     };
     Ok(n as u64)
 }
