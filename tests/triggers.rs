@@ -356,6 +356,53 @@ async fn the_rules_api_creates_lists_changes_and_deletes() {
     assert_eq!(s, 204);
     let (s, _) = d.get("/v1/rules/api-rule").await;
     assert_eq!(s, 404);
+
+    let (_, doc) = d.get("/openapi.json").await;
+    for (path, method) in [
+        ("/v1/events", "post"),
+        ("/v1/rules", "get"),
+        ("/v1/rules", "post"),
+        ("/v1/rules/{name}", "get"),
+        ("/v1/rules/{name}", "patch"),
+        ("/v1/rules/{name}", "delete"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from the OpenAPI document");
+    }
+}
+
+#[tokio::test]
+async fn changing_rules_needs_admin_and_posting_events_needs_send() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = r#"
+[[api_keys]]
+name = "reader"
+key = "reader-key-0123456789abcdef"
+scopes = ["read"]
+"#;
+    let text = format!("{CART}\n{keys}");
+    write_config(dir.path(), &text, &sim_route(dir.path(), "sim", "", ""));
+    // The harness's own keys get a scopes line so the file is not read as legacy (all admin).
+    let path = dir.path().join("smsgw.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&format!("key = \"{KEY}\"\n"), &format!("key = \"{KEY}\"\nscopes = [\"admin\"]\n"));
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir.path());
+    let as_reader = |m: Method, p: &str, b: Option<Value>| {
+        let mut req = d.http.request(m, format!("{}{p}", d.url)).bearer_auth("reader-key-0123456789abcdef");
+        if let Some(b) = b {
+            req = req.json(&b);
+        }
+        req.send()
+    };
+    assert_eq!(as_reader(Method::GET, "/v1/rules", None).await.unwrap().status().as_u16(), 200);
+    let rule = json!({"name": "r", "on": "x", "steps": [{"after": "1h", "text": "t"}]});
+    assert_eq!(as_reader(Method::POST, "/v1/rules", Some(rule)).await.unwrap().status().as_u16(), 403);
+    let ev = event("cart.abandoned", "k", json!({"name": "n"}));
+    assert_eq!(as_reader(Method::POST, "/v1/events", Some(ev)).await.unwrap().status().as_u16(), 403);
+    let (s, _) = call(&d, Method::DELETE, "/v1/rules/cart", None).await;
+    assert_eq!(s, 409);
 }
 
 #[tokio::test]
