@@ -113,3 +113,35 @@ pub(super) fn delete(c: &Connection, name: &str) -> Result<Managed<()>, StoreErr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use super::*;
+
+    fn rule(name: &str, spec: &str) -> NewRule {
+        NewRule { name: name.into(), spec: spec.into(), enabled: true }
+    }
+
+    #[tokio::test]
+    async fn the_files_rules_replace_and_remove_and_stay_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        s.sync_rule_config(vec![rule("a", "{\"v\":1}"), rule("b", "{}")]).await.unwrap();
+        assert!(s.create_rule("k".into(), rule("a", "{}")).await.unwrap().is_none(), "name taken");
+        assert!(s.create_rule("k".into(), rule("mine", "{}")).await.unwrap().is_some());
+        assert_eq!(s.update_rule(rule("a", "{}")).await.unwrap(), Managed::FromConfig { name: "a".into() });
+        assert_eq!(s.delete_rule("b".into()).await.unwrap(), Managed::FromConfig { name: "b".into() });
+
+        // The file drops b, changes a, and now declares `mine` (the file wins).
+        s.sync_rule_config(vec![rule("a", "{\"v\":2}"), rule("mine", "{\"file\":1}")]).await.unwrap();
+        let rows = s.rules().await.unwrap();
+        let got: Vec<(&str, &str, &str)> =
+            rows.iter().map(|r| (r.name.as_str(), r.origin.as_str(), r.spec.as_str())).collect();
+        assert_eq!(got, [("a", "config", "{\"v\":2}"), ("mine", "config", "{\"file\":1}")]);
+
+        s.sync_rule_config(vec![]).await.unwrap();
+        assert!(s.rules().await.unwrap().is_empty());
+        assert_eq!(s.delete_rule("a".into()).await.unwrap(), Managed::NotFound);
+    }
+}

@@ -277,3 +277,103 @@ fn replay(c: &Connection, event_id: i64) -> Result<IngestOutcome, StoreError> {
     }
     Ok(IngestOutcome { event_id, duplicate: false, runs: out, cancelled: Vec::new(), converted: 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use super::*;
+    use crate::message::{Priority, now_ms};
+    use crate::sms::Encoding;
+
+    fn step(text: &str, after: Millis) -> (u32, NewMessage) {
+        let now = now_ms();
+        (
+            0,
+            NewMessage {
+                to: "+79161234567".into(),
+                from: None,
+                text: text.into(),
+                encoding: Encoding::Gsm7,
+                segments: 1,
+                priority: Priority::Promotional,
+                route: "r".into(),
+                reference: None,
+                send_at: Some(now + after),
+                valid_until: now + after + 60_000,
+                callback_url: None,
+                tz: None,
+            },
+        )
+    }
+
+    fn ev(id: Option<&str>, kind: &str, key: &str, runs: Vec<PlannedRun>, cancels: &[&str]) -> NewTriggerEvent {
+        NewTriggerEvent {
+            ext_id: id.map(str::to_string),
+            kind: kind.into(),
+            recipient: "+79161234567".into(),
+            key: Some(key.into()),
+            tz: None,
+            locale: "ru".into(),
+            data: "{}".into(),
+            occurred_at: now_ms(),
+            runs,
+            cancels: cancels.iter().map(|s| s.to_string()).collect(),
+            goals: Vec::new(),
+        }
+    }
+
+    fn run(rule: &str, limit: Option<RunLimit>) -> PlannedRun {
+        PlannedRun { rule: rule.into(), limit, cancel_on: vec!["paid".into()], messages: Ok(vec![step("hi", 60_000)]) }
+    }
+
+    #[tokio::test]
+    async fn one_batch_applies_in_order_replays_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let once = Some(RunLimit { per_key: true, within_ms: None });
+        let out = s
+            .ingest_events(
+                "k".into(),
+                vec![
+                    ev(Some("e1"), "cart", "c1", vec![run("r", once)], &[]),
+                    // The same id again in the same batch: the first outcome, nothing new.
+                    ev(Some("e1"), "cart", "c1", vec![run("r", once)], &[]),
+                    // Another event for the key: the per-key limit refuses it.
+                    ev(Some("e2"), "cart", "c1", vec![run("r", once)], &[]),
+                    // The cancel for the key: the first run's message.
+                    ev(None, "paid", "c1", vec![], &["r"]),
+                ],
+                Policy::default(),
+            )
+            .await
+            .unwrap();
+        let first = &out[0].runs[0];
+        assert_eq!(first.outcome, "scheduled");
+        assert!(out[1].duplicate);
+        assert_eq!(out[1].event_id, out[0].event_id);
+        assert_eq!(&out[1].runs[0], first);
+        assert_eq!(out[2].runs[0].outcome, "limited");
+        assert_eq!(out[3].cancelled, first.messages);
+        assert_eq!(s.get(first.messages[0]).await.unwrap().unwrap().status, crate::message::Status::Cancelled);
+
+        // A trigger that happened before the cancel already there: its run is cancelled.
+        let mut late = ev(None, "cart", "c1", vec![run("other", None)], &[]);
+        late.occurred_at -= 10_000;
+        let out = s.ingest_events("k".into(), vec![late], Policy::default()).await.unwrap();
+        assert_eq!(out[0].runs[0].outcome, "cancelled");
+        assert!(out[0].runs[0].detail.as_deref().unwrap().contains("paid"));
+        assert!(out[0].runs[0].messages.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_runs_error_makes_no_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let bad = PlannedRun { rule: "r".into(), limit: None, cancel_on: vec![], messages: Err("step 1: no".into()) };
+        let out =
+            s.ingest_events("k".into(), vec![ev(None, "x", "k", vec![bad], &[])], Policy::default()).await.unwrap();
+        assert_eq!(out[0].runs[0].outcome, "error");
+        assert_eq!(out[0].runs[0].detail.as_deref(), Some("step 1: no"));
+        assert_eq!(s.queued_total().await.unwrap(), 0);
+    }
+}
