@@ -80,6 +80,7 @@ async fn a_delay_fires_and_cancel_on_cancels_that_key_only() {
     assert!(t0.elapsed() >= Duration::from_millis(1900), "sent before its delay");
     let a = d.message(ma).await;
     assert_eq!(a["status"], "cancelled");
+    assert_eq!(a["trigger"], json!({"rule": "cart", "step": 1, "key": "cart-a", "cancelled_by": "order.paid"}));
     let last = a["history"].as_array().unwrap().last().unwrap().clone();
     assert!(last["detail"].as_str().unwrap().contains("order.paid"), "{last}");
 }

@@ -38,7 +38,7 @@ pub use messages::{
 };
 pub use optouts::{OptOut, OptOutChange, OptOutCursor, OptOutFilter};
 pub use policy::{NO_CONSENT, OPTED_OUT};
-pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
+pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView, TriggerView};
 pub use retention::{Pruned, Retention};
 pub use route_state::RouteStateData;
 pub use rules::{NewRule, RuleRow};
