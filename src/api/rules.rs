@@ -182,6 +182,10 @@ pub async fn patch_rule(
     if let Some(o) = merged.as_object_mut() {
         o.insert("enabled".into(), row.enabled.into());
         for (k, v) in patch {
+            // What GET shows besides the spec: a rule read and sent back whole is accepted.
+            if matches!(k.as_str(), "origin" | "created_at" | "updated_at") {
+                continue;
+            }
             if v.is_null() {
                 o.remove(&k);
             } else {
