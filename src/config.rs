@@ -65,7 +65,7 @@ pub struct Config<S = RouteTable> {
     pub webhooks: webhooks::Webhooks,
     #[serde(default)]
     pub replies: Replies,
-    /// `[[rules]]`: trigger rules (see `trigger`).
+    /// `[[rules]]`: trigger rules (events in, scheduled messages out).
     #[serde(default)]
     pub rules: Vec<crate::trigger::RuleSpec>,
 }
@@ -800,26 +800,9 @@ impl Config {
             specs.push(spec);
         }
 
-        let mut rule_names = HashSet::new();
-        for (i, spec) in self.rules.iter().enumerate() {
-            let key = format!("rules[{i}]");
-            if let Err(problems) = crate::trigger::Rule::compile(spec.clone()) {
-                for p in problems {
-                    bad(&format!("{key}.{}", p.field), p.message);
-                }
-            }
-            if !rule_names.insert(spec.name.clone()) {
-                bad(&format!("{key}.name"), format!("duplicate rule name {:?}", spec.name));
-            }
-            if let Some(route) = &spec.route
-                && !route_names.contains(route)
-            {
-                bad(&format!("{key}.route"), format!("no route is named {route:?}"));
-            }
-        }
-
         let key_names: Vec<&str> = self.api_keys.iter().map(|k| k.name.as_str()).collect();
         self.webhooks.check(&key_names, base, &mut bad);
+        check_rules(&self.rules, &route_names, &mut bad);
 
         if problems.is_empty() {
             let Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies, rules } =
@@ -839,6 +822,32 @@ impl Config {
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
         } else {
             Err(ConfigError { problems })
+        }
+    }
+}
+
+/// `[[rules]]`: each compiles (every wrong field named `rules[2].steps[0].after`),
+/// names are unique, and a route a rule or step names is configured.
+fn check_rules(rules: &[crate::trigger::RuleSpec], routes: &HashSet<String>, bad: &mut dyn FnMut(&str, String)) {
+    let mut names = HashSet::new();
+    for (i, r) in rules.iter().enumerate() {
+        let key = format!("rules[{i}]");
+        if let Err(errs) = r.compile() {
+            for e in errs {
+                bad(&format!("{key}.{}", e.field), e.message);
+            }
+        }
+        if !names.insert(r.name.as_str()) {
+            bad(&format!("{key}.name"), format!("duplicate rule name {:?}", r.name));
+        }
+        let asked = std::iter::once(("route".to_string(), &r.route))
+            .chain(r.steps.iter().enumerate().map(|(j, s)| (format!("steps[{j}].route"), &s.route)));
+        for (field, route) in asked {
+            if let Some(route) = route
+                && !routes.contains(route)
+            {
+                bad(&format!("{key}.{field}"), format!("no route named {route:?} is configured"));
+            }
         }
     }
 }

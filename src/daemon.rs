@@ -41,6 +41,9 @@ pub async fn run(
     let dispatcher = Dispatcher::start(store.clone(), cfg.dispatch.clone(), cfg.policy, &cfg.routes, replies)
         .await
         .map_err(|e| StartError(format!("cannot start routes: {e}")))?;
+    apply_rules(&store, &dispatcher, &cfg.rules)
+        .await
+        .map_err(|e| StartError(format!("cannot load the trigger rules: {e}")))?;
     let deliverer = Deliverer::start(store.clone(), &cfg.webhooks, &loaded.keys)
         .await
         .map_err(|e| StartError(format!("cannot start webhook delivery: {e}")))?;
@@ -51,13 +54,7 @@ pub async fn run(
         keys: RwLock::new(Keys::new(&loaded.keys, None)),
         webhooks: RwLock::new(Arc::new(cfg.webhooks.clone())),
         config_file: config_path.clone(),
-        rules: RwLock::new(Arc::default()),
     });
-    store
-        .sync_rules(cfg.rules.clone())
-        .await
-        .map_err(|e| StartError(format!("cannot store the config's rules: {e}")))?;
-    api::rules::load_rules(&state).await.map_err(|e| StartError(format!("cannot load the trigger rules: {e}")))?;
     for n in &loaded.notes {
         tracing::warn!(note = %n, "config");
     }
@@ -180,15 +177,6 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                     Err(e) => tracing::error!(error = %e, "config reload refused; the running config stays in force"),
                     Ok(changes) => {
                         state.dispatcher.set_replies(crate::dispatch::reply_rules(&new.config));
-                        let synced = state.store.sync_rules(new.config.rules.clone()).await;
-                        if let Err(e) = async {
-                            synced?;
-                            api::rules::load_rules(&state).await
-                        }
-                        .await
-                        {
-                            tracing::error!(error = %e, "trigger rules not reloaded; the running ones stay");
-                        }
                         if let Ok(mut k) = state.keys.write() {
                             let fresh = Keys::new(&new.keys, Some(&k));
                             *k = fresh;
@@ -206,6 +194,9 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                         if let Ok(mut w) = state.webhooks.write() {
                             *w = Arc::new(new.config.webhooks.clone());
                         }
+                        if let Err(e) = apply_rules(&state.store, &state.dispatcher, &new.config.rules).await {
+                            tracing::error!(error = %e, "trigger rules not reloaded; the running ones stay");
+                        }
                         if let Err(e) = hooks.reload(&new.config.webhooks, &new.keys).await {
                             tracing::error!(error = %e, "webhook settings not reloaded; the running ones stay");
                         }
@@ -220,6 +211,27 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
         }
         crate::notify::ready(&summary(&state.store, &state.dispatcher).await);
     }
+}
+
+/// Make the store's `config` rules match the file's, then put the store's
+/// enabled rules (the file's and the API's) in force.
+async fn apply_rules(
+    store: &Store,
+    d: &Dispatcher,
+    rules: &[crate::trigger::RuleSpec],
+) -> Result<usize, crate::store::StoreError> {
+    let rows = rules
+        .iter()
+        .map(|r| crate::store::NewRule {
+            name: r.name.clone(),
+            spec: serde_json::to_string(r).unwrap_or_default(),
+            enabled: r.enabled,
+        })
+        .collect();
+    store.sync_rule_config(rows).await?;
+    let n = d.reload_rules().await?;
+    tracing::info!(rules = n, "trigger rules in force");
+    Ok(n)
 }
 
 async fn stop_signal() {

@@ -1,350 +1,513 @@
-//! Trigger rules end to end through the real binary, with short real
-//! delays: a step fires after its delay and not before; `cancel_on`
-//! cancels a key's pending steps (only that key's), also between the
-//! steps of a chain; a fallback is sent only when no reaction came; limits
-//! per key and per recipient; a replayed event id makes nothing new; a
-//! missing template variable is the run's error and sends nothing; a cancel
-//! racing the timer ends each message either cancelled or sent, never both;
-//! kill -9 in the middle of a delay keeps the schedule, a timer that fell
-//! due while the daemon was stopped fires once, and one whose validity
-//! passed meanwhile expires; the rules API checks, changes and protects the
-//! config file's rules.
+//! Trigger rules end to end through the real binary: events in over HTTP,
+//! scheduled messages on the sim route after short real delays, cancels,
+//! chains, fallbacks, limits, idempotency, template errors, restarts, and
+//! the rules API.
 
 mod common;
-use common::*;
+
+use common::{Daemon, KEY, sim_route, write_config};
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-const NUMBER: &str = "+79161234567";
-const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+const RU: &str = "+79161234567";
 
-const RULES: &str = r#"
+fn setup(rules: &str) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), rules, &sim_route(dir.path(), "sim", "", "delivery_delay_ms = 100"));
+    let d = Daemon::start(dir.path());
+    (dir, d)
+}
+
+fn event(kind: &str, key: &str, data: Value) -> Value {
+    json!({"type": kind, "recipient": RU, "key": key, "data": data})
+}
+
+async fn post_event(d: &Daemon, e: Value) -> Value {
+    let (s, v) = d.post("/v1/events", &e).await;
+    assert_eq!(s, 202, "{v}");
+    v["events"][0].clone()
+}
+
+fn first_message(ev: &Value) -> i64 {
+    ev["runs"][0]["messages"][0].as_i64().unwrap_or_else(|| panic!("no message scheduled: {ev}"))
+}
+
+fn sent(status: &Value) -> bool {
+    status == "submitted" || status == "delivered"
+}
+
+async fn wait_sent(d: &Daemon, id: i64, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let m = d.message(id).await;
+        if sent(&m["status"]) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "message {id} never went out: {m:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const CART: &str = r#"
 [[rules]]
-name = "remind"
+name = "cart"
 on = "cart.abandoned"
 cancel_on = ["order.paid"]
 class = "transactional"
 [[rules.steps]]
 after = "2s"
-text = "Step one for {{ name }}"
-[[rules.steps]]
-after = "4s"
-text = "Step two for {{ name }}"
-
-[[rules]]
-name = "nudge"
-on = "order.shipped"
-class = "transactional"
-fallback = { within = "2s", reaction = ["push.opened"] }
-[[rules.steps]]
-text = "Shipped {{ order }}"
-
-[[rules]]
-name = "once"
-on = "promo.seen"
-class = "transactional"
-limit = { per = "key" }
-[[rules.steps]]
-text = "Once per key"
-
-[[rules]]
-name = "daily"
-on = "visit"
-class = "transactional"
-limit = { per = "recipient", within = "1h" }
-[[rules.steps]]
-text = "Once per hour"
+text = "{{ name }}, your cart is waiting"
 "#;
 
-fn start(dir: &std::path::Path, rules: &str) -> Daemon {
-    let routes = format!(
-        "[[api_keys]]\nname = \"ops\"\nkey = \"{ADMIN_KEY}\"\nscopes = [\"admin\"]\n{}",
-        sim_route(dir, "sim", "", "delivery_delay_ms = 0")
-    );
-    write_config(dir, rules, &routes);
-    Daemon::start(dir)
-}
+#[tokio::test]
+async fn a_delay_fires_and_cancel_on_cancels_that_key_only() {
+    let (_dir, d) = setup(CART);
+    let t0 = Instant::now();
+    let a = post_event(&d, event("cart.abandoned", "cart-a", json!({"name": "Anna"}))).await;
+    let b = post_event(&d, event("cart.abandoned", "cart-b", json!({"name": "Boris"}))).await;
+    assert_eq!(a["runs"][0]["rule"], "cart");
+    assert_eq!(a["runs"][0]["outcome"], "scheduled");
+    let (ma, mb) = (first_message(&a), first_message(&b));
+    let m = d.message(ma).await;
+    assert_eq!(m["status"], "queued");
+    assert_eq!(m["text"], "Anna, your cart is waiting");
 
-async fn event(d: &Daemon, body: Value) -> Value {
-    let (s, v) = d.post("/v1/events", &body).await;
-    assert_eq!(s, 202, "{v}");
-    v
-}
+    let paid = post_event(&d, event("order.paid", "cart-a", json!({}))).await;
+    assert_eq!(paid["cancelled"], json!([ma]));
+    assert!(paid["runs"].as_array().unwrap().is_empty());
 
-fn sent(d: &Daemon) -> Vec<String> {
-    records(&d.dir, "sim").iter().map(|r| r["text"].as_str().unwrap_or_default().to_string()).collect()
-}
-
-fn ids(run: &Value) -> Vec<i64> {
-    run["messages"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
+    wait_sent(&d, mb, 10).await;
+    assert!(t0.elapsed() >= Duration::from_millis(1900), "sent before its delay");
+    let a = d.message(ma).await;
+    assert_eq!(a["status"], "cancelled");
+    assert_eq!(a["trigger"], json!({"rule": "cart", "step": 1, "key": "cart-a", "cancelled_by": "order.paid"}));
+    let last = a["history"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["detail"].as_str().unwrap().contains("order.paid"), "{last}");
 }
 
 #[tokio::test]
-async fn delays_cancels_chains_fallbacks_limits_and_replays() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = start(dir.path(), RULES);
+async fn a_cancel_racing_the_timer_ends_one_way_only() {
+    let rule = CART.replace("after = \"2s\"", "after = \"1s\"");
+    let (_dir, d) = setup(&rule);
+    for i in 0..3 {
+        let key = format!("race-{i}");
+        let ev = post_event(&d, event("cart.abandoned", &key, json!({"name": "R"}))).await;
+        let id = first_message(&ev);
+        tokio::time::sleep(Duration::from_millis(950 + 50 * i)).await;
+        let paid = post_event(&d, event("order.paid", &key, json!({}))).await;
+        let cancelled = paid["cancelled"].as_array().unwrap().iter().any(|v| v == id);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let m = d.message(id).await;
+        if cancelled {
+            assert_eq!(m["status"], "cancelled", "{m:#}");
+        } else {
+            assert!(sent(&m["status"]) || m["status"] == "sending", "{m:#}");
+            let h = m["history"].as_array().unwrap();
+            assert!(h.iter().all(|e| e["status"] != "cancelled"), "{m:#}");
+        }
+    }
+}
 
-    // Two carts abandoned: each schedules two steps, nothing goes at once.
-    let a =
-        event(&d, json!({"type": "cart.abandoned", "recipient": NUMBER, "key": "cart-a", "data": {"name": "Anna"}}))
-            .await;
-    assert_eq!(a["duplicate"], false, "{a}");
-    assert_eq!(a["runs"][0]["rule"], "remind");
-    assert_eq!(a["runs"][0]["outcome"], "scheduled");
-    let a_ids = ids(&a["runs"][0]);
-    assert_eq!(a_ids.len(), 2);
-    let b = event(
+#[tokio::test]
+async fn a_cancel_between_two_steps_stops_the_second() {
+    let rule = r#"
+[[rules]]
+name = "chain"
+on = "cart.abandoned"
+cancel_on = ["order.paid"]
+[[rules.steps]]
+after = "1s"
+text = "reminder"
+[[rules.steps]]
+after = "4s"
+text = "discount {{ code }}"
+"#;
+    let (_dir, d) = setup(rule);
+    let ev = post_event(&d, event("cart.abandoned", "c1", json!({"code": "X5"}))).await;
+    let ids: Vec<i64> = ev["runs"][0]["messages"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    wait_sent(&d, ids[0], 10).await;
+    let paid = post_event(&d, event("order.paid", "c1", json!({}))).await;
+    assert_eq!(paid["cancelled"], json!([ids[1]]));
+    assert_eq!(d.message(ids[1]).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_fallback_sends_only_without_a_reaction() {
+    let rule = r#"
+[[rules]]
+name = "push-fallback"
+on = "push.sent"
+fallback = { within = "2s", reaction = ["push.opened"] }
+[[rules.steps]]
+after = "0s"
+text = "You have a new message"
+"#;
+    let (_dir, d) = setup(rule);
+    let read = post_event(&d, event("push.sent", "p1", json!({}))).await;
+    let unread = post_event(&d, event("push.sent", "p2", json!({}))).await;
+    post_event(&d, event("push.opened", "p1", json!({}))).await;
+    wait_sent(&d, first_message(&unread), 10).await;
+    assert_eq!(d.message(first_message(&read)).await["status"], "cancelled");
+
+    // A reaction already there (posted before the trigger, happened after it): nothing scheduled.
+    post_event(&d, json!({"type": "push.opened", "recipient": RU, "key": "p3", "occurred_at": common::in_secs(-1.0)}))
+        .await;
+    let late = post_event(
         &d,
-        json!({"type": "cart.abandoned", "recipient": "+79161234568", "key": "cart-b", "data": {"name": "Boris"}}),
+        json!({"type": "push.sent", "recipient": RU, "key": "p3", "occurred_at": common::in_secs(-2.0)}),
     )
     .await;
-    let b_ids = ids(&b["runs"][0]);
-    let first = d.message(a_ids[0]).await;
-    assert_eq!(first["status"], "queued", "{first}");
-    assert!(first["send_at"].is_string(), "a step waits for its time: {first}");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(sent(&d).is_empty(), "nothing before the delay: {:?}", sent(&d));
+    assert_eq!(late["runs"][0]["outcome"], "cancelled");
+    assert_eq!(late["runs"][0]["messages"], json!([]));
+}
 
-    // Step one goes after ~2 s; the order is paid between the steps: step
-    // two of cart A is cancelled by that event, cart B's chain goes on.
-    d.wait_status(a_ids[0], "delivered", 10).await;
-    let paid = event(&d, json!({"type": "order.paid", "recipient": NUMBER, "key": "cart-a"})).await;
-    assert!(paid["runs"].as_array().unwrap().is_empty(), "{paid}");
-    let cancelled = d.wait_status(a_ids[1], "cancelled", 5).await;
-    assert!(cancelled["history"].to_string().contains("order.paid"), "{cancelled}");
-    d.wait_status(b_ids[1], "delivered", 10).await;
-    let texts = sent(&d);
-    assert!(texts.contains(&"Step one for Anna".to_string()), "{texts:?}");
-    assert!(!texts.contains(&"Step two for Anna".to_string()), "{texts:?}");
-    assert!(texts.contains(&"Step two for Boris".to_string()), "{texts:?}");
+#[tokio::test]
+async fn limits_per_key_and_per_recipient() {
+    let rules = r#"
+[[rules]]
+name = "once-per-cart"
+on = "cart.abandoned"
+limit = { per = "key" }
+[[rules.steps]]
+after = "1h"
+text = "cart"
+[[rules]]
+name = "welcome"
+on = "visit"
+limit = { per = "recipient", within = "48h" }
+[[rules.steps]]
+after = "1h"
+text = "welcome"
+"#;
+    let (_dir, d) = setup(rules);
+    let first = post_event(&d, event("cart.abandoned", "k1", json!({}))).await;
+    let again = post_event(&d, event("cart.abandoned", "k1", json!({}))).await;
+    let other = post_event(&d, event("cart.abandoned", "k2", json!({}))).await;
+    assert_eq!(first["runs"][0]["outcome"], "scheduled");
+    assert_eq!(again["runs"][0]["outcome"], "limited");
+    assert_eq!(again["runs"][0]["messages"], json!([]));
+    assert_eq!(other["runs"][0]["outcome"], "scheduled");
 
-    // Fallback: a reaction within the window means nothing is sent.
-    let s1 =
-        event(&d, json!({"type": "order.shipped", "recipient": NUMBER, "key": "o1", "data": {"order": "o1"}})).await;
-    let s2 =
-        event(&d, json!({"type": "order.shipped", "recipient": NUMBER, "key": "o2", "data": {"order": "o2"}})).await;
-    event(&d, json!({"type": "push.opened", "recipient": NUMBER, "key": "o1"})).await;
-    d.wait_status(ids(&s1["runs"][0])[0], "cancelled", 5).await;
-    d.wait_status(ids(&s2["runs"][0])[0], "delivered", 10).await;
-    let texts = sent(&d);
-    assert!(texts.contains(&"Shipped o2".to_string()) && !texts.contains(&"Shipped o1".to_string()), "{texts:?}");
-    // A reaction that arrived before its trigger (out of order) counts too.
-    event(&d, json!({"type": "push.opened", "recipient": NUMBER, "key": "o3"})).await;
-    let s3 = event(
-        &d,
-        json!({"type": "order.shipped", "recipient": NUMBER, "key": "o3", "data": {"order": "o3"},
-                              "occurred_at": in_secs(-5.0)}),
-    )
-    .await;
-    assert_eq!(s3["runs"][0]["outcome"], "cancelled", "{s3}");
-    assert!(ids(&s3["runs"][0]).is_empty());
-
-    // Limits: once per key; once per recipient within an hour.
-    let k1 = event(&d, json!({"type": "promo.seen", "recipient": NUMBER, "key": "k"})).await;
-    let k2 = event(&d, json!({"type": "promo.seen", "recipient": NUMBER, "key": "k"})).await;
-    let k3 = event(&d, json!({"type": "promo.seen", "recipient": NUMBER, "key": "other"})).await;
-    assert_eq!(k1["runs"][0]["outcome"], "scheduled");
-    assert_eq!(k2["runs"][0]["outcome"], "limited", "{k2}");
-    assert_eq!(k3["runs"][0]["outcome"], "scheduled");
-    let v1 = event(&d, json!({"type": "visit", "recipient": NUMBER})).await;
-    let v2 = event(&d, json!({"type": "visit", "recipient": "8 916 123-45-67"})).await;
-    let v3 = event(&d, json!({"type": "visit", "recipient": "+79160000000"})).await;
+    let v1 = post_event(&d, event("visit", "a", json!({}))).await;
+    let v2 = post_event(&d, event("visit", "b", json!({}))).await;
     assert_eq!(v1["runs"][0]["outcome"], "scheduled");
-    assert_eq!(v2["runs"][0]["outcome"], "limited", "the same number written otherwise: {v2}");
-    assert_eq!(v3["runs"][0]["outcome"], "scheduled");
+    assert_eq!(v2["runs"][0]["outcome"], "limited");
+    assert!(v2["runs"][0]["detail"].as_str().unwrap().contains("recipient"));
+}
 
-    // A replayed id: the first answer, nothing new.
-    let body = json!({"events": [{"id": "evt-1", "type": "promo.seen", "recipient": NUMBER, "key": "replayed"}]});
-    let (s, first) = d.post("/v1/events", &body).await;
-    assert_eq!(s, 202, "{first}");
-    let (s, again) = d.post("/v1/events", &body).await;
-    assert_eq!(s, 202);
-    assert_eq!(again["events"][0]["duplicate"], true, "{again}");
-    assert_eq!(again["events"][0]["event_id"], first["events"][0]["event_id"]);
-    assert_eq!(again["events"][0]["runs"], first["events"][0]["runs"], "the first outcome comes back");
+#[tokio::test]
+async fn a_replayed_event_id_makes_nothing_new() {
+    let (_dir, d) = setup(&CART.replace("after = \"2s\"", "after = \"1h\""));
+    let e = json!({"id": "evt-1", "type": "cart.abandoned", "recipient": "8 916 123-45-67", "key": "k", "data": {"name": "A"}});
+    let first = post_event(&d, e.clone()).await;
+    let again = post_event(&d, e).await;
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["event_id"], first["event_id"]);
+    assert_eq!(again["runs"], first["runs"]);
+    let (_, q) = d.get("/v1/queue").await;
+    assert_eq!(q["by_status"]["queued"], 1, "{q}");
+    assert_eq!(d.message(first_message(&first)).await["to"], RU);
+}
 
-    // A missing variable: the run's error names it; no half-filled text.
-    let e = event(&d, json!({"type": "cart.abandoned", "recipient": NUMBER, "key": "cart-c", "data": {}})).await;
-    assert_eq!(e["runs"][0]["outcome"], "error", "{e}");
-    assert!(e["runs"][0]["detail"].as_str().unwrap().contains("`name`"), "{e}");
-    assert!(ids(&e["runs"][0]).is_empty());
+#[tokio::test]
+async fn a_missing_variable_is_the_runs_error_and_sends_nothing() {
+    let rule = r#"
+[[rules]]
+name = "code"
+on = "signup"
+[[rules.steps]]
+after = "0s"
+text = "hello"
+[[rules.steps]]
+after = "1s"
+text = "your code {{ code }}"
+"#;
+    let (_dir, d) = setup(rule);
+    let ev = post_event(&d, event("signup", "u1", json!({"name": "x"}))).await;
+    assert_eq!(ev["runs"][0]["outcome"], "error");
+    let detail = ev["runs"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("step 2") && detail.contains("`code`"), "{detail}");
+    assert_eq!(ev["runs"][0]["messages"], json!([]));
+    let (_, q) = d.get("/v1/queue").await;
+    assert!(q["by_status"].as_object().unwrap().is_empty(), "{q}");
+}
 
-    // Bad events are refused by field, all or nothing.
+#[tokio::test]
+async fn bad_events_are_refused_naming_the_field() {
+    let (_dir, d) = setup(CART);
     let (s, v) = d
         .post(
             "/v1/events",
-            &json!({"events": [{"type": "visit", "recipient": NUMBER},
-                               {"type": "has space", "recipient": "nope", "tz": "Mars/Base", "occurred_at": in_secs(3.0 * 86400.0)}]}),
+            &json!({"events": [
+                {"type": "x", "recipient": RU},
+                {"type": "x", "recipient": "not a number"},
+                {"type": "x", "recipient": RU, "tz": "Mars/Olympus", "data": [1]},
+            ]}),
         )
         .await;
     assert_eq!(s, 422, "{v}");
     let fields: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    assert!(fields.contains(&"events[1].type") && fields.contains(&"events[1].recipient"), "{fields:?}");
+    assert_eq!(fields, ["events[1].recipient", "events[2].tz", "events[2].data"], "{v}");
+    let (s, v) = d.post("/v1/events", &json!({"type": "x", "recipient": RU, "colour": 1})).await;
+    assert_eq!(s, 422, "{v}");
 }
 
 #[tokio::test]
-async fn a_cancel_racing_the_timer_ends_each_message_one_way() {
+async fn a_timer_survives_kill_9_in_the_middle_of_its_delay() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = r#"
-[[rules]]
-name = "race"
-on = "started"
-cancel_on = ["stopped"]
-class = "transactional"
-[[rules.steps]]
-after = "1s"
-text = "Race {{ n }}"
-"#;
-    let d = start(dir.path(), rules);
-    let events: Vec<Value> = (0..40)
-        .map(|n| json!({"type": "started", "recipient": format!("+7916100{n:04}"), "key": format!("k{n}"), "data": {"n": n}}))
-        .collect();
-    let (s, v) = d.post("/v1/events", &json!({ "events": events })).await;
-    assert_eq!(s, 202, "{v}");
-    let ids: Vec<i64> = v["events"].as_array().unwrap().iter().map(|e| ids(&e["runs"][0])[0]).collect();
-    // The cancels arrive right around the due time, one by one.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    for n in 0..40 {
-        event(&d, json!({"type": "stopped", "recipient": format!("+7916100{n:04}"), "key": format!("k{n}")})).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let texts = sent(&d);
-    let (mut went, mut stopped) = (0, 0);
-    for (n, id) in ids.iter().enumerate() {
-        let m = d.message(*id).await;
-        let on_wire = texts.iter().filter(|t| **t == format!("Race {n}")).count();
-        match m["status"].as_str().unwrap() {
-            "cancelled" => {
-                assert_eq!(on_wire, 0, "cancelled yet sent: {m}");
-                stopped += 1;
-            }
-            "delivered" | "submitted" => {
-                assert_eq!(on_wire, 1, "sent once: {m}");
-                went += 1;
-            }
-            other => panic!("message {id} ended {other}: {m}"),
-        }
-    }
-    assert_eq!(went + stopped, 40);
-}
-
-#[tokio::test]
-async fn schedules_survive_kill_9_and_fire_once_after_a_stop() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = r#"
-[[rules]]
-name = "later"
-on = "later"
-class = "transactional"
-[[rules.steps]]
-after = "3s"
-text = "Later {{ n }}"
-
-[[rules]]
-name = "brief"
-on = "brief"
-class = "transactional"
-valid_for = "2s"
-[[rules.steps]]
-after = "1s"
-text = "Brief"
-"#;
-    let d = start(dir.path(), rules);
-    let mid = event(&d, json!({"type": "later", "recipient": NUMBER, "data": {"n": 1}})).await;
-    let mid_id = ids(&mid["runs"][0])[0];
+    let rule = CART.replace("after = \"2s\"", "after = \"3s\"");
+    write_config(dir.path(), &rule, &sim_route(dir.path(), "sim", "", "delivery_delay_ms = 100"));
+    let d = Daemon::start(dir.path());
+    let ev = post_event(&d, event("cart.abandoned", "k", json!({"name": "K"}))).await;
+    let id = first_message(&ev);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     d.kill9();
-    // Restarted in the middle of the delay: the step still fires.
     let d = Daemon::start(dir.path());
-    d.wait_status(mid_id, "delivered", 10).await;
-
-    // Due while the daemon is stopped: fires once at start. Past its
-    // validity by then: expires instead.
-    let due = event(&d, json!({"type": "later", "recipient": NUMBER, "data": {"n": 2}})).await;
-    let due_id = ids(&due["runs"][0])[0];
-    let gone = event(&d, json!({"type": "brief", "recipient": NUMBER})).await;
-    let gone_id = ids(&gone["runs"][0])[0];
-    d.kill9();
-    tokio::time::sleep(Duration::from_millis(4500)).await;
-    let d = Daemon::start(dir.path());
-    d.wait_status(due_id, "delivered", 10).await;
-    d.wait_status(gone_id, "expired", 10).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let texts = sent(&d);
-    assert_eq!(texts.iter().filter(|t| *t == "Later 2").count(), 1, "{texts:?}");
-    assert!(!texts.contains(&"Brief".to_string()), "{texts:?}");
+    wait_sent(&d, id, 10).await;
+    let records = common::records(dir.path(), "sim");
+    assert_eq!(records.len(), 1, "{records:?}");
 }
 
-async fn admin(d: &Daemon, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = d.http.request(method, format!("{}{path}", d.url)).bearer_auth(ADMIN_KEY);
+#[tokio::test]
+async fn timers_due_while_stopped_fire_once_at_start_unless_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = r#"
+[[rules]]
+name = "keeps"
+on = "e"
+valid_for = "1h"
+[[rules.steps]]
+after = "1s"
+text = "still good"
+[[rules]]
+name = "stale"
+on = "e"
+valid_for = "1s"
+[[rules.steps]]
+after = "1s"
+text = "too late"
+"#;
+    write_config(dir.path(), rules, &sim_route(dir.path(), "sim", "", "delivery_delay_ms = 100"));
+    let d = Daemon::start(dir.path());
+    let ev = post_event(&d, event("e", "k", json!({}))).await;
+    let ids: Vec<i64> = ev["runs"].as_array().unwrap().iter().map(|r| r["messages"][0].as_i64().unwrap()).collect();
+    assert_eq!(d.terminate(), Some(0));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let d = Daemon::start(dir.path());
+    wait_sent(&d, ids[0], 10).await;
+    d.wait_status(ids[1], "expired", 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let texts: Vec<Value> = common::records(dir.path(), "sim").into_iter().map(|r| r["text"].clone()).collect();
+    assert_eq!(texts.iter().filter(|t| *t == "still good").count(), 1, "{texts:?}");
+}
+
+async fn call(d: &Daemon, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = d.http.request(method, format!("{}{path}", d.url)).bearer_auth(KEY);
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req.send().await.expect("request");
+    let resp = req.send().await.unwrap();
     let s = resp.status().as_u16();
     (s, resp.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
-async fn the_rules_api_checks_changes_and_protects_config_rules() {
+async fn the_rules_api_creates_lists_changes_and_deletes() {
     use reqwest::Method;
-    let dir = tempfile::tempdir().unwrap();
-    let d = start(dir.path(), RULES);
-    let (s, list) = admin(&d, Method::GET, "/v1/rules", None).await;
-    assert_eq!(s, 200);
-    assert_eq!(list["rules"].as_array().unwrap().len(), 4, "{list}");
-    assert_eq!(list["rules"][0]["origin"], "config");
-
-    // Bad fields named; an unknown route named.
-    let (s, v) = admin(
-        &d,
-        Method::POST,
-        "/v1/rules",
-        Some(
-            json!({"name": "Bad", "on": "x", "route": "nowhere", "steps": [{"after": "soon", "text": "{{ unclosed"}]}),
-        ),
-    )
-    .await;
-    assert_eq!(s, 422, "{v}");
-    let fields: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    for f in ["name", "route", "steps[0].after", "steps[0].text"] {
-        assert!(fields.contains(&f), "{f} not in {fields:?}");
-    }
-
-    // Create, use, disable, delete.
-    let rule =
-        json!({"name": "welcome", "on": "signup", "class": "transactional", "steps": [{"text": "Welcome {{ name }}"}]});
-    let (s, v) = admin(&d, Method::POST, "/v1/rules", Some(rule.clone())).await;
+    let (_dir, d) = setup(CART);
+    let rule = json!({"name": "api-rule", "on": "signup", "steps": [{"after": "1h", "text": "hi {{ name }}"}]});
+    let (s, v) = call(&d, Method::POST, "/v1/rules", Some(rule.clone())).await;
     assert_eq!(s, 201, "{v}");
-    let (s, _) = admin(&d, Method::POST, "/v1/rules", Some(rule)).await;
+    assert_eq!(v["origin"], "api");
+    let (s, _) = call(&d, Method::POST, "/v1/rules", Some(rule)).await;
     assert_eq!(s, 409);
-    let (s, _) = d.post("/v1/rules", &json!({"name": "x", "on": "y", "steps": [{"text": "z"}]})).await;
-    assert_eq!(s, 403, "changing rules needs admin");
-    let e = event(&d, json!({"type": "signup", "recipient": NUMBER, "data": {"name": "Vera"}})).await;
-    d.wait_status(ids(&e["runs"][0])[0], "delivered", 10).await;
-    let (s, v) = admin(&d, Method::PATCH, "/v1/rules/welcome", Some(json!({"enabled": false}))).await;
+
+    let (s, v) = d.get("/v1/rules").await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["api-rule", "cart"]);
+
+    // In force at once.
+    let ev = post_event(&d, event("signup", "u", json!({"name": "N"}))).await;
+    assert_eq!(ev["runs"][0]["rule"], "api-rule");
+
+    let (s, v) = call(&d, Method::PATCH, "/v1/rules/api-rule", Some(json!({"enabled": false}))).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["enabled"], false);
-    let e = event(&d, json!({"type": "signup", "recipient": NUMBER, "data": {"name": "Vera"}})).await;
-    assert!(e["runs"].as_array().unwrap().is_empty(), "a disabled rule does not run: {e}");
+    // A rule read and sent back whole is accepted as it is.
+    let (s, back) = call(&d, Method::PATCH, "/v1/rules/api-rule", Some(v.clone())).await;
+    assert_eq!(s, 200, "{back}");
+    assert_eq!(back["steps"], v["steps"]);
+    let ev = post_event(&d, event("signup", "u2", json!({"name": "N"}))).await;
+    assert_eq!(ev["runs"], json!([]));
+
     let (s, v) =
-        admin(&d, Method::PATCH, "/v1/rules/welcome", Some(json!({"steps": [{"after": "-1s", "text": "x"}]}))).await;
+        call(&d, Method::PATCH, "/v1/rules/api-rule", Some(json!({"steps": [{"after": "soon", "text": "x"}]}))).await;
     assert_eq!(s, 422, "{v}");
-    let (s, _) = admin(&d, Method::PATCH, "/v1/rules/remind", Some(json!({"enabled": false}))).await;
-    assert_eq!(s, 409, "a config rule is changed in the config file");
-    let (s, _) = admin(&d, Method::DELETE, "/v1/rules/remind", None).await;
+    assert_eq!(v["errors"][0]["field"], "steps[0].after", "{v}");
+    let (s, v) =
+        call(&d, Method::POST, "/v1/rules", Some(json!({"name": "r2", "on": "x", "steps": [{"after": "1h"}]}))).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v.to_string().contains("steps[0]"), "{v}");
+
+    let (s, v) = call(&d, Method::PATCH, "/v1/rules/cart", Some(json!({"enabled": false}))).await;
+    assert_eq!(s, 409, "{v}");
+    let (s, _) = call(&d, Method::DELETE, "/v1/rules/cart", None).await;
     assert_eq!(s, 409);
-    let (s, _) = admin(&d, Method::DELETE, "/v1/rules/welcome", None).await;
+
+    let (s, _) = call(&d, Method::DELETE, "/v1/rules/api-rule", None).await;
     assert_eq!(s, 204);
-    let (s, _) = admin(&d, Method::GET, "/v1/rules/welcome", None).await;
+    let (s, _) = d.get("/v1/rules/api-rule").await;
     assert_eq!(s, 404);
-    // Rules made through the API survive a restart.
-    let (s, _) =
-        admin(&d, Method::POST, "/v1/rules", Some(json!({"name": "kept", "on": "k", "steps": [{"text": "k"}]}))).await;
-    assert_eq!(s, 201);
-    d.kill9();
+
+    let (_, doc) = d.get("/openapi.json").await;
+    for (path, method) in [
+        ("/v1/events", "post"),
+        ("/v1/rules", "get"),
+        ("/v1/rules", "post"),
+        ("/v1/rules/{name}", "get"),
+        ("/v1/rules/{name}", "patch"),
+        ("/v1/rules/{name}", "delete"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from the OpenAPI document");
+    }
+}
+
+#[tokio::test]
+async fn changing_rules_needs_admin_and_posting_events_needs_send() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = r#"
+[[api_keys]]
+name = "reader"
+key = "reader-key-0123456789abcdef"
+scopes = ["read"]
+"#;
+    let text = format!("{CART}\n{keys}");
+    write_config(dir.path(), &text, &sim_route(dir.path(), "sim", "", ""));
+    // The harness's own keys get a scopes line so the file is not read as legacy (all admin).
+    let path = dir.path().join("smsgw.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&format!("key = \"{KEY}\"\n"), &format!("key = \"{KEY}\"\nscopes = [\"admin\"]\n"));
+    std::fs::write(&path, cfg).unwrap();
     let d = Daemon::start(dir.path());
-    let (s, v) = admin(&d, Method::GET, "/v1/rules/kept", None).await;
-    assert_eq!(s, 200, "{v}");
+    let as_reader = |m: Method, p: &str, b: Option<Value>| {
+        let mut req = d.http.request(m, format!("{}{p}", d.url)).bearer_auth("reader-key-0123456789abcdef");
+        if let Some(b) = b {
+            req = req.json(&b);
+        }
+        req.send()
+    };
+    assert_eq!(as_reader(Method::GET, "/v1/rules", None).await.unwrap().status().as_u16(), 200);
+    let rule = json!({"name": "r", "on": "x", "steps": [{"after": "1h", "text": "t"}]});
+    assert_eq!(as_reader(Method::POST, "/v1/rules", Some(rule)).await.unwrap().status().as_u16(), 403);
+    let ev = event("cart.abandoned", "k", json!({"name": "n"}));
+    assert_eq!(as_reader(Method::POST, "/v1/events", Some(ev)).await.unwrap().status().as_u16(), 403);
+    let (s, _) = call(&d, Method::DELETE, "/v1/rules/cart", None).await;
+    assert_eq!(s, 409);
+}
+
+#[tokio::test]
+async fn a_bad_rule_in_the_config_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = r#"
+[[rules]]
+name = "ok"
+on = "a"
+[[rules.steps]]
+after = "1h"
+text = "x"
+[[rules]]
+name = "bad"
+on = "a"
+route = "nowhere"
+[[rules.steps]]
+after = "1 hour"
+text = "x"
+"#;
+    write_config(dir.path(), rules, &sim_route(dir.path(), "sim", "", ""));
+    let err = Daemon::try_start(dir.path()).err().expect("refused");
+    assert!(err.contains("rules[1].steps[0].after"), "{err}");
+    assert!(err.contains("rules[1].route"), "{err}");
+}
+
+#[tokio::test]
+async fn a_goal_event_counts_a_conversion_once_and_only_for_its_key() {
+    let rule = r#"
+[[rules]]
+name = "winback"
+on = "cart.abandoned"
+goal = { event = "order.paid", within = "7d" }
+[[rules.steps]]
+after = "0s"
+text = "come back"
+"#;
+    let (dir, d) = setup(rule);
+    let a = post_event(&d, event("cart.abandoned", "ka", json!({}))).await;
+    let b = post_event(&d, event("cart.abandoned", "kb", json!({}))).await;
+    let (ma, mb) = (first_message(&a), first_message(&b));
+    wait_sent(&d, ma, 10).await;
+    wait_sent(&d, mb, 10).await;
+    post_event(&d, event("order.paid", "ka", json!({}))).await;
+    post_event(&d, event("order.paid", "ka", json!({}))).await;
+    let c = rusqlite::Connection::open(dir.path().join("smsgw.db")).unwrap();
+    let rows: Vec<(i64, String)> = c
+        .prepare("SELECT message_id, rule FROM conversions")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [(ma, "winback".to_string())]);
+}
+
+#[tokio::test]
+async fn another_keys_event_cancels_nothing_of_mine() {
+    let (_dir, d) = setup(&CART.replace("after = \"2s\"", "after = \"1h\""));
+    let mine = post_event(&d, event("cart.abandoned", "shared", json!({"name": "M"}))).await;
+    let resp = d
+        .http
+        .post(format!("{}/v1/events", d.url))
+        .bearer_auth(common::OTHER_KEY)
+        .json(&event("order.paid", "shared", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["events"][0]["cancelled"], json!([]));
+    assert_eq!(d.message(first_message(&mine)).await["status"], "queued");
+}
+
+#[tokio::test]
+async fn a_reload_brings_the_files_rules_into_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = sim_route(dir.path(), "sim", "", "");
+    write_config(dir.path(), CART, &routes);
+    let d = Daemon::start(dir.path());
+    let ev = post_event(&d, event("signup", "u", json!({}))).await;
+    assert_eq!(ev["runs"], json!([]));
+    let welcome = "[[rules]]\nname = \"welcome\"\non = \"signup\"\n[[rules.steps]]\nafter = \"1h\"\ntext = \"hi\"\n";
+    write_config(dir.path(), welcome, &routes);
+    d.signal("HUP");
+    // The rules in force change once the file's are synced and compiled.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    let ev = loop {
+        n += 1;
+        let ev = post_event(&d, event("signup", &format!("u{n}"), json!({}))).await;
+        if !ev["runs"].as_array().unwrap().is_empty() {
+            break ev;
+        }
+        assert!(Instant::now() < deadline, "rules never reloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ev["runs"][0]["rule"], "welcome");
+    let (_, v) = d.get("/v1/rules").await;
+    let names: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["welcome"]);
+    assert_eq!(ev["runs"][0]["outcome"], "scheduled");
 }

@@ -1,16 +1,20 @@
-//! `POST /v1/events`: a service's events (one, or a batch) in; the trigger
-//! rules evaluated on them; events, runs and scheduled messages committed
-//! together before the 202. An event with an `id` the key already posted
-//! is a replay: its first outcome comes back and nothing new is made.
+//! `POST /v1/events`: a service tells smsgw something happened (a cart was
+//! abandoned, an order paid). Each event is checked, evaluated against the
+//! trigger rules in force (which rules start, each step rendered; which
+//! rules it cancels; whose goal it is), and stored with everything it
+//! causes in one transaction; the answer (202) comes after the commit.
+//! Idempotent by the event's `id`: a retried event creates nothing new and
+//! answers its first outcome. Needs the `send` scope.
 
-use super::AppState;
 use super::auth::Caller;
-use super::body;
 use super::problem::{FieldError, Problem, quote};
+use super::{AppState, Limits};
 use crate::config::Scope;
-use crate::message::{from_datetime, now_ms};
-use crate::store::{IngestedEvent, NewMessage, NewRun, NewTriggerEvent};
-use crate::trigger::rule::valid_event_type;
+use crate::dispatch::Routing;
+use crate::message::{Millis, from_datetime, now_ms};
+use crate::sms;
+use crate::store::{IngestOutcome, NewMessage, NewTriggerEvent, PlannedRun, RunLimit};
+use crate::trigger::{EventInput, Per, RuleSet, spec::valid_event_type};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -19,67 +23,240 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use std::collections::BTreeSet;
-use std::str::FromStr;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
+/// How far ahead of now an event's `occurred_at` may be.
+const MAX_AHEAD_MS: Millis = 24 * 3600 * 1000;
 /// Longest `id` and `key`.
-const MAX_ID_BYTES: usize = 256;
-/// How far ahead of this clock an event's `occurred_at` may be.
-const MAX_SKEW_MS: i64 = 86_400_000;
+const MAX_ID_BYTES: usize = 255;
 
-/// One event.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Something that happened, for the trigger rules.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventRequest {
-    /// The poster's own id; a second event with it is a replay.
+    /// Your id for the event: the same id again creates nothing new.
+    #[serde(default)]
     pub id: Option<String>,
-    /// The event type rules start, cancel and convert on (`cart.abandoned`).
+    /// The event type (`cart.abandoned`), what rules start and cancel on.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The number messages go to.
+    /// The person's number (E.164 or national, read with the default region).
     pub recipient: String,
-    /// What ties events of one thing together (a cart, an order): a cancel
-    /// event cancels pending steps with the same key.
+    /// What the event is about (a cart, an order): `cancel_on` events cancel
+    /// pending steps of the same key, limits may count per key.
+    #[serde(default)]
     pub key: Option<String>,
-    /// The recipient's IANA time zone, when known.
+    /// The recipient's IANA time zone (`Asia/Yekaterinburg`).
+    #[serde(default)]
     pub tz: Option<String>,
-    /// The language texts are formatted for (`ru`, `en`); default `ru`.
+    /// The recipient's locale for templates (default `ru`).
+    #[serde(default)]
     pub locale: Option<String>,
-    /// Values templates and conditions read.
+    /// Template variables and what conditions look at.
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub data: Map<String, Value>,
-    /// When it happened (RFC 3339); delays count from it. Default: now.
+    pub data: Option<serde_json::Value>,
+    /// When it happened (RFC 3339; default now): delays count from here.
+    #[serde(default)]
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// Up to `server.max_batch` events in one request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
     pub events: Vec<EventRequest>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IngestedBatch {
-    pub events: Vec<IngestedEvent>,
+/// What became of one rule an event started.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunOut {
+    pub rule: String,
+    /// `scheduled`, `limited`, `cancelled` or `error`.
+    pub outcome: String,
+    /// Why, when not scheduled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The messages scheduled (ids for `/v1/messages/{id}`).
+    pub messages: Vec<i64>,
 }
 
-/// Take events.
+/// What became of one event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventOut {
+    /// Your id, as given.
+    pub id: Option<String>,
+    /// smsgw's id for it.
+    pub event_id: i64,
+    /// True when the id was posted before: nothing new was made.
+    pub duplicate: bool,
+    pub runs: Vec<RunOut>,
+    /// Pending messages this event cancelled.
+    pub cancelled: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventsOut {
+    pub events: Vec<EventOut>,
+}
+
+/// Check every event (a 422 naming each wrong field, `events[3].recipient`)
+/// and plan what the rules make of it.
+pub fn plan(
+    reqs: &[(String, EventRequest)],
+    limits: &Limits,
+    rules: &RuleSet,
+    routing: &Routing,
+    now: Millis,
+) -> Result<Vec<NewTriggerEvent>, Problem> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for (prefix, r) in reqs {
+        let before = errors.len();
+        let mut bad =
+            |field: &str, message: String| errors.push(FieldError { field: format!("{prefix}{field}"), message });
+        if let Some(id) = &r.id
+            && (id.is_empty() || id.len() > MAX_ID_BYTES)
+        {
+            bad("id", format!("must be 1 to {MAX_ID_BYTES} bytes"));
+        }
+        if !valid_event_type(&r.kind) {
+            bad("type", format!("{} is not an event type (1 to 128 visible characters, no spaces)", quote(&r.kind)));
+        }
+        if let Some(k) = &r.key
+            && (k.is_empty() || k.len() > MAX_ID_BYTES)
+        {
+            bad("key", format!("must be 1 to {MAX_ID_BYTES} bytes"));
+        }
+        let recipient = if r.recipient.len() > 64 {
+            bad("recipient", format!("{} is not a phone number: too long", quote(&r.recipient)));
+            None
+        } else {
+            match sms::normalise(&r.recipient, &limits.default_region) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    bad("recipient", e.to_string());
+                    None
+                }
+            }
+        };
+        let tz = match &r.tz {
+            None => None,
+            Some(name) => match name.parse::<chrono_tz::Tz>() {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    bad("tz", format!("{} is not an IANA time zone such as \"Europe/Moscow\"", quote(name)));
+                    None
+                }
+            },
+        };
+        let locale = r.locale.clone().unwrap_or_else(|| "ru".to_string());
+        if locale.is_empty()
+            || locale.len() > 16
+            || !locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            bad("locale", format!("{} is not a locale such as \"ru\" or \"en-US\"", quote(&locale)));
+        }
+        let data = r.data.clone().unwrap_or_else(|| serde_json::json!({}));
+        if !data.is_object() {
+            bad("data", "must be an object".into());
+        }
+        let occurred_at = r.occurred_at.as_ref().map(from_datetime).unwrap_or(now);
+        if occurred_at > now + MAX_AHEAD_MS {
+            bad("occurred_at", "is more than a day ahead".into());
+        }
+        if errors.len() > before {
+            continue;
+        }
+        let Some(recipient) = recipient else { continue };
+        let eval = rules.evaluate(EventInput {
+            kind: &r.kind,
+            data: &data,
+            locale: &locale,
+            tz: tz.unwrap_or(chrono_tz::UTC),
+        });
+        let runs = eval
+            .starts
+            .into_iter()
+            .map(|start| {
+                let rule = &start.rule;
+                let messages = start.steps.and_then(|steps| {
+                    steps
+                        .into_iter()
+                        .map(|s| {
+                            let (encoding, segments) = sms::count_parts(&s.text);
+                            if segments > limits.max_segments {
+                                return Err(format!(
+                                    "step {}: the text needs {segments} segments as {}; the limit is {}",
+                                    s.step + 1,
+                                    encoding.as_str(),
+                                    limits.max_segments
+                                ));
+                            }
+                            let route = routing
+                                .resolve(&recipient, s.route.as_deref())
+                                .map_err(|e| format!("step {}: {e}", s.step + 1))?;
+                            let send_at = occurred_at + s.after_ms;
+                            Ok((
+                                s.step,
+                                NewMessage {
+                                    to: recipient.clone(),
+                                    from: rule.spec.from.clone(),
+                                    text: s.text,
+                                    encoding,
+                                    segments: segments as u32,
+                                    priority: s.class,
+                                    route,
+                                    reference: None,
+                                    send_at: Some(send_at),
+                                    valid_until: send_at.max(now) + rule.valid_for_ms,
+                                    callback_url: None,
+                                    tz: tz.map(|t| t.name().to_string()),
+                                },
+                            ))
+                        })
+                        .collect()
+                });
+                PlannedRun {
+                    rule: rule.name().to_string(),
+                    limit: rule.limit.map(|l| RunLimit { per_key: l.per == Per::Key, within_ms: l.within_ms }),
+                    cancel_on: rule.cancel_on.clone(),
+                    messages,
+                }
+            })
+            .collect();
+        out.push(NewTriggerEvent {
+            ext_id: r.id.clone(),
+            kind: r.kind.clone(),
+            recipient,
+            key: r.key.clone(),
+            tz: tz.map(|t| t.name().to_string()),
+            locale,
+            data: data.to_string(),
+            occurred_at,
+            runs,
+            cancels: eval.cancels,
+            goals: eval.goals,
+        });
+    }
+    if errors.is_empty() { Ok(out) } else { Err(Problem::validation(errors)) }
+}
+
+/// Post one event, or a batch.
 ///
-/// Each event is matched against the enabled rules: the rules it starts
-/// schedule their steps (messages due after each step's delay), the rules
-/// that cancel on its type lose their pending steps for its key, and the
-/// rules whose goal it is count a conversion. The answer comes after the
-/// commit and says, per rule, what happened.
+/// Each event is evaluated against the trigger rules in force: the rules it
+/// starts schedule their steps as queued messages (due after each step's
+/// delay), the rules that cancel on it cancel their pending steps for the
+/// same `key`. The answer (202) comes after everything is committed.
 #[utoipa::path(
     post, path = "/v1/events", tag = "events",
     request_body(content = EventRequest, description = "One event, or `{\"events\": [...]}` (EventBatch)"),
     responses(
-        (status = 202, description = "On disk with what the rules made of it: one IngestedEvent, or IngestedBatch", body = IngestedEvent),
+        (status = 202, description = "Stored, with what the rules made of each event", body = EventsOut),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the send scope", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
@@ -90,148 +267,54 @@ pub struct IngestedBatch {
 pub async fn post_events(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Arc<Caller>>,
-    raw: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     caller.require(&[Scope::Send])?;
-    let raw = body::bytes(&state, raw)?;
-    let value: Value = serde_json::from_slice(&raw).map_err(|e| Problem::bad_json(e.to_string()))?;
-    let batch = value.get("events").is_some();
-    let (reqs, prefix) = if batch {
-        let b: EventBatch = serde_path_to_error::deserialize(value).map_err(body::field_problem)?;
-        (b.events, true)
-    } else {
-        let one: EventRequest = serde_path_to_error::deserialize(value).map_err(body::field_problem)?;
-        (vec![one], false)
-    };
+    let body = super::body::bytes(&state, body)?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Problem::bad_json(e.to_string()))?;
     let limits = state.limits();
-    if reqs.is_empty() {
-        return Err(Problem::field("events", "needs at least one event"));
-    }
-    if reqs.len() > limits.max_batch {
-        return Err(Problem::field("events", format!("{} events; the limit is {}", reqs.len(), limits.max_batch)));
-    }
-    let rules = state.rules();
-    let routing = state.dispatcher.routing();
-    let now = now_ms();
-    let mut errors = Vec::new();
-    let mut events = Vec::with_capacity(reqs.len());
-    let mut wake = BTreeSet::new();
-    for (i, r) in reqs.into_iter().enumerate() {
-        let at = if prefix { format!("events[{i}].") } else { String::new() };
-        let mut bad = |field: &str, message: String| errors.push(FieldError { field: format!("{at}{field}"), message });
-        if !valid_event_type(&r.kind) {
-            bad("type", format!("{} is not an event type (1 to 64 printable characters, no spaces)", quote(&r.kind)));
+    let reqs: Vec<(String, EventRequest)> = if value.get("events").is_some() {
+        let b: EventBatch = serde_path_to_error::deserialize(value).map_err(super::body::field_problem)?;
+        if b.events.is_empty() {
+            return Err(Problem::field("events", "needs at least one event"));
         }
-        for (field, v) in [("id", &r.id), ("key", &r.key)] {
-            if v.as_ref().is_some_and(|v| v.is_empty() || v.len() > MAX_ID_BYTES) {
-                bad(field, format!("must be 1 to {MAX_ID_BYTES} bytes"));
-            }
+        if b.events.len() > limits.max_batch {
+            return Err(Problem::field(
+                "events",
+                format!("{} events in one batch; the limit is {}", b.events.len(), limits.max_batch),
+            ));
         }
-        let to = match crate::sms::normalise(&r.recipient, &limits.default_region) {
-            Ok(n) => n,
-            Err(e) => {
-                bad("recipient", e.to_string());
-                continue;
-            }
-        };
-        let tz = match r.tz.as_deref().map(chrono_tz::Tz::from_str) {
-            None => None,
-            Some(Ok(tz)) => Some(tz),
-            Some(Err(_)) => {
-                bad(
-                    "tz",
-                    format!(
-                        "{} is not an IANA time zone such as \"Europe/Moscow\"",
-                        quote(r.tz.as_deref().unwrap_or(""))
-                    ),
-                );
-                continue;
-            }
-        };
-        let locale = r.locale.clone().unwrap_or_else(|| "ru".into());
-        if locale.is_empty()
-            || locale.len() > 16
-            || !locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            bad("locale", format!("{} is not a language tag such as \"ru\" or \"en\"", quote(&locale)));
-        }
-        let occurred_at = r.occurred_at.as_ref().map(from_datetime).unwrap_or(now);
-        if occurred_at > now + MAX_SKEW_MS {
-            bad("occurred_at", "is more than a day ahead of this gateway's clock".into());
-        }
-        let data = Value::Object(r.data);
-        let eval = rules.evaluate(&r.kind, &data, &locale, tz.unwrap_or(chrono_tz::UTC));
-        let starts = eval
-            .starts
-            .into_iter()
-            .map(|s| {
-                let rule = &s.rule;
-                let messages = s.texts.and_then(|texts| {
-                    texts
-                        .into_iter()
-                        .zip(&rule.steps)
-                        .enumerate()
-                        .map(|(n, (text, step))| {
-                            let (encoding, segments) = crate::sms::count_parts(&text);
-                            if segments > limits.max_segments {
-                                return Err(format!(
-                                    "step {}: the text needs {segments} segments as {}; the limit is {}",
-                                    n + 1,
-                                    encoding.as_str(),
-                                    limits.max_segments
-                                ));
-                            }
-                            let route = routing
-                                .resolve(&to, rule.spec.route.as_deref())
-                                .map_err(|e| format!("step {}: {e}", n + 1))?;
-                            let due = occurred_at + step.after;
-                            if due <= now {
-                                wake.insert(route.clone());
-                            }
-                            Ok(NewMessage {
-                                to: to.clone(),
-                                from: rule.spec.from.clone(),
-                                text,
-                                encoding,
-                                segments: segments as u32,
-                                priority: step.class,
-                                route,
-                                reference: r.key.clone(),
-                                send_at: Some(due),
-                                valid_until: due + rule.valid_for,
-                                callback_url: None,
-                                tz: r.tz.clone(),
-                            })
-                        })
-                        .collect()
-                });
-                NewRun { rule: rule.spec.name.clone(), limit: rule.limit, cancelled_by: rule.cancels.clone(), messages }
-            })
-            .collect();
-        events.push(NewTriggerEvent {
-            ext_id: r.id,
-            kind: r.kind,
-            recipient: to,
-            key: r.key,
-            tz: r.tz,
-            locale,
-            data: data.to_string(),
-            occurred_at,
-            starts,
-            cancels: eval.cancels,
-            goals: eval.goals,
-        });
-    }
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
-    let ingested = state.store.ingest(caller.name.clone(), events, state.dispatcher.policy()).await?;
-    for route in wake {
-        state.dispatcher.wake(&route);
-    }
-    Ok(if batch {
-        (StatusCode::ACCEPTED, Json(IngestedBatch { events: ingested })).into_response()
+        b.events.into_iter().enumerate().map(|(i, e)| (format!("events[{i}]."), e)).collect()
     } else {
-        (StatusCode::ACCEPTED, Json(ingested.into_iter().next())).into_response()
-    })
+        let e: EventRequest = serde_path_to_error::deserialize(value).map_err(super::body::field_problem)?;
+        vec![(String::new(), e)]
+    };
+    let ids: Vec<Option<String>> = reqs.iter().map(|(_, r)| r.id.clone()).collect();
+    let events = plan(&reqs, &limits, &state.dispatcher.rules(), &state.dispatcher.routing(), now_ms())?;
+    let routes: BTreeSet<String> = events
+        .iter()
+        .flat_map(|e| e.runs.iter())
+        .filter_map(|r| r.messages.as_ref().ok())
+        .flat_map(|m| m.iter().map(|(_, m)| m.route.clone()))
+        .collect();
+    let outcomes = state.store.ingest_events(caller.name.clone(), events, state.dispatcher.policy()).await?;
+    for r in &routes {
+        state.dispatcher.wake(r);
+    }
+    let events = ids.into_iter().zip(outcomes).map(|(id, o)| event_out(id, o)).collect();
+    Ok((StatusCode::ACCEPTED, Json(EventsOut { events })).into_response())
+}
+
+fn event_out(id: Option<String>, o: IngestOutcome) -> EventOut {
+    EventOut {
+        id,
+        event_id: o.event_id,
+        duplicate: o.duplicate,
+        runs: o
+            .runs
+            .into_iter()
+            .map(|r| RunOut { rule: r.rule, outcome: r.outcome, detail: r.detail, messages: r.messages })
+            .collect(),
+        cancelled: o.cancelled,
+    }
 }

@@ -134,9 +134,9 @@ pub struct MessageOut {
     pub callback_url: Option<String>,
     /// The name of the API key that submitted it.
     pub api_key: String,
-    /// The trigger rule that made it, when a rule did.
+    /// Set when a trigger rule made it (`POST /v1/events`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<RuleStepOut>,
+    pub trigger: Option<TriggerOut>,
     pub attempts: u32,
     pub created_at: String,
     pub updated_at: String,
@@ -149,11 +149,16 @@ pub struct MessageOut {
     pub history: Option<Vec<HistoryOut>>,
 }
 
-/// A rule's message: the rule and which of its steps (1 is the first).
+/// The trigger rule that made a message.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RuleStepOut {
-    pub name: String,
+pub struct TriggerOut {
+    pub rule: String,
+    /// 1-based.
     pub step: u32,
+    /// The event's key.
+    pub key: Option<String>,
+    /// The event type that cancelled it, if one did.
+    pub cancelled_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -204,7 +209,12 @@ impl MessageOut {
             reference: v.reference,
             callback_url: v.callback_url,
             api_key: v.api_key,
-            rule: v.rule.map(|(name, step)| RuleStepOut { name, step: step + 1 }),
+            trigger: v.trigger.map(|t| TriggerOut {
+                rule: t.rule,
+                step: t.step,
+                key: t.key,
+                cancelled_by: t.cancelled_by,
+            }),
             attempts: v.attempts,
             created_at: to_rfc3339(v.created_at),
             updated_at: to_rfc3339(v.updated_at),

@@ -11,7 +11,8 @@
 //! passes every check. Opt-outs (`optouts`): listing needs `read`, adding
 //! `send`, removing `admin`; consents need `admin` for everything.
 //! passes every check. Webhook subscriptions (`webhooks`): `send` or `read`
-//! manages the key's own, `admin` every key's.
+//! manages the key's own, `admin` every key's. Trigger events (`events`)
+//! need `send`; rules (`rules`) `read` to list, `admin` to change.
 
 pub mod auth;
 mod body;
@@ -82,17 +83,11 @@ pub struct AppState {
     pub webhooks: RwLock<Arc<crate::config::webhooks::Webhooks>>,
     /// The config file, named when a change to a subscription it declares is refused.
     pub config_file: Option<std::path::PathBuf>,
-    /// The trigger rules in force, compiled; swapped whole on every change.
-    pub rules: RwLock<Arc<crate::trigger::RuleSet>>,
 }
 
 impl AppState {
     pub fn limits(&self) -> Arc<Limits> {
         self.limits.read().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
-    }
-
-    pub fn rules(&self) -> Arc<crate::trigger::RuleSet> {
-        self.rules.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     pub fn webhooks(&self) -> Arc<crate::config::webhooks::Webhooks> {

@@ -13,6 +13,7 @@ mod lane;
 mod record;
 mod reload;
 mod routing;
+mod rules;
 mod sweep;
 mod view;
 
@@ -63,6 +64,8 @@ pub struct Dispatcher {
     throughput: Throughput,
     /// How inbound messages are read and answered; replaced whole by a reload.
     replies: RwLock<Arc<ReplyRules>>,
+    /// The enabled trigger rules, compiled; replaced whole by `reload_rules`.
+    rules: RwLock<Arc<crate::trigger::RuleSet>>,
 }
 
 impl Dispatcher {
@@ -96,6 +99,7 @@ impl Dispatcher {
             sweep_beat: AtomicI64::new(now_ms()),
             throughput: Throughput::default(),
             replies: RwLock::new(Arc::new(replies)),
+            rules: RwLock::default(),
         });
         d.adopt_orphans().await;
         for lane in d.lanes().iter() {

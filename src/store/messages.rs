@@ -750,3 +750,31 @@ pub(super) fn return_unfinished(c: &Connection, now: Millis) -> rusqlite::Result
     c.execute_batch("COMMIT")?;
     Ok(ids.len())
 }
+
+/// Cancel the queued messages of `rule` made for `key` from `api_key`'s
+/// events: an event of type `by` (a rule's `cancel_on` or fallback
+/// reaction) arrived for that key.
+/// A message a lane already claimed is not touched (it ends sent, never
+/// both). Returns the ids cancelled.
+pub(super) fn cancel_for_key(
+    c: &Connection,
+    api_key: &str,
+    rule: &str,
+    key: &str,
+    by: &str,
+    now: Millis,
+) -> Result<Vec<i64>, StoreError> {
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "SELECT id FROM messages INDEXED BY messages_trigger
+             WHERE trigger_key = ?1 AND rule = ?2 AND status = 'queued' AND api_key = ?3",
+        )?
+        .query_map(params![key, rule, api_key], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        c.prepare_cached("UPDATE messages SET status = 'cancelled', cancelled_by = ?3, updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now, by])?;
+        history(c, *id, now, Status::Cancelled, &format!("cancelled by event {by:?} for key {key:?}"))?;
+    }
+    Ok(ids)
+}

@@ -38,15 +38,15 @@ pub use messages::{
 };
 pub use optouts::{OptOut, OptOutChange, OptOutCursor, OptOutFilter};
 pub use policy::{NO_CONSENT, OPTED_OUT};
-pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
+pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView, TriggerView};
 pub use retention::{Pruned, Retention};
 pub use route_state::RouteStateData;
-pub use rules::{RuleChange, RuleView};
+pub use rules::{NewRule, RuleRow};
 pub use subscriptions::{
     AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
     ReplayOutcome, ReplaySelect, SigningSecret, SubscriptionPatch, SubscriptionView,
 };
-pub use triggers::{IngestedEvent, NewRun, NewTriggerEvent, RunView};
+pub use triggers::{IngestOutcome, NewTriggerEvent, PlannedRun, RunLimit, RunOutcome};
 pub use webhooks::{AttemptOutcome, AttemptRecord, Claim, ConfigSubscription, Due, EventRow, FanOut, Recorded};
 
 use crate::config::Policy;
@@ -318,34 +318,6 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Take events posted by `api_key` with what the rules said of them,
-    /// all in one transaction: the answer comes after the commit.
-    pub async fn ingest(
-        &self,
-        api_key: String,
-        events: Vec<NewTriggerEvent>,
-        policy: Policy,
-    ) -> Result<Vec<IngestedEvent>, StoreError> {
-        self.write(move |c| triggers::ingest(c, &api_key, &events, &policy, now_ms())).await
-    }
-
-    /// Make the config file's rules the store's `config` rules.
-    pub async fn sync_rules(&self, specs: Vec<crate::trigger::RuleSpec>) -> Result<(), StoreError> {
-        self.write(move |c| rules::sync_config(c, &specs, now_ms())).await
-    }
-
-    pub async fn create_rule(&self, spec: crate::trigger::RuleSpec, api_key: String) -> Result<RuleChange, StoreError> {
-        self.write(move |c| rules::create(c, &spec, &api_key, now_ms())).await
-    }
-
-    pub async fn replace_rule(&self, spec: crate::trigger::RuleSpec) -> Result<RuleChange, StoreError> {
-        self.write(move |c| rules::replace(c, &spec, now_ms())).await
-    }
-
-    pub async fn delete_rule(&self, name: String) -> Result<RuleChange, StoreError> {
-        self.write(move |c| rules::delete(c, &name)).await
-    }
-
     /// Take up to `limit` due messages of `route`, most urgent first, and mark
     /// them `sending`. Messages past their validity are expired instead, and
     /// those `policy` now stops are suppressed.
@@ -534,6 +506,46 @@ impl Store {
         self.write(move |c| Ok(webhooks::sync_config(c, &subs, now_ms())?)).await
     }
 
+    // ---- trigger rules ----
+
+    /// Store posted events and apply the rules' plans for them (cancels,
+    /// conversions, runs and their messages) in one transaction; resolves
+    /// after commit. A replayed event id answers its first outcome.
+    pub async fn ingest_events(
+        &self,
+        api_key: String,
+        events: Vec<NewTriggerEvent>,
+        policy: Policy,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        self.write(move |c| triggers::ingest(c, &api_key, &events, &policy, now_ms())).await
+    }
+
+    /// Make the `config` rules match the file's.
+    pub async fn sync_rule_config(&self, rules: Vec<NewRule>) -> Result<(), StoreError> {
+        self.write(move |c| rules::sync_config(c, &rules, now_ms())).await
+    }
+
+    pub async fn rules(&self) -> Result<Vec<RuleRow>, StoreError> {
+        self.read(rules::list).await
+    }
+
+    pub async fn rule(&self, name: String) -> Result<Option<RuleRow>, StoreError> {
+        self.read(move |c| rules::get(c, &name)).await
+    }
+
+    /// Create an API rule; `None` when the name is taken.
+    pub async fn create_rule(&self, api_key: String, rule: NewRule) -> Result<Option<RuleRow>, StoreError> {
+        self.write(move |c| rules::create(c, &api_key, &rule, now_ms())).await
+    }
+
+    pub async fn update_rule(&self, rule: NewRule) -> Result<Managed<RuleRow>, StoreError> {
+        self.write(move |c| rules::update(c, &rule, now_ms())).await
+    }
+
+    pub async fn delete_rule(&self, name: String) -> Result<Managed<()>, StoreError> {
+        self.write(move |c| rules::delete(c, &name)).await
+    }
+
     /// Fan up to `limit` outbox events out into deliveries; `admin_keys`
     /// receive the events nobody owns.
     pub async fn fan_out(&self, admin_keys: Vec<String>, limit: usize) -> Result<FanOut, StoreError> {
@@ -583,14 +595,6 @@ impl Store {
     }
 
     // ---- reads ----
-
-    pub async fn rules(&self) -> Result<Vec<RuleView>, StoreError> {
-        self.read(rules::list).await
-    }
-
-    pub async fn rule(&self, name: String) -> Result<Option<RuleView>, StoreError> {
-        self.read(move |c| rules::get(c, &name)).await
-    }
 
     pub async fn get(&self, id: i64) -> Result<Option<MessageView>, StoreError> {
         self.read(move |c| query::get(c, id)).await

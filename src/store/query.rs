@@ -27,10 +27,20 @@ pub struct MessageView {
     pub error_code: Option<String>,
     pub error_text: Option<String>,
     pub callback_url: Option<String>,
-    /// The trigger rule that made it and its step (0-based).
-    pub rule: Option<(String, u32)>,
+    /// The trigger rule that made it, if one did.
+    pub trigger: Option<TriggerView>,
     pub parts: Vec<PartView>,
     pub history: Vec<HistoryEntry>,
+}
+
+/// Where a rule's message came from: the rule, its step (1-based), the
+/// event's key, and the event type that cancelled it, if one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerView {
+    pub rule: String,
+    pub step: u32,
+    pub key: Option<String>,
+    pub cancelled_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +83,8 @@ pub struct Counts {
 }
 
 const COLUMNS: &str = "id, api_key, reference, recipient, sender, body, encoding, segments, priority, route,
-    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url, rule, step";
+    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url,
+    rule, step, trigger_key, cancelled_by";
 
 fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
     let pri: i64 = r.get(8)?;
@@ -98,9 +109,14 @@ fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
         error_code: r.get(16)?,
         error_text: r.get(17)?,
         callback_url: r.get(18)?,
-        rule: match (r.get::<_, Option<String>>(19)?, r.get::<_, Option<u32>>(20)?) {
-            (Some(rule), Some(step)) => Some((rule, step)),
-            _ => None,
+        trigger: match r.get::<_, Option<String>>(19)? {
+            None => None,
+            Some(rule) => Some(TriggerView {
+                rule,
+                step: r.get::<_, Option<u32>>(20)?.unwrap_or(0) + 1,
+                key: r.get(21)?,
+                cancelled_by: r.get(22)?,
+            }),
         },
         parts: Vec::new(),
         history: Vec::new(),

@@ -5,21 +5,72 @@
 //! same key, an optional fallback window, a per-rule limit and the goal event
 //! its conversions count. This module is the rules as values: parsed and
 //! checked (naming the field), matched against an event and rendered; the
-//! store keeps their runs and the messages they make (a pending step is a
-//! queued message whose time has not come).
+//! store keeps their runs and the messages they make.
 
+pub mod condition;
 pub mod duration;
-pub mod rule;
+pub mod spec;
 pub mod template;
 
-pub use rule::{Limit, LimitPer, Rule, RuleProblem, RuleSpec, Step, StepSpec};
+pub use condition::{Condition, Op};
+pub use spec::{FallbackSpec, GoalSpec, LimitSpec, Per, RuleSpec, SpecError, StepSpec};
 
-use crate::message::Millis;
+use crate::message::{Millis, Priority};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The enabled rules, indexed by the event types they react to.
+/// A rule's per-rule limit, compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub per: Per,
+    /// Within this long; `None`: ever.
+    pub within_ms: Option<Millis>,
+}
+
+/// A rule's goal, compiled: conversions are `event`s within `within_ms`
+/// after a sent message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goal {
+    pub event: String,
+    pub within_ms: Millis,
+}
+
+/// One step, compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledStep {
+    /// Delay after the event's `occurred_at` (a fallback's first step
+    /// waits at least the reaction window).
+    pub after_ms: Millis,
+    pub template: template::Template,
+    pub class: Priority,
+    pub route: Option<String>,
+}
+
+/// A rule that compiled: what evaluation and the store work from.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// As written (what the API shows).
+    pub spec: RuleSpec,
+    pub steps: Vec<CompiledStep>,
+    pub valid_for_ms: Millis,
+    pub limit: Option<Limit>,
+    /// Event types that cancel its pending steps for the key: `cancel_on`
+    /// and the fallback's reactions.
+    pub cancel_on: Vec<String>,
+    /// The fallback's reaction types (empty without a fallback).
+    pub reactions: Vec<String>,
+    pub goal: Option<Goal>,
+}
+
+impl Rule {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+/// The enabled rules, indexed by event type: which start on it, which it
+/// cancels, whose goal it is. Built whole and swapped whole on a change.
 #[derive(Debug, Default)]
 pub struct RuleSet {
     rules: Vec<Arc<Rule>>,
@@ -28,107 +79,109 @@ pub struct RuleSet {
     goals: HashMap<String, Vec<usize>>,
 }
 
-/// What one event does: the rules it starts (each with its steps' texts, or
-/// the error that stops the rule), the rules whose pending steps for the
-/// event's key it cancels, and the rules whose goal it is.
-#[derive(Debug)]
+/// An event as evaluation sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventInput<'a> {
+    pub kind: &'a str,
+    pub data: &'a Value,
+    pub locale: &'a str,
+    pub tz: chrono_tz::Tz,
+}
+
+/// A step rendered for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// 0-based.
+    pub step: u32,
+    pub text: String,
+    pub after_ms: Millis,
+    pub class: Priority,
+    pub route: Option<String>,
+}
+
+/// One rule an event starts: its steps rendered, or the rule's error
+/// (`step 2: variable `code` is missing from the event's data`).
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub rule: Arc<Rule>,
+    pub steps: Result<Vec<Rendered>, String>,
+}
+
+/// What one event means to the rules.
+#[derive(Debug, Clone, Default)]
 pub struct Evaluation {
     pub starts: Vec<Start>,
+    /// Rules whose pending steps for the event's key it cancels.
     pub cancels: Vec<String>,
+    /// Rules whose goal it is: (rule, window).
     pub goals: Vec<(String, Millis)>,
 }
 
-#[derive(Debug)]
-pub struct Start {
-    pub rule: Arc<Rule>,
-    /// One text per step, or why the rule cannot send (a missing variable).
-    pub texts: Result<Vec<String>, String>,
-}
-
 impl RuleSet {
-    /// The enabled ones of `rules`.
-    pub fn new(rules: Vec<Rule>) -> RuleSet {
+    /// The set of `rules` that are enabled.
+    pub fn new(rules: impl IntoIterator<Item = Rule>) -> RuleSet {
         let mut set = RuleSet::default();
-        for rule in rules.into_iter().filter(|r| r.spec.enabled) {
+        for r in rules.into_iter().filter(|r| r.spec.enabled) {
             let i = set.rules.len();
-            set.starts.entry(rule.spec.on.clone()).or_default().push(i);
-            for t in &rule.cancels {
+            set.starts.entry(r.spec.on.clone()).or_default().push(i);
+            for t in &r.cancel_on {
                 set.cancels.entry(t.clone()).or_default().push(i);
             }
-            if let Some((t, _)) = &rule.goal {
-                set.goals.entry(t.clone()).or_default().push(i);
+            if let Some(g) = &r.goal {
+                set.goals.entry(g.event.clone()).or_default().push(i);
             }
-            set.rules.push(Arc::new(rule));
+            set.rules.push(Arc::new(r));
         }
         set
     }
 
-    pub fn len(&self) -> usize {
-        self.rules.len()
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
-    /// What an event of type `kind` with `data` does, texts rendered in
-    /// `locale` with dates in `tz`.
-    pub fn evaluate(&self, kind: &str, data: &Value, locale: &str, tz: chrono_tz::Tz) -> Evaluation {
-        let pick = |m: &HashMap<String, Vec<usize>>| -> Vec<&Arc<Rule>> {
-            m.get(kind).map(|v| v.iter().map(|&i| &self.rules[i]).collect()).unwrap_or_default()
+    /// Which rules `ev` starts (each with its steps rendered, or its error),
+    /// cancels and converts. Pure: the store applies it.
+    pub fn evaluate(&self, ev: EventInput<'_>) -> Evaluation {
+        let pick = |m: &HashMap<String, Vec<usize>>| -> Vec<Arc<Rule>> {
+            m.get(ev.kind).map(|v| v.iter().map(|&i| self.rules[i].clone()).collect()).unwrap_or_default()
         };
         let starts = pick(&self.starts)
             .into_iter()
-            .filter(|r| r.matches(data))
-            .map(|r| Start { rule: r.clone(), texts: render(r, data, locale, tz) })
+            .filter(|r| r.spec.when.iter().all(|c| c.holds(ev.data)))
+            .map(|rule| {
+                let steps = rule
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let text =
+                            s.template.render(ev.data, ev.locale, ev.tz).map_err(|e| format!("step {}: {e}", i + 1))?;
+                        Ok(Rendered {
+                            step: i as u32,
+                            text,
+                            after_ms: s.after_ms,
+                            class: s.class,
+                            route: s.route.clone(),
+                        })
+                    })
+                    .collect();
+                Start { rule, steps }
+            })
             .collect();
-        let cancels = pick(&self.cancels).into_iter().map(|r| r.spec.name.clone()).collect();
-        let goals = pick(&self.goals)
-            .into_iter()
-            .filter_map(|r| r.goal.as_ref().map(|(_, w)| (r.spec.name.clone(), *w)))
-            .collect();
-        Evaluation { starts, cancels, goals }
+        Evaluation {
+            starts,
+            cancels: pick(&self.cancels).iter().map(|r| r.spec.name.clone()).collect(),
+            goals: pick(&self.goals)
+                .iter()
+                .filter_map(|r| r.goal.as_ref().map(|g| (r.spec.name.clone(), g.within_ms)))
+                .collect(),
+        }
     }
-}
-
-fn render(rule: &Rule, data: &Value, locale: &str, tz: chrono_tz::Tz) -> Result<Vec<String>, String> {
-    rule.steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| match s.template.render(data, locale, tz) {
-            Ok(t) if t.trim().is_empty() => Err(format!("step {}: the text is empty", i + 1)),
-            Ok(t) => Ok(t),
-            Err(e) => Err(format!("step {}: {e}", i + 1)),
-        })
-        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn rule(v: Value) -> Rule {
-        Rule::compile(serde_json::from_value(v).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn an_event_starts_cancels_and_converts() {
-        let set = RuleSet::new(vec![
-            rule(json!({"name": "cart", "on": "cart.abandoned", "cancel_on": ["order.paid"],
-                        "goal": {"event": "order.paid", "within": "7d"},
-                        "steps": [{"after": "1h", "text": "{{ name }}, your cart"}]})),
-            rule(json!({"name": "off", "on": "cart.abandoned", "enabled": false, "steps": [{"text": "x"}]})),
-        ]);
-        assert_eq!(set.len(), 1);
-        let e = set.evaluate("cart.abandoned", &json!({"name": "Anna"}), "ru", chrono_tz::UTC);
-        assert_eq!(e.starts.len(), 1);
-        assert_eq!(e.starts[0].texts, Ok(vec!["Anna, your cart".to_string()]));
-        let e = set.evaluate("cart.abandoned", &json!({}), "ru", chrono_tz::UTC);
-        assert!(e.starts[0].texts.as_ref().unwrap_err().contains("`name`"));
-        let e = set.evaluate("order.paid", &json!({}), "ru", chrono_tz::UTC);
-        assert!(e.starts.is_empty());
-        assert_eq!(e.cancels, ["cart"]);
-        assert_eq!(e.goals, [("cart".to_string(), 7 * 86_400_000)]);
-    }
-}
+mod tests;
