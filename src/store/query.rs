@@ -27,6 +27,8 @@ pub struct MessageView {
     pub error_code: Option<String>,
     pub error_text: Option<String>,
     pub callback_url: Option<String>,
+    /// The recipient's time zone (IANA name).
+    pub tz: Option<String>,
     pub parts: Vec<PartView>,
     pub history: Vec<HistoryEntry>,
 }
@@ -71,7 +73,7 @@ pub struct Counts {
 }
 
 const COLUMNS: &str = "id, api_key, reference, recipient, sender, body, encoding, segments, priority, route,
-    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url";
+    status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url, tz";
 
 fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
     let pri: i64 = r.get(8)?;
@@ -96,6 +98,7 @@ fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
         error_code: r.get(16)?,
         error_text: r.get(17)?,
         callback_url: r.get(18)?,
+        tz: r.get(19)?,
         parts: Vec::new(),
         history: Vec::new(),
     })
