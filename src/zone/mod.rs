@@ -82,11 +82,16 @@ pub enum WindowError {
 }
 
 impl Window {
-    /// Reads "HH:MM-HH:MM" (24-hour clock).
+    /// Reads "HH:MM-HH:MM" (24-hour clock; "HH:MM:SS" also reads).
     pub fn parse(text: &str) -> Result<Window, WindowError> {
         let bad = || WindowError::Form(text.to_string());
         let (from, to) = text.split_once('-').ok_or_else(bad)?;
-        let time = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
+        let time = |s: &str| {
+            let s = s.trim();
+            NaiveTime::parse_from_str(s, "%H:%M")
+                .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M:%S"))
+                .map_err(|_| bad())
+        };
         let (from, to) = (time(from)?, time(to)?);
         if from == to {
             return Err(WindowError::Empty(text.to_string()));
@@ -115,19 +120,18 @@ impl Window {
 
     /// The window as written: "21:00-09:00".
     pub fn to_text(&self) -> String {
-        format!("{}-{}", self.from.format("%H:%M"), self.to.format("%H:%M"))
+        format!("{}-{}", clock(self.from), clock(self.to))
     }
 
     /// When the window ends, local time ("09:00").
     pub fn end_text(&self) -> String {
-        self.to.format("%H:%M").to_string()
+        clock(self.to)
     }
+}
 
-    /// Whole minutes between the end and the start: used as a bound.
-    pub fn minutes(&self) -> u32 {
-        let m = |t: NaiveTime| t.hour() * 60 + t.minute();
-        (m(self.to) + 24 * 60 - m(self.from)) % (24 * 60)
-    }
+/// "09:00", or "09:00:30" when the seconds matter.
+fn clock(t: NaiveTime) -> String {
+    if t.second() == 0 { t.format("%H:%M").to_string() } else { t.format("%H:%M:%S").to_string() }
 }
 
 /// The first instant on `day` in `tz` whose wall clock reads `at`, or the
@@ -224,6 +228,6 @@ mod tests {
         assert!(matches!(Window::parse("21-9"), Err(WindowError::Form(_))));
         assert!(matches!(Window::parse("25:00-09:00"), Err(WindowError::Form(_))));
         assert!(matches!(Window::parse("09:00-09:00"), Err(WindowError::Empty(_))));
-        assert_eq!(Window::parse("21:00-09:00").unwrap().minutes(), 12 * 60);
+        assert_eq!(Window::parse("23:59:58-00:00:01").unwrap().to_text(), "23:59:58-00:00:01");
     }
 }
