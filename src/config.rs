@@ -1031,3 +1031,54 @@ impl<S> Route<S> {
 pub fn serves(prefixes: &[String], e164: &str) -> bool {
     prefixes.is_empty() || prefixes.iter().any(|p| e164.starts_with(p.as_str()))
 }
+
+#[cfg(test)]
+mod policy_tests {
+    use super::Policy;
+    use crate::message::Priority;
+
+    fn policy(text: &str) -> Result<Policy, String> {
+        toml::from_str::<Policy>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_quiet_promotions_at_night_and_cap_nothing() {
+        let p = policy("").unwrap();
+        assert_eq!(p.quiet_hours.of(Priority::Promotional).map(|w| w.to_text()).as_deref(), Some("21:00-09:00"));
+        assert_eq!(p.quiet_hours.of(Priority::Transactional), None);
+        assert_eq!(p.quiet_hours.of(Priority::Otp), None);
+        assert_eq!(p.caps.longest_ms(), None);
+        assert_eq!(p.default_tz, super::machine_tz());
+    }
+
+    #[test]
+    fn reads_zones_windows_and_caps() {
+        let p = policy(
+            "default_tz = \"Asia/Vladivostok\"\n[quiet_hours]\npromotional = \"none\"\ntransactional = \"23:00-07:00\"\n\
+             [caps]\npromotional = { count = 2, days = 30 }\ntransactional = { count = 5, hours = 1 }\n",
+        )
+        .unwrap();
+        assert_eq!(p.default_tz, chrono_tz::Asia::Vladivostok);
+        assert_eq!(p.quiet_hours.of(Priority::Promotional), None);
+        assert_eq!(p.quiet_hours.of(Priority::Transactional).map(|w| w.to_text()).as_deref(), Some("23:00-07:00"));
+        assert_eq!(p.caps.of(Priority::Promotional).map(|c| (c.count, c.window_ms)), Some((2, 30 * 86_400_000)));
+        assert_eq!(p.caps.longest_ms(), Some(30 * 86_400_000));
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        for (text, key) in [
+            ("default_tz = \"Mars/Olympus\"", "policy.default_tz"),
+            ("[quiet_hours]\notp = \"21:00-09:00\"", "policy.quiet_hours.otp"),
+            ("[quiet_hours]\npromotional = \"9pm-9am\"", "policy.quiet_hours.promotional"),
+            ("[quiet_hours]\npromotional = \"09:00-09:00\"", "policy.quiet_hours.promotional"),
+            ("[caps]\npromotional = { count = 2 }", "policy.caps.promotional"),
+            ("[caps]\npromotional = { count = 2, days = 1, hours = 1 }", "policy.caps.promotional"),
+            ("[caps]\npromotional = { count = 0, days = 1 }", "policy.caps.promotional.count"),
+            ("[caps]\npromotional = { count = 1, days = 401 }", "policy.caps.promotional"),
+        ] {
+            let err = policy(text).expect_err(text);
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+}
