@@ -1037,3 +1037,27 @@ fn a_cap_counts_each_message_once_and_suppresses_beyond_it() {
     messages::enqueue(&c, "k", None, &[later], None, &policy, now + cap.window_ms).unwrap();
     assert_eq!(messages::claim(&c, "r", 10, &policy, now + cap.window_ms).unwrap().claimed.len(), 1);
 }
+
+#[test]
+fn the_caps_ledger_is_pruned_past_the_longest_window_a_cap_may_have() {
+    let (_d, c) = conn();
+    let keep = retention::SENDS_KEEP_MS;
+    for (id, at) in [(1, NOON_UTC - keep - 1), (2, NOON_UTC - keep + 1)] {
+        c.execute(
+            "INSERT INTO sends (recipient, priority, at, message_id) VALUES ('+79161234567', 2, ?1, ?2)",
+            [at, id],
+        )
+        .unwrap();
+    }
+    let forever = Retention { finished_ms: None, inbound_ms: None, orphan_receipt_ms: None };
+    let pruned = retention::prune_batch(&c, &forever, NOON_UTC, 100).unwrap();
+    assert_eq!(pruned.sends, 1);
+    let left: Vec<i64> = c
+        .prepare("SELECT message_id FROM sends")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(left, [2]);
+}
