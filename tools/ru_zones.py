@@ -106,6 +106,8 @@ def main():
             runs.append((end + 1, "-"))
         if not runs or runs[-1][1] != zone:
             runs.append((lo, zone))
+        elif zone == "-" and lo in mixed:
+            mixed.add(runs[-1][0])  # a gap run that goes on into mixed ranges stays
         end = hi if end is None else max(end, hi)
     runs.append((end + 1, "-"))
     # A gap (numbers not assigned yet) between two runs of one zone joins them.
