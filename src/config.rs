@@ -174,11 +174,12 @@ impl Default for Dispatch {
 }
 
 /// `[policy]`: what the gateway itself stops (38-FZ art. 18: promotional
-/// SMS need the recipient's prior consent, and stop when asked). The store
-/// applies it when a message is accepted and again when it is claimed; a
-/// reload applies a new one to every message not yet claimed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// SMS need the recipient's prior consent, and stop when asked) or holds
+/// back (quiet hours in the recipient's local time, frequency caps). The
+/// store applies it when a message is accepted and again when it is
+/// claimed; a reload applies a new one to every message not yet claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "PolicyToml")]
 pub struct Policy {
     /// What an opt-out of scope `promotional` (a plain "STOP") stops:
     /// `promotional` messages only, or `all` (otp and transactional too).
@@ -187,6 +188,180 @@ pub struct Policy {
     /// A promotional message to a number without an active consent is
     /// suppressed (`no_consent`).
     pub require_consent: bool,
+    /// The zone of a recipient whose message gave none and whose number
+    /// tells none (`default_tz`; default: the machine's zone, else UTC).
+    pub default_tz: chrono_tz::Tz,
+    /// `[policy.quiet_hours]`: local times a class is not sent at.
+    pub quiet_hours: QuietHours,
+    /// `[policy.caps]`: how many messages of a class one number may get
+    /// within a window.
+    pub caps: Caps,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            optout_scope: Default::default(),
+            require_consent: false,
+            default_tz: machine_tz(),
+            quiet_hours: QuietHours::default(),
+            caps: Caps::default(),
+        }
+    }
+}
+
+/// Quiet hours per class; `otp` never has any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub transactional: Option<crate::zone::Window>,
+    pub promotional: Option<crate::zone::Window>,
+}
+
+impl Default for QuietHours {
+    /// Promotions are not sent from 21:00 to 09:00, local time.
+    fn default() -> Self {
+        QuietHours { transactional: None, promotional: crate::zone::Window::parse("21:00-09:00").ok() }
+    }
+}
+
+impl QuietHours {
+    pub fn of(&self, class: crate::message::Priority) -> Option<crate::zone::Window> {
+        use crate::message::Priority::*;
+        match class {
+            Otp => None,
+            Transactional => self.transactional,
+            Promotional => self.promotional,
+        }
+    }
+}
+
+/// At most `count` messages of a class to one number within `window_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    pub count: u32,
+    pub window_ms: i64,
+}
+
+/// Frequency caps per class; none by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Caps {
+    pub otp: Option<Cap>,
+    pub transactional: Option<Cap>,
+    pub promotional: Option<Cap>,
+}
+
+impl Caps {
+    pub fn of(&self, class: crate::message::Priority) -> Option<Cap> {
+        use crate::message::Priority::*;
+        match class {
+            Otp => self.otp,
+            Transactional => self.transactional,
+            Promotional => self.promotional,
+        }
+    }
+
+    /// The longest window of any cap: how long the sends ledger must keep a row.
+    pub fn longest_ms(&self) -> Option<i64> {
+        [self.otp, self.transactional, self.promotional].iter().flatten().map(|c| c.window_ms).max()
+    }
+}
+
+/// The machine's zone: the IANA name `/etc/localtime` links to, else the
+/// name in `/etc/timezone`, else UTC.
+pub fn machine_tz() -> chrono_tz::Tz {
+    static TZ: std::sync::OnceLock<chrono_tz::Tz> = std::sync::OnceLock::new();
+    *TZ.get_or_init(|| {
+        let linked = std::fs::read_link("/etc/localtime").ok().and_then(|target| {
+            let target = target.to_string_lossy().into_owned();
+            let name = target.split_once("zoneinfo/")?.1.to_string();
+            name.parse().ok()
+        });
+        linked.or_else(|| std::fs::read_to_string("/etc/timezone").ok()?.trim().parse().ok()).unwrap_or(chrono_tz::UTC)
+    })
+}
+
+/// `[policy]` as written; [`Policy`] is what it means, checked.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct PolicyToml {
+    optout_scope: crate::message::OptOutScope,
+    require_consent: bool,
+    default_tz: Option<String>,
+    quiet_hours: QuietHoursToml,
+    caps: CapsToml,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct QuietHoursToml {
+    otp: Option<String>,
+    transactional: Option<String>,
+    promotional: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct CapsToml {
+    otp: Option<CapToml>,
+    transactional: Option<CapToml>,
+    promotional: Option<CapToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapToml {
+    count: u32,
+    days: Option<u32>,
+    hours: Option<u32>,
+}
+
+impl TryFrom<PolicyToml> for Policy {
+    type Error = String;
+
+    fn try_from(t: PolicyToml) -> Result<Policy, String> {
+        let default_tz = match t.default_tz {
+            None => machine_tz(),
+            Some(name) => name.parse().map_err(|_| {
+                format!("policy.default_tz: {name:?} is not an IANA time zone name (like \"Europe/Moscow\")")
+            })?,
+        };
+        if t.quiet_hours.otp.is_some() {
+            return Err("policy.quiet_hours.otp: one-time passwords are never held back; remove it".into());
+        }
+        // "none" (or "") turns a class's quiet hours off.
+        let window = |class: &str, text: Option<String>, default: Option<crate::zone::Window>| match text {
+            None => Ok(default),
+            Some(t) if t.trim().is_empty() || t.trim() == "none" => Ok(None),
+            Some(t) => crate::zone::Window::parse(&t).map(Some).map_err(|e| format!("policy.quiet_hours.{class}: {e}")),
+        };
+        let defaults = QuietHours::default();
+        let quiet_hours = QuietHours {
+            transactional: window("transactional", t.quiet_hours.transactional, defaults.transactional)?,
+            promotional: window("promotional", t.quiet_hours.promotional, defaults.promotional)?,
+        };
+        let cap = |class: &str, c: Option<CapToml>| -> Result<Option<Cap>, String> {
+            let Some(c) = c else { return Ok(None) };
+            let key = format!("policy.caps.{class}");
+            let hours = match (c.days, c.hours) {
+                (Some(d), None) => d as i64 * 24,
+                (None, Some(h)) => h as i64,
+                _ => return Err(format!("{key}: give the window as one of `days` or `hours`")),
+            };
+            if c.count == 0 {
+                return Err(format!("{key}.count: must be at least 1"));
+            }
+            if !(1..=400 * 24).contains(&hours) {
+                return Err(format!("{key}: the window must be between 1 hour and 400 days"));
+            }
+            Ok(Some(Cap { count: c.count, window_ms: hours * 3_600_000 }))
+        };
+        let caps = Caps {
+            otp: cap("otp", t.caps.otp)?,
+            transactional: cap("transactional", t.caps.transactional)?,
+            promotional: cap("promotional", t.caps.promotional)?,
+        };
+        Ok(Policy { optout_scope: t.optout_scope, require_consent: t.require_consent, default_tz, quiet_hours, caps })
+    }
 }
 
 /// `[replies]`: what inbound texts mean and what is sent back. Each list
@@ -887,4 +1062,55 @@ impl<S> Route<S> {
 /// no prefixes serve every number.
 pub fn serves(prefixes: &[String], e164: &str) -> bool {
     prefixes.is_empty() || prefixes.iter().any(|p| e164.starts_with(p.as_str()))
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::Policy;
+    use crate::message::Priority;
+
+    fn policy(text: &str) -> Result<Policy, String> {
+        toml::from_str::<Policy>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_quiet_promotions_at_night_and_cap_nothing() {
+        let p = policy("").unwrap();
+        assert_eq!(p.quiet_hours.of(Priority::Promotional).map(|w| w.to_text()).as_deref(), Some("21:00-09:00"));
+        assert_eq!(p.quiet_hours.of(Priority::Transactional), None);
+        assert_eq!(p.quiet_hours.of(Priority::Otp), None);
+        assert_eq!(p.caps.longest_ms(), None);
+        assert_eq!(p.default_tz, super::machine_tz());
+    }
+
+    #[test]
+    fn reads_zones_windows_and_caps() {
+        let p = policy(
+            "default_tz = \"Asia/Vladivostok\"\n[quiet_hours]\npromotional = \"none\"\ntransactional = \"23:00-07:00\"\n\
+             [caps]\npromotional = { count = 2, days = 30 }\ntransactional = { count = 5, hours = 1 }\n",
+        )
+        .unwrap();
+        assert_eq!(p.default_tz, chrono_tz::Asia::Vladivostok);
+        assert_eq!(p.quiet_hours.of(Priority::Promotional), None);
+        assert_eq!(p.quiet_hours.of(Priority::Transactional).map(|w| w.to_text()).as_deref(), Some("23:00-07:00"));
+        assert_eq!(p.caps.of(Priority::Promotional).map(|c| (c.count, c.window_ms)), Some((2, 30 * 86_400_000)));
+        assert_eq!(p.caps.longest_ms(), Some(30 * 86_400_000));
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        for (text, key) in [
+            ("default_tz = \"Mars/Olympus\"", "policy.default_tz"),
+            ("[quiet_hours]\notp = \"21:00-09:00\"", "policy.quiet_hours.otp"),
+            ("[quiet_hours]\npromotional = \"9pm-9am\"", "policy.quiet_hours.promotional"),
+            ("[quiet_hours]\npromotional = \"09:00-09:00\"", "policy.quiet_hours.promotional"),
+            ("[caps]\npromotional = { count = 2 }", "policy.caps.promotional"),
+            ("[caps]\npromotional = { count = 2, days = 1, hours = 1 }", "policy.caps.promotional"),
+            ("[caps]\npromotional = { count = 0, days = 1 }", "policy.caps.promotional.count"),
+            ("[caps]\npromotional = { count = 1, days = 401 }", "policy.caps.promotional"),
+        ] {
+            let err = policy(text).expect_err(text);
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
 }

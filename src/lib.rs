@@ -24,3 +24,4 @@ pub mod supervise;
 pub mod throughput;
 pub mod trigger;
 pub mod webhook;
+pub mod zone;

@@ -109,6 +109,7 @@ pub fn plan(
     limits: &Limits,
     rules: &RuleSet,
     routing: &Routing,
+    default_tz: chrono_tz::Tz,
     now: Millis,
 ) -> Result<Vec<NewTriggerEvent>, Problem> {
     let mut errors = Vec::new();
@@ -175,7 +176,9 @@ pub fn plan(
             kind: &r.kind,
             data: &data,
             locale: &locale,
-            tz: tz.unwrap_or(chrono_tz::UTC),
+            // Dates read in the recipient's zone: the event's, else the
+            // number's, else the configured default (as the store fills `tz`).
+            tz: tz.or_else(|| crate::zone::for_number(&recipient)).unwrap_or(default_tz),
         });
         let runs = eval
             .starts
@@ -290,7 +293,14 @@ pub async fn post_events(
         vec![(String::new(), e)]
     };
     let ids: Vec<Option<String>> = reqs.iter().map(|(_, r)| r.id.clone()).collect();
-    let events = plan(&reqs, &limits, &state.dispatcher.rules(), &state.dispatcher.routing(), now_ms())?;
+    let events = plan(
+        &reqs,
+        &limits,
+        &state.dispatcher.rules(),
+        &state.dispatcher.routing(),
+        state.dispatcher.policy().default_tz,
+        now_ms(),
+    )?;
     let routes: BTreeSet<String> = events
         .iter()
         .flat_map(|e| e.runs.iter())

@@ -63,6 +63,11 @@ pub struct MessageRequest {
     /// `/v1/webhooks`); checked like a webhook URL.
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// The recipient's IANA time zone ("Asia/Vladivostok"), which quiet
+    /// hours are kept in; by default the zone the number tells, else the
+    /// site's `[policy] default_tz`.
+    #[serde(default)]
+    pub tz: Option<String>,
 }
 
 /// Up to `server.max_batch` messages in one request.
@@ -132,6 +137,8 @@ pub struct MessageOut {
     pub reference: Option<String>,
     /// Where this message's events are posted, if it asked.
     pub callback_url: Option<String>,
+    /// The recipient's time zone its quiet hours are kept in.
+    pub tz: Option<String>,
     /// The name of the API key that submitted it.
     pub api_key: String,
     /// Set when a trigger rule made it (`POST /v1/events`).
@@ -208,6 +215,7 @@ impl MessageOut {
             segments: v.segments,
             reference: v.reference,
             callback_url: v.callback_url,
+            tz: v.tz,
             api_key: v.api_key,
             trigger: v.trigger.map(|t| TriggerOut {
                 rule: t.rule,
@@ -359,6 +367,11 @@ fn build(
         {
             bad("callback_url", why);
         }
+        if let Some(tz) = &r.tz
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            bad("tz", format!("{} is not an IANA time zone name (like \"Europe/Moscow\")", quote(tz)));
+        }
         let send_at = r.send_at.as_ref().map(from_datetime);
         if send_at.is_some_and(|t| t > now + MAX_AHEAD_MS) {
             bad("send_at", "at most a year ahead".into());
@@ -416,7 +429,7 @@ fn build(
                 send_at,
                 valid_until,
                 callback_url: r.callback_url.clone(),
-                tz: None,
+                tz: r.tz.clone(),
             });
         }
     }

@@ -257,6 +257,12 @@ pub(super) fn insert(
     now: Millis,
 ) -> Result<Accepted, StoreError> {
     let stop = policy::stop(c, policy, &m.to, m.priority)?.filter(|_| api_key != SYSTEM_KEY);
+    // The recipient's zone: the one given, else what the number tells,
+    // else the site's default.
+    let tz = match &m.tz {
+        Some(tz) => tz.clone(),
+        None => crate::zone::for_number(&m.to).unwrap_or(policy.default_tz).name().to_string(),
+    };
     let status = if stop.is_some() { Status::Suppressed } else { Status::Queued };
     c.prepare_cached(
         "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
@@ -283,7 +289,7 @@ pub(super) fn insert(
         stop.as_ref().map(|s| s.code),
         stop.as_ref().map(|s| &s.text),
         m.callback_url,
-        m.tz,
+        tz,
         origin.map(|o| &o.rule),
         origin.map(|o| o.step),
         origin.and_then(|o| o.key.as_ref()),
@@ -317,6 +323,13 @@ pub(super) struct Claim {
     pub suppressed: Vec<&'static str>,
 }
 
+/// The due messages of one class on one route, oldest due first.
+pub(super) const CLAIM_SQL: &str =
+    "SELECT id, recipient, sender, body, encoding, segments, priority, attempts, valid_until,
+            api_key = ?4, tz
+     FROM messages WHERE route = ?1 AND status = 'queued' AND priority = ?5 AND due_at <= ?2
+     ORDER BY due_at, id LIMIT ?3";
+
 pub(super) fn claim(
     c: &Connection,
     route: &str,
@@ -325,21 +338,28 @@ pub(super) fn claim(
     now: Millis,
 ) -> Result<Claim, StoreError> {
     let mut rows = Vec::new();
-    {
-        let mut q = c.prepare_cached(
-            "SELECT id, recipient, sender, body, encoding, segments, priority, attempts, valid_until,
-                    api_key = ?4
-             FROM messages WHERE route = ?1 AND status = 'queued' AND due_at <= ?2
-             ORDER BY priority, due_at, id LIMIT ?3",
-        )?;
-        let mut it = q.query(params![route, now, limit as i64, SYSTEM_KEY])?;
+    // One range scan of the `messages_queue` index (route, priority,
+    // due_at, id) per class, most urgent first: a claim reads only due rows
+    // however many wait further ahead (a million rules' timers cost it
+    // nothing). One `ORDER BY priority, due_at` over the whole route would
+    // walk every queued row of the route to find the due ones. Its plan:
+    // `SEARCH messages USING INDEX messages_queue (route=? AND priority=? AND
+    // due_at<?)` (see the store's tests).
+    for class in Priority::ALL {
+        let left = limit.saturating_sub(rows.len());
+        if left == 0 {
+            break;
+        }
+        let mut q = c.prepare_cached(CLAIM_SQL)?;
+        let mut it = q.query(params![route, now, left as i64, SYSTEM_KEY, class.as_i64()])?;
         while let Some(r) = it.next()? {
             let enc: String = r.get(4)?;
-            let pri: i64 = r.get(6)?;
             let attempts: u32 = r.get(7)?;
             let answer: bool = r.get(9)?;
+            let tz: Option<String> = r.get(10)?;
             rows.push((
                 answer,
+                tz,
                 Claimed {
                     sent: Vec::new(),
                     concat_ref: None,
@@ -349,7 +369,7 @@ pub(super) fn claim(
                     text: r.get(3)?,
                     encoding: Encoding::parse(&enc).unwrap_or(Encoding::Ucs2),
                     segments: r.get(5)?,
-                    priority: Priority::from_i64(pri).unwrap_or(Priority::Promotional),
+                    priority: class,
                     attempt: attempts + 1,
                     valid_until: r.get(8)?,
                 },
@@ -357,17 +377,36 @@ pub(super) fn claim(
         }
     }
     let mut out = Claim { claimed: Vec::with_capacity(rows.len()), suppressed: Vec::new() };
-    for (answer, m) in rows {
+    for (answer, tz, m) in rows {
         if m.valid_until.is_some_and(|v| v < now) {
             expire(c, m.id, now)?;
             continue;
         }
         // smsgw's own answers (help, opt-out confirmations) are what the
-        // number just asked for: policy does not stop them.
-        if let Some(stop) = policy::stop(c, policy, &m.to, m.priority)?.filter(|_| !answer) {
-            suppress(c, m.id, &stop, now)?;
-            out.suppressed.push(stop.code);
-            continue;
+        // number just asked for: policy does not stop or hold them.
+        if !answer {
+            if let Some(stop) = policy::stop(c, policy, &m.to, m.priority)? {
+                suppress(c, m.id, &stop, now)?;
+                out.suppressed.push(stop.code);
+                continue;
+            }
+            // Quiet hours in the recipient's zone: wait for the opening
+            // (still queued; re-checked when it comes due again).
+            if let Some((opens, why)) = policy::quiet(policy, tz.as_deref(), m.priority, now) {
+                c.prepare_cached("UPDATE messages SET due_at = ?2, updated_at = ?3 WHERE id = ?1")?
+                    .execute(params![m.id, opens, now])?;
+                history(c, m.id, now, Status::Queued, &why)?;
+                continue;
+            }
+            // A cap counts a message once, at its first attempt.
+            if m.attempt == 1 {
+                if let Some(stop) = policy::capped(c, policy, &m.to, m.priority, now)? {
+                    suppress(c, m.id, &stop, now)?;
+                    out.suppressed.push(stop.code);
+                    continue;
+                }
+                policy::record_send(c, policy, &m.to, m.priority, m.id, now)?;
+            }
         }
         c.prepare_cached(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",

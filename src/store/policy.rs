@@ -75,3 +75,59 @@ pub(super) fn stop(c: &Connection, policy: &Policy, to: &str, priority: Priority
     }
     Ok(None)
 }
+
+pub const CAPPED: &str = "capped";
+
+/// When the recipient's quiet hours for `class` hold a message back at
+/// `now`: the time they end, and the history line that says so. `tz` is the
+/// message's zone (stored at insert), else the policy's default.
+pub(super) fn quiet(policy: &Policy, tz: Option<&str>, class: Priority, now: Millis) -> Option<(Millis, String)> {
+    let window = policy.quiet_hours.of(class)?;
+    let zone: chrono_tz::Tz = tz.and_then(|t| t.parse().ok()).unwrap_or(policy.default_tz);
+    let opens = window.next_opening(zone, now)?;
+    Some((opens, format!("deferred by quiet hours until {} {}", window.end_text(), zone.name())))
+}
+
+/// The stop a frequency cap puts on a message of `class` to `to` at `now`:
+/// the number already had the cap's count of sends of that class within
+/// its window (the `sends` ledger: direct sends and rules' alike).
+pub(super) fn capped(
+    c: &Connection,
+    policy: &Policy,
+    to: &str,
+    class: Priority,
+    now: Millis,
+) -> rusqlite::Result<Option<Stop>> {
+    let Some(cap) = policy.caps.of(class) else { return Ok(None) };
+    let sent: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM sends WHERE recipient = ?1 AND priority = ?2 AND at > ?3 LIMIT ?4)",
+        )?
+        .query_row(params![to, class.as_i64(), now - cap.window_ms, cap.count], |r| r.get(0))?;
+    if sent < cap.count as i64 {
+        return Ok(None);
+    }
+    let hours = cap.window_ms / 3_600_000;
+    let window = if hours % 24 == 0 { format!("{} days", hours / 24) } else { format!("{hours} hours") };
+    Ok(Some(Stop {
+        code: CAPPED,
+        text: format!("{to} already had {} {} messages within {window} (frequency cap)", cap.count, class.as_str()),
+    }))
+}
+
+/// Count a message of a capped class in the ledger, once, when it is first
+/// claimed for sending.
+pub(super) fn record_send(
+    c: &Connection,
+    policy: &Policy,
+    to: &str,
+    class: Priority,
+    id: i64,
+    now: Millis,
+) -> rusqlite::Result<()> {
+    if policy.caps.of(class).is_some() {
+        c.prepare_cached("INSERT INTO sends (recipient, priority, at, message_id) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![to, class.as_i64(), now, id])?;
+    }
+    Ok(())
+}

@@ -29,6 +29,8 @@ pub struct MessageView {
     pub callback_url: Option<String>,
     /// The trigger rule that made it, if one did.
     pub trigger: Option<TriggerView>,
+    /// The recipient's time zone (IANA name).
+    pub tz: Option<String>,
     pub parts: Vec<PartView>,
     pub history: Vec<HistoryEntry>,
 }
@@ -84,7 +86,7 @@ pub struct Counts {
 
 const COLUMNS: &str = "id, api_key, reference, recipient, sender, body, encoding, segments, priority, route,
     status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url,
-    rule, step, trigger_key, cancelled_by";
+    rule, step, trigger_key, cancelled_by, tz";
 
 fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
     let pri: i64 = r.get(8)?;
@@ -118,6 +120,7 @@ fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
                 cancelled_by: r.get(22)?,
             }),
         },
+        tz: r.get(23)?,
         parts: Vec::new(),
         history: Vec::new(),
     })

@@ -30,13 +30,15 @@ pub struct Pruned {
     /// Webhook rows: the most of finished deliveries, their attempts and
     /// delivered events removed by one kind.
     pub webhooks: u64,
+    /// Rows of the frequency caps' ledger older than any cap's window.
+    pub sends: u64,
     /// Bytes the file gave back to the file system (incremental vacuum).
     pub freed_bytes: u64,
 }
 
 impl Pruned {
     pub fn rows(&self) -> u64 {
-        self.messages + self.inbound + self.receipts + self.webhooks
+        self.messages + self.inbound + self.receipts + self.webhooks + self.sends
     }
 
     pub(super) fn add(&mut self, other: Pruned) {
@@ -44,6 +46,7 @@ impl Pruned {
         self.inbound += other.inbound;
         self.receipts += other.receipts;
         self.webhooks += other.webhooks;
+        self.sends += other.sends;
         self.freed_bytes += other.freed_bytes;
     }
 }
@@ -93,8 +96,19 @@ pub(super) fn prune_batch(c: &Connection, r: &Retention, now: Millis, limit: usi
             )?
             .execute(params![now - keep, limit as i64])? as u64;
     }
+    // The caps' ledger counts back at most a cap's longest window (config
+    // refuses more than 400 days), whatever the retention of messages.
+    out.sends = c
+        .prepare_cached(
+            "DELETE FROM sends WHERE rowid IN (SELECT rowid FROM sends INDEXED BY sends_age WHERE at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![now - SENDS_KEEP_MS, limit as i64])? as u64;
     Ok(out)
 }
+
+/// How long a row of the `sends` ledger is kept: the longest window a
+/// `[policy.caps]` entry may have.
+pub const SENDS_KEEP_MS: Millis = 400 * 24 * 3600 * 1000;
 
 /// Move up to `pages` free pages to the end of the file and cut them off.
 /// Returns the bytes given back; nothing on a file without incremental

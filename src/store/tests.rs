@@ -155,10 +155,15 @@ async fn claim_serves_priority_then_age_and_skips_other_routes() {
         msgs.push(NewMessage { priority: p, ..new_msg(1) });
     }
     msgs.push(NewMessage { route: "other".into(), priority: Priority::Otp, ..new_msg(1) });
-    s.enqueue("k".into(), None, msgs, None, Policy::default()).await.unwrap();
-    let got: Vec<i64> = s.claim("r".into(), 3, Policy::default()).await.unwrap().iter().map(|m| m.id).collect();
+    // Whatever the hour the test runs at: no quiet hours.
+    let policy = Policy {
+        quiet_hours: crate::config::QuietHours { promotional: None, transactional: None },
+        ..Policy::default()
+    };
+    s.enqueue("k".into(), None, msgs, None, policy).await.unwrap();
+    let got: Vec<i64> = s.claim("r".into(), 3, policy).await.unwrap().iter().map(|m| m.id).collect();
     assert_eq!(got, [3, 2, 1]);
-    let got: Vec<i64> = s.claim("r".into(), 3, Policy::default()).await.unwrap().iter().map(|m| m.id).collect();
+    let got: Vec<i64> = s.claim("r".into(), 3, policy).await.unwrap().iter().map(|m| m.id).collect();
     assert_eq!(got, [4]);
 }
 
@@ -925,4 +930,134 @@ async fn a_keyword_whose_action_fails_leaves_no_inbound_row_behind() {
     assert!(s.list_inbound(None, None, 10).await.unwrap().is_empty());
     let events: i64 = s.read(|c| c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))).await.unwrap();
     assert_eq!(events, 0);
+}
+
+// --- time zones, quiet hours and frequency caps at claim ---
+
+/// 2026-12-06 12:00 UTC: 22:00 in Vladivostok, 15:00 in Moscow.
+const NOON_UTC: Millis = 1_796_558_400_000;
+
+fn to_claim(to: &str, priority: Priority, tz: Option<&str>) -> NewMessage {
+    NewMessage { to: to.into(), priority, tz: tz.map(str::to_string), valid_until: NOON_UTC + 86_400_000, ..new_msg(1) }
+}
+
+fn tz_of(c: &rusqlite::Connection, id: i64) -> String {
+    c.query_row("SELECT tz FROM messages WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn a_claim_reads_one_index_range_per_class() {
+    let (_d, c) = conn();
+    let plan: Vec<String> = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", messages::CLAIM_SQL))
+        .unwrap()
+        .query_map(rusqlite::params!["r", 0, 10, "k", 0], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // No sort and no scan: the due rows of one class, in index order.
+    assert_eq!(plan, ["SEARCH messages USING INDEX messages_queue (route=? AND priority=? AND due_at<?)"]);
+}
+
+#[test]
+fn the_zone_is_the_one_given_else_the_number_s_else_the_default() {
+    let (_d, c) = conn();
+    let policy = Policy { default_tz: chrono_tz::Europe::Berlin, ..Policy::default() };
+    let msgs = [
+        to_claim("+79161234567", Priority::Otp, Some("Asia/Tokyo")),
+        to_claim("+79147001234", Priority::Otp, None),
+        to_claim("+12025550100", Priority::Otp, None),
+    ];
+    let EnqueueOutcome::Created(a) = messages::enqueue(&c, "k", None, &msgs, None, &policy, NOON_UTC).unwrap() else {
+        panic!("created")
+    };
+    let zones: Vec<String> = a.iter().map(|m| tz_of(&c, m.id)).collect();
+    assert_eq!(zones, ["Asia/Tokyo", "Asia/Vladivostok", "Europe/Berlin"]);
+}
+
+#[test]
+fn quiet_hours_defer_in_the_recipient_s_zone_and_otp_goes() {
+    let (_d, c) = conn();
+    let policy = Policy::default(); // promotional quiet 21:00-09:00
+    let msgs = [
+        to_claim("+79147001234", Priority::Promotional, None), // 22:00 in Vladivostok: quiet
+        to_claim("+79161234567", Priority::Promotional, None), // 15:00 in Moscow: goes
+        to_claim("+79147001234", Priority::Otp, None),         // otp: never held
+    ];
+    messages::enqueue(&c, "k", None, &msgs, None, &policy, NOON_UTC).unwrap();
+    let got: Vec<i64> = messages::claim(&c, "r", 10, &policy, NOON_UTC).unwrap().claimed.iter().map(|m| m.id).collect();
+    assert_eq!(got, [3, 2]);
+    assert_eq!(status(&c, 1), "queued");
+    let (due, detail): (Millis, String) = c
+        .query_row("SELECT due_at, (SELECT detail FROM history WHERE message_id = 1 ORDER BY rowid DESC LIMIT 1) FROM messages WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(due, NOON_UTC + 11 * 3_600_000, "09:00 next morning in Vladivostok is 23:00 UTC");
+    assert_eq!(detail, "deferred by quiet hours until 09:00 Asia/Vladivostok");
+    // Not due before the window opens; claimed when it has.
+    assert!(messages::claim(&c, "r", 10, &policy, due - 1).unwrap().claimed.is_empty());
+    let got = messages::claim(&c, "r", 10, &policy, due).unwrap().claimed;
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
+}
+
+#[test]
+fn a_cap_counts_each_message_once_and_suppresses_beyond_it() {
+    let (_d, c) = conn();
+    let cap = crate::config::Cap { count: 2, window_ms: 30 * 86_400_000 };
+    let policy = Policy {
+        quiet_hours: crate::config::QuietHours { promotional: None, transactional: None },
+        caps: crate::config::Caps { promotional: Some(cap), ..Default::default() },
+        ..Policy::default()
+    };
+    let promo = || to_claim("+79161234567", Priority::Promotional, None);
+    let mut now = NOON_UTC;
+    for _ in 0..2 {
+        messages::enqueue(&c, "k", None, &[promo()], None, &policy, now).unwrap();
+        assert_eq!(messages::claim(&c, "r", 10, &policy, now).unwrap().claimed.len(), 1);
+        now += 1_000;
+    }
+    // A retry of a counted message is not counted again.
+    c.execute("UPDATE messages SET status = 'queued' WHERE id = 2", []).unwrap();
+    assert_eq!(messages::claim(&c, "r", 10, &policy, now).unwrap().claimed.len(), 1);
+    let ledger: i64 = c.query_row("SELECT count(*) FROM sends", [], |r| r.get(0)).unwrap();
+    assert_eq!(ledger, 2);
+    // The third promotion is suppressed; a transactional one still goes.
+    let more = [promo(), to_claim("+79161234567", Priority::Transactional, None)];
+    messages::enqueue(&c, "k", None, &more, None, &policy, now).unwrap();
+    let claim = messages::claim(&c, "r", 10, &policy, now).unwrap();
+    assert_eq!(claim.claimed.iter().map(|m| m.id).collect::<Vec<_>>(), [4]);
+    assert_eq!(claim.suppressed, ["capped"]);
+    let (st, code): (String, String) = c
+        .query_row("SELECT status, error_code FROM messages WHERE id = 3", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((st.as_str(), code.as_str()), ("suppressed", "capped"));
+    // Past the window the number may get promotions again.
+    let later = NewMessage { valid_until: now + cap.window_ms + 60_000, ..promo() };
+    messages::enqueue(&c, "k", None, &[later], None, &policy, now + cap.window_ms).unwrap();
+    assert_eq!(messages::claim(&c, "r", 10, &policy, now + cap.window_ms).unwrap().claimed.len(), 1);
+}
+
+#[test]
+fn the_caps_ledger_is_pruned_past_the_longest_window_a_cap_may_have() {
+    let (_d, c) = conn();
+    let keep = retention::SENDS_KEEP_MS;
+    for (id, at) in [(1, NOON_UTC - keep - 1), (2, NOON_UTC - keep + 1)] {
+        c.execute(
+            "INSERT INTO sends (recipient, priority, at, message_id) VALUES ('+79161234567', 2, ?1, ?2)",
+            [at, id],
+        )
+        .unwrap();
+    }
+    let forever = Retention { finished_ms: None, inbound_ms: None, orphan_receipt_ms: None };
+    let pruned = retention::prune_batch(&c, &forever, NOON_UTC, 100).unwrap();
+    assert_eq!(pruned.sends, 1);
+    let left: Vec<i64> = c
+        .prepare("SELECT message_id FROM sends")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(left, [2]);
 }

@@ -26,8 +26,11 @@ pub fn write_config(dir: &Path, extra: &str, routes: &str) -> PathBuf {
 }
 
 /// As `write_config`, with `server` lines added to the `[server]` table.
+/// Promotions have no quiet hours unless `extra` sets them, so a test does
+/// not depend on the hour it runs at.
 pub fn write_config_with(dir: &Path, server: &str, extra: &str, routes: &str) -> PathBuf {
     let path = dir.join("smsgw.toml");
+    let quiet = if extra.contains("quiet_hours") { "" } else { "[policy.quiet_hours]\npromotional = \"none\"" };
     let text = format!(
         r#"
 [server]
@@ -40,6 +43,7 @@ default_region = "RU"
 [log]
 level = "warn"
 {extra}
+{quiet}
 [[api_keys]]
 name = "test"
 key = "{KEY}"
