@@ -7,4 +7,5 @@
 //! checked (naming the field), matched against an event and rendered; the
 //! store keeps their runs and the messages they make.
 
+pub mod format;
 pub mod template;
