@@ -11,7 +11,8 @@
 //! passes every check. Opt-outs (`optouts`): listing needs `read`, adding
 //! `send`, removing `admin`; consents need `admin` for everything.
 //! passes every check. Webhook subscriptions (`webhooks`): `send` or `read`
-//! manages the key's own, `admin` every key's.
+//! manages the key's own, `admin` every key's. Template preview
+//! (`templates`) needs `send` or `read`.
 
 pub mod auth;
 mod body;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod optouts;
 pub mod problem;
 pub mod serve;
+pub mod templates;
 pub mod webhooks;
 
 use crate::channel::RouteState;
@@ -147,6 +149,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(webhooks::rotate_webhook))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::replay_deliveries))
+        .routes(routes!(templates::preview))
         .split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.limits().max_body_bytes;

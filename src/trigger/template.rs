@@ -141,7 +141,11 @@ fn plural(state: &State, v: JValue, forms: Rest<String>) -> Result<String, Error
 
 /// 1-based line and column of byte `offset` in `source`.
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let before = &source[..source.floor_char_boundary(offset.min(source.len()))];
+    let mut end = offset.min(source.len());
+    while !source.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &source[..end];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     (line, col)
