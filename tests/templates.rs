@@ -118,6 +118,12 @@ async fn preview_names_what_is_wrong() {
     let (s, v) = d.post("/v1/templates/preview", &json!({"data": {}})).await;
     assert_eq!(s, 422, "{v}");
 
+    let (_, doc) = d.get("/openapi.json").await;
+    assert!(
+        doc["paths"]["/v1/templates/preview"]["post"].is_object(),
+        "the preview is missing from the OpenAPI document"
+    );
+
     // A key with only the metrics scope may not preview.
     let resp = d
         .http
