@@ -12,7 +12,8 @@
 //! `send`, removing `admin`; consents need `admin` for everything.
 //! passes every check. Webhook subscriptions (`webhooks`): `send` or `read`
 //! manages the key's own, `admin` every key's. Trigger events (`events`)
-//! need `send`; rules (`rules`) `read` to list, `admin` to change.
+//! need `send`; rules (`rules`) `read` to list, `admin` to change. Template preview
+//! (`templates`) needs `send` or `read`.
 
 pub mod auth;
 mod body;

@@ -9,6 +9,7 @@
 
 pub mod condition;
 pub mod duration;
+pub mod format;
 pub mod spec;
 pub mod template;
 

@@ -1,35 +1,45 @@
-//! Message templates: text with `{{ variables }}` from an event's `data`
-//! (Jinja syntax through minijinja), rendered whole or not at all: a
-//! variable the data lacks is an error naming it, never a half-filled SMS.
-//! `{{ name | default("друг") }}` gives a default. Filters format for the
-//! recipient's locale (`ru` first, `en`; another locale reads as `ru`):
-//! `money` (`1 234,50 ₽`, whole amounts without kopecks), `date`, `time`,
-//! `datetime` in the recipient's zone (`5 декабря`, `14:30`,
-//! `5 декабря в 14:30`; the year only when it is not this year; `date("short")`
-//! gives `05.12`), and `plural` (`{{ n }} {{ n | plural("товар", "товара", "товаров") }}`).
-//! Nothing is HTML-escaped (it is SMS); a render is bounded by fuel, so no
-//! template can hang the ingest.
+//! Message templates: text with `{{ variables }}` from an event's `data`,
+//! rendered whole or not at all (a missing variable is an error naming it).
+//!
+//! The syntax is minijinja's (Jinja2): `{{ name }}`, `{{ name | default("друг") }}`,
+//! `{% if total > 1000 %}...{% endif %}`. Undefined is strict: a variable the
+//! data lacks fails the render wherever it is read (printed, filtered, tested
+//! in a condition) unless `default` gives it a value. Nothing is HTML-escaped
+//! (it is SMS). A source is at most [`MAX_SOURCE_CHARS`] characters, and a
+//! render runs on a fuel and recursion budget and may make at most
+//! [`MAX_OUTPUT_CHARS`] characters, so a rule cannot hang the ingest.
+//!
+//! Filters in the recipient's locale (see [`super::format`]): `money`
+//! (`{{ total | money }}`, `{{ total | money("USD") }}`), `date`, `time`,
+//! `datetime` (of an RFC 3339 string or unix seconds, in the recipient's
+//! zone; `date("short")` → `05.12`) and `plural`
+//! (`{{ n }} {{ n | plural("товар", "товара", "товаров") }}`).
 
-use chrono::{DateTime, Datelike, Utc};
-use minijinja::value::Value as JValue;
-use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
+use super::format::{self, Locale, Moment};
+use chrono::Utc;
+use minijinja::value::{Rest, ValueKind};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value as JValue};
 use serde_json::Value;
-use std::collections::BTreeSet;
-use std::sync::Arc;
 
-/// Longest template source.
-pub const MAX_SOURCE: usize = 2_000;
-/// Instructions one render may spend.
-const FUEL: u64 = 50_000;
-const LOCALE: &str = "__locale";
-const ZONE: &str = "__tz";
+/// Longest template source accepted, in characters.
+pub const MAX_SOURCE_CHARS: usize = 2000;
+/// Longest text a render may make, in characters.
+pub const MAX_OUTPUT_CHARS: usize = 10_000;
+/// Instructions one render may run.
+const FUEL: u64 = 100_000;
+const RECURSION_LIMIT: usize = 32;
+/// Context keys the filters read the render's locale and zone from.
+const LOCALE_KEY: &str = "__smsgw_locale";
+const TZ_KEY: &str = "__smsgw_tz";
 
-/// A template that compiled.
+/// A template that compiled: parsed once, rendered per event from its own
+/// environment (which holds just it).
 #[derive(Clone)]
 pub struct Template {
     source: String,
-    env: Arc<Environment<'static>>,
     variables: Vec<String>,
+    paths: Vec<String>,
+    env: std::sync::Arc<Environment<'static>>,
 }
 
 impl std::fmt::Debug for Template {
@@ -38,9 +48,12 @@ impl std::fmt::Debug for Template {
     }
 }
 
+/// The name a template has in its own environment.
+const NAME: &str = "t";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    /// The template does not parse; says where and why.
+    /// The template does not parse (or is too long); says where and why.
     #[error("{0}")]
     Syntax(String),
     /// Rendering needed a variable the event's data does not have.
@@ -51,69 +64,189 @@ pub enum TemplateError {
     Render(String),
 }
 
-/// A minijinja error as one line: what, and where (line of the template).
-fn describe(e: &minijinja::Error) -> String {
-    let what = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
-    match e.line() {
-        Some(line) => format!("{what} (line {line})"),
-        None => what,
+/// An environment with the settings and filters every template renders with.
+fn env() -> Environment<'static> {
+    {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
+        env.set_keep_trailing_newline(true);
+        env.add_filter("money", money);
+        env.add_filter("date", |s: &State, v: JValue, f: Option<String>| moment(s, v, f, Moment::Date));
+        env.add_filter("time", |s: &State, v: JValue, f: Option<String>| moment(s, v, f, Moment::Time));
+        env.add_filter("datetime", |s: &State, v: JValue, f: Option<String>| moment(s, v, f, Moment::DateTime));
+        env.add_filter("plural", plural);
+        env
     }
+}
+
+fn locale(state: &State) -> Locale {
+    Locale::parse(state.lookup(LOCALE_KEY).as_ref().and_then(|v| v.as_str()).unwrap_or("ru"))
+}
+
+fn invalid(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg)
+}
+
+/// Strict undefined reaches a filter as a value: it fails here, so the
+/// render names the missing variable.
+fn defined(v: &JValue) -> Result<(), Error> {
+    if v.is_undefined() { Err(Error::from(ErrorKind::UndefinedError)) } else { Ok(()) }
+}
+
+/// A number, or a string that holds one.
+fn number(v: &JValue, filter: &str) -> Result<f64, Error> {
+    defined(v)?;
+    if v.kind() == ValueKind::Number {
+        return f64::try_from(v.clone()).map_err(|_| invalid(format!("{filter} needs a number, got {v}")));
+    }
+    v.as_str()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| invalid(format!("{filter} needs a number, got {:?}", v.to_string())))
+}
+
+fn money(state: &State, v: JValue, currency: Option<String>) -> Result<String, Error> {
+    let amount = number(&v, "money")?;
+    Ok(format::money(amount, currency.as_deref().unwrap_or("RUB"), locale(state)))
+}
+
+fn moment(state: &State, v: JValue, fmt: Option<String>, what: Moment) -> Result<String, Error> {
+    let name = match what {
+        Moment::Date => "date",
+        Moment::Time => "time",
+        Moment::DateTime => "datetime",
+    };
+    defined(&v)?;
+    let at = if v.kind() == ValueKind::Number {
+        f64::try_from(v.clone()).ok().and_then(format::from_unix)
+    } else {
+        v.as_str().and_then(format::parse_moment)
+    };
+    let at = at.ok_or_else(|| invalid(format!("{name} needs an RFC 3339 time or unix seconds, got {v}")))?;
+    let short = match fmt.as_deref() {
+        None | Some("long") => false,
+        Some("short") => true,
+        Some(other) => return Err(invalid(format!("{name} format {other:?} is not `short` or `long`"))),
+    };
+    let tz = state
+        .lookup(TZ_KEY)
+        .as_ref()
+        .and_then(|v| v.as_str().and_then(|s| s.parse::<chrono_tz::Tz>().ok()))
+        .unwrap_or(chrono_tz::UTC);
+    Ok(format::moment(at, Utc::now(), tz, what, short, locale(state)))
+}
+
+fn plural(state: &State, v: JValue, forms: Rest<String>) -> Result<String, Error> {
+    let n = number(&v, "plural")?;
+    if forms.is_empty() {
+        return Err(invalid("plural needs its forms: plural(\"товар\", \"товара\", \"товаров\")".into()));
+    }
+    let forms: Vec<&str> = forms.iter().map(String::as_str).collect();
+    Ok(format::plural(n.trunc() as i128, &forms, locale(state)).to_string())
+}
+
+/// 1-based line and column of byte `offset` in `source`.
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(source.len());
+    while !source.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &source[..end];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+fn syntax(source: &str, e: &Error) -> TemplateError {
+    let what = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    match (e.range(), e.line()) {
+        (Some(r), _) => {
+            let (line, col) = line_col(source, r.start);
+            TemplateError::Syntax(format!("line {line}, column {col}: {what}"))
+        }
+        (None, Some(line)) => TemplateError::Syntax(format!("line {line}: {what}")),
+        (None, None) => TemplateError::Syntax(what),
+    }
+}
+
+/// Whether the dotted `path` (`order.total`) resolves in `data`.
+fn resolves(data: &Value, path: &str) -> bool {
+    let mut v = data;
+    for key in path.split('.') {
+        match v.get(key) {
+            Some(next) => v = next,
+            None => return false,
+        }
+    }
+    true
 }
 
 impl Template {
     pub fn compile(source: &str) -> Result<Template, TemplateError> {
-        if source.len() > MAX_SOURCE {
-            return Err(TemplateError::Syntax(format!("{} bytes; a template may have {MAX_SOURCE}", source.len())));
+        let chars = source.chars().count();
+        if chars > MAX_SOURCE_CHARS {
+            return Err(TemplateError::Syntax(format!(
+                "the template is {chars} characters, more than {MAX_SOURCE_CHARS}"
+            )));
         }
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        env.set_fuel(Some(FUEL));
-        env.add_filter("money", money);
-        env.add_filter("date", date);
-        env.add_filter("time", time);
-        env.add_filter("datetime", datetime);
-        env.add_filter("plural", plural);
-        env.add_template_owned("t", source.to_string()).map_err(|e| {
-            TemplateError::Syntax(format!("{} (line {})", e.detail().unwrap_or("syntax error"), e.line().unwrap_or(1)))
-        })?;
-        let mut variables: Vec<String> =
-            env.get_template("t").map(|t| t.undeclared_variables(true).into_iter().collect()).unwrap_or_default();
+        let mut env = env();
+        env.add_template_owned(NAME, source.to_string()).map_err(|e| syntax(source, &e))?;
+        let t = env.get_template(NAME).map_err(|e| syntax(source, &e))?;
+        let mut variables: Vec<String> = t.undeclared_variables(false).into_iter().collect();
         variables.sort();
-        Ok(Template { source: source.to_string(), env: Arc::new(env), variables })
+        let mut paths: Vec<String> = t.undeclared_variables(true).into_iter().collect();
+        paths.sort();
+        Ok(Template { source: source.to_string(), variables, paths, env: std::sync::Arc::new(env) })
     }
 
-    /// The text for `data`, in `locale` (`ru`, `en`), dates in `tz`.
+    /// The text for `data`, in `locale` (`ru`, `en`; another → `ru`), dates in `tz`.
     pub fn render(&self, data: &Value, locale: &str, tz: chrono_tz::Tz) -> Result<String, TemplateError> {
-        let tmpl = self.env.get_template("t").map_err(|e| TemplateError::Render(describe(&e)))?;
+        if !(data.is_object() || data.is_null()) {
+            return Err(TemplateError::Render(format!("the data is {data}, not an object")));
+        }
         let ctx = minijinja::context! {
-            __locale => locale,
-            __tz => tz.name(),
+            __smsgw_locale => locale,
+            __smsgw_tz => tz.name(),
             ..JValue::from_serialize(data)
         };
-        tmpl.render(ctx).map_err(|e| match e.kind() {
-            ErrorKind::UndefinedError => match self.missing(data) {
-                Some(name) => TemplateError::Missing(name),
-                None => TemplateError::Render(describe(&e)),
-            },
-            _ => TemplateError::Render(describe(&e)),
-        })
+        let t = self.env.get_template(NAME).map_err(|e| TemplateError::Render(e.to_string()))?;
+        let out = t.render(ctx).map_err(|e| self.render_error(data, &e))?;
+        let chars = out.chars().count();
+        if chars > MAX_OUTPUT_CHARS {
+            return Err(TemplateError::Render(format!("the text is {chars} characters, more than {MAX_OUTPUT_CHARS}")));
+        }
+        Ok(out)
     }
 
-    /// The first variable (dotted for nested ones) the template reads that
-    /// `data` does not have.
-    fn missing(&self, data: &Value) -> Option<String> {
-        self.variables.iter().find(|v| v.split('.').try_fold(data, |d, k| d.get(k)).is_none()).cloned()
+    /// A render's error as ours: an undefined value names the variable.
+    fn render_error(&self, data: &Value, e: &Error) -> TemplateError {
+        if e.kind() == ErrorKind::UndefinedError {
+            let span = e.range().and_then(|r| self.source.get(r)).unwrap_or("");
+            let missing: Vec<&String> = self.paths.iter().filter(|p| !resolves(data, p)).collect();
+            let named = missing
+                .iter()
+                .filter(|p| span.contains(p.as_str()))
+                .max_by_key(|p| p.len())
+                .or_else(|| missing.first())
+                .map(|p| p.to_string());
+            return TemplateError::Missing(named.unwrap_or_else(|| span.trim().to_string()));
+        }
+        let what = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+        match e.range() {
+            Some(r) => {
+                let (line, col) = line_col(&self.source, r.start);
+                TemplateError::Render(format!("line {line}, column {col}: {what}"))
+            }
+            None => TemplateError::Render(what),
+        }
     }
 
-    /// The variables the template reads (`name`, `cart.total`).
+    /// The top-level variable names the template reads, sorted.
     pub fn variables(&self) -> &[String] {
         &self.variables
-    }
-
-    /// The top-level variable names the template reads.
-    pub fn top_variables(&self) -> BTreeSet<String> {
-        self.variables.iter().map(|v| v.split('.').next().unwrap_or(v).to_string()).collect()
     }
 
     pub fn source(&self) -> &str {
@@ -121,239 +254,98 @@ impl Template {
     }
 }
 
-fn locale(state: &State) -> String {
-    state.lookup(LOCALE).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "ru".into())
-}
-
-fn english(state: &State) -> bool {
-    locale(state).to_ascii_lowercase().starts_with("en")
-}
-
-fn zone(state: &State) -> chrono_tz::Tz {
-    state.lookup(ZONE).and_then(|v| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(chrono_tz::UTC)
-}
-
-fn bad(msg: String) -> minijinja::Error {
-    minijinja::Error::new(ErrorKind::InvalidOperation, msg)
-}
-
-fn number(v: &JValue) -> Result<f64, minijinja::Error> {
-    if v.is_undefined() {
-        return Err(minijinja::Error::new(ErrorKind::UndefinedError, "a filter was given an undefined value"));
-    }
-    if let Some(s) = v.as_str() {
-        return s.trim().replace(',', ".").parse().map_err(|_| bad(format!("{s:?} is not a number")));
-    }
-    f64::try_from(v.clone()).map_err(|_| bad(format!("{v} is not a number")))
-}
-
-/// Digits grouped by three with `sep`.
-fn grouped(n: u64, sep: &str) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push_str(sep);
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// An amount: `1 234,50 ₽` (ru) or `₽1,234.50`-style with the currency's
-/// sign or code (en); whole amounts without the fraction.
-fn money(state: &State, value: JValue, currency: Option<String>) -> Result<String, minijinja::Error> {
-    let amount = number(&value)?;
-    let cents = (amount.abs() * 100.0).round() as u64;
-    let (whole, frac) = (cents / 100, cents % 100);
-    let code = currency.unwrap_or_else(|| "RUB".into()).to_ascii_uppercase();
-    let sign = match code.as_str() {
-        "RUB" => Some("₽"),
-        "USD" => Some("$"),
-        "EUR" => Some("€"),
-        "GBP" => Some("£"),
-        _ => None,
-    };
-    let minus = if amount < 0.0 && cents > 0 { "-" } else { "" };
-    Ok(if english(state) {
-        let n = if frac == 0 { grouped(whole, ",") } else { format!("{}.{frac:02}", grouped(whole, ",")) };
-        match sign {
-            Some(s) => format!("{minus}{s}{n}"),
-            None => format!("{minus}{n} {code}"),
-        }
-    } else {
-        let n = if frac == 0 { grouped(whole, " ") } else { format!("{},{frac:02}", grouped(whole, " ")) };
-        format!("{minus}{n} {}", sign.unwrap_or(&code))
-    })
-}
-
-/// An RFC 3339 time or unix seconds, in the recipient's zone.
-fn instant(state: &State, value: &JValue) -> Result<DateTime<chrono_tz::Tz>, minijinja::Error> {
-    if value.is_undefined() {
-        return Err(minijinja::Error::new(ErrorKind::UndefinedError, "a filter was given an undefined value"));
-    }
-    let utc: DateTime<Utc> = if let Some(s) = value.as_str() {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .or_else(|_| {
-                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .map(|d| d.and_hms_opt(12, 0, 0).unwrap_or_default().and_utc())
-            })
-            .map_err(|_| bad(format!("{s:?} is not a date (RFC 3339, or YYYY-MM-DD)")))?
-    } else {
-        let secs = number(value)?;
-        DateTime::from_timestamp(secs as i64, 0).ok_or_else(|| bad(format!("{secs} is not a time")))?
-    };
-    Ok(utc.with_timezone(&zone(state)))
-}
-
-const RU_MONTHS: [&str; 12] = [
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
-];
-const EN_MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
-fn day(state: &State, t: &DateTime<chrono_tz::Tz>, format: Option<&str>) -> String {
-    let this_year = Utc::now().with_timezone(&t.timezone()).year();
-    let m = t.month0() as usize;
-    match (format, english(state)) {
-        (Some("short"), false) => format!("{:02}.{:02}", t.day(), t.month()),
-        (Some("short"), true) => format!("{:02}/{:02}", t.month(), t.day()),
-        (_, false) if t.year() == this_year => format!("{} {}", t.day(), RU_MONTHS[m]),
-        (_, false) => format!("{} {} {}", t.day(), RU_MONTHS[m], t.year()),
-        (_, true) if t.year() == this_year => format!("{} {}", EN_MONTHS[m], t.day()),
-        (_, true) => format!("{} {}, {}", EN_MONTHS[m], t.day(), t.year()),
-    }
-}
-
-fn date(state: &State, value: JValue, format: Option<String>) -> Result<String, minijinja::Error> {
-    Ok(day(state, &instant(state, &value)?, format.as_deref()))
-}
-
-fn time(state: &State, value: JValue) -> Result<String, minijinja::Error> {
-    Ok(instant(state, &value)?.format("%H:%M").to_string())
-}
-
-fn datetime(state: &State, value: JValue) -> Result<String, minijinja::Error> {
-    let t = instant(state, &value)?;
-    let word = if english(state) { "at" } else { "в" };
-    Ok(format!("{} {word} {}", day(state, &t, None), t.format("%H:%M")))
-}
-
-/// The word for `n`: Russian takes three forms (1 товар, 2 товара, 5
-/// товаров), English two (1 item, 2 items).
-fn plural(value: JValue, one: String, few: String, many: Option<String>) -> Result<String, minijinja::Error> {
-    let n = number(&value)?.abs().trunc() as u64;
-    Ok(match many {
-        None => {
-            if n == 1 {
-                one
-            } else {
-                few
-            }
-        }
-        Some(many) => match (n % 10, n % 100) {
-            (1, r) if r != 11 => one,
-            (2..=4, r) if !(12..=14).contains(&r) => few,
-            _ => many,
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
     use serde_json::json;
 
-    fn render(src: &str, data: Value, locale: &str) -> Result<String, TemplateError> {
-        Template::compile(src)?.render(&data, locale, chrono_tz::Europe::Moscow)
+    fn render(src: &str, data: Value) -> Result<String, TemplateError> {
+        Template::compile(src)?.render(&data, "ru", chrono_tz::Europe::Moscow)
     }
 
     #[test]
-    fn money_in_russian_and_english() {
-        let t = "{{ a | money }}|{{ b | money }}|{{ c | money('USD') }}|{{ d | money('CHF') }}";
-        let data = json!({"a": 1234.5, "b": "1500000", "c": 12.3, "d": 7});
-        assert_eq!(render(t, data.clone(), "ru").unwrap(), "1 234,50 ₽|1 500 000 ₽|12,30 $|7 CHF");
-        assert_eq!(render(t, data, "en").unwrap(), "₽1,234.50|₽1,500,000|$12.30|7 CHF");
-    }
-
-    #[test]
-    fn dates_in_the_recipients_zone() {
-        let year = Utc::now().year();
-        let data = json!({"t": format!("{year}-12-05T11:30:00Z"), "later": format!("{}-03-01T09:00:00Z", year + 1)});
-        assert_eq!(render("{{ t | date }}, {{ t | time }}", data.clone(), "ru").unwrap(), "5 декабря, 14:30");
-        assert_eq!(render("{{ t | datetime }}", data.clone(), "ru").unwrap(), "5 декабря в 14:30");
-        assert_eq!(render("{{ later | date }}", data.clone(), "ru").unwrap(), format!("1 марта {}", year + 1));
-        assert_eq!(render("{{ t | date('short') }}", data.clone(), "ru").unwrap(), "05.12");
-        assert_eq!(render("{{ t | datetime }}", data, "en").unwrap(), "December 5 at 14:30");
-    }
-
-    #[test]
-    fn russian_plurals() {
-        let t = "{{ n }} {{ n | plural('товар', 'товара', 'товаров') }}";
-        for (n, want) in [
-            (1, "товар"),
-            (2, "товара"),
-            (5, "товаров"),
-            (11, "товаров"),
-            (21, "товар"),
-            (111, "товаров"),
-            (22, "товара"),
-            (14, "товаров"),
-        ] {
-            assert_eq!(render(t, json!({"n": n}), "ru").unwrap(), format!("{n} {want}"));
-        }
-        assert_eq!(render("{{ n | plural('item', 'items') }}", json!({"n": 1}), "en").unwrap(), "item");
-    }
-
-    #[test]
-    fn a_missing_variable_is_named_even_inside_a_filter_and_defaults_work() {
-        assert_eq!(render("Hi {{ name }}", json!({}), "ru"), Err(TemplateError::Missing("name".into())));
+    fn variables_and_money() {
+        let t = "{{ name }}, ваша корзина на {{ total | money }} ждёт вас";
         assert_eq!(
-            render("{{ total | money }}", json!({"name": "x"}), "ru"),
-            Err(TemplateError::Missing("total".into()))
+            render(t, json!({"name": "Анна", "total": 1234.5})).unwrap(),
+            "Анна, ваша корзина на 1\u{a0}234,50\u{a0}₽ ждёт вас"
         );
-        assert_eq!(
-            render("{{ cart.total }}", json!({"cart": {}}), "ru"),
-            Err(TemplateError::Missing("cart.total".into()))
-        );
-        assert_eq!(render("Hi {{ name | default('друг') }}", json!({}), "ru").unwrap(), "Hi друг");
-        assert_eq!(render("<b>{{ s }}</b>", json!({"s": "a&b"}), "ru").unwrap(), "<b>a&b</b>", "no escaping");
+        assert_eq!(render("{{ t | money }}", json!({"t": "1500"})).unwrap(), "1\u{a0}500\u{a0}₽");
+        assert_eq!(Template::compile(t).unwrap().variables(), ["name", "total"]);
+        let en = Template::compile("{{ t | money }}").unwrap().render(&json!({"t": 1234.5}), "en", chrono_tz::UTC);
+        assert_eq!(en.unwrap(), "₽1,234.50");
     }
 
     #[test]
-    fn syntax_errors_say_where_and_renders_are_bounded() {
-        let e = Template::compile("line one\n{{ unclosed").unwrap_err();
-        assert!(matches!(&e, TemplateError::Syntax(m) if m.contains("line 2")), "{e}");
-        let e = render(
-            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
-            json!({}),
-            "ru",
+    fn missing_variables_are_named() {
+        assert_eq!(render("Привет, {{ name }}!", json!({})), Err(TemplateError::Missing("name".into())));
+        assert_eq!(render("{{ total | money }}", json!({"name": "x"})), Err(TemplateError::Missing("total".into())));
+        assert_eq!(render("{% if vip %}VIP{% endif %}", json!({})), Err(TemplateError::Missing("vip".into())));
+        assert_eq!(render("{{ a }} {{ b }}", json!({"a": 1})), Err(TemplateError::Missing("b".into())));
+    }
+
+    #[test]
+    fn defaults_fill_what_is_missing() {
+        assert_eq!(render("Привет, {{ name | default(\"друг\") }}!", json!({})).unwrap(), "Привет, друг!");
+        assert_eq!(
+            render("Привет, {{ name | default(\"друг\") }}!", json!({"name": "Олег"})).unwrap(),
+            "Привет, Олег!"
         );
-        assert!(matches!(e, Err(TemplateError::Render(_))), "{e:?}");
-        assert!(Template::compile(&"x".repeat(MAX_SOURCE + 1)).is_err());
+    }
+
+    #[test]
+    fn no_html_escaping() {
+        assert_eq!(render("{{ s }}", json!({"s": "<b>&\"'"})).unwrap(), "<b>&\"'");
+    }
+
+    #[test]
+    fn plural_in_a_template() {
+        let t = Template::compile("{{ n }} {{ n | plural(\"товар\", \"товара\", \"товаров\") }}").unwrap();
+        let out: Vec<String> = [1, 2, 5, 11, 21, 111]
+            .iter()
+            .map(|n| t.render(&json!({ "n": n }), "ru", chrono_tz::UTC).unwrap())
+            .collect();
+        assert_eq!(out, ["1 товар", "2 товара", "5 товаров", "11 товаров", "21 товар", "111 товаров"]);
+        let en = Template::compile("{{ n }} {{ n | plural(\"item\", \"items\") }}").unwrap();
+        assert_eq!(en.render(&json!({"n": 1}), "en", chrono_tz::UTC).unwrap(), "1 item");
+        assert_eq!(en.render(&json!({"n": 3}), "en", chrono_tz::UTC).unwrap(), "3 items");
+    }
+
+    #[test]
+    fn dates_in_the_zone_and_across_the_year() {
+        let year = Utc::now().with_timezone(&chrono_tz::Asia::Vladivostok).year();
+        let this = format!("{year}-12-05T11:30:00Z");
+        let next = format!("{}-12-05T11:30:00Z", year + 1);
+        let vl = chrono_tz::Asia::Vladivostok; // UTC+10
+        let r = |src: &str, at: &str| Template::compile(src).unwrap().render(&json!({ "at": at }), "ru", vl).unwrap();
+        assert_eq!(r("{{ at | date }}", &this), "5 декабря");
+        assert_eq!(r("{{ at | date }}", &next), format!("5 декабря {}", year + 1));
+        assert_eq!(r("{{ at | time }}", &this), "21:30");
+        assert_eq!(r("{{ at | datetime }}", &this), "5 декабря в 21:30");
+        assert_eq!(r("{{ at | date(\"short\") }}", &this), "05.12");
+        // Unix seconds, and a moment that is another day in the recipient's zone.
+        let late = format!("{year}-12-05T20:00:00Z");
+        assert_eq!(r("{{ at | date }}", &late), "6 декабря");
+        let secs = chrono::DateTime::parse_from_rfc3339(&this).unwrap().timestamp();
+        let t = Template::compile("{{ at | datetime }}").unwrap();
+        assert_eq!(t.render(&json!({ "at": secs }), "en", vl).unwrap(), "December 5 at 21:30");
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let e = Template::compile("Привет,\n{{ name }\nпока").unwrap_err();
+        let TemplateError::Syntax(msg) = e else { panic!("not a syntax error: {e:?}") };
+        assert!(msg.starts_with("line 2, column "), "{msg}");
+        let long = "x".repeat(MAX_SOURCE_CHARS + 1);
+        assert!(matches!(Template::compile(&long), Err(TemplateError::Syntax(_))));
+    }
+
+    #[test]
+    fn wrong_values_and_runaway_templates_fail_cleanly() {
+        assert!(matches!(render("{{ t | money }}", json!({"t": "abc"})), Err(TemplateError::Render(_))));
+        assert!(matches!(render("{{ t | date }}", json!({"t": "yesterday"})), Err(TemplateError::Render(_))));
+        let spin = "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}";
+        assert!(matches!(render(spin, json!({})), Err(TemplateError::Render(_))));
     }
 }
