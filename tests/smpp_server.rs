@@ -1,0 +1,84 @@
+//! The SMPP server through the real binary, with independent clients: PyPI
+//! `smpplib` binds, submits (GSM-7, UCS-2, data_sm), is refused for the
+//! right reasons, throttled, and a garbage peer is dropped without harming
+//! the others.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn smpp_config(port: u16) -> String {
+    format!(
+        r#"
+[smpp_server]
+listen = "127.0.0.1:{port}"
+enquire_link_secs = 30
+[[smpp_server.accounts]]
+system_id = "crm"
+password = "secret1"
+max_binds = 2
+message_id = "hex"
+[[smpp_server.accounts]]
+system_id = "lan"
+password = "pw"
+allow_ips = ["10.0.0.0/8"]
+[[smpp_server.accounts]]
+system_id = "txonly"
+password = "pw"
+bind_types = ["transmitter"]
+[[smpp_server.accounts]]
+system_id = "slow"
+password = "pw"
+throughput = 1
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smpplib_binds_submits_and_is_refused_for_the_right_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(dir.path(), &smpp_config(port), &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    let py = venv_python();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/smpp_server_client.py");
+    let out = tokio::process::Command::new(py).arg(&script).arg(port.to_string()).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+
+    assert_eq!(v["bind_trx"], 0);
+    assert_eq!(v["bind_tx"], 0);
+    assert_eq!(v["bind_third"], 0x05, "ESME_RALYBND beyond max_binds");
+    assert_eq!(v["wrong_password"], 0x0E, "ESME_RINVPASWD");
+    assert_eq!(v["unknown_system_id"], 0x0F, "ESME_RINVSYSID");
+    assert_eq!(v["disallowed_ip"], 0x0D, "ESME_RBINDFAIL for 127.0.0.1 outside 10.0.0.0/8");
+    assert_eq!(v["disallowed_type"], 0x0D, "ESME_RBINDFAIL for a bind type not allowed");
+
+    for (what, text) in [("gsm", "Hello from smpplib"), ("ucs2", "Привет из smpplib")] {
+        let r = &v[what][0];
+        assert_eq!(r["status"], 0, "{what}: {r}");
+        let id = i64::from_str_radix(r["message_id"].as_str().unwrap(), 16).expect("hex message_id");
+        let m = d.wait_status(id, "delivered", 20).await;
+        assert_eq!(m["text"], text);
+        assert_eq!(m["to"], "+79161234567");
+        assert_eq!(m["from"], "SMSGW");
+    }
+    assert_eq!(v["ucs2"][0]["status"], 0);
+    let id = i64::from_str_radix(v["data_sm"]["message_id"].as_str().unwrap(), 16).unwrap();
+    assert_eq!(v["data_sm"]["status"], 0);
+    assert_eq!(d.message(id).await["text"], "data sm payload");
+
+    let throttled = v["throttled"].as_array().unwrap();
+    assert_eq!(throttled[0], 0, "the first submit within the rate passes");
+    assert!(throttled.iter().any(|s| s == 0x58), "ESME_RTHROTTLED beyond throughput: {throttled:?}");
+
+    assert_eq!(v["garbage_closed"], true, "a garbage peer is dropped");
+    assert_eq!(v["after_garbage"][0]["status"], 0, "other binds are unharmed");
+    let log = d.log_text();
+    assert!(log.contains("SMPP bind refused") && log.contains("127.0.0.1"), "refusals logged with the peer: {log}");
+}
