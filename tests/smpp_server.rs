@@ -77,6 +77,14 @@ async fn smpplib_binds_submits_and_is_refused_for_the_right_reasons() {
     assert_eq!(throttled[0], 0, "the first submit within the rate passes");
     assert!(throttled.iter().any(|s| s == 0x58), "ESME_RTHROTTLED beyond throughput: {throttled:?}");
 
+    assert_eq!(v["query_state"], 2, "query_sm: DELIVERED");
+    assert_eq!(v["query_final_date"].as_str().unwrap().len(), 16, "an absolute final_date");
+    let second = i64::from_str_radix(v["held"][1]["message_id"].as_str().unwrap(), 16).unwrap();
+    assert_eq!(v["cancel"][1], 0x8000_0008u32, "cancel_sm_resp");
+    assert_eq!(v["cancel"][2], 0, "a scheduled message is cancelled");
+    assert_eq!(d.message(second).await["status"], "cancelled");
+    assert_eq!(v["cancel_again"][2], 0x11, "ESME_RCANCELFAIL once it is final");
+    assert_eq!(v["cancel_unknown"][2], 0x0C, "ESME_RINVMSGID for an id the account does not own");
     assert_eq!(v["garbage_closed"], true, "a garbage peer is dropped");
     assert_eq!(v["after_garbage"][0]["status"], 0, "other binds are unharmed");
     let log = d.log_text();

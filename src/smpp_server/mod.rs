@@ -6,6 +6,7 @@
 //! layer. Started by the daemon after the routes, stopped before them.
 
 mod account;
+mod query;
 mod session;
 mod submit;
 

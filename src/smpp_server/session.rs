@@ -6,6 +6,7 @@
 
 use super::Shared;
 use super::account::AccountState;
+use super::query;
 use super::submit::{self, Refused};
 use crate::smpp::reply::{generic_nack, header_only_command};
 use crate::smpp::{FramingError, RawPdu, SmppFrame, SmppFramer};
@@ -164,8 +165,8 @@ impl Session {
                 self.on_bind(&frame);
                 None
             }
-            CommandId::SubmitSm | CommandId::DataSm => {
-                self.on_submit(frame);
+            CommandId::SubmitSm | CommandId::DataSm | CommandId::QuerySm | CommandId::CancelSm => {
+                self.on_request(frame);
                 None
             }
             _ => {
@@ -226,9 +227,12 @@ impl Session {
         self.bound = Some(Bound { account, kind, window });
     }
 
-    fn on_submit(&mut self, frame: RawPdu) {
+    /// A request that needs a transmitting bind and a window slot, answered
+    /// by its own task once the store has answered (after the commit).
+    fn on_request(&mut self, frame: RawPdu) {
         let seq = frame.sequence_number;
         let resp_id = frame.command_id | 0x8000_0000;
+        let is_submit = matches!(CommandId::from(frame.command_id), CommandId::SubmitSm | CommandId::DataSm);
         let Some(bound) = self.bound.as_ref().filter(|b| b.kind.transmits()) else {
             self.send(header_only_command(resp_id, u32::from(CommandStatus::EsmeRinvbndsts), seq));
             return;
@@ -239,7 +243,7 @@ impl Session {
             self.send(header_only_command(resp_id, u32::from(CommandStatus::EsmeRmsgqful), seq));
             return;
         };
-        if !account.admit() {
+        if is_submit && !account.admit() {
             account.count(false);
             self.send(header_only_command(resp_id, u32::from(CommandStatus::EsmeRthrottled), seq));
             return;
@@ -257,24 +261,34 @@ impl Session {
         let peer = self.peer;
         self.tasks.spawn(async move {
             let _permit = permit;
-            let Some(pdu) = command.pdu() else { return };
-            let data_sm = matches!(pdu, Pdu::DataSm(_));
-            let answer = match submit::accept(&shared, &account, pdu).await {
-                Ok(id) => {
-                    account.count(true);
-                    let mid = COctetString::<1, 65>::from_str(&account.cfg.message_id.format(id)).unwrap_or_default();
-                    let pdu = if data_sm {
-                        Pdu::DataSmResp(DataSmResp::builder().message_id(mid).build())
-                    } else {
-                        Pdu::SubmitSmResp(SubmitSmResp::builder().message_id(mid).build())
-                    };
-                    Command::new(CommandStatus::EsmeRok, seq, pdu)
-                }
-                Err(Refused(status, why)) => {
-                    account.count(false);
-                    tracing::info!(%peer, system_id = %account.cfg.system_id, status = ?status, why, "SMPP submit refused");
-                    header_only_command(resp_id, u32::from(status), seq)
-                }
+            let Some(pdu) = command.pdu() else {
+                let _ = tx.send(generic_nack(u32::from(CommandStatus::EsmeRinvmsglen), seq));
+                return;
+            };
+            let answer = match pdu {
+                Pdu::QuerySm(_) => query::query(&shared, &account, pdu).await,
+                Pdu::CancelSm(_) => query::cancel(&shared, &account, pdu).await,
+                _ => match submit::accept(&shared, &account, pdu).await {
+                    Ok(id) => {
+                        account.count(true);
+                        let mid =
+                            COctetString::<1, 65>::from_str(&account.cfg.message_id.format(id)).unwrap_or_default();
+                        Ok(if matches!(pdu, Pdu::DataSm(_)) {
+                            Pdu::DataSmResp(DataSmResp::builder().message_id(mid).build())
+                        } else {
+                            Pdu::SubmitSmResp(SubmitSmResp::builder().message_id(mid).build())
+                        })
+                    }
+                    Err(Refused(status, why)) => {
+                        account.count(false);
+                        tracing::info!(%peer, system_id = %account.cfg.system_id, status = ?status, why, "SMPP submit refused");
+                        Err(status)
+                    }
+                },
+            };
+            let answer = match answer {
+                Ok(pdu) => Command::new(CommandStatus::EsmeRok, seq, pdu),
+                Err(status) => header_only_command(resp_id, u32::from(status), seq),
             };
             let _ = tx.send(answer);
         });

@@ -11,6 +11,7 @@ import json
 import socket
 import struct
 import sys
+import time
 
 import smpplib.client
 import smpplib.consts
@@ -40,6 +41,10 @@ def bind_status(kind, system_id, password):
 
 
 def submit(c, text, **kw):
+    return submit_to(c, TO, text, **kw)
+
+
+def submit_to(c, to, text, **kw):
     parts, coding, esm = smpplib.gsm.make_parts(text)
     res = []
     for p in parts:
@@ -48,7 +53,7 @@ def submit(c, text, **kw):
             source_addr="SMSGW",
             dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
             dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
-            destination_addr=TO,
+            destination_addr=to.lstrip("+"),
             short_message=p,
             data_coding=coding,
             esm_class=esm,
@@ -115,6 +120,33 @@ try:
 except socket.timeout:
     out["garbage_closed"] = False
 out["garbage_answer"] = list(struct.unpack(">IIII", got[:16])) if len(got) >= 16 else None
+
+# query_sm until the GSM message is delivered (message_state 2).
+state = None
+for _ in range(100):
+    trx.query_message(message_id=out["gsm"][0]["message_id"], source_addr="SMSGW")
+    r = trx.read_pdu()
+    state = int(r.message_state)
+    out["query_final_date"] = r.final_date.decode() if isinstance(r.final_date, bytes) else r.final_date
+    if state == 2:
+        break
+    time.sleep(0.1)
+out["query_state"] = state
+
+
+def cancel(c, message_id):
+    body = b"\0" + message_id.encode() + b"\0" + b"\x05\x00SMSGW\0" + b"\x01\x01" + b"\0"
+    c._socket.sendall(struct.pack(">IIII", 16 + len(body), 0x08, 0, 777) + body)
+    head = c._recv_exact(16)
+    return list(struct.unpack(">IIII", head))
+
+
+# cancel_sm of a scheduled message; again (too late); unknown.
+waiting = submit(trx, "now") + submit(trx, "in an hour", schedule_delivery_time="000000010000000R")
+out["held"] = waiting
+out["cancel"] = cancel(trx, waiting[1]["message_id"])
+out["cancel_again"] = cancel(trx, waiting[1]["message_id"])
+out["cancel_unknown"] = cancel(trx, "7fffffff")
 
 # The others are unharmed.
 out["after_garbage"] = submit(tx, "still here")
