@@ -1,7 +1,8 @@
 //! The SMPP server through the real binary, with independent clients: PyPI
-//! `smpplib` binds, submits (GSM-7, UCS-2, data_sm), is refused for the
-//! right reasons, throttled, and a garbage peer is dropped without harming
-//! the others.
+//! `smpplib` binds, submits (GSM-7, UCS-2, data_sm), queries, cancels a
+//! scheduled message, is refused for the right reasons, throttled, and a
+//! garbage peer is dropped without harming the others; npm `smpp` binds as a
+//! transceiver and submits GSM-7 and UCS-2 under the account's key.
 
 mod common;
 use common::*;
@@ -89,4 +90,38 @@ async fn smpplib_binds_submits_and_is_refused_for_the_right_reasons() {
     assert_eq!(v["after_garbage"][0]["status"], 0, "other binds are unharmed");
     let log = d.log_text();
     assert!(log.contains("SMPP bind refused") && log.contains("127.0.0.1"), "refusals logged with the peer: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_smpp_binds_and_submits_gsm7_and_ucs2() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(dir.path(), &smpp_config(port), &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    let node = tokio::process::Command::new("node")
+        .arg("smpp_server_client.js")
+        .arg(port.to_string())
+        .args(["crm", "secret1"])
+        .current_dir(interop_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["event"], "bind_resp");
+    assert_eq!(lines[0]["status"], 0);
+    let mut texts = Vec::new();
+    for l in lines.iter().filter(|l| l["event"] == "submit_resp") {
+        assert_eq!(l["status"], 0, "{l}");
+        let id = i64::from_str_radix(l["message_id"].as_str().unwrap(), 16).unwrap();
+        let m = d.wait_status(id, "delivered", 20).await;
+        assert_eq!(m["api_key"], "smpp:crm");
+        texts.push(m["text"].as_str().unwrap().to_string());
+    }
+    texts.sort();
+    assert_eq!(texts, ["Hello from node-smpp {ok}", "Привет от node-smpp"]);
+    assert_eq!(lines.last().unwrap()["event"], "unbind_resp");
+    assert_eq!(lines.last().unwrap()["status"], 0);
 }
