@@ -18,6 +18,7 @@ fn smpp_config(port: u16) -> String {
 [smpp_server]
 listen = "127.0.0.1:{port}"
 enquire_link_secs = 30
+receipt_retry_secs = 1
 [[smpp_server.accounts]]
 system_id = "crm"
 password = "secret1"
@@ -31,6 +32,9 @@ allow_ips = ["10.0.0.0/8"]
 system_id = "txonly"
 password = "pw"
 bind_types = ["transmitter"]
+[[smpp_server.accounts]]
+system_id = "rcpt"
+password = "pw"
 [[smpp_server.accounts]]
 system_id = "slow"
 password = "pw"
@@ -124,4 +128,34 @@ async fn node_smpp_binds_and_submits_gsm7_and_ucs2() {
     assert_eq!(texts, ["Hello from node-smpp {ok}", "Привет от node-smpp"]);
     assert_eq!(lines.last().unwrap()["event"], "unbind_resp");
     assert_eq!(lines.last().unwrap()["status"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_wait_while_unbound_and_come_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(dir.path(), &smpp_config(port), &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/smpp_server_receipts.py");
+    let out = tokio::process::Command::new(venv_python()).arg(&script).arg(port.to_string()).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let ids: Vec<&str> = v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
+    for id in &ids {
+        d.wait_status(id.parse().unwrap(), "delivered", 10).await;
+    }
+    // The first receipt, not answered, comes again on the next bind, before the second: in order.
+    assert_eq!(v["unanswered"]["receipted_message_id"], ids[0]);
+    let got: Vec<&Value> = v["receipts"].as_array().unwrap().iter().collect();
+    assert_eq!(got[0]["receipted_message_id"], ids[0]);
+    assert_eq!(got[1]["receipted_message_id"], ids[1]);
+    for r in got {
+        assert_eq!(r["esm_class"], 4);
+        assert_eq!(r["message_state"], 2, "DELIVERED");
+        assert_eq!(r["destination_addr"], "SMSGW");
+        let text = r["text"].as_str().unwrap();
+        assert!(text.contains("stat:DELIVRD") && text.contains("dlvrd:001"), "{text}");
+        assert!(text.starts_with(&format!("id:{} ", r["receipted_message_id"].as_str().unwrap())), "{text}");
+    }
 }

@@ -22,12 +22,23 @@ pub struct SmppServer {
     /// Seconds between our `enquire_link`s on an idle bind; a peer silent
     /// for three of these is dropped.
     pub enquire_link_secs: u64,
+    /// Seconds before a receipt refused or unanswered by the peer is offered again.
+    pub receipt_retry_secs: u64,
+    /// Hours a receipt is kept for an account that never takes it (no bind,
+    /// or refusals) before it is marked dead; default 7 days.
+    pub receipt_dead_after_hours: u64,
     pub accounts: Vec<Account>,
 }
 
 impl Default for SmppServer {
     fn default() -> Self {
-        SmppServer { listen: None, enquire_link_secs: 30, accounts: Vec::new() }
+        SmppServer {
+            listen: None,
+            enquire_link_secs: 30,
+            receipt_retry_secs: 60,
+            receipt_dead_after_hours: 7 * 24,
+            accounts: Vec::new(),
+        }
     }
 }
 
@@ -149,6 +160,12 @@ impl SmppServer {
         }
         if !(1..=3600).contains(&self.enquire_link_secs) {
             bad("smpp_server.enquire_link_secs", "must be between 1 and 3600 seconds".into());
+        }
+        if !(1..=86_400).contains(&self.receipt_retry_secs) {
+            bad("smpp_server.receipt_retry_secs", "must be between 1 and 86400 seconds".into());
+        }
+        if !(1..=24 * 365).contains(&self.receipt_dead_after_hours) {
+            bad("smpp_server.receipt_dead_after_hours", "must be between 1 and 8760 hours".into());
         }
         if self.listen.is_none() && !self.accounts.is_empty() {
             bad("smpp_server.listen", "accounts are configured but no listen address is given".into());

@@ -6,6 +6,7 @@
 //! layer. Started by the daemon after the routes, stopped before them.
 
 mod account;
+mod outbox;
 mod query;
 mod session;
 mod submit;
@@ -16,11 +17,14 @@ pub use submit::decode_text;
 use crate::config::smpp_server::SmppServer as Config;
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
+use rusmpp::Command;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,7 +45,56 @@ pub(crate) struct Shared {
     enquire_link: Duration,
     default_region: String,
     validity_ms: i64,
+    receipt_retry: Duration,
+    receipt_dead_after: Duration,
     cancel: CancellationToken,
+    /// Receiving binds (receiver, transceiver) per system_id, oldest first.
+    receivers: Mutex<HashMap<String, Vec<Receiver>>>,
+}
+
+/// A receiving bind as the outbox uses it: where to write, and who waits
+/// for which `deliver_sm_resp`.
+#[derive(Clone)]
+pub(crate) struct Receiver {
+    session: u64,
+    tx: mpsc::UnboundedSender<Command>,
+    seq: Arc<AtomicU32>,
+    pending: Arc<Mutex<HashMap<u32, oneshot::Sender<u32>>>>,
+}
+
+impl Receiver {
+    fn next_seq(&self) -> u32 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Send a request; its response's command_status arrives on the receiver
+    /// (an error when the bind ends first).
+    fn request(&self, c: Command) -> oneshot::Receiver<u32> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(c.sequence_number(), tx);
+        let _ = self.tx.send(c);
+        rx
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn receiver(&self, system_id: &str) -> Option<Receiver> {
+        lock(&self.receivers).get(system_id).and_then(|v| v.first().cloned())
+    }
+
+    fn register(&self, system_id: &str, r: Receiver) {
+        lock(&self.receivers).entry(system_id.to_string()).or_default().push(r);
+    }
+
+    fn unregister(&self, system_id: &str, session: u64) {
+        if let Some(v) = lock(&self.receivers).get_mut(system_id) {
+            v.retain(|r| r.session != session);
+        }
+    }
 }
 
 /// The running server.
@@ -73,10 +126,14 @@ impl SmppServer {
             enquire_link: Duration::from_secs(cfg.enquire_link_secs.max(1)),
             default_region: default_region.to_string(),
             validity_ms: i64::try_from(validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2),
+            receipt_retry: Duration::from_secs(cfg.receipt_retry_secs),
+            receipt_dead_after: Duration::from_secs(cfg.receipt_dead_after_hours * 3600),
             cancel: CancellationToken::new(),
+            receivers: Mutex::new(HashMap::new()),
         });
         let tasks = TaskTracker::new();
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone()));
+        tasks.spawn(outbox::run(shared.clone()));
         tracing::info!(listen = %addr, accounts = cfg.accounts.len(), "SMPP server listening");
         Ok(Some(SmppServer { addr, shared, tasks }))
     }

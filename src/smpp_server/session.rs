@@ -15,12 +15,14 @@ use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, D
 use rusmpp::types::COctetString;
 use rusmpp::values::InterfaceVersion;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::task::TaskTracker;
 
@@ -56,12 +58,17 @@ struct Bound {
 
 struct Session {
     shared: Arc<Shared>,
+    id: u64,
     peer: SocketAddr,
     tx: mpsc::UnboundedSender<Command>,
     bound: Option<Bound>,
-    seq: AtomicU32,
+    seq: Arc<AtomicU32>,
+    /// Our requests (deliver_sm) awaiting their response, by sequence number.
+    pending: Arc<Mutex<HashMap<u32, oneshot::Sender<u32>>>>,
     tasks: TaskTracker,
 }
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, tasks: TaskTracker) {
     let (rd, wr) = stream.into_split();
@@ -75,9 +82,13 @@ pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
         }
         let _ = out.close().await;
     });
-    let mut s = Session { shared, peer, tx, bound: None, seq: AtomicU32::new(1), tasks };
+    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let mut s =
+        Session { shared, id, peer, tx, bound: None, seq: Arc::new(AtomicU32::new(1)), pending: Arc::default(), tasks };
     let why = s.read_loop(FramedRead::new(rd, SmppFramer::default())).await;
     if let Some(b) = &s.bound {
+        s.shared.unregister(&b.account.cfg.system_id, s.id);
+        s.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
         b.account.release_bind();
         // Let in-flight submits answer before the writer closes.
         let _ = b.window.acquire_many(b.account.cfg.window as u32).await;
@@ -150,6 +161,10 @@ impl Session {
     fn on_frame(&mut self, frame: RawPdu) -> Option<&'static str> {
         let seq = frame.sequence_number;
         if frame.is_response() {
+            let waiter = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
+            if let Some(w) = waiter {
+                let _ = w.send(frame.command_status);
+            }
             return None;
         }
         match CommandId::from(frame.command_id) {
@@ -224,6 +239,15 @@ impl Session {
         self.send(Command::new(CommandStatus::EsmeRok, seq, pdu));
         tracing::info!(peer = %self.peer, %system_id, bind = kind.name(), "SMPP bind accepted");
         let window = Arc::new(Semaphore::new(account.cfg.window));
+        if kind != Kind::Transmitter {
+            let r = super::Receiver {
+                session: self.id,
+                tx: self.tx.clone(),
+                seq: self.seq.clone(),
+                pending: self.pending.clone(),
+            };
+            self.shared.register(&system_id, r);
+        }
         self.bound = Some(Bound { account, kind, window });
     }
 
