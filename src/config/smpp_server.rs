@@ -262,6 +262,39 @@ mod tests {
     }
 
     #[test]
+    fn problems_name_their_key() {
+        let mut cfg: SmppServer = toml::from_str(
+            r#"
+listen = "0.0.0.0:2775"
+[[accounts]]
+system_id = "billing"
+password = "muchtoolong"
+allow_ips = ["10.0.0.0/40"]
+bind_types = ["sender"]
+routes = ["nowhere"]
+[[accounts]]
+system_id = "billing"
+password = "ok"
+throughput = 0
+"#,
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        cfg.check(&["sim"], Path::new("/nonexistent"), &mut |k, why| problems.push(format!("{k}: {why}")));
+        for key in [
+            "smpp_server.accounts[0].password:",
+            "smpp_server.accounts[0].allow_ips[0]:",
+            "smpp_server.accounts[0].bind_types[0]:",
+            "smpp_server.accounts[0].routes[0]:",
+            "smpp_server.accounts[1].system_id: duplicate",
+            "smpp_server.accounts[1].throughput:",
+        ] {
+            assert!(problems.iter().any(|p| p.starts_with(key)), "{key} not in {problems:?}");
+        }
+        assert!(!problems.iter().any(|p| p.contains("muchtoolong")), "the password is not repeated");
+    }
+
+    #[test]
     fn ids() {
         assert_eq!(IdFormat::Hex.format(255), "ff");
         assert_eq!(IdFormat::Hex.parse("ff"), Some(255));
