@@ -36,6 +36,10 @@ bind_types = ["transmitter"]
 system_id = "rcpt"
 password = "pw"
 [[smpp_server.accounts]]
+system_id = "narrow"
+password = "pw"
+window = 1
+[[smpp_server.accounts]]
 system_id = "slow"
 password = "pw"
 throughput = 1
@@ -82,6 +86,9 @@ async fn smpplib_binds_submits_and_is_refused_for_the_right_reasons() {
     assert_eq!(throttled[0], 0, "the first submit within the rate passes");
     assert!(throttled.iter().any(|s| s == 0x58), "ESME_RTHROTTLED beyond throughput: {throttled:?}");
 
+    let window = v["window"].as_array().unwrap();
+    assert_eq!(window[0], 0, "the first submit within the window passes: {window:?}");
+    assert!(window.iter().any(|s| s == 0x14), "ESME_RMSGQFUL beyond the window: {window:?}");
     assert_eq!(v["query_state"], 2, "query_sm: DELIVERED");
     assert_eq!(v["query_final_date"].as_str().unwrap().len(), 16, "an absolute final_date");
     let second = i64::from_str_radix(v["held"][1]["message_id"].as_str().unwrap(), 16).unwrap();

@@ -24,6 +24,18 @@ TO = "79161234567"
 out = {}
 
 
+def response(c):
+    """The next response; receipts (deliver_sm) arriving meanwhile are acknowledged."""
+    while True:
+        p = c.read_pdu()
+        if p.command in ("deliver_sm", "enquire_link"):
+            r = smpplib.smpp.make_pdu(p.command + "_resp", client=c)
+            r.sequence = p.sequence
+            c.send_pdu(r)
+            continue
+        return p
+
+
 def client():
     c = smpplib.client.Client("127.0.0.1", PORT, timeout=10, allow_unknown_opt_params=True)
     c.connect()
@@ -59,7 +71,7 @@ def submit_to(c, to, text, **kw):
             esm_class=esm,
             **kw,
         )
-        r = c.read_pdu()
+        r = response(c)
         mid = r.message_id.decode() if isinstance(r.message_id, bytes) else r.message_id
         res.append({"command": r.command, "status": int(r.status), "message_id": mid})
     return res
@@ -82,7 +94,7 @@ pdu = smpplib.smpp.make_pdu(
     message_payload=b"data sm payload",
 )
 trx.send_pdu(pdu)
-r = trx.read_pdu()
+r = response(trx)
 out["data_sm"] = {"command": r.command, "status": int(r.status),
                   "message_id": r.message_id.decode() if isinstance(r.message_id, bytes) else r.message_id}
 
@@ -105,6 +117,18 @@ out["throttled"] = statuses
 slow.unbind()
 slow.disconnect()
 
+# Window 1: five submits written at once; those beyond the window are refused.
+st, narrow = bind_status("transmitter", "narrow", "pw")
+burst = b""
+for i in range(5):
+    p = smpplib.smpp.make_pdu("submit_sm", client=narrow, source_addr="SMSGW", dest_addr_ton=1,
+                              destination_addr=TO, short_message=b"window %d" % i)
+    burst += p.generate()
+narrow._socket.sendall(burst)
+out["window"] = sorted(int(response(narrow).status) for _ in range(5))
+narrow.unbind()
+narrow.disconnect()
+
 # Garbage: a peer that sends bytes which are not SMPP is dropped.
 g = socket.create_connection(("127.0.0.1", PORT))
 g.sendall(b"\x00\x00\x00\x05GARBAGE GARBAGE")
@@ -125,7 +149,7 @@ out["garbage_answer"] = list(struct.unpack(">IIII", got[:16])) if len(got) >= 16
 state = None
 for _ in range(100):
     trx.query_message(message_id=out["gsm"][0]["message_id"], source_addr="SMSGW")
-    r = trx.read_pdu()
+    r = response(trx)
     state = int(r.message_state)
     out["query_final_date"] = r.final_date.decode() if isinstance(r.final_date, bytes) else r.final_date
     if state == 2:
@@ -137,8 +161,13 @@ out["query_state"] = state
 def cancel(c, message_id):
     body = b"\0" + message_id.encode() + b"\0" + b"\x05\x00SMSGW\0" + b"\x01\x01" + b"\0"
     c._socket.sendall(struct.pack(">IIII", 16 + len(body), 0x08, 0, 777) + body)
-    head = c._recv_exact(16)
-    return list(struct.unpack(">IIII", head))
+    while True:
+        head = list(struct.unpack(">IIII", c._recv_exact(16)))
+        rest = c._recv_exact(head[0] - 16) if head[0] > 16 else b""
+        if head[1] == 0x05:  # deliver_sm: acknowledge and read on
+            c._socket.sendall(struct.pack(">IIII", 17, 0x80000005, 0, head[3]) + b"\0")
+            continue
+        return head
 
 
 # cancel_sm of a scheduled message; again (too late); unknown.
