@@ -1,6 +1,7 @@
 //! The configuration file: one TOML document, its types and defaults, and the
 //! validation that names the key and the reason for every problem it finds.
 
+pub mod smpp_server;
 pub mod webhooks;
 
 use serde::Deserialize;
@@ -68,6 +69,8 @@ pub struct Config<S = RouteTable> {
     /// `[[rules]]`: trigger rules (events in, scheduled messages out).
     #[serde(default)]
     pub rules: Vec<crate::trigger::RuleSpec>,
+    #[serde(default)]
+    pub smpp_server: smpp_server::SmppServer,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -978,10 +981,24 @@ impl Config {
         let key_names: Vec<&str> = self.api_keys.iter().map(|k| k.name.as_str()).collect();
         self.webhooks.check(&key_names, base, &mut bad);
         check_rules(&self.rules, &route_names, &mut bad);
+        let route_list: Vec<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
+        self.smpp_server.check(&route_list, base, &mut bad);
 
         if problems.is_empty() {
-            let Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies, rules } =
-                self;
+            let Config {
+                server,
+                store,
+                numbers,
+                dispatch,
+                log,
+                policy,
+                api_keys,
+                routes,
+                webhooks,
+                replies,
+                rules,
+                smpp_server,
+            } = self;
             let routes = routes
                 .into_iter()
                 .zip(specs)
@@ -992,8 +1009,20 @@ impl Config {
                     Route { name, prefixes, rate, burst, concurrency, failover, spec }
                 })
                 .collect();
-            let config =
-                Config { server, store, numbers, dispatch, log, policy, api_keys, routes, webhooks, replies, rules };
+            let config = Config {
+                server,
+                store,
+                numbers,
+                dispatch,
+                log,
+                policy,
+                api_keys,
+                routes,
+                webhooks,
+                replies,
+                rules,
+                smpp_server,
+            };
             Ok(Loaded { listen: listen.expect("a valid listen address was checked above"), keys, notes, config })
         } else {
             Err(ConfigError { problems })
@@ -1035,7 +1064,13 @@ impl Config {
         let specs: Vec<S> = self.routes.iter().filter_map(|r| S::parse(&r.spec, "", &mut |_, _| {})).collect();
         let routes = specs.iter().flat_map(|s| s.paths());
         let hooks = self.webhooks.subscriptions.iter().filter_map(|s| s.secret_file.as_deref());
-        std::iter::once(self.store.path.as_path()).chain(keys).chain(routes).chain(hooks).any(Path::is_absolute)
+        let smpp = self.smpp_server.accounts.iter().filter_map(|a| a.password_file.as_deref());
+        std::iter::once(self.store.path.as_path())
+            .chain(keys)
+            .chain(routes)
+            .chain(hooks)
+            .chain(smpp)
+            .any(Path::is_absolute)
     }
 }
 

@@ -47,6 +47,15 @@ pub async fn run(
     let deliverer = Deliverer::start(store.clone(), &cfg.webhooks, &loaded.keys)
         .await
         .map_err(|e| StartError(format!("cannot start webhook delivery: {e}")))?;
+    let smpp_server = crate::smpp_server::SmppServer::start(
+        &cfg.smpp_server,
+        store.clone(),
+        dispatcher.clone(),
+        &cfg.numbers.default_region,
+        cfg.dispatch.default_validity_secs,
+    )
+    .await
+    .map_err(|e| StartError(e.to_string()))?;
     let state = Arc::new(AppState {
         store: store.clone(),
         dispatcher: dispatcher.clone(),
@@ -77,6 +86,9 @@ pub async fn run(
     pruner.abort();
     reloader.abort();
     tracing::info!("stopping: no new requests; finishing in-flight work");
+    if let Some(s) = &smpp_server {
+        s.shutdown().await;
+    }
     dispatcher.shutdown().await;
     deliverer.shutdown().await;
     store.close().await;

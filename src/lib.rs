@@ -18,6 +18,7 @@ pub mod notify;
 pub mod replies;
 pub mod simulate;
 pub mod smpp;
+pub mod smpp_server;
 pub mod sms;
 pub mod store;
 pub mod supervise;

@@ -24,6 +24,7 @@ mod retention;
 mod route_state;
 mod rules;
 mod schema;
+mod smpp_outbox;
 mod subscriptions;
 mod triggers;
 mod webhooks;
@@ -42,6 +43,7 @@ pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView, Trigger
 pub use retention::{Pruned, Retention};
 pub use route_state::RouteStateData;
 pub use rules::{NewRule, RuleRow};
+pub use smpp_outbox::OwedReceipt;
 pub use subscriptions::{
     AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
     ReplayOutcome, ReplaySelect, SigningSecret, SubscriptionPatch, SubscriptionView,
@@ -348,6 +350,37 @@ impl Store {
     }
 
     /// Cancel a queued message; with `owner`, only one that key sent.
+    /// SMPP server receipts: fan new final-status events out to `accounts`
+    /// (system_ids); rows made.
+    pub async fn smpp_fan_out(&self, accounts: Vec<String>, limit: usize) -> Result<usize, StoreError> {
+        self.write(move |c| smpp_outbox::fan_out(c, &accounts, limit, now_ms()).map_err(Into::into)).await
+    }
+
+    /// Lease up to `limit` due receipts of an account for `lease_ms`.
+    pub async fn smpp_claim(
+        &self,
+        account: String,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<OwedReceipt>, StoreError> {
+        self.write(move |c| smpp_outbox::claim(c, &account, limit, lease_ms, now_ms()).map_err(Into::into)).await
+    }
+
+    /// Record a receipt's attempt (see `smpp_outbox::record`).
+    pub async fn smpp_record(
+        &self,
+        id: i64,
+        result: Result<(), String>,
+        retry_ms: i64,
+        dead_after_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let now = now_ms();
+            smpp_outbox::record(c, id, result, now + retry_ms, dead_after_ms, now).map_err(Into::into)
+        })
+        .await
+    }
+
     pub async fn cancel(&self, id: i64, owner: Option<String>) -> Result<CancelOutcome, StoreError> {
         self.write(move |c| messages::cancel(c, id, owner.as_deref(), now_ms())).await
     }

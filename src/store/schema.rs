@@ -371,6 +371,24 @@ CREATE TABLE sends (
 CREATE INDEX sends_recipient ON sends(recipient, priority, at);
 CREATE INDEX sends_age ON sends(at);
 "#,
+    // 10: receipts owed to SMPP server accounts, each until its deliver_sm is
+    // acknowledged (or dead after the configured time); the cursor is the
+    // `outbox_cursor` row named `smpp`.
+    r#"
+CREATE TABLE smpp_outbox (
+    id         INTEGER PRIMARY KEY,
+    account    TEXT    NOT NULL,
+    event_id   INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    state      TEXT    NOT NULL DEFAULT 'pending',
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    next_at    INTEGER NOT NULL,
+    last_error TEXT,
+    UNIQUE (account, event_id)
+);
+CREATE INDEX smpp_outbox_due ON smpp_outbox(account, state, next_at);
+"#,
 ];
 
 pub fn latest() -> i64 {

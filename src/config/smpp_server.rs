@@ -1,0 +1,303 @@
+//! `[smpp_server]` and `[[smpp_server.accounts]]`: where smsgw accepts SMPP
+//! 3.4 binds from LAN applications and partners, and what each account may
+//! do (credentials, source addresses, bind types, bind count, throughput,
+//! window, senders, routes, message id form). Checked here once, each
+//! problem naming its key; a password comes inline or from a file.
+
+use super::Secret;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// SMPP 3.4 (5.2.1, 5.2.2): system_id is at most 15 octets, password at most 8.
+pub const MAX_SYSTEM_ID: usize = 15;
+pub const MAX_PASSWORD: usize = 8;
+
+/// The `[smpp_server]` table; no `listen`: no server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmppServer {
+    /// `host:port` for plain TCP binds.
+    pub listen: Option<String>,
+    /// Seconds between our `enquire_link`s on an idle bind; a peer silent
+    /// for three of these is dropped.
+    pub enquire_link_secs: u64,
+    /// Seconds before a receipt refused or unanswered by the peer is offered again.
+    pub receipt_retry_secs: u64,
+    /// Hours a receipt is kept for an account that never takes it (no bind,
+    /// or refusals) before it is marked dead; default 7 days.
+    pub receipt_dead_after_hours: u64,
+    pub accounts: Vec<Account>,
+}
+
+impl Default for SmppServer {
+    fn default() -> Self {
+        SmppServer {
+            listen: None,
+            enquire_link_secs: 30,
+            receipt_retry_secs: 60,
+            receipt_dead_after_hours: 7 * 24,
+            accounts: Vec::new(),
+        }
+    }
+}
+
+/// How an account's `message_id`s are written in `submit_sm_resp` (and read
+/// back in `query_sm`/`cancel_sm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdFormat {
+    #[default]
+    Decimal,
+    Hex,
+}
+
+impl IdFormat {
+    pub fn format(self, id: i64) -> String {
+        match self {
+            IdFormat::Decimal => id.to_string(),
+            IdFormat::Hex => format!("{id:x}"),
+        }
+    }
+
+    pub fn parse(self, s: &str) -> Option<i64> {
+        match self {
+            IdFormat::Decimal => s.parse().ok(),
+            IdFormat::Hex => i64::from_str_radix(s, 16).ok(),
+        }
+    }
+}
+
+/// One `[[smpp_server.accounts]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub system_id: String,
+    /// At most 8 characters (SMPP 3.4); or `password_file`.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Source addresses allowed to bind (`10.0.0.0/8`, `192.168.1.7`); empty: any.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// Of `transmitter`, `receiver`, `transceiver`; empty: all three.
+    #[serde(default)]
+    pub bind_types: Vec<String>,
+    /// Binds open at once; one more is refused with `ESME_RALYBND`.
+    #[serde(default = "default_max_binds")]
+    pub max_binds: usize,
+    /// Submits per second over all the account's binds; beyond: `ESME_RTHROTTLED`.
+    #[serde(default)]
+    pub throughput: Option<f64>,
+    /// Submits awaiting their response per bind; beyond: `ESME_RMSGQFUL`.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Sender ids (`source_addr`) the account may use; empty: any.
+    #[serde(default)]
+    pub senders: Vec<String>,
+    /// Routes its messages may take; empty: any (chosen by prefix as for the API).
+    #[serde(default)]
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub message_id: IdFormat,
+}
+
+fn default_max_binds() -> usize {
+    4
+}
+
+fn default_window() -> usize {
+    100
+}
+
+/// A source address range: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl IpRange {
+    pub fn parse(s: &str) -> Option<IpRange> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a.parse::<IpAddr>().ok()?, Some(b.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(IpRange { net: addr, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - self.bits) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - self.bits) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+pub const BIND_TYPES: [&str; 3] = ["transmitter", "receiver", "transceiver"];
+
+impl SmppServer {
+    /// Check every key; read each `password_file` (relative to `base`) into `password`.
+    pub(super) fn check(&mut self, routes: &[&str], base: &Path, bad: &mut dyn FnMut(&str, String)) {
+        if let Some(l) = &self.listen
+            && l.parse::<SocketAddr>().is_err()
+        {
+            bad("smpp_server.listen", format!("{l:?} is not an address with a port, like \"0.0.0.0:2775\""));
+        }
+        if !(1..=3600).contains(&self.enquire_link_secs) {
+            bad("smpp_server.enquire_link_secs", "must be between 1 and 3600 seconds".into());
+        }
+        if !(1..=86_400).contains(&self.receipt_retry_secs) {
+            bad("smpp_server.receipt_retry_secs", "must be between 1 and 86400 seconds".into());
+        }
+        if !(1..=24 * 365).contains(&self.receipt_dead_after_hours) {
+            bad("smpp_server.receipt_dead_after_hours", "must be between 1 and 8760 hours".into());
+        }
+        if self.listen.is_none() && !self.accounts.is_empty() {
+            bad("smpp_server.listen", "accounts are configured but no listen address is given".into());
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, a) in self.accounts.iter_mut().enumerate() {
+            let key = format!("smpp_server.accounts[{i}]");
+            if a.system_id.is_empty()
+                || a.system_id.len() > MAX_SYSTEM_ID
+                || !a.system_id.bytes().all(|b| b.is_ascii_graphic())
+            {
+                bad(&format!("{key}.system_id"), format!("must be 1 to {MAX_SYSTEM_ID} visible ASCII characters"));
+            } else if !ids.insert(a.system_id.clone()) {
+                bad(&format!("{key}.system_id"), format!("duplicate system_id {:?}", a.system_id));
+            }
+            let password = match (&a.password, &a.password_file) {
+                (Some(p), None) => Some(p.expose().to_string()),
+                (None, Some(f)) => match super::read_secret_file(&base.join(f)) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        bad(&format!("{key}.password_file"), format!("cannot read {}: {e}", f.display()));
+                        None
+                    }
+                },
+                (Some(_), Some(_)) => {
+                    bad(&key, "give either password or password_file, not both".into());
+                    None
+                }
+                (None, None) => {
+                    bad(&key, "needs password or password_file".into());
+                    None
+                }
+            };
+            if let Some(p) = password {
+                if p.is_empty() || p.len() > MAX_PASSWORD || !p.bytes().all(|b| b.is_ascii_graphic()) {
+                    bad(
+                        &format!("{key}.password"),
+                        format!("must be 1 to {MAX_PASSWORD} visible ASCII characters (SMPP 3.4 carries no more)"),
+                    );
+                } else {
+                    a.password = Some(Secret::new(p));
+                    a.password_file = None;
+                }
+            }
+            for (j, r) in a.allow_ips.iter().enumerate() {
+                if IpRange::parse(r).is_none() {
+                    bad(
+                        &format!("{key}.allow_ips[{j}]"),
+                        format!("{r:?} is not an address or range like \"10.0.0.0/8\""),
+                    );
+                }
+            }
+            for (j, t) in a.bind_types.iter().enumerate() {
+                if !BIND_TYPES.contains(&t.as_str()) {
+                    bad(
+                        &format!("{key}.bind_types[{j}]"),
+                        format!("{t:?} is not transmitter, receiver or transceiver"),
+                    );
+                }
+            }
+            if !(1..=1000).contains(&a.max_binds) {
+                bad(&format!("{key}.max_binds"), "must be between 1 and 1000".into());
+            }
+            if let Some(t) = a.throughput
+                && !(t.is_finite() && t > 0.0)
+            {
+                bad(&format!("{key}.throughput"), "must be a positive number of submits per second".into());
+            }
+            if !(1..=10_000).contains(&a.window) {
+                bad(&format!("{key}.window"), "must be between 1 and 10000".into());
+            }
+            for (j, r) in a.routes.iter().enumerate() {
+                if !routes.contains(&r.as_str()) {
+                    bad(&format!("{key}.routes[{j}]"), format!("no route is named {r:?}"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = IpRange::parse("10.0.0.0/8").unwrap();
+        assert!(r.contains("10.1.2.3".parse().unwrap()));
+        assert!(!r.contains("127.0.0.1".parse().unwrap()));
+        assert!(r.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(IpRange::parse("127.0.0.1").unwrap().contains("127.0.0.1".parse().unwrap()));
+        assert!(IpRange::parse("10.0.0.0/33").is_none());
+        assert!(IpRange::parse("nope").is_none());
+    }
+
+    #[test]
+    fn problems_name_their_key() {
+        let mut cfg: SmppServer = toml::from_str(
+            r#"
+listen = "0.0.0.0:2775"
+[[accounts]]
+system_id = "billing"
+password = "muchtoolong"
+allow_ips = ["10.0.0.0/40"]
+bind_types = ["sender"]
+routes = ["nowhere"]
+[[accounts]]
+system_id = "billing"
+password = "ok"
+throughput = 0
+"#,
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        cfg.check(&["sim"], Path::new("/nonexistent"), &mut |k, why| problems.push(format!("{k}: {why}")));
+        for key in [
+            "smpp_server.accounts[0].password:",
+            "smpp_server.accounts[0].allow_ips[0]:",
+            "smpp_server.accounts[0].bind_types[0]:",
+            "smpp_server.accounts[0].routes[0]:",
+            "smpp_server.accounts[1].system_id: duplicate",
+            "smpp_server.accounts[1].throughput:",
+        ] {
+            assert!(problems.iter().any(|p| p.starts_with(key)), "{key} not in {problems:?}");
+        }
+        assert!(!problems.iter().any(|p| p.contains("muchtoolong")), "the password is not repeated");
+    }
+
+    #[test]
+    fn ids() {
+        assert_eq!(IdFormat::Hex.format(255), "ff");
+        assert_eq!(IdFormat::Hex.parse("ff"), Some(255));
+        assert_eq!(IdFormat::Decimal.parse("42"), Some(42));
+    }
+}

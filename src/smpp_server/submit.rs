@@ -1,0 +1,207 @@
+//! A `submit_sm` or `data_sm` made into a `store::NewMessage` and accepted
+//! through the same `Store::enqueue` as `POST /v1/messages`: the same
+//! number rules, routing (`Dispatcher::routing`) and policy; the answer's
+//! `message_id` is the committed message's id in the account's form.
+
+use super::Shared;
+use super::account::AccountState;
+use crate::message::Priority;
+use crate::store::{EnqueueOutcome, NewMessage};
+use rusmpp::tlvs::{Tlv, TlvValue};
+use rusmpp::values::Ton;
+use rusmpp::{CommandStatus, Pdu};
+
+/// The fields of a submit this server reads.
+struct Submit<'a> {
+    source: String,
+    dest: String,
+    dest_ton: Ton,
+    esm_class: u8,
+    data_coding: u8,
+    short: &'a [u8],
+    tlvs: &'a [Tlv],
+    schedule: String,
+    validity: String,
+}
+
+fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
+    match pdu {
+        Pdu::SubmitSm(s) => Some(Submit {
+            source: s.source_addr.to_string(),
+            dest: s.destination_addr.to_string(),
+            dest_ton: s.dest_addr_ton,
+            esm_class: u8::from(s.esm_class),
+            data_coding: u8::from(s.data_coding),
+            short: s.short_message().as_ref(),
+            tlvs: s.tlvs(),
+            schedule: s.schedule_delivery_time.to_string(),
+            validity: s.validity_period.to_string(),
+        }),
+        Pdu::DataSm(s) => Some(Submit {
+            source: s.source_addr.to_string(),
+            dest: s.destination_addr.to_string(),
+            dest_ton: s.dest_addr_ton,
+            esm_class: u8::from(s.esm_class),
+            data_coding: u8::from(s.data_coding),
+            short: &[],
+            tlvs: s.tlvs(),
+            schedule: String::new(),
+            validity: String::new(),
+        }),
+        _ => None,
+    }
+}
+
+/// The text of `data` in `data_coding` (SMPP 3.4 5.2.19); None for a
+/// coding that carries no text (binary).
+pub fn decode_text(data_coding: u8, data: &[u8]) -> Option<String> {
+    match data_coding {
+        0x00 => Some(crate::sms::text::decode_gsm7_unpacked(data)),
+        0x01 => Some(String::from_utf8_lossy(data).into_owned()),
+        0x03 => Some(data.iter().map(|&b| char::from(b)).collect()),
+        0x08 => Some(crate::sms::text::decode_ucs2(data)),
+        _ => None,
+    }
+}
+
+/// An SMPP time (3.4 7.1.1) as milliseconds: absolute `YYMMDDhhmmsstnnp`
+/// (`p` `+`/`-`: `nn` quarter hours ahead of/behind UTC) or relative
+/// `YYMMDDhhmmss000R` from `now`; None when it is not one.
+pub fn parse_smpp_time(s: &str, now: i64) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 16 || !b[..15].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = |i: usize| i64::from(b[i] - b'0') * 10 + i64::from(b[i + 1] - b'0');
+    let (yy, mo, dd, hh, mi, ss) = (n(0), n(2), n(4), n(6), n(8), n(10));
+    match b[15] {
+        b'R' => {
+            let secs = ((((yy * 365 + mo * 30 + dd) * 24 + hh) * 60 + mi) * 60) + ss;
+            Some(now + secs * 1000)
+        }
+        p @ (b'+' | b'-') => {
+            let date = chrono::NaiveDate::from_ymd_opt(2000 + yy as i32, mo as u32, dd as u32)?;
+            let t = date.and_hms_opt(hh as u32, mi as u32, ss as u32)?.and_utc().timestamp_millis();
+            let tenths = i64::from(b[12] - b'0') * 100;
+            let offset = n(13) * 15 * 60 * 1000;
+            Some(t + tenths - if p == b'+' { offset } else { -offset })
+        }
+        _ => None,
+    }
+}
+
+/// Why a submit is refused, as its `command_status` and a line for the log.
+pub struct Refused(pub CommandStatus, pub String);
+
+/// Build and commit the message; the committed id.
+pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -> Result<i64, Refused> {
+    let s = fields(pdu).ok_or_else(|| Refused(CommandStatus::EsmeRinvmsglen, "no submit body".into()))?;
+    let mut sar = false;
+    let mut payload = None;
+    for tlv in s.tlvs {
+        match tlv.value() {
+            Some(TlvValue::MessagePayload(p)) => payload = Some(p.value.as_ref()),
+            Some(TlvValue::SarMsgRefNum(_) | TlvValue::SarTotalSegments(_) | TlvValue::SarSegmentSeqnum(_)) => {
+                sar = true
+            }
+            _ => {}
+        }
+    }
+    if sar || s.esm_class & 0x40 != 0 {
+        return Err(Refused(CommandStatus::EsmeRinvesmclass, "multipart submits are not joined yet".into()));
+    }
+    let data = payload.unwrap_or(s.short);
+    let text = decode_text(s.data_coding, data).ok_or_else(|| {
+        Refused(CommandStatus::EsmeRinvesmclass, format!("data_coding 0x{:02x} carries no text", s.data_coding))
+    })?;
+    if text.is_empty() {
+        return Err(Refused(CommandStatus::EsmeRinvmsglen, "empty message".into()));
+    }
+    let from = (!s.source.is_empty()).then(|| s.source.clone());
+    if let Some(f) = &from
+        && !account.cfg.senders.is_empty()
+        && !account.cfg.senders.contains(f)
+    {
+        return Err(Refused(CommandStatus::EsmeRinvsrcadr, format!("sender {f:?} is not allowed")));
+    }
+    let raw = if s.dest_ton == Ton::International && !s.dest.starts_with('+') {
+        format!("+{}", s.dest)
+    } else {
+        s.dest.clone()
+    };
+    let to = crate::sms::normalise(&raw, &shared.default_region)
+        .map_err(|e| Refused(CommandStatus::EsmeRinvdstadr, e.to_string()))?;
+    let routing = shared.dispatcher.routing();
+    let route = if account.cfg.routes.is_empty() {
+        routing.resolve(&to, None).map_err(|e| Refused(CommandStatus::EsmeRinvdstadr, e.to_string()))?
+    } else {
+        account
+            .cfg
+            .routes
+            .iter()
+            .find_map(|r| routing.resolve(&to, Some(r)).ok())
+            .ok_or_else(|| Refused(CommandStatus::EsmeRinvdstadr, format!("no route of the account serves {to}")))?
+    };
+    let (encoding, segments) = crate::sms::count_parts(&text);
+    let now = crate::message::now_ms();
+    let time = |field: &str, raw: &str| match raw {
+        "" => Ok(None),
+        raw => parse_smpp_time(raw, now)
+            .map(Some)
+            .ok_or_else(|| Refused(CommandStatus::EsmeRinvsched, format!("{field} {raw:?} is not an SMPP time"))),
+    };
+    let send_at = time("schedule_delivery_time", &s.schedule)?.filter(|&t| t > now);
+    let start = send_at.unwrap_or(now);
+    let valid_until = match time("validity_period", &s.validity)
+        .map_err(|Refused(_, why)| Refused(CommandStatus::EsmeRinvexpiry, why))?
+    {
+        Some(v) if v <= start => {
+            return Err(Refused(CommandStatus::EsmeRinvexpiry, "validity_period ends before it starts".into()));
+        }
+        Some(v) => v,
+        None => start + shared.validity_ms,
+    };
+    let msg = NewMessage {
+        to,
+        from,
+        text,
+        encoding,
+        segments: segments as u32,
+        priority: Priority::Transactional,
+        route: route.clone(),
+        reference: None,
+        send_at,
+        valid_until,
+        callback_url: None,
+        tz: None,
+    };
+    let outcome = shared
+        .store
+        .enqueue(account.api_key(), None, vec![msg], None, shared.dispatcher.policy())
+        .await
+        .map_err(|e| Refused(CommandStatus::EsmeRsyserr, format!("store: {e}")))?;
+    let id = match outcome {
+        EnqueueOutcome::Created(a) | EnqueueOutcome::Replayed(a) => a.first().map(|a| a.id),
+        _ => None,
+    }
+    .ok_or_else(|| Refused(CommandStatus::EsmeRsyserr, "not accepted".into()))?;
+    metrics::counter!(crate::metrics::ACCEPTED, "api_key" => account.api_key()).increment(1);
+    shared.dispatcher.wake(&route);
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_smpp_time;
+
+    #[test]
+    fn smpp_times() {
+        let now = 1_000_000;
+        assert_eq!(parse_smpp_time("000000000100000R", now), Some(now + 60_000));
+        // 2026-01-02 03:04:05 UTC+1h (4 quarters ahead).
+        let t = parse_smpp_time("260102030405004+", 0).unwrap();
+        assert_eq!(t, chrono::DateTime::parse_from_rfc3339("2026-01-02T02:04:05Z").unwrap().timestamp_millis());
+        assert_eq!(parse_smpp_time("2601020304", 0), None);
+        assert_eq!(parse_smpp_time("261302030405004+", 0), None);
+    }
+}
