@@ -22,6 +22,7 @@ mod policy;
 mod query;
 mod retention;
 mod route_state;
+mod rule_stats;
 mod schema;
 mod subscriptions;
 mod webhooks;
@@ -39,6 +40,7 @@ pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView};
 pub use retention::{Pruned, Retention};
 pub use route_state::RouteStateData;
+pub use rule_stats::{RuleStats, ScheduleHour};
 pub use subscriptions::{
     AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
     ReplayOutcome, ReplaySelect, SigningSecret, SubscriptionPatch, SubscriptionView,
