@@ -21,6 +21,7 @@ pub mod messages;
 pub mod metrics;
 pub mod optouts;
 pub mod problem;
+pub mod rule_stats;
 pub mod serve;
 pub mod webhooks;
 
@@ -147,6 +148,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(webhooks::rotate_webhook))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::replay_deliveries))
+        // Trigger rules' statistics: `/v1/rules/stats` is a static segment,
+        // so it wins over the rules CRUD's `/v1/rules/{name}`.
+        .routes(routes!(rule_stats::all_rule_stats))
+        .routes(routes!(rule_stats::rule_stats))
+        .routes(routes!(rule_stats::schedule))
         .split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.limits().max_body_bytes;

@@ -223,8 +223,8 @@ mod tests {
     use super::*;
     use crate::config::Policy;
     use crate::message::{Priority, now_ms};
-    use crate::store::messages::{NewMessage, RuleOrigin, insert};
     use crate::sms::Encoding;
+    use crate::store::messages::{NewMessage, RuleOrigin, insert};
 
     fn conn() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
