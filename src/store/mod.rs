@@ -29,7 +29,7 @@ mod webhooks;
 mod writer;
 
 pub use consents::{Consent, ConsentFilter, NewConsent, WithdrawOutcome};
-pub use fill::fill_for_bench;
+pub use fill::{fill_for_bench, fill_rule_timers_for_bench, make_timers_due_for_bench, timer_lags_for_bench};
 pub use inbound::{InboundPart, InboundView, ReplyTo, Undecodable};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
