@@ -9,6 +9,8 @@
 //! before and after a prune. So does `webhooks`: a receiver in this process
 //! takes a backlog of outbox events from a private daemon (events/s), and
 //! submit throughput is compared with a webhook subscription and without.
+//! `events` posts batches of trigger events with a rule on each, and
+//! `timers` holds a million pending rule timers, then fires a slice of them.
 
 use crate::client::Client;
 use serde_json::{Value, json};
@@ -49,7 +51,12 @@ pub struct BenchArgs {
     /// --store-messages and times /metrics, /v1/queue and a prune, and
     /// webhooks, which delivers --webhook-events to a receiver in this
     /// process and compares batch submits with webhooks on and off, each
-    /// --webhook-runs times, alternated).
+    /// --webhook-runs times, alternated; events, which posts batches of 100
+    /// and 1000 events to POST /v1/events with one rule matching each, the
+    /// median of --webhook-runs runs of --seconds; and timers, which fills a store with
+    /// --timers pending rule timers, reports the daemon's RSS and the stats
+    /// reads over them, then brings --timer-slice due at once and measures
+    /// the firing rate and the lag from due to submit).
     #[arg(long, value_delimiter = ',', default_value = "single,batch,latency,dispatch")]
     pub only: Vec<String>,
     /// Virtual modems in the modems scenario.
@@ -65,9 +72,18 @@ pub struct BenchArgs {
     /// scenario delivers.
     #[arg(long, default_value_t = 20_000)]
     pub webhook_events: usize,
-    /// Runs of each webhooks measurement; the median is reported.
+    /// Runs of each webhooks (and events) measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub webhook_runs: usize,
+    /// Pending rule timers the timers scenario fills its store with.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub timers: i64,
+    /// Timers the timers scenario brings due, spread over --timer-spread-ms.
+    #[arg(long, default_value_t = 100_000)]
+    pub timer_slice: i64,
+    /// How long the slice's due times spread over.
+    #[arg(long, default_value_t = 5_000)]
+    pub timer_spread_ms: i64,
 }
 
 const BENCH_KEY: &str = "bench-key-0123456789abcdef";
@@ -157,6 +173,48 @@ struct Outcome {
     elapsed: Duration,
 }
 
+/// What the workers post.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// `POST /v1/messages`: one OTP, or a batch of transactional messages.
+    Messages,
+    /// `POST /v1/events`: a batch of `bench.event` events, each with its own
+    /// id and key, which the events scenario's rule turns into a timer.
+    Events,
+}
+
+impl Load {
+    /// The path and body of the next request; `seq` numbers its items.
+    fn body(self, seq: &mut u64, batch: usize) -> (&'static str, Value) {
+        let mut next = || {
+            *seq += 1;
+            *seq
+        };
+        match self {
+            Load::Messages if batch == 1 => {
+                let i = next();
+                ("/v1/messages", json!({"to": recipient(i), "text": "Your code is 123456", "priority": "otp"}))
+            }
+            Load::Messages => {
+                let msgs: Vec<Value> = (0..batch)
+                    .map(|_| json!({"to": recipient(next()), "text": "Your order has shipped", "priority": "transactional"}))
+                    .collect();
+                ("/v1/messages", json!({ "messages": msgs }))
+            }
+            Load::Events => {
+                let events: Vec<Value> = (0..batch)
+                    .map(|_| {
+                        let i = next();
+                        json!({"id": format!("ev-{i}"), "type": "bench.event", "recipient": recipient(i),
+                               "key": format!("cart-{i}"), "data": {"name": "Анна", "total": 1500}})
+                    })
+                    .collect();
+                ("/v1/events", json!({ "events": events }))
+            }
+        }
+    }
+}
+
 /// `connections` workers post for `seconds`; with `per_worker_rate` each
 /// paces itself (open loop), else posts back to back.
 async fn drive(
@@ -165,6 +223,7 @@ async fn drive(
     seconds: u64,
     batch: usize,
     per_worker_rate: Option<f64>,
+    load: Load,
 ) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -185,20 +244,9 @@ async fn drive(
                 if let Some(t) = tick.as_mut() {
                     t.tick().await;
                 }
-                let body = if batch == 1 {
-                    seq += 1;
-                    json!({"to": recipient(seq), "text": "Your code is 123456", "priority": "otp"})
-                } else {
-                    let msgs: Vec<Value> = (0..batch)
-                        .map(|_| {
-                            seq += 1;
-                            json!({"to": recipient(seq), "text": "Your order has shipped", "priority": "transactional"})
-                        })
-                        .collect();
-                    json!({ "messages": msgs })
-                };
+                let (path, body) = load.body(&mut seq, batch);
                 let t0 = Instant::now();
-                match client.post("/v1/messages", &body).await {
+                match client.post(path, &body).await {
                     Ok(_) => {
                         lat.push(t0.elapsed());
                         n += batch as u64;
@@ -518,6 +566,132 @@ async fn store(n: i64) -> Result<(), String> {
     result
 }
 
+/// The events scenario's routes and rule: every `bench.event` schedules a
+/// promotional reminder an hour later (so every event is evaluated and
+/// becomes a timer on disk; none is sent while the scenario runs).
+const EVENT_RULE: &str = "[[routes]]\nname = \"sim\"\nkind = \"sim\"\n[routes.sim]\ndelivery_delay_ms = 0\n\
+     [[rules]]\nname = \"bench-reminder\"\non = \"bench.event\"\ncancel_on = [\"bench.paid\"]\nclass = \"promotional\"\n\
+     [[rules.steps]]\nafter = \"1h\"\ntext = \"{{ name }}, your cart is waiting\"\n";
+
+/// Event ingest: `POST /v1/events` in batches of 100 and of 1000 on a
+/// private daemon with one rule that matches every event, each batch
+/// answered 202 after its commit (WAL, `synchronous = FULL`): events/s, the
+/// median of `runs` runs of `seconds` each, a fresh store for each run.
+async fn events(connections: usize, seconds: u64, runs: usize) -> Result<(), String> {
+    for batch in [100, 1000] {
+        let mut rates = Vec::new();
+        let mut last = None;
+        for run in 0..runs.max(1) {
+            let dir = std::env::temp_dir().join(format!("smsgw-bench-events-{}-{batch}-{run}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let p = Private::start_with(dir.clone(), EVENT_RULE)?;
+            let client = Client::new(&p.url, BENCH_KEY);
+            let o = drive(&client, connections.min(16), seconds, batch, None, Load::Events).await;
+            p.stop();
+            let _ = std::fs::remove_dir_all(&dir);
+            if o.messages == 0 {
+                return Err(format!("no event batch was accepted ({} errors): is POST /v1/events there?", o.errors));
+            }
+            rates.push(o.messages as f64 / o.elapsed.as_secs_f64());
+            last = Some(o);
+        }
+        if let Some(o) = last {
+            report(&format!("events{batch}"), &o);
+        }
+        println!(
+            "events     batches of {batch}, one rule on every event, 202 after commit (WAL, synchronous=FULL): \
+             median {:.0} events/s of {} runs",
+            median(rates.clone()),
+            rates.len()
+        );
+    }
+    Ok(())
+}
+
+/// The route of the timers scenario: simulated, unlimited, delivering at once.
+const TIMER_ROUTE: &str =
+    "[[routes]]\nname = \"sim\"\nkind = \"sim\"\nconcurrency = 512\n[routes.sim]\ndelivery_delay_ms = 0\n";
+
+/// Pending rule timers: a store filled with `n` queued rule messages due
+/// over the next day, a private daemon on it (its RSS, and the stats reads
+/// a scrape or the status page makes), then the first `slice` brought due
+/// over `spread_ms` from a moment ahead: how fast they reach the route and
+/// how long after its due time each was submitted.
+async fn timers(n: i64, slice: i64, spread_ms: i64) -> Result<(), String> {
+    const SCRAPES: usize = 15;
+    let slice = slice.min(n);
+    let dir = std::env::temp_dir().join(format!("smsgw-bench-timers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("bench.db");
+    let result = async {
+        let t0 = Instant::now();
+        crate::store::fill_rule_timers_for_bench(
+            &path,
+            n,
+            "sim",
+            "cart-reminder",
+            crate::message::now_ms(),
+            move |d| {
+                eprint!("\rtimers     filling: {d} of {n}");
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        eprintln!();
+        println!("timers     filled {n} pending timers in {:.0} s", t0.elapsed().as_secs_f64());
+        let t1 = Instant::now();
+        let p = Private::start_with(dir.clone(), TIMER_ROUTE)?;
+        crate::client::install_tls_provider();
+        let http = reqwest::Client::new();
+        let client = Client::new(&p.url, BENCH_KEY);
+        let run = async {
+            client.get("/readyz").await.map_err(|e| e.to_string())?;
+            println!("timers     daemon ready on {n} pending in {:.0} ms", t1.elapsed().as_secs_f64() * 1000.0);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            println!("timers     RSS with {n} pending: {:.1} MB", rss_mb(p.child.id()).unwrap_or(-1.0));
+            for path in ["/v1/rules/stats", "/v1/schedule?hours=24", "/metrics"] {
+                let t = median_get(&http, &p.url, path, SCRAPES).await?;
+                println!("timers     GET {path} with {n} rule messages: median {} (of {SCRAPES})", ms(t));
+            }
+            let from = crate::message::now_ms() + 2_000;
+            crate::store::make_timers_due_for_bench(&path, slice, from, spread_ms).map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + Duration::from_secs(120 + (slice / 1000) as u64);
+            loop {
+                let (_, sent) = counts(&client).await?;
+                if sent >= slice as u64 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("only {sent} of {slice} timers fired in time"));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            println!("timers     RSS after firing {slice}: {:.1} MB", rss_mb(p.child.id()).unwrap_or(-1.0));
+            Ok::<_, String>(())
+        }
+        .await;
+        p.stop();
+        run?;
+        let (lags, first_due, last_submit) =
+            crate::store::timer_lags_for_bench(&path, slice).map_err(|e| e.to_string())?;
+        let lag = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+        let offered = slice as f64 / (spread_ms.max(1) as f64 / 1000.0);
+        let rate = lags.len() as f64 / ((last_submit - first_due).max(1) as f64 / 1000.0);
+        println!(
+            "timers     {} of {slice} due over {spread_ms} ms ({offered:.0}/s offered): fired at {rate:.0} messages/s \
+             (first due to last submit); lag due -> submit p50 {} ms, p99 {} ms, max {} ms",
+            lags.len(),
+            lag(0.5),
+            lag(0.99),
+            lag(1.0)
+        );
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// A webhook receiver in this process: answers 503 (`Retry-After: 1`)
 /// until opened, then 204, and notes when each new event id came.
 #[derive(Default)]
@@ -641,7 +815,7 @@ async fn webhook_submit_run(with_hooks: bool, connections: usize, seconds: u64) 
     receiver.open.store(true, Ordering::Relaxed);
     let p = Private::start_with(dir.clone(), &hook_config(with_hooks.then_some(url.as_str())))?;
     let client = Client::new(&p.url, BENCH_KEY);
-    let o = drive(&client, connections.min(16), seconds, 100, None).await;
+    let o = drive(&client, connections.min(16), seconds, 100, None, Load::Messages).await;
     p.stop();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(o.messages as f64 / o.elapsed.as_secs_f64())
@@ -688,6 +862,12 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.only.iter().all(|o| o == "store") {
         return store(args.store_messages).await;
     }
+    if args.only.iter().all(|o| o == "events") {
+        return events(args.connections, args.seconds, args.webhook_runs).await;
+    }
+    if args.only.iter().all(|o| o == "timers") {
+        return timers(args.timers, args.timer_slice, args.timer_spread_ms).await;
+    }
     let (private, url, key) = match &args.url {
         Some(u) => (None, u.clone(), args.key.clone().ok_or("--key (or SMSGW_KEY) is needed with --url")?),
         None => {
@@ -708,16 +888,16 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let want = |s: &str| args.only.iter().any(|o| o == s);
     let mut result = Ok(());
     if want("single") {
-        report("single", &drive(&client, args.connections, args.seconds, 1, None).await);
+        report("single", &drive(&client, args.connections, args.seconds, 1, None, Load::Messages).await);
         settle(&client).await?;
     }
     if want("batch") {
-        report("batch100", &drive(&client, args.connections.min(16), args.seconds, 100, None).await);
+        report("batch100", &drive(&client, args.connections.min(16), args.seconds, 100, None, Load::Messages).await);
         settle(&client).await?;
     }
     if want("latency") {
         let per = args.rate as f64 / args.connections as f64;
-        let o = drive(&client, args.connections, args.seconds, 1, Some(per)).await;
+        let o = drive(&client, args.connections, args.seconds, 1, Some(per), Load::Messages).await;
         report(&format!("@{}/s", args.rate), &o);
         settle(&client).await?;
     }
@@ -732,6 +912,12 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if result.is_ok() && want("webhooks") {
         result = webhooks(&args).await;
+    }
+    if result.is_ok() && want("events") {
+        result = events(args.connections, args.seconds, args.webhook_runs).await;
+    }
+    if result.is_ok() && want("timers") {
+        result = timers(args.timers, args.timer_slice, args.timer_spread_ms).await;
     }
     if let Some(p) = private {
         let dir = p.dir.clone();

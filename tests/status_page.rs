@@ -4,7 +4,8 @@
 //! the page rendered in a real browser shows the route rows; the latest
 //! replies with the message each answers, the opt-outs and the webhook
 //! subscriptions with their health and a replay button for dead
-//! deliveries; and a key without `read` still sees the cards it may see.
+//! deliveries; each trigger rule's funnel and what is scheduled in the
+//! next hours; and a key without `read` still sees the cards it may see.
 
 mod common;
 use common::*;
@@ -183,7 +184,10 @@ async fn status_page_shows_replies_optouts_and_webhook_health() {
     // A key with `send` alone: the cards that need `read` say so, each on
     // its own; its webhooks card still shows (it has no subscription).
     if let Some(dom) = status_page_dom_as(&d, SENDER_KEY).await {
-        assert!(updated(&dom).starts_with("updated ") && updated(&dom).ends_with("(7 of 8 cards not shown)"), "{dom}");
+        assert!(updated(&dom).starts_with("updated ") && updated(&dom).ends_with("(8 of 9 cards not shown)"), "{dom}");
+        let rules = &rendered(&dom)[dom.find("id=\"rules-card\"").expect("the rules card")..];
+        let rules = &rules[..rules.find("</section>").unwrap()];
+        assert!(rules.contains("not shown: this needs an API key with the \"read\" scope"), "{rules}");
         let replies = &rendered(&dom)[dom.find("id=\"replies-card\"").expect("the replies card")..];
         let replies = &replies[..replies.find("</section>").unwrap()];
         assert!(replies.contains("not shown: this needs an API key with the \"read\" scope"), "{replies}");
@@ -208,4 +212,54 @@ async fn status_page_shows_replies_optouts_and_webhook_health() {
     let state = state_of(event);
     assert_eq!(state, "pending");
     assert_eq!(call(&d, "GET", &path, KEY, None).await.1["health"]["dead"], 0);
+}
+
+/// The Rules card: a rule's funnel with its numbers, what cancelled and
+/// suppressed its messages, and its message due in two hours on the
+/// schedule. The rule's rows are messages the daemon really handled, marked
+/// as the engine marks them, with its runs and a conversion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_shows_each_rules_funnel_and_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &sim_route(dir.path(), "sim", "", "delivery_delay_ms = 0"));
+    let d = Daemon::start(dir.path());
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let id = d.send(msg(&format!("+7916123000{i}"), "your cart")).await;
+        d.wait_status(id, "delivered", 15).await;
+        sent.push(id);
+    }
+    let later = d.send(json!({"to": "+79161230009", "text": "your cart", "send_at": in_secs(7200.0)})).await;
+    let paid = d.send(json!({"to": "+79161230008", "text": "your cart", "send_at": in_secs(7200.0)})).await;
+    assert_eq!(call(&d, "POST", &format!("/v1/messages/{paid}/cancel"), KEY, Some(json!({}))).await.0, 200);
+
+    let c = Connection::open(dir.path().join("smsgw.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    for _ in 0..6 {
+        c.execute(
+            "INSERT INTO rule_runs (rule, event_id, key, recipient, at, outcome)
+             VALUES ('cart-reminder', 1, 'c1', 'x', 0, 'scheduled')",
+            [],
+        )
+        .unwrap();
+    }
+    for id in sent.iter().chain([&later, &paid]) {
+        c.execute("UPDATE messages SET rule = 'cart-reminder', step = 0, trigger_key = 'c1' WHERE id = ?1", [id])
+            .unwrap();
+    }
+    c.execute("UPDATE messages SET cancelled_by = 'order.paid' WHERE id = ?1", [paid]).unwrap();
+    c.execute("INSERT INTO conversions (message_id, rule, event_id, at) VALUES (?1, 'cart-reminder', 2, 0)", [sent[0]])
+        .unwrap();
+
+    let Some(dom) = status_page_dom(&d).await else { return };
+    assert!(updated(&dom).starts_with("updated ") && !updated(&dom).contains("not shown"), "{dom}");
+    let rule = row(&dom, "<b>cart-reminder</b>");
+    for (stage, n) in [("triggered", 6), ("sent", 3), ("delivered", 3), ("replied", 0), ("converted", 1)] {
+        let cell = &rule[rule.find(&format!("class=\"stage {stage}\"")).unwrap_or_else(|| panic!("{stage}: {rule}"))..];
+        let cell = &cell[..cell.find("</td>").unwrap()];
+        assert!(cell.ends_with(&format!("<b>{n}</b>")), "{stage} should be {n}: {cell}");
+    }
+    assert!(rule.contains("<td>order.paid 1</td>"), "{rule}");
+    let hour = row(&dom, "cart-reminder 1</td>");
+    assert!(hour.contains("class=\"hour\"") && hour.contains("<b>1</b>"), "{hour}");
 }

@@ -1,7 +1,7 @@
 //! The text served at `GET /metrics`: the gauges read fresh at each scrape
-//! (messages by status, queue depth, routes, their binds and modems) set from
-//! the store's counts and the dispatcher's snapshot, then the recorder's
-//! exposition.
+//! (messages by status, queue depth, routes, their binds and modems, each
+//! trigger rule's funnel) set from the store's counts and the dispatcher's
+//! snapshot, then the recorder's exposition.
 
 use crate::channel::RouteState;
 use crate::dispatch::Dispatcher;
@@ -72,5 +72,12 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
     // Webhook deliveries waiting (due, backing off or under way).
     let pending = store.pending_deliveries().await?;
     ::metrics::gauge!("smsgw_webhook_pending").set(pending as f64);
+    // Each rule's funnel, from the store's rows (a rule's counts only grow
+    // or move between stages, so a series never goes stale).
+    for r in store.rule_stats().await? {
+        for (stage, n) in r.stages() {
+            ::metrics::gauge!("smsgw_rule_messages", "rule" => r.rule.clone(), "stage" => stage).set(n as f64);
+        }
+    }
     Ok(crate::metrics::install().map(|h| h.render()).unwrap_or_default())
 }

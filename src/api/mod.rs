@@ -24,6 +24,7 @@ pub mod messages;
 pub mod metrics;
 pub mod optouts;
 pub mod problem;
+pub mod rule_stats;
 pub mod rules;
 pub mod serve;
 pub mod templates;
@@ -156,6 +157,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(templates::preview))
         .routes(routes!(rules::list_rules, rules::create_rule))
         .routes(routes!(rules::get_rule, rules::patch_rule, rules::delete_rule))
+        // Trigger rules' statistics: `/v1/rules/stats` is a static segment,
+        // so it wins over the rules CRUD's `/v1/rules/{name}`.
+        .routes(routes!(rule_stats::all_rule_stats))
+        .routes(routes!(rule_stats::rule_stats))
+        .routes(routes!(rule_stats::schedule))
         .split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.limits().max_body_bytes;

@@ -22,6 +22,7 @@ mod policy;
 mod query;
 mod retention;
 mod route_state;
+mod rule_stats;
 mod rules;
 mod schema;
 mod smpp_outbox;
@@ -31,7 +32,7 @@ mod webhooks;
 mod writer;
 
 pub use consents::{Consent, ConsentFilter, NewConsent, WithdrawOutcome};
-pub use fill::fill_for_bench;
+pub use fill::{fill_for_bench, fill_rule_timers_for_bench, make_timers_due_for_bench, timer_lags_for_bench};
 pub use inbound::{InboundPart, InboundView, ReplyTo, Undecodable};
 pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
@@ -42,6 +43,7 @@ pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView, TriggerView};
 pub use retention::{Pruned, Retention};
 pub use route_state::RouteStateData;
+pub use rule_stats::{RuleStats, ScheduleHour};
 pub use rules::{NewRule, RuleRow};
 pub use smpp_outbox::OwedReceipt;
 pub use subscriptions::{
