@@ -981,8 +981,7 @@ impl Config {
         let key_names: Vec<&str> = self.api_keys.iter().map(|k| k.name.as_str()).collect();
         self.webhooks.check(&key_names, base, &mut bad);
         check_rules(&self.rules, &route_names, &mut bad);
-        let route_list: Vec<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
-        self.smpp_server.check(&route_list, base, &mut bad);
+        self.smpp_server.check(&route_names, base, &mut bad);
 
         if problems.is_empty() {
             let Config {

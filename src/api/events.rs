@@ -172,14 +172,11 @@ pub fn plan(
             continue;
         }
         let Some(recipient) = recipient else { continue };
-        let eval = rules.evaluate(EventInput {
-            kind: &r.kind,
-            data: &data,
-            locale: &locale,
-            // Dates read in the recipient's zone: the event's, else the
-            // number's, else the configured default (as the store fills `tz`).
-            tz: tz.or_else(|| crate::zone::for_number(&recipient)).unwrap_or(default_tz),
-        });
+        // The recipient's zone, resolved once here rather than again on the
+        // store's writer thread: the event's, else the number's, else the
+        // configured default. Dates render in it and its messages carry it.
+        let zone = tz.or_else(|| crate::zone::for_number(&recipient)).unwrap_or(default_tz);
+        let eval = rules.evaluate(EventInput { kind: &r.kind, data: &data, locale: &locale, tz: zone });
         let runs = eval
             .starts
             .into_iter()
@@ -216,7 +213,7 @@ pub fn plan(
                                     send_at: Some(send_at),
                                     valid_until: send_at.max(now) + rule.valid_for_ms,
                                     callback_url: None,
-                                    tz: tz.map(|t| t.name().to_string()),
+                                    tz: Some(zone.name().to_string()),
                                 },
                             ))
                         })

@@ -6,6 +6,7 @@
 
 use super::Secret;
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -152,7 +153,7 @@ pub const BIND_TYPES: [&str; 3] = ["transmitter", "receiver", "transceiver"];
 
 impl SmppServer {
     /// Check every key; read each `password_file` (relative to `base`) into `password`.
-    pub(super) fn check(&mut self, routes: &[&str], base: &Path, bad: &mut dyn FnMut(&str, String)) {
+    pub(super) fn check(&mut self, routes: &HashSet<String>, base: &Path, bad: &mut dyn FnMut(&str, String)) {
         if let Some(l) = &self.listen
             && l.parse::<SocketAddr>().is_err()
         {
@@ -238,7 +239,7 @@ impl SmppServer {
                 bad(&format!("{key}.window"), "must be between 1 and 10000".into());
             }
             for (j, r) in a.routes.iter().enumerate() {
-                if !routes.contains(&r.as_str()) {
+                if !routes.contains(r) {
                     bad(&format!("{key}.routes[{j}]"), format!("no route is named {r:?}"));
                 }
             }
@@ -280,7 +281,9 @@ throughput = 0
         )
         .unwrap();
         let mut problems = Vec::new();
-        cfg.check(&["sim"], Path::new("/nonexistent"), &mut |k, why| problems.push(format!("{k}: {why}")));
+        cfg.check(&HashSet::from(["sim".to_string()]), Path::new("/nonexistent"), &mut |k, why| {
+            problems.push(format!("{k}: {why}"))
+        });
         for key in [
             "smpp_server.accounts[0].password:",
             "smpp_server.accounts[0].allow_ips[0]:",

@@ -35,17 +35,6 @@ fn stat(status: &str) -> &'static str {
     }
 }
 
-fn status_of(s: &str) -> Status {
-    match s {
-        "delivered" => Status::Delivered,
-        "expired" => Status::Expired,
-        "cancelled" => Status::Cancelled,
-        "suppressed" => Status::Suppressed,
-        "failed" => Status::Failed,
-        _ => Status::Undelivered,
-    }
-}
-
 /// The receipt's `deliver_sm`, with `message_id` in the account's form.
 pub fn receipt_pdu(r: &OwedReceipt, message_id: &str) -> DeliverSm {
     let date = |ms: i64| smpp_time(ms).get(..10).unwrap_or_default().to_string();
@@ -76,7 +65,10 @@ pub fn receipt_pdu(r: &OwedReceipt, message_id: &str) -> DeliverSm {
     if let Ok(id) = COctetString::<1, 65>::from_str(message_id) {
         b = b.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(id));
     }
-    b.push_tlv(MessageDeliveryRequestTlvValue::MessageState(message_state(status_of(&r.status)))).build()
+    b.push_tlv(MessageDeliveryRequestTlvValue::MessageState(message_state(
+        Status::parse(&r.status).unwrap_or(Status::Undelivered),
+    )))
+    .build()
 }
 
 /// Fan out and deliver until the server stops.

@@ -14,6 +14,17 @@ use std::path::Path;
 const CHUNK: i64 = 250_000;
 const DAY: Millis = 24 * 3600 * 1000;
 
+/// Create the new store file at `path` (it must not exist) with its schema
+/// (and incremental auto-vacuum) the way the daemon would, then let go of it.
+async fn create(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        return Err(StoreError::Unavailable(format!("{} exists; the fill needs a new file", path.display())));
+    }
+    let store = Store::open(path)?;
+    store.close().await;
+    Ok(())
+}
+
 /// Create the store at `path` (it must not exist) and fill it with `n`
 /// messages on route `route`, ids 1..=n, finished over the `days` before
 /// `now` in id order. Of every hundred: one queued (scheduled a year
@@ -28,14 +39,7 @@ pub async fn fill_for_bench(
     now: Millis,
     progress: impl FnMut(i64) + Send + 'static,
 ) -> Result<(), StoreError> {
-    if path.exists() {
-        return Err(StoreError::Unavailable(format!("{} exists; the fill needs a new file", path.display())));
-    }
-    // Create the file with its schema (and incremental auto-vacuum) the way
-    // the daemon would, then let go of it.
-    let store = Store::open(path)?;
-    store.close().await;
-    drop(store);
+    create(path).await?;
     let (path, route) = (path.to_path_buf(), route.to_string());
     tokio::task::spawn_blocking(move || fill(&path, n, &route, days, now, progress))
         .await
@@ -108,12 +112,7 @@ pub async fn fill_rule_timers_for_bench(
     now: Millis,
     progress: impl FnMut(i64) + Send + 'static,
 ) -> Result<(), StoreError> {
-    if path.exists() {
-        return Err(StoreError::Unavailable(format!("{} exists; the fill needs a new file", path.display())));
-    }
-    let store = Store::open(path)?;
-    store.close().await;
-    drop(store);
+    create(path).await?;
     let (path, route, rule) = (path.to_path_buf(), route.to_string(), rule.to_string());
     tokio::task::spawn_blocking(move || fill_timers(&path, n, &route, &rule, now, progress))
         .await
