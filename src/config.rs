@@ -1063,7 +1063,7 @@ impl Config {
         let specs: Vec<S> = self.routes.iter().filter_map(|r| S::parse(&r.spec, "", &mut |_, _| {})).collect();
         let routes = specs.iter().flat_map(|s| s.paths());
         let hooks = self.webhooks.subscriptions.iter().filter_map(|s| s.secret_file.as_deref());
-        let smpp = self.smpp_server.accounts.iter().filter_map(|a| a.password_file.as_deref());
+        let smpp = self.smpp_server.paths();
         std::iter::once(self.store.path.as_path())
             .chain(keys)
             .chain(routes)

@@ -20,6 +20,13 @@ pub const MAX_PASSWORD: usize = 8;
 pub struct SmppServer {
     /// `host:port` for plain TCP binds.
     pub listen: Option<String>,
+    /// `host:port` for binds over TLS (the same sessions, the same accounts);
+    /// needs `tls_cert_file` and `tls_key_file`.
+    pub tls_listen: Option<String>,
+    /// PEM: the server's certificate, then any intermediates.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
     /// Seconds between our `enquire_link`s on an idle bind; a peer silent
     /// for three of these is dropped.
     pub enquire_link_secs: u64,
@@ -35,6 +42,9 @@ impl Default for SmppServer {
     fn default() -> Self {
         SmppServer {
             listen: None,
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             enquire_link_secs: 30,
             receipt_retry_secs: 60,
             receipt_dead_after_hours: 7 * 24,
@@ -152,6 +162,62 @@ impl IpRange {
 pub const BIND_TYPES: [&str; 3] = ["transmitter", "receiver", "transceiver"];
 
 impl SmppServer {
+    /// `tls_listen` and its certificate and key: both files given, readable,
+    /// PEM with what they should hold; their paths made absolute under `base`.
+    fn check_tls(&mut self, base: &Path, bad: &mut dyn FnMut(&str, String)) {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let Some(l) = &self.tls_listen else {
+            for (key, f) in [("tls_cert_file", &self.tls_cert_file), ("tls_key_file", &self.tls_key_file)] {
+                if f.is_some() {
+                    bad(&format!("smpp_server.{key}"), "only means something with tls_listen".into());
+                }
+            }
+            return;
+        };
+        if l.parse::<SocketAddr>().is_err() {
+            bad("smpp_server.tls_listen", format!("{l:?} is not an address with a port, like \"0.0.0.0:3550\""));
+        }
+        if self.listen.is_some() && self.listen == self.tls_listen {
+            bad("smpp_server.tls_listen", "must differ from smpp_server.listen".into());
+        }
+        match &mut self.tls_cert_file {
+            None => bad("smpp_server.tls_cert_file", "tls_listen needs a PEM certificate file".into()),
+            Some(f) => {
+                *f = base.join(&*f);
+                let found = CertificateDer::pem_file_iter(&*f).map(|certs| certs.collect::<Result<Vec<_>, _>>());
+                match found {
+                    Err(e) | Ok(Err(e)) => bad(
+                        "smpp_server.tls_cert_file",
+                        format!("cannot read {} as PEM: {}", f.display(), pem_error(e)),
+                    ),
+                    Ok(Ok(certs)) if certs.is_empty() => {
+                        bad("smpp_server.tls_cert_file", format!("{} holds no CERTIFICATE block", f.display()))
+                    }
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+        match &mut self.tls_key_file {
+            None => bad("smpp_server.tls_key_file", "tls_listen needs a PEM private key file".into()),
+            Some(f) => {
+                *f = base.join(&*f);
+                if let Err(e) = PrivateKeyDer::from_pem_file(&*f) {
+                    bad(
+                        "smpp_server.tls_key_file",
+                        format!("cannot read {} as a PEM private key: {}", f.display(), pem_error(e)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every file the table names.
+    pub(super) fn paths(&self) -> impl Iterator<Item = &Path> {
+        let passwords = self.accounts.iter().filter_map(|a| a.password_file.as_deref());
+        passwords.chain(self.tls_cert_file.as_deref()).chain(self.tls_key_file.as_deref())
+    }
+
     /// Check every key; read each `password_file` (relative to `base`) into `password`.
     pub(super) fn check(&mut self, routes: &HashSet<String>, base: &Path, bad: &mut dyn FnMut(&str, String)) {
         if let Some(l) = &self.listen
@@ -168,8 +234,9 @@ impl SmppServer {
         if !(1..=24 * 365).contains(&self.receipt_dead_after_hours) {
             bad("smpp_server.receipt_dead_after_hours", "must be between 1 and 8760 hours".into());
         }
-        if self.listen.is_none() && !self.accounts.is_empty() {
-            bad("smpp_server.listen", "accounts are configured but no listen address is given".into());
+        self.check_tls(base, bad);
+        if self.listen.is_none() && self.tls_listen.is_none() && !self.accounts.is_empty() {
+            bad("smpp_server.listen", "accounts are configured but no listen (or tls_listen) address is given".into());
         }
         let mut ids = std::collections::HashSet::new();
         for (i, a) in self.accounts.iter_mut().enumerate() {
@@ -244,6 +311,16 @@ impl SmppServer {
                 }
             }
         }
+    }
+}
+
+/// A PEM problem in words a user acts on.
+fn pem_error(e: rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::Io(e) => e.to_string(),
+        Error::NoItemsFound => "no PEM block of that kind in the file".into(),
+        other => other.to_string(),
     }
 }
 

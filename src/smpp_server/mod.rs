@@ -3,13 +3,15 @@
 //! the same routing and policy. The listener takes connections; each runs a
 //! `session` (bind checks against its `account`, submits through `submit`,
 //! `enquire_link`, `unbind`, `generic_nack`), framed by the shared `smpp`
-//! layer. Started by the daemon after the routes, stopped before them.
+//! layer; a second listener, when configured, serves the same sessions over
+//! TLS (`tls`). Started by the daemon after the routes, stopped before them.
 
 mod account;
 mod outbox;
 mod query;
 mod session;
 mod submit;
+mod tls;
 
 pub use account::AccountState;
 pub use submit::decode_text;
@@ -31,8 +33,10 @@ use tokio_util::task::TaskTracker;
 /// Why the server cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("smpp_server.listen {0:?} is not an address with a port")]
-    Address(String),
+    #[error("smpp_server.{key} {value:?} is not an address with a port")]
+    Address { key: &'static str, value: String },
+    #[error("smpp_server TLS: {0}")]
+    Tls(String),
     #[error("cannot listen for SMPP on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -99,13 +103,14 @@ impl Shared {
 
 /// The running server.
 pub struct SmppServer {
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     tasks: TaskTracker,
 }
 
 impl SmppServer {
-    /// Listen on `cfg.listen`; `None` when no address is configured.
+    /// Listen on `cfg.listen` and `cfg.tls_listen`; `None` when neither is configured.
     pub async fn start(
         cfg: &Config,
         store: Store,
@@ -113,10 +118,18 @@ impl SmppServer {
         default_region: &str,
         validity_secs: u64,
     ) -> Result<Option<SmppServer>, ServerError> {
-        let Some(listen) = &cfg.listen else { return Ok(None) };
-        let addr: SocketAddr = listen.parse().map_err(|_| ServerError::Address(listen.clone()))?;
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr, source })?;
+        if cfg.listen.is_none() && cfg.tls_listen.is_none() {
+            return Ok(None);
+        }
+        let plain = match &cfg.listen {
+            Some(l) => Some(bind("listen", l).await?),
+            None => None,
+        };
+        let secure = match (&cfg.tls_listen, &cfg.tls_cert_file, &cfg.tls_key_file) {
+            (Some(l), Some(cert), Some(key)) => Some((bind("tls_listen", l).await?, tls::acceptor(cert, key)?)),
+            (Some(_), _, _) => return Err(ServerError::Tls("tls_listen needs tls_cert_file and tls_key_file".into())),
+            _ => None,
+        };
         let accounts =
             cfg.accounts.iter().map(|a| (a.system_id.clone(), Arc::new(AccountState::new(a.clone())))).collect();
         let shared = Arc::new(Shared {
@@ -132,14 +145,32 @@ impl SmppServer {
             receivers: Mutex::new(HashMap::new()),
         });
         let tasks = TaskTracker::new();
-        tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone()));
+        let addr = plain.as_ref().map(|(_, a)| *a);
+        let tls_addr = secure.as_ref().map(|((_, a), _)| *a);
+        if let Some((listener, _)) = plain {
+            tasks.spawn(accept_loop(listener, None, shared.clone(), tasks.clone()));
+        }
+        if let Some(((listener, _), acceptor)) = secure {
+            tasks.spawn(accept_loop(listener, Some(acceptor), shared.clone(), tasks.clone()));
+        }
         tasks.spawn(outbox::run(shared.clone()));
-        tracing::info!(listen = %addr, accounts = cfg.accounts.len(), "SMPP server listening");
-        Ok(Some(SmppServer { addr, shared, tasks }))
+        tracing::info!(
+            listen = ?addr.map(|a| a.to_string()),
+            tls_listen = ?tls_addr.map(|a| a.to_string()),
+            accounts = cfg.accounts.len(),
+            "SMPP server listening"
+        );
+        Ok(Some(SmppServer { addr, tls_addr, shared, tasks }))
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The plain TCP listener's address, when there is one.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The TLS listener's address, when there is one.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The accounts, for readers (API, metrics).
@@ -160,14 +191,36 @@ impl SmppServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: TaskTracker) {
+async fn bind(key: &'static str, listen: &str) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let addr: SocketAddr = listen.parse().map_err(|_| ServerError::Address { key, value: listen.to_string() })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr, source })?;
+    Ok((listener, addr))
+}
+
+/// Take connections until shutdown; with an acceptor, each completes its TLS
+/// handshake (bounded) before its session starts.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+) {
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
             conn = listener.accept() => match conn {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tasks.spawn(session::run(shared.clone(), stream, peer, tasks.clone()));
+                    match &tls {
+                        None => {
+                            let (rd, wr) = stream.into_split();
+                            tasks.spawn(session::run(shared.clone(), rd, wr, peer, tasks.clone()));
+                        }
+                        Some(acceptor) => {
+                            tasks.spawn(handshake(acceptor.clone(), stream, peer, shared.clone(), tasks.clone()));
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "SMPP accept failed");
@@ -175,5 +228,26 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: TaskTrac
                 }
             },
         }
+    }
+}
+
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+) {
+    let done = tokio::select! {
+        _ = shared.cancel.cancelled() => return,
+        done = tokio::time::timeout(tls::HANDSHAKE, acceptor.accept(stream)) => done,
+    };
+    match done {
+        Ok(Ok(stream)) => {
+            let (rd, wr) = tokio::io::split(stream);
+            session::run(shared, rd, wr, peer, tasks).await;
+        }
+        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "SMPP TLS handshake failed; connection dropped"),
+        Err(_) => tracing::warn!(%peer, "SMPP TLS handshake not finished in time; connection dropped"),
     }
 }

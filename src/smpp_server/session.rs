@@ -21,7 +21,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::task::TaskTracker;
@@ -70,8 +70,13 @@ struct Session {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, tasks: TaskTracker) {
-    let (rd, wr) = stream.into_split();
+/// Serve one connection, read from `rd` and written to `wr`: the halves of
+/// a TCP stream, or of a TLS stream over one.
+pub(super) async fn run<R, W>(shared: Arc<Shared>, rd: R, wr: W, peer: SocketAddr, tasks: TaskTracker)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let writer = tokio::spawn(async move {
         let mut out = FramedWrite::new(wr, SmppFramer::default());
@@ -101,7 +106,7 @@ pub(super) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
 }
 
 impl Session {
-    async fn read_loop(&mut self, mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, SmppFramer>) -> &'static str {
+    async fn read_loop<R: AsyncRead + Unpin>(&mut self, mut reader: FramedRead<R, SmppFramer>) -> &'static str {
         let cancel = self.shared.cancel.clone();
         let every = self.shared.enquire_link;
         let mut last_heard = tokio::time::Instant::now();
