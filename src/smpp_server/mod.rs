@@ -155,8 +155,8 @@ impl SmppServer {
         }
         tasks.spawn(outbox::run(shared.clone()));
         tracing::info!(
-            listen = ?addr.map(|a| a.to_string()),
-            tls_listen = ?tls_addr.map(|a| a.to_string()),
+            listen = %addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
+            tls_listen = %tls_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
             accounts = cfg.accounts.len(),
             "SMPP server listening"
         );

@@ -1,7 +1,8 @@
 //! One SMPP connection as the server serves it: the bind and its checks,
 //! submits answered after their commit (up to the account's window at
-//! once), `enquire_link` both ways, `unbind`, and `generic_nack` for what
-//! cannot be read. A peer that breaks the framing or stays silent is
+//! once), `enquire_link` answered and sent on an idle bind, `unbind` from
+//! either side (ours at shutdown, its answer awaited), and `generic_nack`
+//! for what cannot be read. A peer that breaks the framing or stays silent is
 //! dropped; other binds are untouched.
 
 use super::Shared;
@@ -27,6 +28,8 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::task::TaskTracker;
 
 const OUR_SYSTEM_ID: &str = "smsgw";
+/// How long a bind has to answer our `unbind` at shutdown.
+const UNBIND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The bind a session holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,16 +117,19 @@ impl Session {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    self.send(Command::new(CommandStatus::EsmeRok, self.next_seq(), Pdu::Unbind));
+                    if self.bound.is_some() {
+                        self.unbind(&mut reader).await;
+                    }
                     return "shutdown";
                 }
                 _ = tick.tick() => {
                     if last_heard.elapsed() >= every * 3 {
                         return "silent for three enquire_link intervals";
                     }
-                    if self.bound.is_some() {
+                    let idle = last_heard.elapsed() >= every;
+                    if self.bound.is_some() && idle {
                         self.send(Command::new(CommandStatus::EsmeRok, self.next_seq(), Pdu::EnquireLink));
-                    } else if last_heard.elapsed() >= every {
+                    } else if self.bound.is_none() && idle {
                         return "no bind in time";
                     }
                 }
@@ -148,6 +154,38 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Our `unbind` at shutdown, and its `unbind_resp` awaited (bounded):
+    /// receipts' responses still count, `enquire_link` is answered, a new
+    /// request is refused (`ESME_RINVBNDSTS`).
+    async fn unbind<R: AsyncRead + Unpin>(&mut self, reader: &mut FramedRead<R, SmppFramer>) {
+        let seq = self.next_seq();
+        self.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::Unbind));
+        let unbind = u32::from(CommandId::Unbind);
+        let answered = tokio::time::timeout(UNBIND_WAIT, async {
+            while let Some(Ok(SmppFrame::Pdu(frame))) = reader.next().await {
+                if frame.command_id == unbind | 0x8000_0000 && frame.sequence_number == seq {
+                    return true;
+                }
+                if frame.is_response() || frame.command_id == u32::from(CommandId::EnquireLink) {
+                    self.on_frame(frame);
+                } else if frame.command_id == unbind {
+                    self.send(header_only_command(unbind | 0x8000_0000, 0, frame.sequence_number));
+                    return true;
+                } else {
+                    let status = u32::from(CommandStatus::EsmeRinvbndsts);
+                    self.send(header_only_command(frame.command_id | 0x8000_0000, status, frame.sequence_number));
+                }
+            }
+            false
+        })
+        .await;
+        if answered == Ok(true) {
+            tracing::debug!(peer = %self.peer, "SMPP unbind answered");
+        } else {
+            tracing::debug!(peer = %self.peer, "SMPP unbind not answered before closing");
         }
     }
 
