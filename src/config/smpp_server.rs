@@ -375,6 +375,29 @@ throughput = 0
     }
 
     #[test]
+    fn tls_problems_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            .unwrap();
+        let check = |text: &str| {
+            let mut cfg: SmppServer = toml::from_str(text).unwrap();
+            let mut problems = Vec::new();
+            cfg.check(&HashSet::new(), dir.path(), &mut |k, why| problems.push(format!("{k}: {why}")));
+            problems
+        };
+        let p = check("tls_listen = \"127.0.0.1:3550\"\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"none.key\"");
+        assert!(p.iter().any(|p| p.starts_with("smpp_server.tls_cert_file:") && p.contains("no CERTIFICATE")), "{p:?}");
+        assert!(p.iter().any(|p| p.starts_with("smpp_server.tls_key_file:") && p.contains("none.key")), "{p:?}");
+        let p = check("tls_listen = \"127.0.0.1:3550\"");
+        assert!(p.iter().any(|p| p.starts_with("smpp_server.tls_cert_file: tls_listen needs")), "{p:?}");
+        assert!(p.iter().any(|p| p.starts_with("smpp_server.tls_key_file: tls_listen needs")), "{p:?}");
+        let p = check("listen = \"127.0.0.1:2775\"\ntls_cert_file = \"cert.pem\"");
+        assert_eq!(p, ["smpp_server.tls_cert_file: only means something with tls_listen"]);
+        let p = check("listen = \"127.0.0.1:2775\"\ntls_listen = \"127.0.0.1:2775\"");
+        assert!(p.iter().any(|p| p.starts_with("smpp_server.tls_listen: must differ")), "{p:?}");
+    }
+
+    #[test]
     fn ids() {
         assert_eq!(IdFormat::Hex.format(255), "ff");
         assert_eq!(IdFormat::Hex.parse("ff"), Some(255));
