@@ -4,6 +4,7 @@
 //! as `deliver_sm` → Kannel matches it to its message → Kannel calls the DLR
 //! URL, here a small HTTP listener in the test, with status 1 (delivered).
 //! A Cyrillic text sent as UCS-2 (`coding=2`) arrives in smsgw intact.
+//! Kannel binds over TLS (`use-ssl`) to `tls_listen` the same way.
 //!
 //! Where bearerbox is not installed and CI is not set, the test says so
 //! loudly and checks nothing; under CI (which installs it, see .ci/run) a
@@ -53,9 +54,11 @@ struct Kannel {
 }
 
 impl Kannel {
-    fn start(dir: &Path, smpp_port: u16) -> Kannel {
+    /// Kannel bound to smsgw's SMPP server on `smpp_port`, over TLS when `tls`.
+    fn start(dir: &Path, smpp_port: u16, tls: bool) -> Kannel {
         let (admin, smsbox, sendsms) = (free_port(), free_port(), free_port());
         let d = dir.display();
+        let use_ssl = if tls { "use-ssl = true" } else { "use-ssl = false" };
         let conf = format!(
             r#"
 group = core
@@ -73,6 +76,7 @@ smsc = smpp
 smsc-id = smsgw
 host = 127.0.0.1
 port = {smpp_port}
+{use_ssl}
 transceiver-mode = true
 smsc-username = kannel
 smsc-password = kpw
@@ -215,25 +219,32 @@ fn query(target: &str) -> std::collections::HashMap<String, String> {
     url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kannel_sends_through_smsgw_and_gets_its_delivery_reports() {
-    if !kannel_installed() {
-        return;
-    }
+/// smsgw with a `kannel` account (plain, or over TLS with a throwaway
+/// certificate), Kannel bound to it, each of `texts` (with Kannel's `coding`
+/// when given) sent through Kannel's sendsms and its DLR awaited.
+async fn through_kannel(tls: bool, texts: &[(&str, Option<&str>)]) {
     let dir = tempfile::tempdir().unwrap();
     let smpp = free_port();
+    let listen = if tls {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("server.pem"), key.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), key.signing_key.serialize_pem()).unwrap();
+        format!("tls_listen = \"127.0.0.1:{smpp}\"\ntls_cert_file = \"server.pem\"\ntls_key_file = \"server.key\"")
+    } else {
+        format!("listen = \"127.0.0.1:{smpp}\"")
+    };
     let extra = format!(
-        "[smpp_server]\nlisten = \"127.0.0.1:{smpp}\"\nreceipt_retry_secs = 1\n\
+        "[smpp_server]\n{listen}\nreceipt_retry_secs = 1\n\
          [[smpp_server.accounts]]\nsystem_id = \"kannel\"\npassword = \"kpw\"\n"
     );
     write_config(dir.path(), &extra, &sim_route(dir.path(), "sim", "", ""));
     let d = Daemon::start(dir.path());
     let (dlr_port, dlrs) = dlr_listener();
-    let kannel = Kannel::start(dir.path(), smpp);
+    let kannel = Kannel::start(dir.path(), smpp, tls);
     kannel.wait_online(&d.http).await;
 
     let dlr_url = format!("http://127.0.0.1:{dlr_port}/dlr?s=%d&id=%F&to=%p");
-    for (text, coding) in [("Hello from Kannel", None), ("Привет из Kannel", Some("2"))] {
+    for &(text, coding) in texts {
         let mut params = vec![
             ("from", "KANNEL"),
             ("to", "+79161234567"),
@@ -262,4 +273,18 @@ async fn kannel_sends_through_smsgw_and_gets_its_delivery_reports() {
         assert_eq!(m["encoding"], if coding.is_some() { "ucs2" } else { "gsm7" });
     }
     assert!(dlrs.try_recv().is_err(), "one DLR per message");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kannel_sends_through_smsgw_and_gets_its_delivery_reports() {
+    if kannel_installed() {
+        through_kannel(false, &[("Hello from Kannel", None), ("Привет из Kannel", Some("2"))]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kannel_binds_over_tls() {
+    if kannel_installed() {
+        through_kannel(true, &[("Hello from Kannel over TLS", None)]).await;
+    }
 }
