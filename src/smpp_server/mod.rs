@@ -6,13 +6,13 @@
 //! layer. Started by the daemon after the routes, stopped before them.
 
 mod account;
+mod join;
 mod outbox;
 mod query;
 mod session;
 mod submit;
 
 pub use account::AccountState;
-pub use submit::decode_text;
 
 use crate::config::smpp_server::SmppServer as Config;
 use crate::dispatch::Dispatcher;
@@ -47,6 +47,7 @@ pub(crate) struct Shared {
     validity_ms: i64,
     receipt_retry: Duration,
     receipt_dead_after: Duration,
+    join_timeout: Duration,
     cancel: CancellationToken,
     /// Receiving binds (receiver, transceiver) per system_id, oldest first.
     receivers: Mutex<HashMap<String, Vec<Receiver>>>,
@@ -128,12 +129,14 @@ impl SmppServer {
             validity_ms: i64::try_from(validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2),
             receipt_retry: Duration::from_secs(cfg.receipt_retry_secs),
             receipt_dead_after: Duration::from_secs(cfg.receipt_dead_after_hours * 3600),
+            join_timeout: Duration::from_secs(cfg.join_timeout_secs.max(1)),
             cancel: CancellationToken::new(),
             receivers: Mutex::new(HashMap::new()),
         });
         let tasks = TaskTracker::new();
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone()));
         tasks.spawn(outbox::run(shared.clone()));
+        tasks.spawn(join::sweep(shared.clone()));
         tracing::info!(listen = %addr, accounts = cfg.accounts.len(), "SMPP server listening");
         Ok(Some(SmppServer { addr, shared, tasks }))
     }
