@@ -241,9 +241,9 @@ async fn long_messages_in_parts_are_joined_and_registered_delivery_is_honoured()
     // parts present kept with a marker, a REJECTD receipt.
     let incomplete = one_id(&v["incomplete"]);
     let m = d.wait_status(incomplete, "failed", 20).await;
-    assert_eq!(m["error_code"], "incomplete");
+    assert_eq!(m["error"]["code"], "incomplete");
     assert_eq!(m["text"], "piece 1 […]piece 3 ");
-    assert!(m["error_text"].as_str().unwrap().contains("2 of 3"), "{m}");
+    assert!(m["error"]["text"].as_str().unwrap().contains("2 of 3"), "{m}");
 
     // registered_delivery: 0 owes no receipt, 1 does (and a failure too).
     assert_eq!(v["rd0_state"], 2, "the rd=0 message was delivered first");

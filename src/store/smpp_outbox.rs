@@ -27,6 +27,10 @@ pub struct OwedReceipt {
     pub error_code: Option<String>,
 }
 
+/// An event as the fan-out reads it: id, kind, key, message, the message's
+/// `registered_delivery`.
+type EventRow = (i64, String, Option<String>, Option<i64>, Option<u8>);
+
 /// Fan events after the cursor out to `accounts` (system_ids); how many rows were made.
 pub(super) fn fan_out(c: &Connection, accounts: &[String], limit: usize, now: Millis) -> rusqlite::Result<usize> {
     let cursor: i64 = c
@@ -34,7 +38,7 @@ pub(super) fn fan_out(c: &Connection, accounts: &[String], limit: usize, now: Mi
         .query_row(params![CURSOR], |r| r.get(0))
         .optional()?
         .unwrap_or(0);
-    let events: Vec<(i64, String, Option<String>, Option<i64>, Option<u8>)> = c
+    let events: Vec<EventRow> = c
         .prepare_cached(
             "SELECT e.id, e.kind, coalesce(e.api_key, m.api_key), e.message_id, m.receipt
              FROM events e LEFT JOIN messages m ON m.id = e.message_id

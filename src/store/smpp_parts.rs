@@ -168,8 +168,9 @@ fn finish(c: &Connection, message_id: i64, text: &str, incomplete: Option<&str>,
 pub(super) fn expire(c: &Connection, started_before: Millis, limit: usize, now: Millis) -> rusqlite::Result<usize> {
     let sets: Vec<(i64, u8, u8)> = c
         .prepare_cached(
-            "SELECT message_id, max(total), max(coding) FROM smpp_parts GROUP BY message_id
-             HAVING min(created_at) <= ?1 LIMIT ?2",
+            "SELECT message_id, max(total), max(coding) FROM smpp_parts
+             WHERE message_id IN (SELECT DISTINCT message_id FROM smpp_parts WHERE created_at <= ?1 LIMIT ?2)
+             GROUP BY message_id",
         )?
         .query_map(params![started_before, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;

@@ -28,7 +28,8 @@ SCENARIO = sys.argv[2]
 TO = "79161234567"
 out = {"receipts": []}
 
-CYRILLIC = ("Съешь же ещё этих мягких французских булок да выпей чаю. " * 3).strip() + " 😀 конец"
+CYRILLIC = ("Съешь же ещё этих мягких французских булок, да выпей чаю. 😀 Широкая электрификация южных "
+            "губерний даст мощный толчок подъёму сельского хозяйства. Конец.")
 GSM = "The quick brown fox jumps over the lazy dog, 0123456789. " * 4
 RESTART = ("Part one before the restart. ", "Part two after it.")
 
@@ -116,7 +117,10 @@ if SCENARIO == "main":
     # UCS-2 in 3 UDH parts, cut so the emoji's surrogate pair spans parts 1 and 2.
     ucs2 = CYRILLIC.encode("utf-16-be")
     emoji = ucs2.index("😀".encode("utf-16-be"))
-    cut = [ucs2[: emoji + 2], ucs2[emoji + 2: emoji + 40], ucs2[emoji + 40:]]
+    rest = ucs2[emoji + 2:]
+    half = len(rest) // 4 * 2
+    cut = [ucs2[: emoji + 2], rest[:half], rest[half:]]
+    assert all(len(p) <= 134 for p in cut), [len(p) for p in cut]
     out["ucs2"] = [submit(c, udh8(0x2A, 3, i + 1) + p, 8, esm=0x40, rd=1) for i, p in enumerate(cut)]
     # GSM-7 (ASCII-safe septets) in SAR parts, out of order, part 1 twice.
     g = chunks(GSM.encode("ascii"), 3)

@@ -8,9 +8,9 @@
 
 use super::config::{GsmCoding, LongMessages, SmppRoute};
 use super::receipt::{IdForm, canonical_receipt_id};
-use crate::smpp::receipt;
 use crate::channel::Outbound;
 use crate::message::ReceiptStatus;
+use crate::smpp::receipt;
 use crate::sms::pdu::DcsAlphabet;
 use crate::sms::{self, Alphabets, Encoding, Plan};
 use rusmpp::Pdu;

@@ -19,11 +19,11 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::FramedRead;
 
 use super::text::{parse_udh, yymmddhhmm};
-use crate::smpp::receipt::{self, ReceiptText};
 use super::{
     BindKind, BoundEsme, ConcatInfo, ConcatVia, DeliverKind, Out, PendingDeliver, SmscError, SmscState, SubmitKind,
     SubmitOutcome, Submitted, cmd, lock, status, write_loop,
 };
+use crate::smpp::receipt::{self, ReceiptText};
 use crate::smpp::reply::{generic_nack, header_only_command};
 use crate::smpp::{FramingError, RawPdu, SmppFrame, SmppFramer};
 
@@ -448,8 +448,7 @@ struct ReceiptPlan {
 
 impl ReceiptPlan {
     fn build(self) -> PendingDeliver {
-        let (state, err) =
-            if self.undelivered { (receipt::UNDELIVERABLE, "001") } else { (receipt::DELIVERED, "000") };
+        let (state, err) = if self.undelivered { (receipt::UNDELIVERABLE, "001") } else { (receipt::DELIVERED, "000") };
         let body = receipt::build(&ReceiptText {
             id: self.message_id.clone(),
             sub: Some("001".into()),
