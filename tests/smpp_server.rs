@@ -2,7 +2,10 @@
 //! `smpplib` binds, submits (GSM-7, UCS-2, data_sm), queries, cancels a
 //! scheduled message, is refused for the right reasons, throttled, and a
 //! garbage peer is dropped without harming the others; npm `smpp` binds as a
-//! transceiver and submits GSM-7 and UCS-2 under the account's key.
+//! transceiver and submits GSM-7 and UCS-2 under the account's key. Long
+//! messages in parts (UDH 8- and 16-bit, SAR; out of order, duplicated,
+//! mixed codings, incomplete past the join timeout, across a kill -9) are
+//! joined into one message, and `registered_delivery` decides the receipts.
 
 mod common;
 use common::*;
@@ -281,4 +284,30 @@ async fn parts_survive_a_kill_between_them() {
     let id: i64 = second["part"]["message_id"].as_str().unwrap().parse().unwrap();
     let m = d.wait_status(id, "delivered", 20).await;
     assert_eq!(m["text"], second["text"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_smpp_sends_a_long_message_in_udh_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(dir.path(), &parts_config(port), &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    let node = tokio::process::Command::new("node")
+        .arg("smpp_server_parts.js")
+        .arg(port.to_string())
+        .args(["parts", "pw"])
+        .current_dir(interop_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let resps: Vec<Value> = lines.iter().filter(|l| l["event"] == "submit_resp").cloned().collect();
+    assert_eq!(resps.len(), 2, "{stdout}");
+    let id = one_id(&Value::Array(resps));
+    let m = d.wait_status(id, "delivered", 20).await;
+    assert_eq!(m["text"], lines[0]["text"]);
+    assert_eq!(m["api_key"], "smpp:parts");
 }

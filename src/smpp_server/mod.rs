@@ -2,9 +2,9 @@
 //! (SMPP 3.4) and submit into the same durable queue as the HTTP API, under
 //! the same routing and policy. The listener takes connections; each runs a
 //! `session` (bind checks against its `account`, submits through `submit`
-//! with long messages' parts read by `join`,
-//! `enquire_link`, `unbind`, `generic_nack`), framed by the shared `smpp`
-//! layer. Started by the daemon after the routes, stopped before them.
+//! with the parts of long messages read by `join`, `enquire_link`, `unbind`,
+//! `generic_nack`), framed by the shared `smpp` layer. Started by the daemon
+//! after the routes, stopped before them.
 
 mod account;
 mod join;
