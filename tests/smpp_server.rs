@@ -230,7 +230,8 @@ async fn long_messages_in_parts_are_joined_and_registered_delivery_is_honoured()
     assert_eq!(m["api_key"], "smpp:parts");
     assert!(m["segments"].as_u64().unwrap() >= 3, "{m}");
 
-    // GSM-7 in SAR parts, out of order, one part twice: stored once, joined.
+    // GSM-7 in SAR parts, out of order, one part twice, one again after the
+    // join: each answered with the one id, stored once.
     let id = one_id(&v["sar"]);
     let m = d.wait_status(id, "delivered", 20).await;
     assert_eq!(m["text"], v["gsm_text"]);

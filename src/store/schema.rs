@@ -390,10 +390,12 @@ CREATE TABLE smpp_outbox (
 CREATE INDEX smpp_outbox_due ON smpp_outbox(account, state, next_at);
 "#,
     // 11: the parts of long messages SMPP server accounts submit, each kept
-    // until the part completing its set joins them into the message reserved
-    // at the first part (`message_id`), or the join timeout stores the set as
-    // incomplete; and the receipts a message's `registered_delivery` asks
-    // for (NULL: not an SMPP message, every final status).
+    // until the part completing its set joins them into the message made by
+    // the first part (`message_id`), or the join timeout stores the set as
+    // incomplete; then a marker row (seq 0, no data) answers parts sent again
+    // for one more timeout. And the receipts a message's `registered_delivery`
+    // asks for (`messages.receipt`; NULL: not an SMPP message, every final
+    // status).
     r#"
 CREATE TABLE smpp_parts (
     account    TEXT    NOT NULL,

@@ -9,6 +9,9 @@
 //! incomplete after the join timeout is not dropped: the parts present are
 //! joined with `[…]` for each missing run, and the message fails with error
 //! `incomplete` (its `message.failed` event owes the account a receipt).
+//! Either way the set leaves a marker (part number 0, no data) for one more
+//! join timeout, so a part sent again after the set ended (its response was
+//! lost) is answered with the same id instead of starting a new message.
 //!
 //! Also here: a message's `registered_delivery` (the `receipt` column the
 //! outbox fan-out reads), written in the transaction that accepts it.
@@ -79,18 +82,19 @@ pub(super) fn add(
     policy: &Policy,
     now: Millis,
 ) -> Result<PartOutcome, StoreError> {
-    let set: Option<(i64, u8)> = c
+    let set: Option<(i64, u8, bool)> = c
         .prepare_cached(
-            "SELECT message_id, coding FROM smpp_parts
-             WHERE account = ?1 AND source = ?2 AND dest = ?3 AND ref = ?4 AND total = ?5 LIMIT 1",
+            "SELECT message_id, coding, seq = 0 FROM smpp_parts
+             WHERE account = ?1 AND source = ?2 AND dest = ?3 AND ref = ?4 AND total = ?5 ORDER BY seq LIMIT 1",
         )?
         .query_row(params![part.account, part.source, part.dest, part.reference, part.total], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
     let message_id = match set {
-        Some((_, coding)) if coding != part.coding => return Ok(PartOutcome::MixedCoding { set: coding }),
-        Some((id, _)) => id,
+        Some((id, _, true)) => return Ok(PartOutcome::Duplicate { message_id: id }),
+        Some((_, coding, _)) if coding != part.coding => return Ok(PartOutcome::MixedCoding { set: coding }),
+        Some((id, _, _)) => id,
         None => {
             let accepted = accept(c, api_key, m, receipt, policy, now)?;
             c.prepare_cached("UPDATE messages SET due_at = ?2 WHERE id = ?1 AND status = 'queued'")?
@@ -131,14 +135,15 @@ pub(super) fn add(
 
 /// The stored parts of a held message, by their number: (seq, data).
 fn parts_of(c: &Connection, message_id: i64) -> rusqlite::Result<Vec<(u8, Vec<u8>)>> {
-    c.prepare_cached("SELECT seq, data FROM smpp_parts WHERE message_id = ?1 ORDER BY seq")?
+    c.prepare_cached("SELECT seq, data FROM smpp_parts WHERE message_id = ?1 AND seq > 0 ORDER BY seq")?
         .query_map(params![message_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
 }
 
-/// Write the joined text into the message and delete its parts: a queued
-/// message becomes due (at its schedule), or fails with `incomplete` (the
-/// reason given); one already final (cancelled, suppressed) keeps its status.
+/// Write the joined text into the message and replace its parts by the
+/// set's marker: a queued message becomes due (at its schedule), or fails
+/// with `incomplete` (the reason given); one already final (cancelled,
+/// suppressed) keeps its status.
 fn finish(c: &Connection, message_id: i64, text: &str, incomplete: Option<&str>, now: Millis) -> rusqlite::Result<()> {
     let (encoding, segments) = crate::sms::count_parts(text);
     c.prepare_cached("UPDATE messages SET body = ?2, encoding = ?3, segments = ?4, updated_at = ?5 WHERE id = ?1")?
@@ -159,17 +164,26 @@ fn finish(c: &Connection, message_id: i64, text: &str, incomplete: Option<&str>,
     if let (Some(why), 1) = (incomplete, queued) {
         history(c, message_id, now, Status::Failed, why)?;
     }
-    c.prepare_cached("DELETE FROM smpp_parts WHERE message_id = ?1")?.execute(params![message_id])?;
+    c.prepare_cached(
+        "INSERT INTO smpp_parts (account, source, dest, ref, total, seq, message_id, coding, data, created_at)
+         SELECT account, source, dest, ref, total, 0, message_id, coding, x'', ?2 FROM smpp_parts
+         WHERE message_id = ?1 LIMIT 1",
+    )?
+    .execute(params![message_id, now])?;
+    c.prepare_cached("DELETE FROM smpp_parts WHERE message_id = ?1 AND seq > 0")?.execute(params![message_id])?;
     Ok(())
 }
 
 /// Store as incomplete every set whose first part came at or before
-/// `started_before`, up to `limit` sets; how many.
+/// `started_before`, up to `limit` sets, and forget the markers of sets
+/// that ended before it; how many sets were stored incomplete.
 pub(super) fn expire(c: &Connection, started_before: Millis, limit: usize, now: Millis) -> rusqlite::Result<usize> {
+    c.prepare_cached("DELETE FROM smpp_parts WHERE seq = 0 AND created_at <= ?1")?.execute(params![started_before])?;
     let sets: Vec<(i64, u8, u8)> = c
         .prepare_cached(
             "SELECT message_id, max(total), max(coding) FROM smpp_parts
              WHERE message_id IN (SELECT DISTINCT message_id FROM smpp_parts WHERE created_at <= ?1 LIMIT ?2)
+               AND seq > 0
              GROUP BY message_id",
         )?
         .query_map(params![started_before, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

@@ -1096,7 +1096,12 @@ async fn smpp_parts_hold_the_message_until_the_set_joins() {
     let m = s.get(id).await.unwrap().unwrap();
     assert_eq!((m.text.as_str(), m.status), ("Пр 😀!", Status::Queued));
     assert_eq!(s.claim("r".into(), 10, Policy::default()).await.unwrap().len(), 1, "due once joined");
-    // The set is gone: the same reference starts a new message.
+    // A part sent again after the join: the same message, nothing stored.
+    assert_eq!(add(smpp_part(2, 8, &[0, 0])).await.unwrap(), PartOutcome::Duplicate { message_id: id });
+    assert_eq!(s.get(id).await.unwrap().unwrap().text, "Пр 😀!");
+    // Once the marker is forgotten, the same reference starts a new message.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.smpp_expire_parts(0, 100).await.unwrap(), 0, "a joined set is not incomplete");
     let again = add(smpp_part(1, 8, &[0x04, 0x1F])).await.unwrap();
     assert!(matches!(again, PartOutcome::Stored { message_id, joined: false } if message_id != id), "{again:?}");
 }

@@ -6,8 +6,9 @@ Scenarios (each prints one JSON object with what it saw):
   main      on a transceiver of account "parts": a Cyrillic UCS-2 text in 3
             UDH parts (8-bit reference; an emoji's surrogate pair split
             across parts 1 and 2) with registered_delivery=1, a GSM-7 text in
-            SAR parts sent out of order with part 1 twice, a 16-bit UDH set
-            whose second part has another data_coding, an incomplete set
+            SAR parts sent out of order with part 1 twice (and part 2 again
+            once joined), a 16-bit UDH set whose second part has another
+            data_coding, an incomplete set
             (2 of 3 parts) with registered_delivery=1, and a whole message
             with registered_delivery=0 (queried until DELIVERED) followed by
             one with 1; then reads receipts until the rd=1 message's and the
@@ -122,9 +123,9 @@ if SCENARIO == "main":
     cut = [ucs2[: emoji + 2], rest[:half], rest[half:]]
     assert all(len(p) <= 134 for p in cut), [len(p) for p in cut]
     out["ucs2"] = [submit(c, udh8(0x2A, 3, i + 1) + p, 8, esm=0x40, rd=1) for i, p in enumerate(cut)]
-    # GSM-7 (ASCII-safe septets) in SAR parts, out of order, part 1 twice.
+    # GSM-7 (ASCII-safe septets) in SAR parts, out of order, part 1 twice, part 2 again after the join.
     g = chunks(GSM.encode("ascii"), 3)
-    out["sar"] = [submit(c, g[i - 1], 0, **sar(777, 3, i)) for i in (3, 1, 1, 2)]
+    out["sar"] = [submit(c, g[i - 1], 0, **sar(777, 3, i)) for i in (3, 1, 1, 2, 2)]
     # A 16-bit UDH set whose second part has another coding.
     out["mixed"] = [
         submit(c, udh16(0x1234, 2, 1) + "Привет".encode("utf-16-be"), 8, esm=0x40),
