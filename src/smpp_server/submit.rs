@@ -1,10 +1,12 @@
 //! A `submit_sm` or `data_sm` made into a `store::NewMessage` and accepted
-//! through the same `Store::enqueue` as `POST /v1/messages`: the same
-//! number rules, routing (`Dispatcher::routing`) and policy; the answer's
-//! `message_id` is the committed message's id in the account's form. A part
-//! of a long message (UDH or SAR, read by `join`) is stored durably and
-//! answered with the id of the one message its set makes (reserved by the
-//! set's first part); the set's last part joins them.
+//! by the same `messages::insert` as `POST /v1/messages` (through
+//! `Store::smpp_accept`, which also keeps its `registered_delivery`): the
+//! same number rules, routing (`Dispatcher::routing`) and policy; the
+//! answer's `message_id` is the committed message's id in the account's
+//! form. A part of a long message (UDH or SAR, read by `join`) is stored
+//! durably (`Store::smpp_part`) and answered with the id of the one message
+//! its set makes (made by the set's first part); the set's last part joins
+//! them.
 
 use super::Shared;
 use super::account::AccountState;
