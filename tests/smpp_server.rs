@@ -2,7 +2,10 @@
 //! `smpplib` binds, submits (GSM-7, UCS-2, data_sm), queries, cancels a
 //! scheduled message, is refused for the right reasons, throttled, and a
 //! garbage peer is dropped without harming the others; npm `smpp` binds as a
-//! transceiver and submits GSM-7 and UCS-2 under the account's key.
+//! transceiver and submits GSM-7 and UCS-2 under the account's key. Long
+//! messages in parts (UDH 8- and 16-bit, SAR; out of order, duplicated,
+//! mixed codings, incomplete past the join timeout, across a kill -9) are
+//! joined into one message, and `registered_delivery` decides the receipts.
 
 mod common;
 use common::*;
@@ -172,4 +175,140 @@ async fn receipts_wait_while_unbound_and_come_until_acknowledged() {
         assert!(text.contains("stat:DELIVRD") && text.contains("dlvrd:001"), "{text}");
         assert!(text.starts_with(&format!("id:{} ", r["receipted_message_id"].as_str().unwrap())), "{text}");
     }
+}
+
+fn parts_config(port: u16) -> String {
+    format!(
+        r#"
+[smpp_server]
+listen = "127.0.0.1:{port}"
+receipt_retry_secs = 1
+join_timeout_secs = 2
+[[smpp_server.accounts]]
+system_id = "parts"
+password = "pw"
+"#
+    )
+}
+
+async fn multipart_script(port: u16, scenario: &str) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/smpp_server_multipart.py");
+    let out = tokio::process::Command::new(venv_python())
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(scenario)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
+}
+
+/// Every part of a set answered OK with one message id; that id, parsed.
+fn one_id(parts: &Value) -> i64 {
+    let parts = parts.as_array().unwrap();
+    assert!(parts.iter().all(|p| p["status"] == 0), "{parts:?}");
+    assert!(parts.iter().all(|p| p["message_id"] == parts[0]["message_id"]), "one message id: {parts:?}");
+    parts[0]["message_id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn long_messages_in_parts_are_joined_and_registered_delivery_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(dir.path(), &parts_config(port), &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    let v = multipart_script(port, "main").await;
+
+    // Cyrillic UCS-2 in 3 UDH parts (a surrogate pair across two of them):
+    // one message, the original text, re-split for the route.
+    let id = one_id(&v["ucs2"]);
+    let m = d.wait_status(id, "delivered", 20).await;
+    assert_eq!(m["text"], v["cyrillic_text"]);
+    assert_eq!(m["encoding"], "ucs2");
+    assert_eq!(m["api_key"], "smpp:parts");
+    assert!(m["segments"].as_u64().unwrap() >= 3, "{m}");
+
+    // GSM-7 in SAR parts, out of order, one part twice, one again after the
+    // join: each answered with the one id, stored once.
+    let id = one_id(&v["sar"]);
+    let m = d.wait_status(id, "delivered", 20).await;
+    assert_eq!(m["text"], v["gsm_text"]);
+    assert_eq!(m["encoding"], "gsm7");
+
+    // Another coding within one set is refused (ESME_RINVDCS).
+    assert_eq!(v["mixed"][0]["status"], 0);
+    assert_eq!(v["mixed"][1]["status"], 0x104);
+
+    // An incomplete set after the join timeout: failed `incomplete`, the
+    // parts present kept with a marker, a REJECTD receipt.
+    let incomplete = one_id(&v["incomplete"]);
+    let m = d.wait_status(incomplete, "failed", 20).await;
+    assert_eq!(m["error"]["code"], "incomplete");
+    assert_eq!(m["text"], "piece 1 […]piece 3 ");
+    assert!(m["error"]["text"].as_str().unwrap().contains("2 of 3"), "{m}");
+
+    // registered_delivery: 0 owes no receipt, 1 does (and a failure too).
+    assert_eq!(v["rd0_state"], 2, "the rd=0 message was delivered first");
+    let receipts = v["receipts"].as_array().unwrap();
+    let of = |id: &Value| receipts.iter().filter(|r| &r["receipted_message_id"] == id).collect::<Vec<_>>();
+    assert!(of(&v["rd0"]["message_id"]).is_empty(), "no receipt for registered_delivery=0: {receipts:?}");
+    let rd1 = of(&v["rd1"]["message_id"]);
+    assert_eq!(rd1.len(), 1, "{receipts:?}");
+    assert_eq!(rd1[0]["message_state"], 2);
+    assert!(rd1[0]["text"].as_str().unwrap().contains("stat:DELIVRD"), "{rd1:?}");
+    let failed = of(&v["incomplete"][0]["message_id"]);
+    assert_eq!(failed.len(), 1, "{receipts:?}");
+    assert_eq!(failed[0]["message_state"], 8, "REJECTED");
+    assert!(failed[0]["text"].as_str().unwrap().contains("stat:REJECTD"), "{failed:?}");
+    assert_eq!(of(&v["ucs2"][0]["message_id"]).len(), 1, "the joined message's receipt under its one id");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parts_survive_a_kill_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(
+        dir.path(),
+        &parts_config(port).replace("join_timeout_secs = 2", "join_timeout_secs = 60"),
+        &sim_route(dir.path(), "sim", "", ""),
+    );
+    let d = Daemon::start(dir.path());
+    let first = multipart_script(port, "first").await;
+    assert_eq!(first["part"]["status"], 0);
+    d.kill9();
+    let d = Daemon::start(dir.path());
+    let second = multipart_script(port, "second").await;
+    assert_eq!(second["part"]["status"], 0);
+    assert_eq!(first["part"]["message_id"], second["part"]["message_id"], "one message for both parts");
+    let id: i64 = second["part"]["message_id"].as_str().unwrap().parse().unwrap();
+    let m = d.wait_status(id, "delivered", 20).await;
+    assert_eq!(m["text"], second["text"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_smpp_sends_a_long_message_in_udh_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(dir.path(), &parts_config(port), &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    let node = tokio::process::Command::new("node")
+        .arg("smpp_server_parts.js")
+        .arg(port.to_string())
+        .args(["parts", "pw"])
+        .current_dir(interop_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let resps: Vec<Value> = lines.iter().filter(|l| l["event"] == "submit_resp").cloned().collect();
+    assert_eq!(resps.len(), 2, "{stdout}");
+    let id = one_id(&Value::Array(resps));
+    let m = d.wait_status(id, "delivered", 20).await;
+    assert_eq!(m["text"], lines[0]["text"]);
+    assert_eq!(m["api_key"], "smpp:parts");
 }

@@ -35,6 +35,9 @@ pub struct SmppServer {
     /// Hours a receipt is kept for an account that never takes it (no bind,
     /// or refusals) before it is marked dead; default 7 days.
     pub receipt_dead_after_hours: u64,
+    /// Seconds the parts of a long message wait for the rest of their set;
+    /// then the set is stored as incomplete (failed, error `incomplete`).
+    pub join_timeout_secs: u64,
     pub accounts: Vec<Account>,
 }
 
@@ -48,6 +51,7 @@ impl Default for SmppServer {
             enquire_link_secs: 30,
             receipt_retry_secs: 60,
             receipt_dead_after_hours: 7 * 24,
+            join_timeout_secs: 60,
             accounts: Vec::new(),
         }
     }
@@ -228,6 +232,9 @@ impl SmppServer {
         if !(1..=3600).contains(&self.enquire_link_secs) {
             bad("smpp_server.enquire_link_secs", "must be between 1 and 3600 seconds".into());
         }
+        if !(1..=86_400).contains(&self.join_timeout_secs) {
+            bad("smpp_server.join_timeout_secs", "must be between 1 and 86400 seconds".into());
+        }
         if !(1..=86_400).contains(&self.receipt_retry_secs) {
             bad("smpp_server.receipt_retry_secs", "must be between 1 and 86400 seconds".into());
         }
@@ -344,6 +351,7 @@ mod tests {
         let mut cfg: SmppServer = toml::from_str(
             r#"
 listen = "0.0.0.0:2775"
+join_timeout_secs = 0
 [[accounts]]
 system_id = "billing"
 password = "muchtoolong"
@@ -362,6 +370,7 @@ throughput = 0
             problems.push(format!("{k}: {why}"))
         });
         for key in [
+            "smpp_server.join_timeout_secs: must be between 1 and 86400",
             "smpp_server.accounts[0].password:",
             "smpp_server.accounts[0].allow_ips[0]:",
             "smpp_server.accounts[0].bind_types[0]:",

@@ -1,12 +1,14 @@
 //! The SMPP server: LAN applications and partners bind to smsgw as ESMEs
 //! (SMPP 3.4) and submit into the same durable queue as the HTTP API, under
 //! the same routing and policy. The listener takes connections; each runs a
-//! `session` (bind checks against its `account`, submits through `submit`,
-//! `enquire_link`, `unbind`, `generic_nack`), framed by the shared `smpp`
-//! layer; a second listener, when configured, serves the same sessions over
-//! TLS (`tls`). Started by the daemon after the routes, stopped before them.
+//! `session` (bind checks against its `account`, submits through `submit`
+//! with the parts of long messages read by `join`, `enquire_link`, `unbind`,
+//! `generic_nack`), framed by the shared `smpp` layer; a second listener,
+//! when configured, serves the same sessions over TLS (`tls`). Started by
+//! the daemon after the routes, stopped before them.
 
 mod account;
+mod join;
 mod outbox;
 mod query;
 mod session;
@@ -14,7 +16,6 @@ mod submit;
 mod tls;
 
 pub use account::AccountState;
-pub use submit::decode_text;
 
 use crate::config::smpp_server::SmppServer as Config;
 use crate::dispatch::Dispatcher;
@@ -51,6 +52,7 @@ pub(crate) struct Shared {
     validity_ms: i64,
     receipt_retry: Duration,
     receipt_dead_after: Duration,
+    join_timeout: Duration,
     cancel: CancellationToken,
     /// Receiving binds (receiver, transceiver) per system_id, oldest first.
     receivers: Mutex<HashMap<String, Vec<Receiver>>>,
@@ -141,6 +143,7 @@ impl SmppServer {
             validity_ms: i64::try_from(validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2),
             receipt_retry: Duration::from_secs(cfg.receipt_retry_secs),
             receipt_dead_after: Duration::from_secs(cfg.receipt_dead_after_hours * 3600),
+            join_timeout: Duration::from_secs(cfg.join_timeout_secs.max(1)),
             cancel: CancellationToken::new(),
             receivers: Mutex::new(HashMap::new()),
         });
@@ -154,6 +157,7 @@ impl SmppServer {
             tasks.spawn(accept_loop(listener, Some(acceptor), shared.clone(), tasks.clone()));
         }
         tasks.spawn(outbox::run(shared.clone()));
+        tasks.spawn(join::sweep(shared.clone()));
         tracing::info!(
             listen = %addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
             tls_listen = %tls_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),

@@ -8,13 +8,13 @@
 //! hours.
 
 use super::Shared;
-use super::query::{message_state, smpp_time};
 use crate::message::Status;
+use crate::smpp::receipt::{self, ReceiptText};
 use crate::store::OwedReceipt;
 use rusmpp::pdus::DeliverSm;
 use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
 use rusmpp::types::{COctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, Npi, Ton};
+use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,30 +23,21 @@ use std::time::Duration;
 const LEASE_MS: i64 = 30_000;
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// The appendix-B `stat` word for a final status.
-fn stat(status: &str) -> &'static str {
-    match status {
-        "delivered" => "DELIVRD",
-        "expired" => "EXPIRED",
-        "undelivered" => "UNDELIV",
-        "cancelled" => "DELETED",
-        "suppressed" => "REJECTD",
-        _ => "UNDELIV",
-    }
-}
-
-/// The receipt's `deliver_sm`, with `message_id` in the account's form.
+/// The receipt's `deliver_sm` (appendix-B text by the shared
+/// `smpp::receipt`), with `message_id` in the account's form.
 pub fn receipt_pdu(r: &OwedReceipt, message_id: &str) -> DeliverSm {
-    let date = |ms: i64| smpp_time(ms).get(..10).unwrap_or_default().to_string();
-    let delivered = if r.status == "delivered" { "001" } else { "000" };
+    let state = receipt::message_state(Status::parse(&r.status).unwrap_or(Status::Undelivered));
     let err = r.error_code.as_deref().and_then(|e| e.parse::<u32>().ok()).unwrap_or(0).min(999);
-    let head: String = r.text.chars().take(20).collect();
-    let body = format!(
-        "id:{message_id} sub:001 dlvrd:{delivered} submit date:{} done date:{} stat:{} err:{err:03} text:{head}",
-        date(r.created_at),
-        date(r.updated_at),
-        stat(&r.status)
-    );
+    let body = receipt::build(&ReceiptText {
+        id: message_id.to_string(),
+        sub: Some("001".into()),
+        dlvrd: Some(if state == receipt::DELIVERED { "001" } else { "000" }.into()),
+        submit_date: Some(receipt::date(r.created_at)),
+        done_date: Some(receipt::date(r.updated_at)),
+        stat: receipt::stat_word(state).into(),
+        err: Some(format!("{err:03}")),
+        text: Some(r.text.chars().take(20).collect()),
+    });
     let bytes = body.as_bytes();
     let to = r.to.trim_start_matches('+');
     let from = r.from.clone().unwrap_or_default();
@@ -65,10 +56,7 @@ pub fn receipt_pdu(r: &OwedReceipt, message_id: &str) -> DeliverSm {
     if let Ok(id) = COctetString::<1, 65>::from_str(message_id) {
         b = b.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(id));
     }
-    b.push_tlv(MessageDeliveryRequestTlvValue::MessageState(message_state(
-        Status::parse(&r.status).unwrap_or(Status::Undelivered),
-    )))
-    .build()
+    b.push_tlv(MessageDeliveryRequestTlvValue::MessageState(MessageState::from(state))).build()
 }
 
 /// Fan out and deliver until the server stops.

@@ -12,16 +12,9 @@ use rusmpp::values::MessageState;
 use rusmpp::{CommandStatus, Pdu};
 use std::str::FromStr;
 
-/// The SMPP message_state for a status (SMPP 3.4 5.2.28).
+/// The SMPP message_state for a status (the shared `smpp::receipt` mapping).
 pub fn message_state(s: Status) -> MessageState {
-    match s {
-        Status::Queued | Status::Sending | Status::Submitted => MessageState::Enroute,
-        Status::Delivered => MessageState::Delivered,
-        Status::Expired => MessageState::Expired,
-        Status::Cancelled => MessageState::Deleted,
-        Status::Undelivered | Status::Failed => MessageState::Undeliverable,
-        Status::Suppressed => MessageState::Rejected,
-    }
+    MessageState::from(crate::smpp::receipt::message_state(s))
 }
 
 fn is_final(s: Status) -> bool {

@@ -1,12 +1,18 @@
 //! A `submit_sm` or `data_sm` made into a `store::NewMessage` and accepted
-//! through the same `Store::enqueue` as `POST /v1/messages`: the same
-//! number rules, routing (`Dispatcher::routing`) and policy; the answer's
-//! `message_id` is the committed message's id in the account's form.
+//! by the same `messages::insert` as `POST /v1/messages` (through
+//! `Store::smpp_accept`, which also keeps its `registered_delivery`): the
+//! same number rules, routing (`Dispatcher::routing`) and policy; the
+//! answer's `message_id` is the committed message's id in the account's
+//! form. A part of a long message (UDH or SAR, read by `join`) is stored
+//! durably (`Store::smpp_part`) and answered with the id of the one message
+//! its set makes (made by the set's first part); the set's last part joins
+//! them.
 
 use super::Shared;
 use super::account::AccountState;
+use super::join;
 use crate::message::Priority;
-use crate::store::{EnqueueOutcome, NewMessage};
+use crate::store::{NewMessage, PartOutcome, SmppPart};
 use rusmpp::tlvs::{Tlv, TlvValue};
 use rusmpp::values::Ton;
 use rusmpp::{CommandStatus, Pdu};
@@ -18,6 +24,7 @@ struct Submit<'a> {
     dest_ton: Ton,
     esm_class: u8,
     data_coding: u8,
+    registered_delivery: u8,
     short: &'a [u8],
     tlvs: &'a [Tlv],
     schedule: String,
@@ -32,6 +39,7 @@ fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
             dest_ton: s.dest_addr_ton,
             esm_class: u8::from(s.esm_class),
             data_coding: u8::from(s.data_coding),
+            registered_delivery: u8::from(s.registered_delivery),
             short: s.short_message().as_ref(),
             tlvs: s.tlvs(),
             schedule: s.schedule_delivery_time.to_string(),
@@ -43,23 +51,12 @@ fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
             dest_ton: s.dest_addr_ton,
             esm_class: u8::from(s.esm_class),
             data_coding: u8::from(s.data_coding),
+            registered_delivery: u8::from(s.registered_delivery),
             short: &[],
             tlvs: s.tlvs(),
             schedule: String::new(),
             validity: String::new(),
         }),
-        _ => None,
-    }
-}
-
-/// The text of `data` in `data_coding` (SMPP 3.4 5.2.19); None for a
-/// coding that carries no text (binary).
-pub fn decode_text(data_coding: u8, data: &[u8]) -> Option<String> {
-    match data_coding {
-        0x00 => Some(crate::sms::text::decode_gsm7_unpacked(data)),
-        0x01 => Some(String::from_utf8_lossy(data).into_owned()),
-        0x03 => Some(data.iter().map(|&b| char::from(b)).collect()),
-        0x08 => Some(crate::sms::text::decode_ucs2(data)),
         _ => None,
     }
 }
@@ -96,25 +93,17 @@ pub struct Refused(pub CommandStatus, pub String);
 /// Build and commit the message; the committed id.
 pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -> Result<i64, Refused> {
     let s = fields(pdu).ok_or_else(|| Refused(CommandStatus::EsmeRinvmsglen, "no submit body".into()))?;
-    let mut sar = false;
-    let mut payload = None;
-    for tlv in s.tlvs {
-        match tlv.value() {
-            Some(TlvValue::MessagePayload(p)) => payload = Some(p.value.as_ref()),
-            Some(TlvValue::SarMsgRefNum(_) | TlvValue::SarTotalSegments(_) | TlvValue::SarSegmentSeqnum(_)) => {
-                sar = true
-            }
-            _ => {}
-        }
-    }
-    if sar || s.esm_class & 0x40 != 0 {
-        return Err(Refused(CommandStatus::EsmeRinvesmclass, "multipart submits are not joined yet".into()));
-    }
+    let payload = s.tlvs.iter().find_map(|tlv| match tlv.value() {
+        Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref()),
+        _ => None,
+    });
     let data = payload.unwrap_or(s.short);
-    let text = decode_text(s.data_coding, data).ok_or_else(|| {
-        Refused(CommandStatus::EsmeRinvesmclass, format!("data_coding 0x{:02x} carries no text", s.data_coding))
+    let ud =
+        join::read(s.esm_class, data, s.tlvs).map_err(|e| Refused(CommandStatus::EsmeRinvesmclass, e.to_string()))?;
+    let text = crate::sms::text::decode_text(s.data_coding, ud.data).ok_or_else(|| {
+        Refused(CommandStatus::EsmeRinvdcs, format!("data_coding 0x{:02x} carries no text", s.data_coding))
     })?;
-    if text.is_empty() {
+    if text.is_empty() && ud.concat.is_none() {
         return Err(Refused(CommandStatus::EsmeRinvmsglen, "empty message".into()));
     }
     let from = (!s.source.is_empty()).then(|| s.source.clone());
@@ -175,16 +164,40 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
         callback_url: None,
         tz: None,
     };
-    let outcome = shared
-        .store
-        .enqueue(account.api_key(), None, vec![msg], None, shared.dispatcher.policy())
-        .await
-        .map_err(|e| Refused(CommandStatus::EsmeRsyserr, format!("store: {e}")))?;
-    let id = match outcome {
-        EnqueueOutcome::Created(a) | EnqueueOutcome::Replayed(a) => a.first().map(|a| a.id),
-        _ => None,
-    }
-    .ok_or_else(|| Refused(CommandStatus::EsmeRsyserr, "not accepted".into()))?;
+    let store_err = |e: crate::store::StoreError| Refused(CommandStatus::EsmeRsyserr, format!("store: {e}"));
+    let key = account.api_key().to_string();
+    let policy = shared.dispatcher.policy();
+    let receipt = s.registered_delivery & 0x03;
+    let id = match ud.concat {
+        None => shared.store.smpp_accept(key, msg, receipt, policy).await.map_err(store_err)?.id,
+        Some(c) => {
+            let part = SmppPart {
+                account: account.cfg.system_id.clone(),
+                source: s.source.clone(),
+                dest: s.dest.clone(),
+                reference: c.reference,
+                total: c.total,
+                seq: c.seq,
+                coding: s.data_coding,
+                data: ud.data.to_vec(),
+            };
+            match shared.store.smpp_part(key, msg, receipt, part, policy).await.map_err(store_err)? {
+                PartOutcome::Stored { message_id, joined: false } | PartOutcome::Duplicate { message_id } => {
+                    return Ok(message_id);
+                }
+                PartOutcome::Stored { message_id, joined: true } => message_id,
+                PartOutcome::MixedCoding { set } => {
+                    return Err(Refused(
+                        CommandStatus::EsmeRinvdcs,
+                        format!(
+                            "data_coding 0x{:02x} differs from 0x{set:02x} of the earlier parts of its set",
+                            s.data_coding
+                        ),
+                    ));
+                }
+            }
+        }
+    };
     metrics::counter!(crate::metrics::ACCEPTED, "api_key" => account.api_key()).increment(1);
     shared.dispatcher.wake(&route);
     Ok(id)

@@ -228,6 +228,23 @@ pub fn decode_ucs2(bytes: &[u8]) -> String {
     out
 }
 
+/// The text of SMPP user data in its `data_coding` (SMPP 3.4 §5.2.19): the
+/// GSM 7-bit default alphabet one septet per octet (0x00), IA5/ASCII read as
+/// UTF-8 (0x01), Latin-1 (0x03), UCS-2/UTF-16BE with surrogate pairs (0x08).
+/// `None` for a coding that carries no text this gateway reads (binary,
+/// pictogram, ...): each caller decides its own fallback. Parts of one long
+/// message are decoded after their bytes are joined, so a pair or escape
+/// split across parts reads whole.
+pub fn decode_text(data_coding: u8, bytes: &[u8]) -> Option<String> {
+    match data_coding {
+        0x00 => Some(decode_gsm7_unpacked(bytes)),
+        0x01 => Some(String::from_utf8_lossy(bytes).into_owned()),
+        0x03 => Some(bytes.iter().map(|&b| char::from(b)).collect()),
+        0x08 => Some(decode_ucs2(bytes)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -26,6 +26,7 @@ mod rule_stats;
 mod rules;
 mod schema;
 mod smpp_outbox;
+mod smpp_parts;
 mod subscriptions;
 mod triggers;
 mod webhooks;
@@ -46,6 +47,7 @@ pub use route_state::RouteStateData;
 pub use rule_stats::{RuleStats, ScheduleHour};
 pub use rules::{NewRule, RuleRow};
 pub use smpp_outbox::OwedReceipt;
+pub use smpp_parts::{PartOutcome, SmppPart};
 pub use subscriptions::{
     AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
     ReplayOutcome, ReplaySelect, SigningSecret, SubscriptionPatch, SubscriptionView,
@@ -351,7 +353,6 @@ impl Store {
         self.write(move |c| messages::apply_receipt(c, &receipt, now_ms())).await
     }
 
-    /// Cancel a queued message; with `owner`, only one that key sent.
     /// SMPP server receipts: fan new final-status events out to `accounts`
     /// (system_ids); rows made.
     pub async fn smpp_fan_out(&self, accounts: Vec<String>, limit: usize) -> Result<usize, StoreError> {
@@ -383,6 +384,44 @@ impl Store {
         .await
     }
 
+    /// Accept a whole message from an SMPP account, with the receipts its
+    /// `registered_delivery` asks for (see `smpp_parts`).
+    pub async fn smpp_accept(
+        &self,
+        api_key: String,
+        msg: NewMessage,
+        receipt: u8,
+        policy: Policy,
+    ) -> Result<Accepted, StoreError> {
+        let accepted = self.write(move |c| smpp_parts::accept(c, &api_key, &msg, receipt, &policy, now_ms())).await?;
+        count_suppressed(accepted.reason.as_deref().into_iter());
+        Ok(accepted)
+    }
+
+    /// Store one part of a long message from an SMPP account; the first of
+    /// its set makes (and holds) `msg`, the last joins (see `smpp_parts`).
+    pub async fn smpp_part(
+        &self,
+        api_key: String,
+        msg: NewMessage,
+        receipt: u8,
+        part: SmppPart,
+        policy: Policy,
+    ) -> Result<PartOutcome, StoreError> {
+        self.write(move |c| smpp_parts::add(c, &api_key, &msg, receipt, &part, &policy, now_ms())).await
+    }
+
+    /// Store as incomplete (failed, `incomplete`) the part sets begun more
+    /// than `timeout_ms` ago, up to `limit`; how many.
+    pub async fn smpp_expire_parts(&self, timeout_ms: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.write(move |c| {
+            let now = now_ms();
+            smpp_parts::expire(c, now - timeout_ms, limit, now).map_err(Into::into)
+        })
+        .await
+    }
+
+    /// Cancel a queued message; with `owner`, only one that key sent.
     pub async fn cancel(&self, id: i64, owner: Option<String>) -> Result<CancelOutcome, StoreError> {
         self.write(move |c| messages::cancel(c, id, owner.as_deref(), now_ms())).await
     }

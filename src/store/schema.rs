@@ -389,6 +389,31 @@ CREATE TABLE smpp_outbox (
 );
 CREATE INDEX smpp_outbox_due ON smpp_outbox(account, state, next_at);
 "#,
+    // 11: the parts of long messages SMPP server accounts submit, each kept
+    // until the part completing its set joins them into the message made by
+    // the first part (`message_id`), or the join timeout stores the set as
+    // incomplete; then a marker row (seq 0, no data) answers parts sent again
+    // for one more timeout. And the receipts a message's `registered_delivery`
+    // asks for (`messages.receipt`; NULL: not an SMPP message, every final
+    // status).
+    r#"
+CREATE TABLE smpp_parts (
+    account    TEXT    NOT NULL,
+    source     TEXT    NOT NULL,
+    dest       TEXT    NOT NULL,
+    ref        INTEGER NOT NULL,
+    total      INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    coding     INTEGER NOT NULL,
+    data       BLOB    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account, source, dest, ref, total, seq)
+) WITHOUT ROWID;
+CREATE INDEX smpp_parts_age ON smpp_parts(created_at);
+CREATE INDEX smpp_parts_message ON smpp_parts(message_id);
+ALTER TABLE messages ADD COLUMN receipt INTEGER;
+"#,
 ];
 
 pub fn latest() -> i64 {

@@ -3,7 +3,9 @@
 //! that sent it (key `smpp:<system_id>`), in the transaction that moves the
 //! cursor; rows are claimed (leased) when the account has a receiving bind
 //! and recorded done on an OK `deliver_sm_resp`, retried otherwise, dead
-//! only after the configured time. Nothing is dropped silently.
+//! only after the configured time. Nothing is dropped silently. A message
+//! whose `registered_delivery` asked for no receipt (or only failures) owes
+//! none for those statuses: its events move the cursor and make no row.
 
 use crate::message::Millis;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -25,6 +27,10 @@ pub struct OwedReceipt {
     pub error_code: Option<String>,
 }
 
+/// An event as the fan-out reads it: id, kind, key, message, the message's
+/// `registered_delivery`.
+type EventRow = (i64, String, Option<String>, Option<i64>, Option<u8>);
+
 /// Fan events after the cursor out to `accounts` (system_ids); how many rows were made.
 pub(super) fn fan_out(c: &Connection, accounts: &[String], limit: usize, now: Millis) -> rusqlite::Result<usize> {
     let cursor: i64 = c
@@ -32,13 +38,13 @@ pub(super) fn fan_out(c: &Connection, accounts: &[String], limit: usize, now: Mi
         .query_row(params![CURSOR], |r| r.get(0))
         .optional()?
         .unwrap_or(0);
-    let events: Vec<(i64, String, Option<String>, Option<i64>)> = c
+    let events: Vec<EventRow> = c
         .prepare_cached(
-            "SELECT e.id, e.kind, coalesce(e.api_key, m.api_key), e.message_id
+            "SELECT e.id, e.kind, coalesce(e.api_key, m.api_key), e.message_id, m.receipt
              FROM events e LEFT JOIN messages m ON m.id = e.message_id
              WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
         )?
-        .query_map(params![cursor, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map(params![cursor, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
     let Some(last) = events.last().map(|e| e.0) else { return Ok(0) };
     let mut made = 0;
@@ -46,10 +52,13 @@ pub(super) fn fan_out(c: &Connection, accounts: &[String], limit: usize, now: Mi
         "INSERT OR IGNORE INTO smpp_outbox (account, event_id, message_id, created_at, next_at)
          VALUES (?1, ?2, ?3, ?4, ?4)",
     )?;
-    for (id, kind, key, message_id) in &events {
+    for (id, kind, key, message_id, receipt) in &events {
         let (Some(key), Some(message_id)) = (key, message_id) else { continue };
         let Some(account) = key.strip_prefix("smpp:") else { continue };
         if !KINDS.contains(&format!("'{kind}'")) || !accounts.iter().any(|a| a == account) {
+            continue;
+        }
+        if !receipt_wanted(*receipt, kind) {
             continue;
         }
         made += insert.execute(params![account, id, message_id, now])?;
@@ -59,6 +68,17 @@ pub(super) fn fan_out(c: &Connection, accounts: &[String], limit: usize, now: Mi
     )?
     .execute(params![CURSOR, last])?;
     Ok(made)
+}
+
+/// Whether a message's `registered_delivery` (bits 0-1; NULL: not recorded,
+/// every final status) asks for a receipt of this event: 0 none, 1 (and the
+/// reserved 3) success and failure, 2 failure only.
+fn receipt_wanted(receipt: Option<u8>, kind: &str) -> bool {
+    match receipt.map(|r| r & 0x03) {
+        Some(0) => false,
+        Some(2) => kind != "message.delivered",
+        _ => true,
+    }
 }
 
 /// Lease up to `limit` due receipts of `account` for `lease_ms`, oldest first.

@@ -1061,3 +1061,63 @@ fn the_caps_ledger_is_pruned_past_the_longest_window_a_cap_may_have() {
         .collect();
     assert_eq!(left, [2]);
 }
+
+fn smpp_part(seq: u8, coding: u8, data: &[u8]) -> SmppPart {
+    SmppPart {
+        account: "acc".into(),
+        source: "SMSGW".into(),
+        dest: "79161234567".into(),
+        reference: 9,
+        total: 3,
+        seq,
+        coding,
+        data: data.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn smpp_parts_hold_the_message_until_the_set_joins() {
+    let (_d, s) = open().await;
+    let add = |p: SmppPart| s.smpp_part("smpp:acc".into(), new_msg(1), 1, p, Policy::default());
+    let (high, low) = ([0xD8, 0x3D], [0xDE, 0x00]); // 😀 split across parts 2 and 3
+    let first = add(smpp_part(3, 8, &[low[0], low[1], 0x00, b'!'])).await.unwrap();
+    let PartOutcome::Stored { message_id: id, joined: false } = first else { panic!("{first:?}") };
+    assert_eq!(s.claim("r".into(), 10, Policy::default()).await.unwrap().len(), 0, "held while parts wait");
+    assert_eq!(add(smpp_part(3, 8, &[0, 0])).await.unwrap(), PartOutcome::Duplicate { message_id: id });
+    assert_eq!(add(smpp_part(2, 0, b"x")).await.unwrap(), PartOutcome::MixedCoding { set: 8 });
+    assert_eq!(
+        add(smpp_part(1, 8, &[0x04, 0x1F, 0x04, 0x40])).await.unwrap(),
+        PartOutcome::Stored { message_id: id, joined: false }
+    );
+    assert_eq!(
+        add(smpp_part(2, 8, &[0x00, b' ', high[0], high[1]])).await.unwrap(),
+        PartOutcome::Stored { message_id: id, joined: true }
+    );
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!((m.text.as_str(), m.status), ("Пр 😀!", Status::Queued));
+    assert_eq!(s.claim("r".into(), 10, Policy::default()).await.unwrap().len(), 1, "due once joined");
+    // A part sent again after the join: the same message, nothing stored.
+    assert_eq!(add(smpp_part(2, 8, &[0, 0])).await.unwrap(), PartOutcome::Duplicate { message_id: id });
+    assert_eq!(s.get(id).await.unwrap().unwrap().text, "Пр 😀!");
+    // Once the marker is forgotten, the same reference starts a new message.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.smpp_expire_parts(0, 100).await.unwrap(), 0, "a joined set is not incomplete");
+    let again = add(smpp_part(1, 8, &[0x04, 0x1F])).await.unwrap();
+    assert!(matches!(again, PartOutcome::Stored { message_id, joined: false } if message_id != id), "{again:?}");
+}
+
+#[tokio::test]
+async fn an_smpp_set_past_the_join_timeout_fails_incomplete() {
+    let (_d, s) = open().await;
+    let out = s.smpp_part("smpp:acc".into(), new_msg(1), 2, smpp_part(2, 0, b"middle"), Policy::default());
+    let PartOutcome::Stored { message_id: id, .. } = out.await.unwrap() else { panic!() };
+    assert_eq!(s.smpp_expire_parts(60_000, 100).await.unwrap(), 0, "not yet");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.smpp_expire_parts(0, 100).await.unwrap(), 1);
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.text.as_str(), m.status, m.error_code.as_deref()),
+        ("[…]middle[…]", Status::Failed, Some("incomplete"))
+    );
+    assert_eq!(s.smpp_expire_parts(0, 100).await.unwrap(), 0, "its parts are gone");
+}

@@ -7,9 +7,10 @@
 //! checked by the same rule).
 
 use super::config::{GsmCoding, LongMessages, SmppRoute};
-use super::receipt::{self, IdForm};
+use super::receipt::{IdForm, canonical_receipt_id};
 use crate::channel::Outbound;
 use crate::message::ReceiptStatus;
+use crate::smpp::receipt;
 use crate::sms::pdu::DcsAlphabet;
 use crate::sms::{self, Alphabets, Encoding, Plan};
 use rusmpp::Pdu;
@@ -304,7 +305,7 @@ pub fn read(d: &Delivered<'_>, coding: GsmCoding, ids: IdForm) -> Result<Incomin
                 Some(p) if !p.stat.is_empty() => format!("{} err:{e}", p.stat),
                 _ => format!("err:{e}"),
             });
-        return Ok(Incoming::Receipt { id: receipt::canonical_receipt_id(&id, ids), status, error });
+        return Ok(Incoming::Receipt { id: canonical_receipt_id(&id, ids), status, error });
     }
     let (concat, text_bytes) = if d.esm_class & ESM_UDHI != 0 {
         let header = sms::pdu::user_data_header(body)?;

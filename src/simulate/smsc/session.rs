@@ -23,6 +23,7 @@ use super::{
     BindKind, BoundEsme, ConcatInfo, ConcatVia, DeliverKind, Out, PendingDeliver, SmscError, SmscState, SubmitKind,
     SubmitOutcome, Submitted, cmd, lock, status, write_loop,
 };
+use crate::smpp::receipt::{self, ReceiptText};
 use crate::smpp::reply::{generic_nack, header_only_command};
 use crate::smpp::{FramingError, RawPdu, SmppFrame, SmppFramer};
 
@@ -447,15 +448,17 @@ struct ReceiptPlan {
 
 impl ReceiptPlan {
     fn build(self) -> PendingDeliver {
-        let (stat, err, dlvrd, state) =
-            if self.undelivered { ("UNDELIV", "001", "000", 5) } else { ("DELIVRD", "000", "001", 2) };
-        let text: String = self.text.chars().take(20).map(receipt_char).collect();
-        let body = format!(
-            "id:{} sub:001 dlvrd:{dlvrd} submit date:{} done date:{} stat:{stat} err:{err} text:{text}",
-            self.message_id,
-            yymmddhhmm(self.submitted_at),
-            yymmddhhmm(SystemTime::now()),
-        );
+        let (state, err) = if self.undelivered { (receipt::UNDELIVERABLE, "001") } else { (receipt::DELIVERED, "000") };
+        let body = receipt::build(&ReceiptText {
+            id: self.message_id.clone(),
+            sub: Some("001".into()),
+            dlvrd: Some(if self.undelivered { "000" } else { "001" }.into()),
+            submit_date: Some(yymmddhhmm(self.submitted_at)),
+            done_date: Some(yymmddhhmm(SystemTime::now())),
+            stat: receipt::stat_word(state).into(),
+            err: Some(err.into()),
+            text: Some(self.text.chars().take(20).map(receipt_char).collect()),
+        });
         let (src_ton, src_npi, dst_ton, dst_npi) = self.addr_info;
         let mut builder = DeliverSm::builder()
             .source_addr_ton(dst_ton)

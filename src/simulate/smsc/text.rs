@@ -28,14 +28,12 @@ pub fn gsm_encode(text: &str) -> Option<Vec<u8>> {
     crate::sms::text::encode_gsm7_unpacked(text)
 }
 
-/// Decodes user data per data_coding.
+/// Decodes user data per data_coding by the one SMPP decoder
+/// ([`crate::sms::text::decode_text`]); a coding it does not read shows its
+/// ASCII bytes and `?` for the rest.
 pub fn decode_text(data_coding: u8, bytes: &[u8]) -> String {
-    match data_coding {
-        0x00 => gsm_decode(bytes),
-        0x08 => crate::sms::text::decode_ucs2(bytes),
-        0x03 => bytes.iter().map(|&b| b as char).collect(),
-        _ => bytes.iter().map(|&b| if b.is_ascii() { b as char } else { '?' }).collect(),
-    }
+    crate::sms::text::decode_text(data_coding, bytes)
+        .unwrap_or_else(|| bytes.iter().map(|&b| if b.is_ascii() { b as char } else { '?' }).collect())
 }
 
 /// The text as the parts an SMSC would deliver, and their data_coding.
@@ -47,9 +45,10 @@ pub(super) fn parts(text: &str) -> (u8, Vec<Vec<u8>>) {
     }
 }
 
-/// `YYMMDDhhmm` in UTC, as receipts carry it.
+/// `YYMMDDhhmm` in UTC, as receipts carry it (the shared `smpp::receipt::date`).
 pub fn yymmddhhmm(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).format("%y%m%d%H%M").to_string()
+    let ms = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    crate::smpp::receipt::date(ms)
 }
 
 #[cfg(test)]
