@@ -63,6 +63,7 @@ pub async fn run(
         keys: RwLock::new(Keys::new(&loaded.keys, None)),
         webhooks: RwLock::new(Arc::new(cfg.webhooks.clone())),
         config_file: config_path.clone(),
+        smpp: smpp_server.as_ref().map(|s| s.view()),
     });
     for n in &loaded.notes {
         tracing::warn!(note = %n, "config");
@@ -179,6 +180,11 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                 }
                 if new.config.server.max_body_bytes != current.config.server.max_body_bytes {
                     tracing::warn!("server.max_body_bytes changes only at a restart");
+                }
+                if new.config.smpp_server != current.config.smpp_server {
+                    tracing::warn!(
+                        "[smpp_server] changed: its listen address and accounts (credentials, limits, policy, inbound routing) change only at a restart"
+                    );
                 }
                 if api::serve::ServeLimits::from_config(&new.config.server)
                     != api::serve::ServeLimits::from_config(&current.config.server)

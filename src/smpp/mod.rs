@@ -8,7 +8,10 @@
 //!   with its header kept whether or not its body decodes.
 //! - `reply`: answers that carry the header only (error responses,
 //!   `generic_nack`).
+//! - `accounts`: the SMPP server's accounts as plain values for readers
+//!   (the API and `/metrics`), so they need not import the server.
 
+pub mod accounts;
 pub mod framer;
 pub mod reply;
 

@@ -14,8 +14,9 @@ mod submit;
 pub use account::AccountState;
 pub use submit::decode_text;
 
-use crate::config::smpp_server::SmppServer as Config;
+use crate::config::smpp_server::{InboundRoutes, SmppServer as Config};
 use crate::dispatch::Dispatcher;
+use crate::smpp::accounts::{AccountView, Accounts};
 use crate::store::Store;
 use rusmpp::Command;
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,6 +51,10 @@ pub(crate) struct Shared {
     cancel: CancellationToken,
     /// Receiving binds (receiver, transceiver) per system_id, oldest first.
     receivers: Mutex<HashMap<String, Vec<Receiver>>>,
+    /// Which account an inbound message goes to.
+    inbound: Arc<InboundRoutes>,
+    /// Poked when a receiving bind opens: what is owed to it goes at once.
+    bound: Notify,
 }
 
 /// A receiving bind as the outbox uses it: where to write, and who waits
@@ -88,6 +93,7 @@ impl Shared {
 
     fn register(&self, system_id: &str, r: Receiver) {
         lock(&self.receivers).entry(system_id.to_string()).or_default().push(r);
+        self.bound.notify_one();
     }
 
     fn unregister(&self, system_id: &str, session: u64) {
@@ -130,6 +136,8 @@ impl SmppServer {
             receipt_dead_after: Duration::from_secs(cfg.receipt_dead_after_hours * 3600),
             cancel: CancellationToken::new(),
             receivers: Mutex::new(HashMap::new()),
+            inbound: Arc::new(InboundRoutes::new(&cfg.accounts)),
+            bound: Notify::new(),
         });
         let tasks = TaskTracker::new();
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone()));
@@ -149,6 +157,11 @@ impl SmppServer {
         v
     }
 
+    /// The accounts as readers see them, for the daemon to hand the API.
+    pub fn view(&self) -> Arc<dyn Accounts> {
+        self.shared.clone()
+    }
+
     /// Stop listening, end every bind (in-flight submits finish their commit
     /// and answer first), bounded.
     pub async fn shutdown(&self) {
@@ -157,6 +170,14 @@ impl SmppServer {
         if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await.is_err() {
             tracing::warn!("SMPP sessions did not end within 5 s");
         }
+    }
+}
+
+impl Accounts for Shared {
+    fn accounts(&self) -> Vec<AccountView> {
+        let mut v: Vec<_> = self.accounts.values().map(|a| a.view()).collect();
+        v.sort_by(|a, b| a.system_id.cmp(&b.system_id));
+        v
     }
 }
 

@@ -1,11 +1,13 @@
 //! A `submit_sm` or `data_sm` made into a `store::NewMessage` and accepted
 //! through the same `Store::enqueue` as `POST /v1/messages`: the same
-//! number rules, routing (`Dispatcher::routing`) and policy; the answer's
-//! `message_id` is the committed message's id in the account's form.
+//! number rules, routing (`Dispatcher::routing`) and policy (unless the
+//! account is outside it: `policy = false`); its class from `priority_flag`
+//! within the account's limits; the answer's `message_id` is the committed
+//! message's id in the account's form.
 
 use super::Shared;
 use super::account::AccountState;
-use crate::message::Priority;
+use crate::config::Policy;
 use crate::store::{EnqueueOutcome, NewMessage};
 use rusmpp::tlvs::{Tlv, TlvValue};
 use rusmpp::values::Ton;
@@ -22,6 +24,8 @@ struct Submit<'a> {
     tlvs: &'a [Tlv],
     schedule: String,
     validity: String,
+    /// None for a `data_sm`, which has none.
+    priority_flag: Option<u8>,
 }
 
 fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
@@ -36,6 +40,7 @@ fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
             tlvs: s.tlvs(),
             schedule: s.schedule_delivery_time.to_string(),
             validity: s.validity_period.to_string(),
+            priority_flag: Some(u8::from(s.priority_flag)),
         }),
         Pdu::DataSm(s) => Some(Submit {
             source: s.source_addr.to_string(),
@@ -47,6 +52,7 @@ fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
             tlvs: s.tlvs(),
             schedule: String::new(),
             validity: String::new(),
+            priority_flag: None,
         }),
         _ => None,
     }
@@ -167,7 +173,7 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
         text,
         encoding,
         segments: segments as u32,
-        priority: Priority::Transactional,
+        priority: account.class(s.priority_flag),
         route: route.clone(),
         reference: None,
         send_at,
@@ -175,9 +181,11 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
         callback_url: None,
         tz: None,
     };
+    // An account outside policy (`policy = false`) writes its messages exempt.
+    let policy = Policy { exempt: !account.cfg.policy, ..shared.dispatcher.policy() };
     let outcome = shared
         .store
-        .enqueue(account.api_key(), None, vec![msg], None, shared.dispatcher.policy())
+        .enqueue(account.api_key(), None, vec![msg], None, policy)
         .await
         .map_err(|e| Refused(CommandStatus::EsmeRsyserr, format!("store: {e}")))?;
     let id = match outcome {

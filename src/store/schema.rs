@@ -389,6 +389,15 @@ CREATE TABLE smpp_outbox (
 );
 CREATE INDEX smpp_outbox_due ON smpp_outbox(account, state, next_at);
 "#,
+    // The SMPP server's accounts: a message of an account that policy does
+    // not apply to (`policy = false`) is marked exempt, so its claim skips
+    // opt-outs, quiet hours and caps as its accept did; an inbound message
+    // routed to an account is owed to it as an `smpp_outbox` row with its
+    // `inbound_id` (and `message_id` 0: there is no message).
+    r#"
+ALTER TABLE messages ADD COLUMN exempt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE smpp_outbox ADD COLUMN inbound_id INTEGER;
+"#,
 ];
 
 pub fn latest() -> i64 {
