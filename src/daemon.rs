@@ -155,7 +155,8 @@ async fn supervise(store: Store, d: Arc<Dispatcher>) {
 /// `systemctl reload` (SIGHUP): read the config file again and apply it:
 /// API keys, request limits, dispatch settings, policy, `[replies]`, routes' limits and
 /// prefixes, routes added and removed; binds and modems of unchanged routes
-/// stay up. An invalid file is refused and the running config stays.
+/// stay up. An invalid file is refused and the running config stays. A
+/// changed `[smpp_server]` is named in a warning: it applies at a restart.
 async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc<AppState>, hooks: Arc<Deliverer>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {

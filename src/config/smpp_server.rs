@@ -1,8 +1,11 @@
 //! `[smpp_server]` and `[[smpp_server.accounts]]`: where smsgw accepts SMPP
 //! 3.4 binds from LAN applications and partners, and what each account may
 //! do (credentials, source addresses, bind types, bind count, throughput,
-//! window, senders, routes, message id form). Checked here once, each
-//! problem naming its key; a password comes inline or from a file.
+//! window, senders, routes, message id form, classes, whether policy applies)
+//! and which inbound messages it receives (`InboundRoutes`). Checked here
+//! once, each problem naming its key (a number or keyword two accounts
+//! claim is refused, so inbound routing is never ambiguous); a password
+//! comes inline or from a file.
 
 use super::Secret;
 use crate::message::Priority;

@@ -3,7 +3,10 @@
 //! the same routing and policy. The listener takes connections; each runs a
 //! `session` (bind checks against its `account`, submits through `submit`,
 //! `enquire_link`, `unbind`, `generic_nack`), framed by the shared `smpp`
-//! layer. Started by the daemon after the routes, stopped before them.
+//! layer; receipts and routed inbound messages go back through `outbox`.
+//! Readers see the accounts through `smpp::accounts::Accounts`
+//! (`SmppServer::view`). Started by the daemon after the routes, stopped
+//! before them.
 
 mod account;
 mod outbox;

@@ -120,6 +120,8 @@ const FAN_OUT: usize = 2000;
 /// How often the outbox looks without being woken: for rows that came due
 /// after a retry's wait, and as a safety net.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a wake by the store waits for more commits to gather.
+const GATHER: Duration = Duration::from_millis(100);
 
 /// Offer one `deliver_sm` to `bind` and wait for its answer: `Ok` on an
 /// OK `deliver_sm_resp`, else why not.
@@ -139,8 +141,9 @@ async fn offer(shared: &Shared, bind: &Receiver, pdu: DeliverSm) -> Option<Resul
 }
 
 /// Fan out and deliver until the server stops: woken by the store when a
-/// commit wrote events and by a new receiving bind, and every second
-/// besides; again at once while there is more to do.
+/// commit wrote events (after a moment for a burst to gather) and by a new
+/// receiving bind, and every second besides; again at once while there is
+/// more to do.
 pub(super) async fn run(shared: Arc<Shared>) {
     let retry_ms = (shared.receipt_retry.as_millis() as i64).max(1000);
     let dead_ms = shared.receipt_dead_after.as_millis() as i64;
@@ -151,7 +154,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
         if !more {
             tokio::select! {
                 _ = shared.cancel.cancelled() => return,
-                _ = events.notified() => {}
+                _ = events.notified() => {
+                    // Let a burst of commits gather into one fan-out.
+                    tokio::select! {
+                        _ = shared.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(GATHER) => {}
+                    }
+                }
                 _ = shared.bound.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
             }
@@ -202,11 +211,13 @@ async fn deliver_receipts(
         let mid = account.cfg.message_id.format(r.message_id);
         let result = offer(shared, bind, receipt_pdu(&r, &mid)).await?;
         let failed = result.is_err();
-        if !failed {
-            account.receipts_delivered.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Err(e) = shared.store.smpp_record(r.id, result, retry_ms, dead_ms).await {
-            tracing::warn!(error = %e, "SMPP receipts: recording failed; the receipt will be offered again");
+        match shared.store.smpp_record(r.id, result, retry_ms, dead_ms).await {
+            // Counted once the store has it as delivered.
+            Ok(()) if !failed => {
+                account.receipts_delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "SMPP receipts: recording failed; the receipt will be offered again"),
         }
         if failed {
             // The rest wait as long as this one, so they come back after it, in order.
@@ -242,11 +253,13 @@ async fn deliver_inbound(
     while let Some(m) = owed.next() {
         let result = offer(shared, bind, inbound_pdu(&m)).await?;
         let failed = result.is_err();
-        if !failed {
-            account.inbound_delivered.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Err(e) = shared.store.smpp_record(m.id, result, retry_ms, dead_ms).await {
-            tracing::warn!(error = %e, "SMPP inbound: recording failed; the message will be offered again");
+        match shared.store.smpp_record(m.id, result, retry_ms, dead_ms).await {
+            // Counted once the store has it as delivered.
+            Ok(()) if !failed => {
+                account.inbound_delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "SMPP inbound: recording failed; the message will be offered again"),
         }
         if failed {
             for rest in owed.by_ref() {

@@ -227,3 +227,45 @@ pub(super) fn record(
     };
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::smpp_server::SmppServer;
+
+    #[test]
+    fn inbound_is_owed_to_its_account_apart_from_receipts_and_pruned_once_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+        super::super::schema::migrate(&mut c).unwrap();
+        let cfg: SmppServer = toml::from_str(
+            "listen = \"127.0.0.1:2775\"\n[[accounts]]\nsystem_id = \"shop\"\npassword = \"pw\"\n\
+             inbound = { keywords = [\"SHOP\"] }\n",
+        )
+        .unwrap();
+        let routes = InboundRoutes::new(&cfg.accounts);
+        for (id, text) in [(1, "shop 1"), (2, "hello"), (3, "Shop 2")] {
+            c.execute(
+                "INSERT INTO inbound (id, route, sender, recipient, body, parts, complete, received_at)
+                 VALUES (?1, 'r', '+79161234567', '7726', ?2, 1, 1, 0)",
+                params![id, text],
+            )
+            .unwrap();
+            c.execute("INSERT INTO events (kind, at, inbound_id) VALUES ('inbound.received', 0, ?1)", params![id])
+                .unwrap();
+        }
+        let accounts = vec!["shop".to_string()];
+        assert_eq!(fan_out(&c, &accounts, &routes, 10, 1000).unwrap(), (2, 3));
+        assert_eq!(fan_out(&c, &accounts, &routes, 10, 1000).unwrap(), (0, 0), "the cursor moved");
+        assert!(claim(&c, "shop", 10, 30_000, 1000).unwrap().is_empty(), "no receipt is owed");
+        let owed = claim_inbound(&c, "shop", 10, 30_000, 1000).unwrap();
+        let texts: Vec<&str> = owed.iter().map(|o| o.text.as_str()).collect();
+        assert_eq!(texts, ["shop 1", "Shop 2"]);
+        assert!(claim_inbound(&c, "shop", 10, 30_000, 1000).unwrap().is_empty(), "leased");
+        assert_eq!(counts(&c).unwrap()["shop"], OutboxCounts { inbound_owed: 2, ..Default::default() });
+        record(&c, owed[0].id, Ok(()), 0, 1000, 2000).unwrap();
+        assert_eq!(counts(&c).unwrap()["shop"].inbound_owed, 1);
+        assert_eq!(prune_batch(&c, 1001, 10).unwrap(), 1, "the delivered row only");
+        assert_eq!(counts(&c).unwrap()["shop"].inbound_owed, 1, "the owed one stays");
+    }
+}
