@@ -271,3 +271,36 @@ async fn deliver_inbound(
     }
     Some(full)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusmpp::tlvs::TlvValue;
+
+    fn inbound(text: &str) -> OwedInbound {
+        OwedInbound { id: 1, inbound_id: 1, from: "+79161234567".into(), to: "7726".into(), text: text.into() }
+    }
+
+    #[test]
+    fn inbound_goes_in_gsm7_when_it_fits_else_ucs2_and_long_texts_whole_in_the_payload() {
+        let p = inbound_pdu(&inbound("SHOP order 5"));
+        assert_eq!(u8::from(p.data_coding), 0x00);
+        assert_eq!(p.short_message().as_ref(), b"SHOP order 5");
+        assert_eq!(p.source_addr.to_string(), "79161234567");
+        assert_eq!(p.destination_addr.to_string(), "7726");
+        assert_eq!(u8::from(p.esm_class), 0);
+
+        let p = inbound_pdu(&inbound("Магазин"));
+        assert_eq!(u8::from(p.data_coding), 0x08);
+        assert_eq!(crate::sms::text::decode_ucs2(p.short_message().as_ref()), "Магазин");
+
+        let long = "Ж".repeat(200);
+        let p = inbound_pdu(&inbound(&long));
+        assert!(p.short_message().as_ref().is_empty(), "not split: all in message_payload");
+        let payload = p.tlvs().iter().find_map(|t| match t.value() {
+            Some(TlvValue::MessagePayload(m)) => Some(m.value.as_ref().to_vec()),
+            _ => None,
+        });
+        assert_eq!(crate::sms::text::decode_ucs2(&payload.expect("message_payload")), long);
+    }
+}
