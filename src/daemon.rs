@@ -114,6 +114,7 @@ async fn prune_periodically(store: Store, retention: Retention, every: Duration)
                 messages = p.messages,
                 inbound = p.inbound,
                 orphan_receipts = p.receipts,
+                smpp_outbox = p.smpp,
                 freed_bytes = p.freed_bytes,
                 "pruned the store"
             ),

@@ -194,12 +194,18 @@ pub(super) fn counts(c: &Connection) -> rusqlite::Result<BTreeMap<String, Outbox
     Ok(out)
 }
 
-/// Delete up to `limit` rows delivered (or dead) before `before`: what was
-/// owed and is settled is kept as long as finished messages are.
+/// Delete up to `limit` rows made before `before` that are settled
+/// (delivered or dead), or whose message or inbound message retention has
+/// already removed (nothing is left to deliver): what was owed is kept as
+/// long as finished messages are.
 pub(super) fn prune_batch(c: &Connection, before: Millis, limit: usize) -> rusqlite::Result<u64> {
     Ok(c.prepare_cached(
         "DELETE FROM smpp_outbox WHERE id IN
-         (SELECT id FROM smpp_outbox WHERE state IN ('done', 'dead') AND created_at < ?1 LIMIT ?2)",
+         (SELECT o.id FROM smpp_outbox o WHERE o.created_at < ?1 AND (
+              o.state IN ('done', 'dead')
+              OR (o.inbound_id IS NULL AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = o.message_id))
+              OR (o.inbound_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.id = o.inbound_id)))
+          LIMIT ?2)",
     )?
     .execute(params![before, limit as i64])? as u64)
 }
@@ -267,5 +273,8 @@ mod tests {
         assert_eq!(counts(&c).unwrap()["shop"].inbound_owed, 1);
         assert_eq!(prune_batch(&c, 1001, 10).unwrap(), 1, "the delivered row only");
         assert_eq!(counts(&c).unwrap()["shop"].inbound_owed, 1, "the owed one stays");
+        c.execute("DELETE FROM inbound WHERE id = 3", []).unwrap();
+        assert_eq!(prune_batch(&c, 1001, 10).unwrap(), 1, "owed, but its inbound message is gone");
+        assert!(counts(&c).unwrap().is_empty());
     }
 }
