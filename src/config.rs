@@ -199,6 +199,11 @@ pub struct Policy {
     /// `[policy.caps]`: how many messages of a class one number may get
     /// within a window.
     pub caps: Caps,
+    /// Not from the file: set for the messages of a sender policy does not
+    /// apply to (an SMPP account with `policy = false`). Such a message is
+    /// never stopped at accept, and is written exempt so its claim skips
+    /// the checks too. Always false in `[policy]`.
+    pub exempt: bool,
 }
 
 impl Default for Policy {
@@ -209,6 +214,7 @@ impl Default for Policy {
             default_tz: machine_tz(),
             quiet_hours: QuietHours::default(),
             caps: Caps::default(),
+            exempt: false,
         }
     }
 }
@@ -363,7 +369,14 @@ impl TryFrom<PolicyToml> for Policy {
             transactional: cap("transactional", t.caps.transactional)?,
             promotional: cap("promotional", t.caps.promotional)?,
         };
-        Ok(Policy { optout_scope: t.optout_scope, require_consent: t.require_consent, default_tz, quiet_hours, caps })
+        Ok(Policy {
+            optout_scope: t.optout_scope,
+            require_consent: t.require_consent,
+            default_tz,
+            quiet_hours,
+            caps,
+            exempt: false,
+        })
     }
 }
 

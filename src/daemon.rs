@@ -63,6 +63,7 @@ pub async fn run(
         keys: RwLock::new(Keys::new(&loaded.keys, None)),
         webhooks: RwLock::new(Arc::new(cfg.webhooks.clone())),
         config_file: config_path.clone(),
+        smpp: smpp_server.as_ref().map(|s| s.view()),
     });
     for n in &loaded.notes {
         tracing::warn!(note = %n, "config");
@@ -113,6 +114,7 @@ async fn prune_periodically(store: Store, retention: Retention, every: Duration)
                 messages = p.messages,
                 inbound = p.inbound,
                 orphan_receipts = p.receipts,
+                smpp_outbox = p.smpp,
                 freed_bytes = p.freed_bytes,
                 "pruned the store"
             ),
@@ -154,7 +156,8 @@ async fn supervise(store: Store, d: Arc<Dispatcher>) {
 /// `systemctl reload` (SIGHUP): read the config file again and apply it:
 /// API keys, request limits, dispatch settings, policy, `[replies]`, routes' limits and
 /// prefixes, routes added and removed; binds and modems of unchanged routes
-/// stay up. An invalid file is refused and the running config stays.
+/// stay up. An invalid file is refused and the running config stays. A
+/// changed `[smpp_server]` is named in a warning: it applies at a restart.
 async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc<AppState>, hooks: Arc<Deliverer>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -179,6 +182,11 @@ async fn reload_on_hangup(path: Option<PathBuf>, mut current: Loaded, state: Arc
                 }
                 if new.config.server.max_body_bytes != current.config.server.max_body_bytes {
                     tracing::warn!("server.max_body_bytes changes only at a restart");
+                }
+                if new.config.smpp_server != current.config.smpp_server {
+                    tracing::warn!(
+                        "[smpp_server] changed: its listen address and accounts (credentials, limits, policy, inbound routing) change only at a restart"
+                    );
                 }
                 if api::serve::ServeLimits::from_config(&new.config.server)
                     != api::serve::ServeLimits::from_config(&current.config.server)

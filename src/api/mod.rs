@@ -13,7 +13,8 @@
 //! passes every check. Webhook subscriptions (`webhooks`): `send` or `read`
 //! manages the key's own, `admin` every key's. Trigger events (`events`)
 //! need `send`; rules (`rules`) `read` to list, `admin` to change. Template preview
-//! (`templates`) needs `send` or `read`.
+//! (`templates`) needs `send` or `read`. The SMPP server's accounts
+//! (`smpp`) need `read`.
 
 pub mod auth;
 mod body;
@@ -27,6 +28,7 @@ pub mod problem;
 pub mod rule_stats;
 pub mod rules;
 pub mod serve;
+pub mod smpp;
 pub mod templates;
 pub mod webhooks;
 
@@ -85,6 +87,8 @@ pub struct AppState {
     pub webhooks: RwLock<Arc<crate::config::webhooks::Webhooks>>,
     /// The config file, named when a change to a subscription it declares is refused.
     pub config_file: Option<std::path::PathBuf>,
+    /// The SMPP server's accounts, when it runs (`smpp`).
+    pub smpp: Option<Arc<dyn crate::smpp::accounts::Accounts>>,
 }
 
 impl AppState {
@@ -162,6 +166,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(rule_stats::all_rule_stats))
         .routes(routes!(rule_stats::rule_stats))
         .routes(routes!(rule_stats::schedule))
+        .routes(routes!(smpp::list_accounts))
         .split_for_parts();
     let doc = Arc::new(doc);
     let body_limit = state.limits().max_body_bytes;
@@ -181,6 +186,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn metrics(State(state): State<Arc<AppState>>, Extension(caller): Extension<Arc<Caller>>) -> Response {
     if let Err(p) = caller.require(&[Scope::Metrics]) {
         return p.into_response();
+    }
+    if let Err(e) = smpp::set_gauges(&state).await {
+        return Problem::from(e).into_response();
     }
     match metrics::render(&state.store, &state.dispatcher).await {
         Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),

@@ -1,10 +1,14 @@
 //! `[smpp_server]` and `[[smpp_server.accounts]]`: where smsgw accepts SMPP
 //! 3.4 binds from LAN applications and partners, and what each account may
 //! do (credentials, source addresses, bind types, bind count, throughput,
-//! window, senders, routes, message id form). Checked here once, each
-//! problem naming its key; a password comes inline or from a file.
+//! window, senders, routes, message id form, classes, whether policy applies)
+//! and which inbound messages it receives (`InboundRoutes`). Checked here
+//! once, each problem naming its key (a number or keyword two accounts
+//! claim is refused, so inbound routing is never ambiguous); a password
+//! comes inline or from a file.
 
 use super::Secret;
+use crate::message::Priority;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -116,6 +120,107 @@ pub struct Account {
     pub routes: Vec<String>,
     #[serde(default)]
     pub message_id: IdFormat,
+    /// The class of a submit whose `priority_flag` is 0 (and of every
+    /// `data_sm`, which has none); `priority_flag` 1 asks for
+    /// `transactional`, 2 and 3 for `otp`.
+    #[serde(default = "default_class")]
+    pub default_class: Priority,
+    /// The most urgent class the account may use: a `priority_flag` asking
+    /// for more is clamped to it (peers often send one fixed flag; refusing
+    /// would stop all their traffic).
+    #[serde(default = "max_class")]
+    pub max_class: Priority,
+    /// Whether its messages are subject to opt-outs, consent, quiet hours
+    /// and caps like any other (default); `false` for a partner whose
+    /// traffic is not ours to police.
+    #[serde(default = "yes")]
+    pub policy: bool,
+    /// Inbound messages this account receives as `deliver_sm`.
+    #[serde(default)]
+    pub inbound: Inbound,
+}
+
+fn default_class() -> Priority {
+    Priority::Transactional
+}
+
+fn max_class() -> Priority {
+    Priority::Otp
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `inbound = { numbers = [...], keywords = [...] }`: which inbound
+/// messages go to an account. A message goes to the account one of whose
+/// numbers it was sent to; else to the account one of whose keywords its
+/// text starts with (any case, "ё" as "е", followed by the end or a
+/// non-letter). Two accounts may not share a number or a keyword (checked
+/// at load), so at most one account matches each way; a number match wins
+/// over a keyword match.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inbound {
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+}
+
+/// A number as inbound routing compares it: its digits.
+fn digits(number: &str) -> String {
+    number.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// A keyword or text's start as inbound routing compares it.
+fn fold(text: &str) -> String {
+    text.chars().flat_map(char::to_lowercase).map(|c| if c == 'ё' { 'е' } else { c }).collect()
+}
+
+impl Inbound {
+    fn has_number(&self, to_digits: &str) -> bool {
+        !to_digits.is_empty() && self.numbers.iter().any(|n| digits(n) == to_digits)
+    }
+
+    /// Whether `text` (already folded, leading spaces dropped) starts with one of the keywords.
+    fn has_keyword(&self, folded: &str) -> bool {
+        self.keywords.iter().any(|k| {
+            let k = fold(k);
+            folded.strip_prefix(k.as_str()).is_some_and(|rest| !rest.starts_with(char::is_alphanumeric))
+        })
+    }
+}
+
+/// Every account's `inbound`, as the store's fan-out asks it: the account
+/// an inbound message goes to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InboundRoutes(Vec<(String, Inbound)>);
+
+impl InboundRoutes {
+    pub fn new(accounts: &[Account]) -> InboundRoutes {
+        InboundRoutes(
+            accounts
+                .iter()
+                .filter(|a| !a.inbound.numbers.is_empty() || !a.inbound.keywords.is_empty())
+                .map(|a| (a.system_id.clone(), a.inbound.clone()))
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The system_id of the account a message to `to` saying `text` goes to.
+    pub fn route(&self, to: &str, text: &str) -> Option<&str> {
+        let to = digits(to);
+        if let Some((id, _)) = self.0.iter().find(|(_, i)| i.has_number(&to)) {
+            return Some(id);
+        }
+        let folded = fold(text.trim_start());
+        self.0.iter().find(|(_, i)| i.has_keyword(&folded)).map(|(id, _)| id.as_str())
+    }
 }
 
 fn default_max_binds() -> usize {
@@ -246,6 +351,9 @@ impl SmppServer {
             bad("smpp_server.listen", "accounts are configured but no listen (or tls_listen) address is given".into());
         }
         let mut ids = std::collections::HashSet::new();
+        // Inbound numbers and keywords, each to the one account that has it.
+        let mut numbers = std::collections::HashMap::new();
+        let mut keywords = std::collections::HashMap::new();
         for (i, a) in self.accounts.iter_mut().enumerate() {
             let key = format!("smpp_server.accounts[{i}]");
             if a.system_id.is_empty()
@@ -315,6 +423,34 @@ impl SmppServer {
             for (j, r) in a.routes.iter().enumerate() {
                 if !routes.contains(r) {
                     bad(&format!("{key}.routes[{j}]"), format!("no route is named {r:?}"));
+                }
+            }
+            // A lower priority value is more urgent.
+            if a.default_class < a.max_class {
+                bad(
+                    &format!("{key}.default_class"),
+                    format!("{:?} is more urgent than max_class {:?}", a.default_class.as_str(), a.max_class.as_str()),
+                );
+            }
+            for (j, n) in a.inbound.numbers.iter().enumerate() {
+                let k = format!("{key}.inbound.numbers[{j}]");
+                let d = digits(n);
+                let shape = n.trim_start_matches('+');
+                if d.len() < 3 || d.len() > 15 || d != shape {
+                    bad(&k, format!("{n:?} is not a number of 3 to 15 digits (an optional leading +)"));
+                } else if let Some(other) = numbers.insert(d, a.system_id.clone()) {
+                    bad(
+                        &k,
+                        format!("{n:?} already goes to account {other:?}; an inbound number belongs to one account"),
+                    );
+                }
+            }
+            for (j, w) in a.inbound.keywords.iter().enumerate() {
+                let k = format!("{key}.inbound.keywords[{j}]");
+                if w.is_empty() || w.chars().count() > 32 || !w.chars().all(char::is_alphanumeric) {
+                    bad(&k, format!("{w:?} is not one word of 1 to 32 letters or digits"));
+                } else if let Some(other) = keywords.insert(fold(w), a.system_id.clone()) {
+                    bad(&k, format!("{w:?} already goes to account {other:?}; a keyword belongs to one account"));
                 }
             }
         }
@@ -404,6 +540,63 @@ throughput = 0
         assert_eq!(p, ["smpp_server.tls_cert_file: only means something with tls_listen"]);
         let p = check("listen = \"127.0.0.1:2775\"\ntls_listen = \"127.0.0.1:2775\"");
         assert!(p.iter().any(|p| p.starts_with("smpp_server.tls_listen: must differ")), "{p:?}");
+    }
+
+    #[test]
+    fn inbound_goes_to_one_account() {
+        let cfg: SmppServer = toml::from_str(
+            r#"
+listen = "0.0.0.0:2775"
+[[accounts]]
+system_id = "shop"
+password = "pw"
+inbound = { keywords = ["SHOP", "Магазин"] }
+[[accounts]]
+system_id = "bank"
+password = "pw"
+inbound = { numbers = ["+79001112233"] }
+"#,
+        )
+        .unwrap();
+        let r = InboundRoutes::new(&cfg.accounts);
+        assert_eq!(r.route("7726", "shop order 5"), Some("shop"));
+        assert_eq!(r.route("7726", "  МАГАЗИН, заказ"), Some("shop"));
+        assert_eq!(r.route("7726", "магазин"), Some("shop"));
+        assert_eq!(r.route("7726", "shopping"), None, "a keyword ends at a word boundary");
+        assert_eq!(r.route("79001112233", "shop"), Some("bank"), "a number wins over a keyword");
+        assert_eq!(r.route("+7 900 111-22-33", "hi"), Some("bank"));
+        assert_eq!(r.route("7726", "hello"), None);
+    }
+
+    #[test]
+    fn inbound_ambiguity_and_classes_are_refused() {
+        let mut cfg: SmppServer = toml::from_str(
+            r#"
+listen = "0.0.0.0:2775"
+[[accounts]]
+system_id = "a"
+password = "pw"
+default_class = "otp"
+max_class = "transactional"
+inbound = { numbers = ["+79001112233"], keywords = ["Shop"] }
+[[accounts]]
+system_id = "b"
+password = "pw"
+inbound = { numbers = ["79001112233", "12x"], keywords = ["SHOP", "two words"] }
+"#,
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        cfg.check(&HashSet::new(), Path::new("/nonexistent"), &mut |k, why| problems.push(format!("{k}: {why}")));
+        for key in [
+            "smpp_server.accounts[0].default_class:",
+            "smpp_server.accounts[1].inbound.numbers[0]: \"79001112233\" already goes to account \"a\"",
+            "smpp_server.accounts[1].inbound.numbers[1]:",
+            "smpp_server.accounts[1].inbound.keywords[0]: \"SHOP\" already goes to account \"a\"",
+            "smpp_server.accounts[1].inbound.keywords[1]:",
+        ] {
+            assert!(problems.iter().any(|p| p.starts_with(key)), "{key} not in {problems:?}");
+        }
     }
 
     #[test]

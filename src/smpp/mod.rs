@@ -10,7 +10,10 @@
 //!   `generic_nack`).
 //! - `receipt`: delivery receipt texts (appendix B) built and read, and the
 //!   `message_state` values with their `stat:` words.
+//! - `accounts`: the SMPP server's accounts as plain values for readers
+//!   (the API and `/metrics`), so they need not import the server.
 
+pub mod accounts;
 pub mod framer;
 pub mod receipt;
 pub mod reply;

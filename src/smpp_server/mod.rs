@@ -4,8 +4,10 @@
 //! `session` (bind checks against its `account`, submits through `submit`
 //! with the parts of long messages read by `join`, `enquire_link`, `unbind`,
 //! `generic_nack`), framed by the shared `smpp` layer; a second listener,
-//! when configured, serves the same sessions over TLS (`tls`). Started by
-//! the daemon after the routes, stopped before them.
+//! when configured, serves the same sessions over TLS (`tls`). Receipts and
+//! routed inbound messages go back through `outbox`. Readers see the
+//! accounts through `smpp::accounts::Accounts` (`SmppServer::view`). Started
+//! by the daemon after the routes, stopped before them.
 
 mod account;
 mod join;
@@ -17,8 +19,9 @@ mod tls;
 
 pub use account::AccountState;
 
-use crate::config::smpp_server::SmppServer as Config;
+use crate::config::smpp_server::{InboundRoutes, SmppServer as Config};
 use crate::dispatch::Dispatcher;
+use crate::smpp::accounts::{AccountView, Accounts};
 use crate::store::Store;
 use rusmpp::Command;
 use std::collections::HashMap;
@@ -27,7 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -56,6 +59,10 @@ pub(crate) struct Shared {
     cancel: CancellationToken,
     /// Receiving binds (receiver, transceiver) per system_id, oldest first.
     receivers: Mutex<HashMap<String, Vec<Receiver>>>,
+    /// Which account an inbound message goes to.
+    inbound: Arc<InboundRoutes>,
+    /// Poked when a receiving bind opens: what is owed to it goes at once.
+    bound: Notify,
 }
 
 /// A receiving bind as the outbox uses it: where to write, and who waits
@@ -94,6 +101,7 @@ impl Shared {
 
     fn register(&self, system_id: &str, r: Receiver) {
         lock(&self.receivers).entry(system_id.to_string()).or_default().push(r);
+        self.bound.notify_one();
     }
 
     fn unregister(&self, system_id: &str, session: u64) {
@@ -146,6 +154,8 @@ impl SmppServer {
             join_timeout: Duration::from_secs(cfg.join_timeout_secs.max(1)),
             cancel: CancellationToken::new(),
             receivers: Mutex::new(HashMap::new()),
+            inbound: Arc::new(InboundRoutes::new(&cfg.accounts)),
+            bound: Notify::new(),
         });
         let tasks = TaskTracker::new();
         let addr = plain.as_ref().map(|(_, a)| *a);
@@ -184,6 +194,11 @@ impl SmppServer {
         v
     }
 
+    /// The accounts as readers see them, for the daemon to hand the API.
+    pub fn view(&self) -> Arc<dyn Accounts> {
+        self.shared.clone()
+    }
+
     /// Stop listening, end every bind (in-flight submits finish their commit
     /// and answer first), bounded.
     pub async fn shutdown(&self) {
@@ -192,6 +207,14 @@ impl SmppServer {
         if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await.is_err() {
             tracing::warn!("SMPP sessions did not end within 5 s");
         }
+    }
+}
+
+impl Accounts for Shared {
+    fn accounts(&self) -> Vec<AccountView> {
+        let mut v: Vec<_> = self.accounts.values().map(|a| a.view()).collect();
+        v.sort_by(|a, b| a.system_id.cmp(&b.system_id));
+        v
     }
 }
 

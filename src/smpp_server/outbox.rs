@@ -5,19 +5,23 @@
 //! receiver or transceiver binds, one at a time per account so a message's
 //! receipts keep their order, and records the answer: OK done; an error, a
 //! timeout or no bind, offered again later; dead only after the configured
-//! hours.
+//! hours. Inbound messages routed to the account (`inbound`) go the same
+//! way as plain `deliver_sm`s. The task is woken by the store's commits
+//! of events and by a new receiving bind, with a slow poll besides.
 
-use super::Shared;
+use super::account::AccountState;
+use super::{Receiver, Shared};
 use crate::message::Status;
 use crate::smpp::receipt::{self, ReceiptText};
-use crate::store::OwedReceipt;
+use crate::store::{OwedInbound, OwedReceipt};
 use rusmpp::pdus::DeliverSm;
 use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
-use rusmpp::types::{COctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
+use rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use rusmpp::values::{DataCoding, EsmClass, MessagePayload, MessageState, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const LEASE_MS: i64 = 30_000;
@@ -59,58 +63,232 @@ pub fn receipt_pdu(r: &OwedReceipt, message_id: &str) -> DeliverSm {
     b.push_tlv(MessageDeliveryRequestTlvValue::MessageState(MessageState::from(state))).build()
 }
 
-/// Fan out and deliver until the server stops.
+/// An inbound message's `deliver_sm`: from its sender to the number it was
+/// sent to, `esm_class` default, the text in GSM-7 when it fits (else
+/// UCS-2); a text longer than `short_message` holds (254 octets) goes whole
+/// in `message_payload`, never split, so the account gets one message.
+pub fn inbound_pdu(m: &OwedInbound) -> DeliverSm {
+    let (coding, bytes) = match crate::sms::text::encode_gsm7_unpacked(&m.text) {
+        Some(b) => (0x00, b),
+        None => (0x08, crate::sms::text::encode_ucs2(&m.text)),
+    };
+    let ton = |a: &str| {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_digit() || c == '+') {
+            (Ton::International, Npi::Isdn)
+        } else {
+            (Ton::Alphanumeric, Npi::Unknown)
+        }
+    };
+    let addr = |a: &str| COctetString::<1, 21>::from_str(a.trim_start_matches('+')).unwrap_or_default();
+    let (from_ton, from_npi) = ton(&m.from);
+    let (to_ton, to_npi) = ton(&m.to);
+    let b = DeliverSm::builder()
+        .source_addr_ton(from_ton)
+        .source_addr_npi(from_npi)
+        .source_addr(addr(&m.from))
+        .dest_addr_ton(to_ton)
+        .dest_addr_npi(to_npi)
+        .destination_addr(addr(&m.to))
+        .esm_class(EsmClass::from(0x00))
+        .data_coding(DataCoding::from(coding));
+    match OctetString::<0, 255>::from_slice(&bytes) {
+        Ok(short) if bytes.len() <= 254 => b.short_message(short).build(),
+        _ => b
+            .push_tlv(MessageDeliveryRequestTlvValue::MessagePayload(MessagePayload::new(AnyOctetString::from_vec(
+                bytes,
+            ))))
+            .build(),
+    }
+}
+
+/// Rows claimed at once per account and kind.
+const CLAIM: usize = 100;
+/// Events fanned out per transaction.
+const FAN_OUT: usize = 2000;
+/// How often the outbox looks without being woken: for rows that came due
+/// after a retry's wait, and as a safety net.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a wake by the store waits for more commits to gather.
+const GATHER: Duration = Duration::from_millis(100);
+
+/// Offer one `deliver_sm` to `bind` and wait for its answer: `Ok` on an
+/// OK `deliver_sm_resp`, else why not.
+async fn offer(shared: &Shared, bind: &Receiver, pdu: DeliverSm) -> Option<Result<(), String>> {
+    let answer = bind.request(Command::new(CommandStatus::EsmeRok, bind.next_seq(), Pdu::DeliverSm(pdu)));
+    let waited = tokio::select! {
+        // Stopping: the lease brings it back after a restart (at least once).
+        _ = shared.cancel.cancelled() => return None,
+        w = tokio::time::timeout(ANSWER_WITHIN, answer) => w,
+    };
+    Some(match waited {
+        Ok(Ok(0)) => Ok(()),
+        Ok(Ok(status)) => Err(format!("deliver_sm_resp status 0x{status:08x}")),
+        Ok(Err(_)) => Err("the bind ended before it answered".to_string()),
+        Err(_) => Err("no deliver_sm_resp in time".to_string()),
+    })
+}
+
+/// Fan out and deliver until the server stops: woken by the store when a
+/// commit wrote events (after a moment for a burst to gather) and by a new
+/// receiving bind, and every second besides; again at once while there is
+/// more to do.
 pub(super) async fn run(shared: Arc<Shared>) {
     let retry_ms = (shared.receipt_retry.as_millis() as i64).max(1000);
     let dead_ms = shared.receipt_dead_after.as_millis() as i64;
     let accounts: Vec<String> = shared.accounts.keys().cloned().collect();
+    let events = shared.store.smpp_outbox_notify();
+    let mut more = false;
     loop {
-        tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        if !more {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                _ = events.notified() => {
+                    // Let a burst of commits gather into one fan-out.
+                    tokio::select! {
+                        _ = shared.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(GATHER) => {}
+                    }
+                }
+                _ = shared.bound.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
-        if let Err(e) = shared.store.smpp_fan_out(accounts.clone(), 2000).await {
-            tracing::warn!(error = %e, "SMPP receipts: fan-out failed; will try again");
-            continue;
+        more = false;
+        match shared.store.smpp_fan_out(accounts.clone(), shared.inbound.clone(), FAN_OUT).await {
+            // A full batch: more events wait behind it.
+            Ok((_, read)) => more = read == FAN_OUT,
+            Err(e) => {
+                tracing::warn!(error = %e, "SMPP outbox: fan-out failed; will try again");
+                continue;
+            }
         }
         for (system_id, account) in &shared.accounts {
             let Some(bind) = shared.receiver(system_id) else { continue };
-            let owed = match shared.store.smpp_claim(system_id.clone(), 100, LEASE_MS).await {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(error = %e, "SMPP receipts: claim failed");
-                    continue;
-                }
-            };
-            let mut owed = owed.into_iter();
-            while let Some(r) = owed.next() {
-                let mid = account.cfg.message_id.format(r.message_id);
-                let seq = bind.next_seq();
-                let answer =
-                    bind.request(Command::new(CommandStatus::EsmeRok, seq, Pdu::DeliverSm(receipt_pdu(&r, &mid))));
-                let waited = tokio::select! {
-                    // Stopping: the lease brings it back after a restart (at least once).
-                    _ = shared.cancel.cancelled() => return,
-                    w = tokio::time::timeout(ANSWER_WITHIN, answer) => w,
-                };
-                let result = match waited {
-                    Ok(Ok(0)) => Ok(()),
-                    Ok(Ok(status)) => Err(format!("deliver_sm_resp status 0x{status:08x}")),
-                    Ok(Err(_)) => Err("the bind ended before it answered".to_string()),
-                    Err(_) => Err("no deliver_sm_resp in time".to_string()),
-                };
-                let failed = result.is_err();
-                if let Err(e) = shared.store.smpp_record(r.id, result, retry_ms, dead_ms).await {
-                    tracing::warn!(error = %e, "SMPP receipts: recording failed; the receipt will be offered again");
-                }
-                if failed {
-                    // The rest wait as long as this one, so they come back after it, in order.
-                    for rest in owed.by_ref() {
-                        let why = Err("held behind an earlier receipt".to_string());
-                        let _ = shared.store.smpp_record(rest.id, why, retry_ms + 1, dead_ms).await;
-                    }
-                }
+            match deliver_receipts(&shared, &bind, account, retry_ms, dead_ms).await {
+                None => return,
+                Some(full) => more |= full,
+            }
+            match deliver_inbound(&shared, &bind, account, retry_ms, dead_ms).await {
+                None => return,
+                Some(full) => more |= full,
             }
         }
+    }
+}
+
+/// One claim of an account's receipts offered in order; whether the claim
+/// was full (more may be due). None when the server stops.
+async fn deliver_receipts(
+    shared: &Shared,
+    bind: &Receiver,
+    account: &AccountState,
+    retry_ms: i64,
+    dead_ms: i64,
+) -> Option<bool> {
+    let system_id = &account.cfg.system_id;
+    let owed = match shared.store.smpp_claim(system_id.clone(), CLAIM, LEASE_MS).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "SMPP receipts: claim failed");
+            return Some(false);
+        }
+    };
+    let full = owed.len() == CLAIM;
+    let mut owed = owed.into_iter();
+    while let Some(r) = owed.next() {
+        let mid = account.cfg.message_id.format(r.message_id);
+        let result = offer(shared, bind, receipt_pdu(&r, &mid)).await?;
+        let failed = result.is_err();
+        match shared.store.smpp_record(r.id, result, retry_ms, dead_ms).await {
+            // Counted once the store has it as delivered.
+            Ok(()) if !failed => {
+                account.receipts_delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "SMPP receipts: recording failed; the receipt will be offered again"),
+        }
+        if failed {
+            // The rest wait as long as this one, so they come back after it, in order.
+            for rest in owed.by_ref() {
+                let why = Err("held behind an earlier receipt".to_string());
+                let _ = shared.store.smpp_record(rest.id, why, retry_ms + 1, dead_ms).await;
+            }
+            return Some(false);
+        }
+    }
+    Some(full)
+}
+
+/// One claim of the inbound messages owed to an account, offered in order
+/// of arrival; whether the claim was full. None when the server stops.
+async fn deliver_inbound(
+    shared: &Shared,
+    bind: &Receiver,
+    account: &AccountState,
+    retry_ms: i64,
+    dead_ms: i64,
+) -> Option<bool> {
+    let system_id = &account.cfg.system_id;
+    let owed = match shared.store.smpp_claim_inbound(system_id.clone(), CLAIM, LEASE_MS).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "SMPP inbound: claim failed");
+            return Some(false);
+        }
+    };
+    let full = owed.len() == CLAIM;
+    let mut owed = owed.into_iter();
+    while let Some(m) = owed.next() {
+        let result = offer(shared, bind, inbound_pdu(&m)).await?;
+        let failed = result.is_err();
+        match shared.store.smpp_record(m.id, result, retry_ms, dead_ms).await {
+            // Counted once the store has it as delivered.
+            Ok(()) if !failed => {
+                account.inbound_delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "SMPP inbound: recording failed; the message will be offered again"),
+        }
+        if failed {
+            for rest in owed.by_ref() {
+                let why = Err("held behind an earlier inbound message".to_string());
+                let _ = shared.store.smpp_record(rest.id, why, retry_ms + 1, dead_ms).await;
+            }
+            return Some(false);
+        }
+    }
+    Some(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusmpp::tlvs::TlvValue;
+
+    fn inbound(text: &str) -> OwedInbound {
+        OwedInbound { id: 1, inbound_id: 1, from: "+79161234567".into(), to: "7726".into(), text: text.into() }
+    }
+
+    #[test]
+    fn inbound_goes_in_gsm7_when_it_fits_else_ucs2_and_long_texts_whole_in_the_payload() {
+        let p = inbound_pdu(&inbound("SHOP order 5"));
+        assert_eq!(u8::from(p.data_coding), 0x00);
+        assert_eq!(p.short_message().as_ref(), b"SHOP order 5");
+        assert_eq!(p.source_addr.to_string(), "79161234567");
+        assert_eq!(p.destination_addr.to_string(), "7726");
+        assert_eq!(u8::from(p.esm_class), 0);
+
+        let p = inbound_pdu(&inbound("Магазин"));
+        assert_eq!(u8::from(p.data_coding), 0x08);
+        assert_eq!(crate::sms::text::decode_ucs2(p.short_message().as_ref()), "Магазин");
+
+        let long = "Ж".repeat(200);
+        let p = inbound_pdu(&inbound(&long));
+        assert!(p.short_message().as_ref().is_empty(), "not split: all in message_payload");
+        let payload = p.tlvs().iter().find_map(|t| match t.value() {
+            Some(TlvValue::MessagePayload(m)) => Some(m.value.as_ref().to_vec()),
+            _ => None,
+        });
+        assert_eq!(crate::sms::text::decode_ucs2(&payload.expect("message_payload")), long);
     }
 }

@@ -97,7 +97,7 @@ where
     if let Some(b) = &s.bound {
         s.shared.unregister(&b.account.cfg.system_id, s.id);
         s.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        b.account.release_bind();
+        b.account.release_bind(s.id);
         // Let in-flight submits answer before the writer closes.
         let _ = b.window.acquire_many(b.account.cfg.window as u32).await;
         tracing::info!(peer = %s.peer, system_id = %b.account.cfg.system_id, bind = b.kind.name(), why, "SMPP bind ended");
@@ -254,17 +254,20 @@ impl Session {
         let Some(account) = self.shared.accounts.get(&system_id).cloned() else {
             return self.refuse_bind(frame, CommandStatus::EsmeRinvsysid, &system_id, "unknown system_id");
         };
-        if !account.password_matches(&password) {
-            return self.refuse_bind(frame, CommandStatus::EsmeRinvpaswd, &system_id, "wrong password");
-        }
-        if !account.ip_allowed(self.peer.ip()) {
-            return self.refuse_bind(frame, CommandStatus::EsmeRbindfail, &system_id, "source address not allowed");
-        }
-        if !account.bind_type_allowed(kind.name()) {
-            return self.refuse_bind(frame, CommandStatus::EsmeRbindfail, &system_id, "bind type not allowed");
-        }
-        if !account.try_bind() {
-            return self.refuse_bind(frame, CommandStatus::EsmeRalybnd, &system_id, "max_binds reached");
+        let refusal = if !account.password_matches(&password) {
+            Some((CommandStatus::EsmeRinvpaswd, "wrong password"))
+        } else if !account.ip_allowed(self.peer.ip()) {
+            Some((CommandStatus::EsmeRbindfail, "source address not allowed"))
+        } else if !account.bind_type_allowed(kind.name()) {
+            Some((CommandStatus::EsmeRbindfail, "bind type not allowed"))
+        } else if !account.try_bind(self.id, kind.name(), self.peer) {
+            Some((CommandStatus::EsmeRalybnd, "max_binds reached"))
+        } else {
+            None
+        };
+        if let Some((status, why)) = refusal {
+            account.count_bind_refused(status);
+            return self.refuse_bind(frame, status, &system_id, why);
         }
         let ours = COctetString::<1, 16>::from_str(OUR_SYSTEM_ID).unwrap_or_default();
         let v = Some(InterfaceVersion::Smpp3_4);
@@ -306,19 +309,19 @@ impl Session {
         };
         let account = bound.account.clone();
         let Ok(permit) = bound.window.clone().try_acquire_owned() else {
-            account.count(false);
+            account.count_refused(CommandStatus::EsmeRmsgqful);
             self.send(header_only_command(resp_id, u32::from(CommandStatus::EsmeRmsgqful), seq));
             return;
         };
         if is_submit && !account.admit() {
-            account.count(false);
+            account.count_refused(CommandStatus::EsmeRthrottled);
             self.send(header_only_command(resp_id, u32::from(CommandStatus::EsmeRthrottled), seq));
             return;
         }
         let command = match frame.into_command() {
             Ok(c) => c,
             Err(_) => {
-                account.count(false);
+                account.count_refused(CommandStatus::EsmeRinvmsglen);
                 self.nack(CommandStatus::EsmeRinvmsglen, seq);
                 return;
             }
@@ -337,7 +340,7 @@ impl Session {
                 Pdu::CancelSm(_) => query::cancel(&shared, &account, pdu).await,
                 _ => match submit::accept(&shared, &account, pdu).await {
                     Ok(id) => {
-                        account.count(true);
+                        account.count_accepted();
                         let mid =
                             COctetString::<1, 65>::from_str(&account.cfg.message_id.format(id)).unwrap_or_default();
                         Ok(if matches!(pdu, Pdu::DataSm(_)) {
@@ -347,7 +350,7 @@ impl Session {
                         })
                     }
                     Err(Refused(status, why)) => {
-                        account.count(false);
+                        account.count_refused(status);
                         tracing::info!(%peer, system_id = %account.cfg.system_id, status = ?status, why, "SMPP submit refused");
                         Err(status)
                     }

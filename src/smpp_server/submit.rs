@@ -1,9 +1,10 @@
 //! A `submit_sm` or `data_sm` made into a `store::NewMessage` and accepted
 //! by the same `messages::insert` as `POST /v1/messages` (through
 //! `Store::smpp_accept`, which also keeps its `registered_delivery`): the
-//! same number rules, routing (`Dispatcher::routing`) and policy; the
-//! answer's `message_id` is the committed message's id in the account's
-//! form. A part of a long message (UDH or SAR, read by `join`) is stored
+//! same number rules, routing (`Dispatcher::routing`) and policy (unless the
+//! account is outside it: `policy = false`), its class from `priority_flag`
+//! within the account's limits; the answer's `message_id` is the committed
+//! message's id in the account's form. A part of a long message (UDH or SAR, read by `join`) is stored
 //! durably (`Store::smpp_part`) and answered with the id of the one message
 //! its set makes (made by the set's first part); the set's last part joins
 //! them.
@@ -11,7 +12,7 @@
 use super::Shared;
 use super::account::AccountState;
 use super::join;
-use crate::message::Priority;
+use crate::config::Policy;
 use crate::store::{NewMessage, PartOutcome, SmppPart};
 use rusmpp::tlvs::{Tlv, TlvValue};
 use rusmpp::values::Ton;
@@ -29,6 +30,8 @@ struct Submit<'a> {
     tlvs: &'a [Tlv],
     schedule: String,
     validity: String,
+    /// None for a `data_sm`, which has none.
+    priority_flag: Option<u8>,
 }
 
 fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
@@ -44,6 +47,7 @@ fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
             tlvs: s.tlvs(),
             schedule: s.schedule_delivery_time.to_string(),
             validity: s.validity_period.to_string(),
+            priority_flag: Some(u8::from(s.priority_flag)),
         }),
         Pdu::DataSm(s) => Some(Submit {
             source: s.source_addr.to_string(),
@@ -56,6 +60,7 @@ fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
             tlvs: s.tlvs(),
             schedule: String::new(),
             validity: String::new(),
+            priority_flag: None,
         }),
         _ => None,
     }
@@ -156,7 +161,7 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
         text,
         encoding,
         segments: segments as u32,
-        priority: Priority::Transactional,
+        priority: account.class(s.priority_flag),
         route: route.clone(),
         reference: None,
         send_at,
@@ -166,7 +171,8 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
     };
     let store_err = |e: crate::store::StoreError| Refused(CommandStatus::EsmeRsyserr, format!("store: {e}"));
     let key = account.api_key().to_string();
-    let policy = shared.dispatcher.policy();
+    // An account outside policy (`policy = false`) writes its messages exempt.
+    let policy = Policy { exempt: !account.cfg.policy, ..shared.dispatcher.policy() };
     let receipt = s.registered_delivery & 0x03;
     let id = match ud.concat {
         None => shared.store.smpp_accept(key, msg, receipt, policy).await.map_err(store_err)?.id,

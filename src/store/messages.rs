@@ -256,7 +256,7 @@ pub(super) fn insert(
     policy: &Policy,
     now: Millis,
 ) -> Result<Accepted, StoreError> {
-    let stop = policy::stop(c, policy, &m.to, m.priority)?.filter(|_| api_key != SYSTEM_KEY);
+    let stop = if policy.exempt || api_key == SYSTEM_KEY { None } else { policy::stop(c, policy, &m.to, m.priority)? };
     // The recipient's zone: the one given, else what the number tells,
     // else the site's default.
     let tz = match &m.tz {
@@ -267,9 +267,10 @@ pub(super) fn insert(
     c.prepare_cached(
         "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
                                route, status, created_at, updated_at, send_at, due_at, valid_until,
-                               error_code, error_text, callback_url, tz, rule, step, trigger_key, run_id)
+                               error_code, error_text, callback_url, tz, rule, step, trigger_key, run_id,
+                               exempt)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22)",
+                 ?18, ?19, ?20, ?21, ?22, ?23)",
     )?
     .execute(params![
         api_key,
@@ -294,6 +295,7 @@ pub(super) fn insert(
         origin.map(|o| o.step),
         origin.and_then(|o| o.key.as_ref()),
         origin.map(|o| o.run_id),
+        policy.exempt,
     ])?;
     let id = c.last_insert_rowid();
     let mut detail = match origin {
@@ -326,7 +328,7 @@ pub(super) struct Claim {
 /// The due messages of one class on one route, oldest due first.
 pub(super) const CLAIM_SQL: &str =
     "SELECT id, recipient, sender, body, encoding, segments, priority, attempts, valid_until,
-            api_key = ?4, tz
+            api_key = ?4 OR exempt, tz
      FROM messages WHERE route = ?1 AND status = 'queued' AND priority = ?5 AND due_at <= ?2
      ORDER BY due_at, id LIMIT ?3";
 
@@ -383,7 +385,8 @@ pub(super) fn claim(
             continue;
         }
         // smsgw's own answers (help, opt-out confirmations) are what the
-        // number just asked for: policy does not stop or hold them.
+        // number just asked for, and an exempt message's sender is not ours
+        // to police: policy does not stop or hold them.
         if !answer {
             if let Some(stop) = policy::stop(c, policy, &m.to, m.priority)? {
                 suppress(c, m.id, &stop, now)?;

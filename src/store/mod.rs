@@ -46,7 +46,7 @@ pub use retention::{Pruned, Retention};
 pub use route_state::RouteStateData;
 pub use rule_stats::{RuleStats, ScheduleHour};
 pub use rules::{NewRule, RuleRow};
-pub use smpp_outbox::OwedReceipt;
+pub use smpp_outbox::{OutboxCounts, OwedInbound, OwedReceipt};
 pub use smpp_parts::{PartOutcome, SmppPart};
 pub use subscriptions::{
     AttemptView, DeliveryFilter, DeliveryHealth, DeliveryState, DeliveryView, Managed, NewSubscription, Origin,
@@ -116,8 +116,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     health: Arc<writer::Health>,
     /// Poked after a commit that wrote outbox events (the webhook deliverer
-    /// waits on it).
-    outbox: Arc<tokio::sync::Notify>,
+    /// waits on one, the SMPP server's outbox on the other).
+    outbox: Arc<writer::OutboxWake>,
     _lock: File,
 }
 
@@ -199,7 +199,7 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let health = Arc::new(writer::Health::default());
         let writer_health = health.clone();
-        let outbox = Arc::new(tokio::sync::Notify::new());
+        let outbox = Arc::new(writer::OutboxWake::default());
         let writer_outbox = outbox.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -354,9 +354,31 @@ impl Store {
     }
 
     /// SMPP server receipts: fan new final-status events out to `accounts`
-    /// (system_ids); rows made.
-    pub async fn smpp_fan_out(&self, accounts: Vec<String>, limit: usize) -> Result<usize, StoreError> {
-        self.write(move |c| smpp_outbox::fan_out(c, &accounts, limit, now_ms()).map_err(Into::into)).await
+    /// (system_ids), and inbound messages to the account `inbound` names;
+    /// rows made and events read (`limit` of them: more may wait).
+    pub async fn smpp_fan_out(
+        &self,
+        accounts: Vec<String>,
+        inbound: Arc<crate::config::smpp_server::InboundRoutes>,
+        limit: usize,
+    ) -> Result<(usize, usize), StoreError> {
+        self.write(move |c| smpp_outbox::fan_out(c, &accounts, &inbound, limit, now_ms()).map_err(Into::into)).await
+    }
+
+    /// Lease up to `limit` due inbound messages owed to an account for `lease_ms`.
+    pub async fn smpp_claim_inbound(
+        &self,
+        account: String,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<OwedInbound>, StoreError> {
+        self.write(move |c| smpp_outbox::claim_inbound(c, &account, limit, lease_ms, now_ms()).map_err(Into::into))
+            .await
+    }
+
+    /// Each SMPP server account's receipts and inbound messages owed now, and dead.
+    pub async fn smpp_outbox_counts(&self) -> Result<std::collections::BTreeMap<String, OutboxCounts>, StoreError> {
+        self.read(smpp_outbox::counts).await
     }
 
     /// Lease up to `limit` due receipts of an account for `lease_ms`.
@@ -491,7 +513,12 @@ impl Store {
             let batch = self.write(move |c| Ok(retention::prune_batch(c, &retention, now, PRUNE_BATCH)?)).await?;
             total.add(batch);
             let full = PRUNE_BATCH as u64;
-            if batch.messages < full && batch.inbound < full && batch.receipts < full && batch.webhooks < full {
+            if batch.messages < full
+                && batch.inbound < full
+                && batch.receipts < full
+                && batch.webhooks < full
+                && batch.smpp < full
+            {
                 break;
             }
         }
@@ -572,7 +599,13 @@ impl Store {
 
     /// Woken after every commit that wrote an outbox event.
     pub fn outbox_notify(&self) -> Arc<tokio::sync::Notify> {
-        self.inner.outbox.clone()
+        self.inner.outbox.webhooks.clone()
+    }
+
+    /// Woken after every commit that wrote an outbox event, for the SMPP
+    /// server's receipts and inbound deliveries.
+    pub fn smpp_outbox_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.outbox.smpp.clone()
     }
 
     /// Make the `config` subscriptions match the file's.

@@ -32,13 +32,15 @@ pub struct Pruned {
     pub webhooks: u64,
     /// Rows of the frequency caps' ledger older than any cap's window.
     pub sends: u64,
+    /// Settled SMPP server outbox rows (delivered or dead).
+    pub smpp: u64,
     /// Bytes the file gave back to the file system (incremental vacuum).
     pub freed_bytes: u64,
 }
 
 impl Pruned {
     pub fn rows(&self) -> u64 {
-        self.messages + self.inbound + self.receipts + self.webhooks + self.sends
+        self.messages + self.inbound + self.receipts + self.webhooks + self.sends + self.smpp
     }
 
     pub(super) fn add(&mut self, other: Pruned) {
@@ -47,6 +49,7 @@ impl Pruned {
         self.receipts += other.receipts;
         self.webhooks += other.webhooks;
         self.sends += other.sends;
+        self.smpp += other.smpp;
         self.freed_bytes += other.freed_bytes;
     }
 }
@@ -79,6 +82,8 @@ pub(super) fn prune_batch(c: &Connection, r: &Retention, now: Millis, limit: usi
         // Webhook deliveries, their attempts and the events they carried
         // are kept as long as finished messages are.
         out.webhooks = super::webhooks::prune_batch(c, now - keep, limit)?;
+        // So are the SMPP server's settled receipts and inbound deliveries.
+        out.smpp = super::smpp_outbox::prune_batch(c, now - keep, limit)?;
     }
     if let Some(keep) = r.inbound_ms {
         out.inbound = c

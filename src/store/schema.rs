@@ -414,6 +414,15 @@ CREATE INDEX smpp_parts_age ON smpp_parts(created_at);
 CREATE INDEX smpp_parts_message ON smpp_parts(message_id);
 ALTER TABLE messages ADD COLUMN receipt INTEGER;
 "#,
+    // 12: the SMPP server's accounts: a message of an account that policy does
+    // not apply to (`policy = false`) is marked exempt, so its claim skips
+    // opt-outs, quiet hours and caps as its accept did; an inbound message
+    // routed to an account is owed to it as an `smpp_outbox` row with its
+    // `inbound_id` (and `message_id` 0: there is no message).
+    r#"
+ALTER TABLE messages ADD COLUMN exempt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE smpp_outbox ADD COLUMN inbound_id INTEGER;
+"#,
 ];
 
 pub fn latest() -> i64 {

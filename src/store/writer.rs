@@ -95,7 +95,22 @@ where
     }
 }
 
-pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health, outbox: &tokio::sync::Notify) {
+/// Who waits for new outbox events: each reader of the outbox its own
+/// `Notify`, so one wake reaches every one of them.
+#[derive(Default)]
+pub(super) struct OutboxWake {
+    pub webhooks: std::sync::Arc<tokio::sync::Notify>,
+    pub smpp: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl OutboxWake {
+    fn notify(&self) {
+        self.webhooks.notify_one();
+        self.smpp.notify_one();
+    }
+}
+
+pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health, outbox: &OutboxWake) {
     let mut closing = None;
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
@@ -119,7 +134,7 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health
             // One wake per group that wrote events (a rolled-back one only
             // costs a look).
             if super::events::take_emitted() {
-                outbox.notify_one();
+                outbox.notify();
             }
         }
         if let Some(mut j) = alone {
