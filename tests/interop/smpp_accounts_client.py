@@ -90,6 +90,7 @@ def submit(port, system_id, password, to, message, priority_flag):
         data_coding=coding,
         esm_class=esm,
         priority_flag=int(priority_flag),
+        registered_delivery=1,  # receipts asked for (0, the default, asks for none)
     )
     while True:
         r = c.read_pdu()
