@@ -350,6 +350,30 @@ async fn dispatch(client: &Client, backlog: usize) -> Result<(), String> {
     }
 }
 
+/// CPU seconds (user + system) a process has used, and those of its
+/// thread named `thread` (the store's writer: the one thread every commit
+/// goes through, so its seconds per item bound the rate), from `/proc`.
+fn cpu_seconds(pid: u32, thread: &str) -> (f64, f64) {
+    let ticks = |stat: &str| -> f64 {
+        // Fields after the `(comm)`: state is the 1st, utime the 12th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (t(11) + t(12)) / 100.0
+    };
+    let total = std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| ticks(&s)).unwrap_or(0.0);
+    let mut named = 0.0;
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in dir.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() == thread {
+                named += std::fs::read_to_string(t.path().join("stat")).map(|s| ticks(&s)).unwrap_or(0.0);
+            }
+        }
+    }
+    (total, named)
+}
+
 fn rss_mb(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -579,20 +603,25 @@ const EVENT_RULE: &str = "[[routes]]\nname = \"sim\"\nkind = \"sim\"\n[routes.si
 /// median of `runs` runs of `seconds` each, a fresh store for each run.
 async fn events(connections: usize, seconds: u64, runs: usize) -> Result<(), String> {
     for batch in [100, 1000] {
-        let mut rates = Vec::new();
+        let (mut rates, mut cpu, mut writer) = (Vec::new(), Vec::new(), Vec::new());
         let mut last = None;
         for run in 0..runs.max(1) {
             let dir = std::env::temp_dir().join(format!("smsgw-bench-events-{}-{batch}-{run}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let p = Private::start_with(dir.clone(), EVENT_RULE)?;
             let client = Client::new(&p.url, BENCH_KEY);
+            let before = cpu_seconds(p.child.id(), "store-writer");
             let o = drive(&client, connections.min(16), seconds, batch, None, Load::Events).await;
+            let after = cpu_seconds(p.child.id(), "store-writer");
             p.stop();
             let _ = std::fs::remove_dir_all(&dir);
             if o.messages == 0 {
                 return Err(format!("no event batch was accepted ({} errors): is POST /v1/events there?", o.errors));
             }
             rates.push(o.messages as f64 / o.elapsed.as_secs_f64());
+            let per = |secs: f64| secs * 1e6 / o.messages as f64;
+            cpu.push(per(after.0 - before.0));
+            writer.push(per(after.1 - before.1));
             last = Some(o);
         }
         if let Some(o) = last {
@@ -600,9 +629,11 @@ async fn events(connections: usize, seconds: u64, runs: usize) -> Result<(), Str
         }
         println!(
             "events     batches of {batch}, one rule on every event, 202 after commit (WAL, synchronous=FULL): \
-             median {:.0} events/s of {} runs",
+             median {:.0} events/s of {} runs; daemon CPU {:.1} us/event, of which the store writer {:.1}",
             median(rates.clone()),
-            rates.len()
+            rates.len(),
+            median(cpu),
+            median(writer)
         );
     }
     Ok(())

@@ -96,6 +96,7 @@ fn fill(
         progress(to);
         from = to + 1;
     }
+    super::messages::recount(&c)?;
     c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     Ok(())
 }
@@ -159,6 +160,7 @@ fn fill_timers(
         progress(to);
         from = to + 1;
     }
+    super::messages::recount(&c)?;
     c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     Ok(())
 }

@@ -298,6 +298,7 @@ pub(super) fn insert(
         policy.exempt,
     ])?;
     let id = c.last_insert_rowid();
+    count_new(c, status, &m.route, m.priority)?;
     let mut detail = match origin {
         None => format!("accepted from API key {api_key:?}"),
         Some(o) => format!("made by rule {:?}, step {}", o.rule, o.step + 1),
@@ -314,6 +315,36 @@ pub(super) fn insert(
         segments: m.segments,
         reason: stop.map(|s| s.code.to_string()),
     })
+}
+
+/// Count a new message in `message_counts` and, queued, in `queue_counts`
+/// (what `/metrics` and `/v1/queue` read); updates and deletes are counted
+/// by the schema's triggers.
+fn count_new(c: &Connection, status: Status, route: &str, priority: Priority) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO message_counts (status, n) VALUES (?1, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1",
+    )?
+    .execute(params![status.as_str()])?;
+    if status == Status::Queued {
+        c.prepare_cached(
+            "INSERT INTO queue_counts (route, priority, n) VALUES (?1, ?2, 1)
+             ON CONFLICT (route, priority) DO UPDATE SET n = n + 1",
+        )?
+        .execute(params![route, priority.as_i64()])?;
+    }
+    Ok(())
+}
+
+/// Count every stored message again (after a bulk fill, which bypasses
+/// `insert`).
+pub(super) fn recount(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "DELETE FROM message_counts;
+         INSERT INTO message_counts (status, n) SELECT status, count(*) FROM messages GROUP BY status;
+         DELETE FROM queue_counts;
+         INSERT INTO queue_counts (route, priority, n)
+             SELECT route, priority, count(*) FROM messages WHERE status = 'queued' GROUP BY route, priority;",
+    )
 }
 
 /// What a claim took: the messages for the route, and the reasons of those
