@@ -317,22 +317,72 @@ pub(super) fn insert(
     })
 }
 
-/// Count a new message in `message_counts` and, queued, in `queue_counts`
-/// (what `/metrics` and `/v1/queue` read); updates and deletes are counted
-/// by the schema's triggers.
-fn count_new(c: &Connection, status: Status, route: &str, priority: Priority) -> rusqlite::Result<()> {
+/// Add `n` (may be negative) to the messages counted in `status`.
+fn count_status(c: &Connection, status: Status, n: i64) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT INTO message_counts (status, n) VALUES (?1, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1",
+        "INSERT INTO message_counts (status, n) VALUES (?1, ?2) ON CONFLICT (status) DO UPDATE SET n = n + ?2",
     )?
-    .execute(params![status.as_str()])?;
+    .execute(params![status.as_str(), n])?;
+    Ok(())
+}
+
+/// Add `n` (may be negative) to the queued messages counted for a route and class.
+fn count_queue(c: &Connection, route: &str, priority: i64, n: i64) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO queue_counts (route, priority, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (route, priority) DO UPDATE SET n = n + ?3",
+    )?
+    .execute(params![route, priority, n])?;
+    Ok(())
+}
+
+/// Count a new message in `message_counts` and, queued, in `queue_counts`
+/// (what `/metrics` and `/v1/queue` read). The counts are kept by the code
+/// that changes a message (`count_new`, `moved`, `rerouted`; a delete by
+/// the schema's one trigger), not by triggers on every insert and update:
+/// such a trigger makes SQLite keep a statement journal for each of those
+/// statements, which cost the writer a third of its time.
+fn count_new(c: &Connection, status: Status, route: &str, priority: Priority) -> rusqlite::Result<()> {
+    count_status(c, status, 1)?;
     if status == Status::Queued {
-        c.prepare_cached(
-            "INSERT INTO queue_counts (route, priority, n) VALUES (?1, ?2, 1)
-             ON CONFLICT (route, priority) DO UPDATE SET n = n + 1",
-        )?
-        .execute(params![route, priority.as_i64()])?;
+        count_queue(c, route, priority.as_i64(), 1)?;
     }
     Ok(())
+}
+
+/// Count message `id`'s move from `from` to `to`, after its UPDATE; every
+/// status change calls it. `queue` is its route and class when the caller
+/// has them (needed only for a move into or out of `queued`).
+pub(super) fn moved(
+    c: &Connection,
+    id: i64,
+    from: Status,
+    to: Status,
+    queue: Option<(&str, Priority)>,
+) -> rusqlite::Result<()> {
+    if from == to {
+        return Ok(());
+    }
+    count_status(c, from, -1)?;
+    count_status(c, to, 1)?;
+    if from == Status::Queued || to == Status::Queued {
+        let (route, priority) = match queue {
+            Some((route, priority)) => (route.to_string(), priority.as_i64()),
+            None => c
+                .prepare_cached("SELECT route, priority FROM messages WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?,
+        };
+        count_queue(c, &route, priority, if to == Status::Queued { 1 } else { -1 })?;
+    }
+    Ok(())
+}
+
+/// Count queued message `id`'s move from route `from` to route `to`.
+fn rerouted(c: &Connection, id: i64, from: &str, to: &str) -> rusqlite::Result<()> {
+    let priority: i64 =
+        c.prepare_cached("SELECT priority FROM messages WHERE id = ?1")?.query_row(params![id], |r| r.get(0))?;
+    count_queue(c, from, priority, -1)?;
+    count_queue(c, to, priority, 1)
 }
 
 /// Count every stored message again (after a bulk fill, which bypasses
@@ -446,6 +496,7 @@ pub(super) fn claim(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
         )?
         .execute(params![m.id, now])?;
+        moved(c, m.id, Status::Queued, Status::Sending, Some((route, m.priority)))?;
         history(c, m.id, now, Status::Sending, &format!("attempt {} on route {route}", m.attempt))?;
         let mut m = m;
         if m.segments > 1 {
@@ -462,6 +513,7 @@ fn suppress(c: &Connection, id: i64, stop: &Stop, now: Millis) -> rusqlite::Resu
         "UPDATE messages SET status = 'suppressed', updated_at = ?2, error_code = ?3, error_text = ?4 WHERE id = ?1",
     )?
     .execute(params![id, now, stop.code, stop.text])?;
+    moved(c, id, Status::Queued, Status::Suppressed, None)?;
     history(c, id, now, Status::Suppressed, &format!("not sent: {}", stop.text))
 }
 
@@ -534,12 +586,14 @@ fn store_parts(
     Ok(())
 }
 
+/// A queued message whose validity ran out.
 fn expire(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
     c.prepare_cached(
         "UPDATE messages SET status = 'expired', updated_at = ?2, error_code = 'expired',
                 error_text = 'validity ran out before the message could be sent' WHERE id = ?1",
     )?
     .execute(params![id, now])?;
+    moved(c, id, Status::Queued, Status::Expired, None)?;
     history(c, id, now, Status::Expired, "validity ran out before the message could be sent")
 }
 
@@ -565,6 +619,7 @@ pub(super) fn record_submitted(
         tracing::warn!(message = id, "submit result for a message that is not being sent; ignored");
         return Ok(());
     }
+    moved(c, id, Status::Sending, Status::Submitted, None)?;
     let n = parts.len();
     let mut detail = format!("{n} part{} accepted by route {route}", if n == 1 { "" } else { "s" });
     if let Some(first) = parts.first().filter(|p| p.index > 0) {
@@ -584,6 +639,7 @@ pub(super) fn record_failure(c: &Connection, id: i64, f: &AttemptFailure, now: M
                 )?
                 .execute(params![id, at, now, f.code, f.text, i64::from(f.untried)])?;
             if n > 0 {
+                moved(c, id, Status::Sending, Status::Queued, None)?;
                 let what = if f.untried { "not sent" } else { "temporary failure" };
                 let mut detail =
                     format!("{what} ({}: {}); retry at {}", f.code, f.text, crate::message::to_rfc3339(at));
@@ -604,6 +660,7 @@ pub(super) fn record_failure(c: &Connection, id: i64, f: &AttemptFailure, now: M
                 )?
                 .execute(params![id, f.final_status.as_str(), now, f.code, f.text])?;
             if n > 0 {
+                moved(c, id, Status::Sending, f.final_status, None)?;
                 history(c, id, now, f.final_status, &format!("{}: {}", f.code, f.text))?;
                 record_accepted(c, id, f, now)?;
             }
@@ -713,6 +770,7 @@ fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<Option<(Sta
         "UPDATE messages SET status = ?2, updated_at = ?3, error_code = ?4, error_text = ?5 WHERE id = ?1",
     )?
     .execute(params![id, final_status.as_str(), now, code, text])?;
+    moved(c, id, Status::Submitted, final_status, None)?;
     let detail = match (&code, &text) {
         (None, _) => "delivery reported for every part".to_string(),
         (Some(code), text) => {
@@ -740,6 +798,7 @@ pub(super) fn cancel(c: &Connection, id: i64, owner: Option<&str>, now: Millis) 
     }
     c.prepare_cached("UPDATE messages SET status = 'cancelled', updated_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
+    moved(c, id, Status::Queued, Status::Cancelled, None)?;
     history(c, id, now, Status::Cancelled, "cancelled through the API")?;
     Ok(CancelOutcome::Cancelled)
 }
@@ -767,6 +826,7 @@ pub(super) fn reroute(c: &Connection, from: &str, to: &str, now: Millis) -> Resu
     for id in &ids {
         c.prepare_cached("UPDATE messages SET route = ?2, updated_at = ?3 WHERE id = ?1")?
             .execute(params![id, to, now])?;
+        rerouted(c, *id, from, to)?;
         history(c, *id, now, Status::Queued, &format!("route {from} is gone; moved to route {to}"))?;
     }
     Ok(ids.len())
@@ -794,6 +854,7 @@ pub(super) fn move_queued(
         let Some(to) = assign(&recipient) else { continue };
         c.prepare_cached("UPDATE messages SET route = ?2, updated_at = ?3 WHERE id = ?1")?
             .execute(params![id, to, now])?;
+        rerouted(c, id, from, &to)?;
         history(c, id, now, Status::Queued, &format!("route {from} is down; failed over to route {to}"))?;
         if !targets.contains(&to) {
             targets.push(to);
@@ -818,6 +879,7 @@ pub(super) fn return_unfinished(c: &Connection, now: Millis) -> rusqlite::Result
             "UPDATE messages SET status = 'queued', due_at = ?2, updated_at = ?2 WHERE id = ?1",
             params![id, now],
         )?;
+        moved(c, *id, Status::Sending, Status::Queued, None)?;
         history(c, *id, now, Status::Queued, "returned to the queue: smsgw stopped while it was being sent")?;
     }
     c.execute_batch("COMMIT")?;
@@ -847,6 +909,7 @@ pub(super) fn cancel_for_key(
     for id in &ids {
         c.prepare_cached("UPDATE messages SET status = 'cancelled', cancelled_by = ?3, updated_at = ?2 WHERE id = ?1")?
             .execute(params![id, now, by])?;
+        moved(c, *id, Status::Queued, Status::Cancelled, None)?;
         history(c, *id, now, Status::Cancelled, &format!("cancelled by event {by:?} for key {key:?}"))?;
     }
     Ok(ids)

@@ -424,13 +424,17 @@ ALTER TABLE messages ADD COLUMN exempt INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE smpp_outbox ADD COLUMN inbound_id INTEGER;
 "#,
     // 13: what the writer does per message and per event, cut to what is
-    // read. A new message's counts are kept by the one insert
-    // (`messages::insert`) instead of a trigger: a trigger makes SQLite
-    // journal each INSERT's pages once more in a statement journal, which
-    // cost a third of the writer's time per event. Posted events are found
+    // read. A message's counts are kept by the code that inserts it or
+    // changes its status or route (`messages::count_new`, `moved`,
+    // `rerouted`) instead of triggers: a trigger makes SQLite keep a
+    // statement journal for each such INSERT and UPDATE, which cost the
+    // writer a third of its time. (A delete, rare and in bulk, keeps its
+    // trigger.) Posted events are found
     // by key and by their id; their age index served nothing.
     r#"
 DROP TRIGGER messages_counted_in;
+DROP TRIGGER messages_counted_status;
+DROP TRIGGER messages_counted_queue;
 DROP INDEX trigger_events_age;
 "#,
 ];

@@ -162,6 +162,7 @@ fn finish(c: &Connection, message_id: i64, text: &str, incomplete: Option<&str>,
             .execute(params![message_id, why])?,
     };
     if let (Some(why), 1) = (incomplete, queued) {
+        super::messages::moved(c, message_id, Status::Queued, Status::Failed, None)?;
         history(c, message_id, now, Status::Failed, why)?;
     }
     c.prepare_cached(
