@@ -635,8 +635,8 @@ async fn store_prune(config: Option<PathBuf>, as_of: Option<String>) -> Result<(
     store.close().await;
     let pruned = pruned?;
     println!(
-        "pruned {} finished messages, {} inbound messages, {} orphan delivery reports",
-        pruned.messages, pruned.inbound, pruned.receipts
+        "pruned {} finished messages, {} inbound messages, {} orphan delivery reports, {} posted events and rule runs",
+        pruned.messages, pruned.inbound, pruned.receipts, pruned.events
     );
     println!("{}: {before} bytes before, {} bytes after", cfg.path.display(), file_size(&cfg.path));
     if !shrinks? {

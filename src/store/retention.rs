@@ -34,13 +34,15 @@ pub struct Pruned {
     pub sends: u64,
     /// Settled SMPP server outbox rows (delivered or dead).
     pub smpp: u64,
+    /// Posted trigger events and the rule runs they started.
+    pub events: u64,
     /// Bytes the file gave back to the file system (incremental vacuum).
     pub freed_bytes: u64,
 }
 
 impl Pruned {
     pub fn rows(&self) -> u64 {
-        self.messages + self.inbound + self.receipts + self.webhooks + self.sends + self.smpp
+        self.messages + self.inbound + self.receipts + self.webhooks + self.sends + self.smpp + self.events
     }
 
     pub(super) fn add(&mut self, other: Pruned) {
@@ -50,6 +52,7 @@ impl Pruned {
         self.webhooks += other.webhooks;
         self.sends += other.sends;
         self.smpp += other.smpp;
+        self.events += other.events;
         self.freed_bytes += other.freed_bytes;
     }
 }
@@ -84,6 +87,9 @@ pub(super) fn prune_batch(c: &Connection, r: &Retention, now: Millis, limit: usi
         out.webhooks = super::webhooks::prune_batch(c, now - keep, limit)?;
         // So are the SMPP server's settled receipts and inbound deliveries.
         out.smpp = super::smpp_outbox::prune_batch(c, now - keep, limit)?;
+        // And posted events with their rule runs (a rule's limit and an
+        // event id's replay look back no further).
+        out.events = super::triggers::prune_batch(c, now - keep, limit)?;
     }
     if let Some(keep) = r.inbound_ms {
         out.inbound = c

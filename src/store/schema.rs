@@ -429,13 +429,15 @@ ALTER TABLE smpp_outbox ADD COLUMN inbound_id INTEGER;
     // `rerouted`) instead of triggers: a trigger makes SQLite keep a
     // statement journal for each such INSERT and UPDATE, which cost the
     // writer a third of its time. (A delete, rare and in bulk, keeps its
-    // trigger.) Posted events are found
-    // by key and by their id; their age index served nothing.
+    // trigger.) Posted events are pruned in id order (ids grow with
+    // arrival), so their age index goes; a replayed event finds its runs by
+    // `rule_runs_event` instead of reading every run.
     r#"
 DROP TRIGGER messages_counted_in;
 DROP TRIGGER messages_counted_status;
 DROP TRIGGER messages_counted_queue;
 DROP INDEX trigger_events_age;
+CREATE INDEX rule_runs_event ON rule_runs(event_id);
 "#,
 ];
 

@@ -261,10 +261,31 @@ fn convert(
     Ok(n as u64)
 }
 
+/// Delete up to `limit` posted events received before `before`, and as
+/// many runs started before it, oldest first: both tables' ids grow with
+/// time, so each is read from its start and stops at the first younger row
+/// (no age index to keep up on every insert). Returns the rows deleted.
+pub(super) fn prune_batch(c: &Connection, before: Millis, limit: usize) -> rusqlite::Result<u64> {
+    let mut n = 0;
+    for (table, at) in [("trigger_events", "received_at"), ("rule_runs", "at")] {
+        let rows: Vec<(i64, Millis)> = c
+            .prepare_cached(&format!("SELECT id, {at} FROM {table} ORDER BY id LIMIT ?1"))?
+            .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let last = rows.iter().take_while(|(_, t)| *t < before).last().map(|(id, _)| *id);
+        if let Some(last) = last {
+            n += c.prepare_cached(&format!("DELETE FROM {table} WHERE id <= ?1"))?.execute(params![last])? as u64;
+        }
+    }
+    Ok(n)
+}
+
 /// The first outcome of event `event_id`, read back from its runs.
 fn replay(c: &Connection, event_id: i64) -> Result<IngestOutcome, StoreError> {
     let runs: Vec<(i64, String, String, Option<String>)> = c
-        .prepare_cached("SELECT id, rule, outcome, detail FROM rule_runs WHERE event_id = ?1 ORDER BY id")?
+        .prepare_cached(
+            "SELECT id, rule, outcome, detail FROM rule_runs INDEXED BY rule_runs_event WHERE event_id = ?1 ORDER BY id",
+        )?
         .query_map(params![event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(runs.len());
@@ -375,5 +396,30 @@ mod tests {
         assert_eq!(out[0].runs[0].outcome, "error");
         assert_eq!(out[0].runs[0].detail.as_deref(), Some("step 1: no"));
         assert_eq!(s.queued_total().await.unwrap(), 0);
+    }
+
+    #[test]
+    fn old_events_and_runs_are_pruned_oldest_first_and_young_ones_stay() {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut c).unwrap();
+        let now = now_ms();
+        let day = 86_400_000;
+        // Received 3, 2 and 1 days ago, then now: ids in arrival order.
+        for (i, age) in [3, 2, 1, 0].iter().enumerate() {
+            let e = ev(Some(&format!("e{i}")), "cart", "c1", vec![run("r", None)], &[]);
+            ingest(&c, "k", std::slice::from_ref(&e), &Policy::default(), now - age * day).unwrap();
+        }
+        let count = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        // Older than 36 hours, one row of each table per batch.
+        assert_eq!(prune_batch(&c, now - 36 * 3_600_000, 1).unwrap(), 2);
+        assert_eq!((count("trigger_events"), count("rule_runs")), (3, 3));
+        assert_eq!(prune_batch(&c, now - 36 * 3_600_000, 100).unwrap(), 2);
+        assert_eq!(prune_batch(&c, now - 36 * 3_600_000, 100).unwrap(), 0, "the young ones stay");
+        assert_eq!((count("trigger_events"), count("rule_runs")), (2, 2));
+        // A replay of a kept event still answers its first outcome, by the runs' index.
+        let again = ingest(&c, "k", &[ev(Some("e3"), "cart", "c1", vec![], &[])], &Policy::default(), now).unwrap();
+        assert!(again[0].duplicate);
+        assert_eq!(again[0].runs.len(), 1);
+        assert_eq!(again[0].runs[0].messages.len(), 1);
     }
 }
