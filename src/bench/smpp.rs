@@ -329,6 +329,14 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
     let cpu_submit = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
     // Receipts: until each accepted message has one, or none came for a while.
     let accepted = tally.accepted.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let submit_secs = (submitted_at - t0).as_secs_f64().max(1e-3);
+    println!(
+        "smpp-server {messages} submit_sm over {BINDS} transceiver binds, window {window}: {accepted} accepted in {submit_secs:.1} s \
+         = {:.0} submit_sm/s (each answered after its commit), {} refused, {} unanswered",
+        accepted as f64 / submit_secs,
+        tally.refused.load(Ordering::Relaxed),
+        messages.saturating_sub(tally.answered.load(Ordering::Relaxed))
+    );
     let (mut last_count, mut last_change) = (0, Instant::now());
     loop {
         let got = tally.distinct_receipts();
@@ -359,15 +367,7 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
     let unknown = receipts.keys().filter(|id| !accepted_ids.contains(*id)).count();
     let first = tally.first_receipt.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(t0);
     let last = tally.last_receipt.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(t0);
-    let submit_secs = (submitted_at - t0).as_secs_f64().max(1e-3);
     let receipt_secs = (last - first).as_secs_f64().max(1e-3);
-    println!(
-        "smpp-server {messages} submit_sm over {BINDS} transceiver binds, window {window}: {accepted} accepted in {submit_secs:.1} s \
-         = {:.0} submit_sm/s (each answered after its commit), {} refused, {} unanswered",
-        accepted as f64 / submit_secs,
-        tally.refused.load(Ordering::Relaxed),
-        messages.saturating_sub(tally.answered.load(Ordering::Relaxed))
-    );
     println!(
         "smpp-server receipts: {} back at {:.0}/s (first to last), all in {:.1} s from the first submit; \
          lost {lost}, duplicated {duplicated}, unknown ids {unknown}",
