@@ -297,11 +297,11 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
     let mut binds = Vec::new();
     for b in 0..BINDS as u64 {
         let n = messages / BINDS as u64 + u64::from(b < messages % BINDS as u64);
-        let first = 100_000_000 + b * 10_000_000;
+        // Numbers of its own for each bind (recipient() wraps at ten million).
+        let first = b * 2_500_000;
         binds.push(tokio::spawn(esme(addr, n, first, window, tally.clone(), done_tx.clone())));
     }
     drop(done_tx);
-    let stop_all = |tally: &Tally| tally.stop.store(true, Ordering::Relaxed);
     // The submit phase: until every bind has had its last answer (or a bind
     // failed, or no answer came for a while).
     let mut submitted_at = t0;
@@ -352,7 +352,7 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
     }
     let cpu_all = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
     let rss = peak_rss_mb(pid).unwrap_or(-1.0);
-    stop_all(&tally);
+    tally.stop.store(true, Ordering::Relaxed);
     for b in binds {
         match b.await {
             Ok(Ok(())) => {}
