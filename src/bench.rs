@@ -11,6 +11,8 @@
 //! submit throughput is compared with a webhook subscription and without.
 //! `events` posts batches of trigger events with a rule on each, and
 //! `timers` holds a million pending rule timers, then fires a slice of them.
+//! `smpp-server` and `smpp-route` load the SMPP server from binds of its own
+//! and the API's SMPP route into the SMSC simulator (`bench/smpp.rs`).
 
 use crate::client::Client;
 use serde_json::{Value, json};
@@ -20,6 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+mod smpp;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -56,7 +60,11 @@ pub struct BenchArgs {
     /// median of --webhook-runs runs of --seconds; and timers, which fills a store with
     /// --timers pending rule timers, reports the daemon's RSS and the stats
     /// reads over them, then brings --timer-slice due at once and measures
-    /// the firing rate and the lag from due to submit).
+    /// the firing rate and the lag from due to submit); smpp-server, which
+    /// submits --messages submit_sm over four transceiver binds of
+    /// --smpp-window each to the daemon's SMPP server and takes their
+    /// receipts; and smpp-route, which posts --messages through the API into
+    /// an SMPP route to the SMSC simulator, single and in batches of 100).
     #[arg(long, value_delimiter = ',', default_value = "single,batch,latency,dispatch")]
     pub only: Vec<String>,
     /// Virtual modems in the modems scenario.
@@ -84,6 +92,12 @@ pub struct BenchArgs {
     /// How long the slice's due times spread over.
     #[arg(long, default_value_t = 5_000)]
     pub timer_spread_ms: i64,
+    /// Messages each SMPP scenario (smpp-server, smpp-route) sends.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: usize,
+    /// submit_sm awaiting their answer on each bind of the smpp-server scenario.
+    #[arg(long, default_value_t = 128)]
+    pub smpp_window: usize,
 }
 
 const BENCH_KEY: &str = "bench-key-0123456789abcdef";
@@ -883,21 +897,34 @@ async fn webhooks(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Scenarios that start what they need themselves (no shared daemon), in
+/// the order they run after the HTTP ones.
+const STANDALONE: &[&str] = &["modems", "store", "webhooks", "events", "timers", "smpp-server", "smpp-route"];
+
+/// Run one of the `STANDALONE` scenarios.
+async fn standalone(name: &str, args: &BenchArgs) -> Result<(), String> {
+    match name {
+        "modems" => modems(args.modems, args.modem_send_ms, args.seconds).await,
+        "store" => store(args.store_messages).await,
+        "webhooks" => webhooks(args).await,
+        "events" => events(args.connections, args.seconds, args.webhook_runs).await,
+        "timers" => timers(args.timers, args.timer_slice, args.timer_spread_ms).await,
+        "smpp-server" => smpp::server(args.messages, args.smpp_window).await,
+        "smpp-route" => smpp::route(args.messages, args.connections.min(32)).await,
+        _ => Ok(()),
+    }
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), String> {
-    if args.only.iter().all(|o| o == "webhooks") {
-        return webhooks(&args).await;
+    const HTTP: &[&str] = &["single", "batch", "latency", "dispatch", "none"];
+    if let Some(bad) = args.only.iter().find(|o| !HTTP.contains(&o.as_str()) && !STANDALONE.contains(&o.as_str())) {
+        return Err(format!("--only: no scenario {bad:?} (there are {}, {})", HTTP.join(", "), STANDALONE.join(", ")));
     }
-    if args.only.iter().all(|o| o == "modems") {
-        return modems(args.modems, args.modem_send_ms, args.seconds).await;
-    }
-    if args.only.iter().all(|o| o == "store") {
-        return store(args.store_messages).await;
-    }
-    if args.only.iter().all(|o| o == "events") {
-        return events(args.connections, args.seconds, args.webhook_runs).await;
-    }
-    if args.only.iter().all(|o| o == "timers") {
-        return timers(args.timers, args.timer_slice, args.timer_spread_ms).await;
+    if args.only.iter().all(|o| STANDALONE.contains(&o.as_str())) {
+        for name in STANDALONE.iter().filter(|s| args.only.iter().any(|o| o == *s)) {
+            standalone(name, &args).await?;
+        }
+        return Ok(());
     }
     let (private, url, key) = match &args.url {
         Some(u) => (None, u.clone(), args.key.clone().ok_or("--key (or SMSGW_KEY) is needed with --url")?),
@@ -935,20 +962,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if want("dispatch") {
         result = dispatch(&client, args.backlog).await;
     }
-    if result.is_ok() && want("modems") {
-        result = modems(args.modems, args.modem_send_ms, args.seconds).await;
-    }
-    if result.is_ok() && want("store") {
-        result = store(args.store_messages).await;
-    }
-    if result.is_ok() && want("webhooks") {
-        result = webhooks(&args).await;
-    }
-    if result.is_ok() && want("events") {
-        result = events(args.connections, args.seconds, args.webhook_runs).await;
-    }
-    if result.is_ok() && want("timers") {
-        result = timers(args.timers, args.timer_slice, args.timer_spread_ms).await;
+    for name in STANDALONE.iter().filter(|s| want(s)) {
+        if result.is_ok() {
+            result = standalone(name, &args).await;
+        }
     }
     if let Some(p) = private {
         let dir = p.dir.clone();

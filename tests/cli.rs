@@ -94,3 +94,34 @@ async fn send_wait_and_status() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("422") && stderr.contains("to:"), "{stderr}");
 }
+
+/// `smsgw bench` on the SMPP side, small: the server scenario's four binds
+/// get every submit accepted and every receipt back once; the route
+/// scenario's messages all come back delivered, none sent twice.
+#[test]
+fn bench_smpp_scenarios_run_and_lose_nothing() {
+    let out = Command::new(bin())
+        .args(["bench", "--only", "smpp-server,smpp-route", "--messages", "1000", "--connections", "8"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "smpp-server 1000 submit_sm over 4 transceiver binds",
+        ": 1000 accepted in",
+        "0 refused, 0 unanswered",
+        "receipts: 1000 back at",
+        "lost 0, duplicated 0, unknown ids 0",
+        "smpp-server daemon CPU",
+        "smpp-route single   1000 messages (8 connections)",
+        "smpp-route batch100 1000 messages (batches of 100)",
+        "0 requests failed; 1000 delivered",
+        "lost 0, duplicated 0",
+        "smpp-route batch100 daemon CPU",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
+    }
+    let out = Command::new(bin()).args(["bench", "--only", "smpp"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no scenario \"smpp\""), "{stderr}");
+}
