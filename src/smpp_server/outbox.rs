@@ -2,10 +2,10 @@
 //! final status of an account's message into an `smpp_outbox` row; this
 //! task offers due rows as `deliver_sm` (appendix-B text with the
 //! `receipted_message_id` and `message_state` TLVs) to one of the account's
-//! receiver or transceiver binds, one at a time per account so a message's
-//! receipts keep their order, and records the answer: OK done; an error, a
-//! timeout or no bind, offered again later; dead only after the configured
-//! hours. Inbound messages routed to the account (`inbound`) go the same
+//! receiver or transceiver binds, in the order they were made, up to a
+//! window awaiting answers at once, and records the answers together: OK
+//! done; an error, a timeout or no bind, offered again later; dead only
+//! after the configured hours. Inbound messages routed to the account (`inbound`) go the same
 //! way as plain `deliver_sm`s. The task is woken by the store's commits
 //! of events and by a new receiving bind, with a slow poll besides.
 
@@ -102,7 +102,9 @@ pub fn inbound_pdu(m: &OwedInbound) -> DeliverSm {
 }
 
 /// Rows claimed at once per account and kind.
-const CLAIM: usize = 100;
+const CLAIM: usize = 1000;
+/// `deliver_sm`s awaiting their answer at once on a bind (SMPP's window).
+const WINDOW: usize = 256;
 /// Events fanned out per transaction.
 const FAN_OUT: usize = 2000;
 /// How often the outbox looks without being woken: for rows that came due
@@ -176,8 +178,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// One claim of an account's receipts offered in order; whether the claim
-/// was full (more may be due). None when the server stops.
+/// One claim of an account's receipts offered; whether the claim was full
+/// (more may be due). None when the server stops.
 async fn deliver_receipts(
     shared: &Shared,
     bind: &Receiver,
@@ -194,29 +196,10 @@ async fn deliver_receipts(
         }
     };
     let full = owed.len() == CLAIM;
-    let mut owed = owed.into_iter();
-    while let Some(r) = owed.next() {
-        let mid = account.cfg.message_id.format(r.message_id);
-        let result = offer(shared, bind, receipt_pdu(&r, &mid)).await?;
-        let failed = result.is_err();
-        match shared.store.smpp_record(r.id, result, retry_ms, dead_ms).await {
-            // Counted once the store has it as delivered.
-            Ok(()) if !failed => {
-                account.receipts_delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "SMPP receipts: recording failed; the receipt will be offered again"),
-        }
-        if failed {
-            // The rest wait as long as this one, so they come back after it, in order.
-            for rest in owed.by_ref() {
-                let why = Err("held behind an earlier receipt".to_string());
-                let _ = shared.store.smpp_record(rest.id, why, retry_ms + 1, dead_ms).await;
-            }
-            return Some(false);
-        }
-    }
-    Some(full)
+    let pdus = owed.iter().map(|r| (r.id, receipt_pdu(r, &account.cfg.message_id.format(r.message_id)))).collect();
+    let (delivered, stopping) = offer_all(shared, bind, pdus, retry_ms, dead_ms, "receipt").await;
+    account.receipts_delivered.fetch_add(delivered, Ordering::Relaxed);
+    (!stopping).then_some(full)
 }
 
 /// One claim of the inbound messages owed to an account, offered in order
@@ -237,27 +220,49 @@ async fn deliver_inbound(
         }
     };
     let full = owed.len() == CLAIM;
-    let mut owed = owed.into_iter();
-    while let Some(m) = owed.next() {
-        let result = offer(shared, bind, inbound_pdu(&m)).await?;
-        let failed = result.is_err();
-        match shared.store.smpp_record(m.id, result, retry_ms, dead_ms).await {
-            // Counted once the store has it as delivered.
-            Ok(()) if !failed => {
-                account.inbound_delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "SMPP inbound: recording failed; the message will be offered again"),
-        }
-        if failed {
-            for rest in owed.by_ref() {
-                let why = Err("held behind an earlier inbound message".to_string());
-                let _ = shared.store.smpp_record(rest.id, why, retry_ms + 1, dead_ms).await;
-            }
-            return Some(false);
+    let pdus = owed.iter().map(|m| (m.id, inbound_pdu(m))).collect();
+    let (delivered, stopping) = offer_all(shared, bind, pdus, retry_ms, dead_ms, "inbound message").await;
+    account.inbound_delivered.fetch_add(delivered, Ordering::Relaxed);
+    (!stopping).then_some(full)
+}
+
+/// Offer a claim's rows on `bind` in the claim's order, up to `WINDOW`
+/// awaiting their `deliver_sm_resp` at once, and record every answer in one
+/// transaction: OK done; an error, no answer in time or the bind's end,
+/// offered again after the retry wait (each row is one message's final
+/// receipt or one inbound message, so a retry reorders nothing within a
+/// message). Returns how many the store now has as delivered, and whether
+/// the server is stopping (rows not answered then come back with their
+/// lease after a restart: at least once).
+async fn offer_all(
+    shared: &Shared,
+    bind: &Receiver,
+    pdus: Vec<(i64, DeliverSm)>,
+    retry_ms: i64,
+    dead_ms: i64,
+    what: &str,
+) -> (u64, bool) {
+    use futures::StreamExt;
+    let answers: Vec<(i64, Option<Result<(), String>>)> = futures::stream::iter(pdus)
+        .map(|(id, pdu)| async move { (id, offer(shared, bind, pdu).await) })
+        .buffered(WINDOW)
+        .collect()
+        .await;
+    let stopping = answers.iter().any(|(_, a)| a.is_none());
+    let results: Vec<(i64, Result<(), String>)> =
+        answers.into_iter().filter_map(|(id, a)| a.map(|a| (id, a))).collect();
+    let delivered = results.iter().filter(|(_, r)| r.is_ok()).count() as u64;
+    if results.is_empty() {
+        return (0, stopping);
+    }
+    match shared.store.smpp_record(results, retry_ms, dead_ms).await {
+        // Counted once the store has them as delivered.
+        Ok(()) => (delivered, stopping),
+        Err(e) => {
+            tracing::warn!(error = %e, "SMPP {what}s: recording failed; they will be offered again");
+            (0, stopping)
         }
     }
-    Some(full)
 }
 
 #[cfg(test)]

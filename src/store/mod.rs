@@ -408,17 +408,20 @@ impl Store {
         self.write(move |c| smpp_outbox::claim(c, &account, limit, lease_ms, now_ms()).map_err(Into::into)).await
     }
 
-    /// Record a receipt's attempt (see `smpp_outbox::record`).
+    /// Record the attempts of a claim's rows at once, in one transaction
+    /// (see `smpp_outbox::record`).
     pub async fn smpp_record(
         &self,
-        id: i64,
-        result: Result<(), String>,
+        results: Vec<(i64, Result<(), String>)>,
         retry_ms: i64,
         dead_after_ms: i64,
     ) -> Result<(), StoreError> {
         self.write(move |c| {
             let now = now_ms();
-            smpp_outbox::record(c, id, result, now + retry_ms, dead_after_ms, now).map_err(Into::into)
+            for (id, result) in results {
+                smpp_outbox::record(c, id, result, now + retry_ms, dead_after_ms, now)?;
+            }
+            Ok(())
         })
         .await
     }
