@@ -192,6 +192,37 @@ pub const SYSTEM_KEY: &str = "smsgw";
 /// Milliseconds since the Unix epoch, UTC: the store's time representation.
 pub type Millis = i64;
 
+/// Why a sender id cannot go on the network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SenderError {
+    #[error("a numeric sender has at most 15 digits")]
+    TooManyDigits,
+    #[error("an alphanumeric sender has 1 to 11 characters")]
+    Length,
+    #[error("an alphanumeric sender may use letters, digits, space and - _ . &")]
+    Characters,
+}
+
+/// A sender must be what the network can carry: up to 11 alphanumeric GSM
+/// characters, or a number of up to 15 digits (the API's `from` and a
+/// trigger rule's alike).
+pub fn check_sender(from: &str) -> Result<(), SenderError> {
+    let digits = from.strip_prefix('+').unwrap_or(from);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.len() > 15 {
+            return Err(SenderError::TooManyDigits);
+        }
+        return Ok(());
+    }
+    if from.is_empty() || from.chars().count() > 11 {
+        return Err(SenderError::Length);
+    }
+    if !from.chars().all(|c| c.is_ascii_alphanumeric() || " -_.&".contains(c)) {
+        return Err(SenderError::Characters);
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> Millis {
     Utc::now().timestamp_millis()
 }
@@ -281,6 +312,16 @@ impl OptOutScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn senders() {
+        assert!(check_sender("MyShop").is_ok());
+        assert!(check_sender("+79161234567").is_ok());
+        assert_eq!(check_sender("TwelveChars1"), Err(SenderError::Length));
+        assert_eq!(check_sender(""), Err(SenderError::Length));
+        assert_eq!(check_sender("Шоп"), Err(SenderError::Characters));
+        assert_eq!(check_sender("1234567890123456"), Err(SenderError::TooManyDigits));
+    }
 
     #[test]
     fn status_names_round_trip() {

@@ -19,8 +19,12 @@ pub const COMMIT_SECONDS: &str = "smsgw_store_commit_duration_seconds";
 /// (`forbidden`, `rate_limited`, `quota_exceeded`).
 pub const KEY_REFUSED: &str = "smsgw_api_key_refused_total";
 /// Messages policy stopped, at accept or at claim, by reason (`opted_out`,
-/// `no_consent`).
+/// `no_consent`, `capped`).
 pub const SUPPRESSED: &str = "smsgw_messages_suppressed_total";
+/// Messages a claim found due in their recipient's quiet hours and moved
+/// to the window's opening (a message may be counted again if it comes due
+/// in quiet hours again).
+pub const QUIET_DEFERRED: &str = "smsgw_messages_quiet_deferred_total";
 /// Long-lived tasks (binds, modems, lanes) started again after a panic.
 pub const TASK_RESTARTS: &str = "smsgw_task_restarts_total";
 /// Webhook attempts by what became of their delivery (`done`, `retry`,

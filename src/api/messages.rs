@@ -240,25 +240,6 @@ const MAX_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 /// Longest `to` read as a phone number.
 const MAX_NUMBER_BYTES: usize = 64;
 
-/// A sender must be what the network can carry: up to 11 alphanumeric GSM
-/// characters, or a number of up to 15 digits.
-fn check_sender(from: &str) -> Result<(), String> {
-    let digits = from.strip_prefix('+').unwrap_or(from);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if digits.len() > 15 {
-            return Err("a numeric sender has at most 15 digits".into());
-        }
-        return Ok(());
-    }
-    if from.is_empty() || from.chars().count() > 11 {
-        return Err("an alphanumeric sender has 1 to 11 characters".into());
-    }
-    if !from.chars().all(|c| c.is_ascii_alphanumeric() || " -_.&".contains(c)) {
-        return Err("an alphanumeric sender may use letters, digits, space and - _ . &".into());
-    }
-    Ok(())
-}
-
 /// A `POST /v1/messages` body, validated: the messages to store and the routes they go to.
 #[derive(Debug)]
 pub struct Validated {
@@ -353,7 +334,7 @@ fn build(
             );
         }
         if let Some(from) = &r.from
-            && let Err(why) = check_sender(from)
+            && let Err(why) = crate::message::check_sender(from)
         {
             bad("from", format!("{}: {why}", quote(from)));
         }
@@ -699,18 +680,6 @@ pub async fn cancel_message(
 
 #[cfg(test)]
 mod tests {
-    use super::check_sender;
-
-    #[test]
-    fn senders() {
-        assert!(check_sender("MyShop").is_ok());
-        assert!(check_sender("+79161234567").is_ok());
-        assert!(check_sender("TwelveChars1").is_err());
-        assert!(check_sender("").is_err());
-        assert!(check_sender("Шоп").is_err());
-        assert!(check_sender("1234567890123456").is_err());
-    }
-
     mod props {
         use super::super::*;
         use proptest::prelude::*;

@@ -404,6 +404,8 @@ pub(super) fn recount(c: &Connection) -> rusqlite::Result<()> {
 pub(super) struct Claim {
     pub claimed: Vec<Claimed>,
     pub suppressed: Vec<&'static str>,
+    /// Messages due in their recipient's quiet hours, moved to the opening.
+    pub deferred: u64,
 }
 
 /// The due messages of one class on one route, oldest due first.
@@ -459,7 +461,7 @@ pub(super) fn claim(
             ));
         }
     }
-    let mut out = Claim { claimed: Vec::with_capacity(rows.len()), suppressed: Vec::new() };
+    let mut out = Claim { claimed: Vec::with_capacity(rows.len()), suppressed: Vec::new(), deferred: 0 };
     for (answer, tz, m) in rows {
         if m.valid_until.is_some_and(|v| v < now) {
             expire(c, m.id, now)?;
@@ -480,6 +482,7 @@ pub(super) fn claim(
                 c.prepare_cached("UPDATE messages SET due_at = ?2, updated_at = ?3 WHERE id = ?1")?
                     .execute(params![m.id, opens, now])?;
                 history(c, m.id, now, Status::Queued, &why)?;
+                out.deferred += 1;
                 continue;
             }
             // A cap counts a message once, at its first attempt.

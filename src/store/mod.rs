@@ -342,11 +342,15 @@ impl Store {
     }
 
     /// Take up to `limit` due messages of `route`, most urgent first, and mark
-    /// them `sending`. Messages past their validity are expired instead, and
-    /// those `policy` now stops are suppressed.
+    /// them `sending`. Messages past their validity are expired instead,
+    /// those `policy` now stops are suppressed, and those due in their
+    /// recipient's quiet hours wait for the opening.
     pub async fn claim(&self, route: String, limit: usize, policy: Policy) -> Result<Vec<Claimed>, StoreError> {
         let claim = self.write(move |c| messages::claim(c, &route, limit, &policy, now_ms())).await?;
         count_suppressed(claim.suppressed.iter().copied());
+        if claim.deferred > 0 {
+            ::metrics::counter!(crate::metrics::QUIET_DEFERRED).increment(claim.deferred);
+        }
         Ok(claim.claimed)
     }
 
@@ -794,8 +798,7 @@ impl Store {
 /// Count committed suppressions by reason (`smsgw_messages_suppressed_total`).
 fn count_suppressed<'a>(reasons: impl Iterator<Item = &'a str>) {
     for reason in reasons {
-        let reason = if reason == NO_CONSENT { NO_CONSENT } else { OPTED_OUT };
-        ::metrics::counter!(crate::metrics::SUPPRESSED, "reason" => reason).increment(1);
+        ::metrics::counter!(crate::metrics::SUPPRESSED, "reason" => reason.to_string()).increment(1);
     }
 }
 

@@ -184,9 +184,9 @@ impl RuleSpec {
             (g.event.clone(), dur("goal.within".into(), &g.within, &mut bad))
         });
         if let Some(from) = &self.from
-            && (from.is_empty() || from.chars().count() > 15)
+            && let Err(why) = crate::message::check_sender(from)
         {
-            bad("from".into(), format!("{from:?}: a sender has 1 to 11 letters or up to 15 digits"));
+            bad("from".into(), format!("{from:?}: {why}"));
         }
         if self.steps.is_empty() {
             bad("steps".into(), "needs at least one step".into());
