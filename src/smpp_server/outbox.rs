@@ -166,63 +166,59 @@ pub(super) async fn run(shared: Arc<Shared>) {
         }
         for (system_id, account) in &shared.accounts {
             let Some(bind) = shared.receiver(system_id) else { continue };
-            match deliver_receipts(&shared, &bind, account, retry_ms, dead_ms).await {
-                None => return,
-                Some(full) => more |= full,
-            }
-            match deliver_inbound(&shared, &bind, account, retry_ms, dead_ms).await {
-                None => return,
-                Some(full) => more |= full,
+            for kind in [Owed::Receipts, Owed::Inbound] {
+                match deliver(&shared, &bind, account, kind, retry_ms, dead_ms).await {
+                    None => return,
+                    Some(full) => more |= full,
+                }
             }
         }
     }
 }
 
-/// One claim of an account's receipts offered; whether the claim was full
-/// (more may be due). None when the server stops.
-async fn deliver_receipts(
-    shared: &Shared,
-    bind: &Receiver,
-    account: &AccountState,
-    retry_ms: i64,
-    dead_ms: i64,
-) -> Option<bool> {
-    let system_id = &account.cfg.system_id;
-    let owed = match shared.store.smpp_claim(system_id.clone(), CLAIM, LEASE_MS).await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(error = %e, "SMPP receipts: claim failed");
-            return Some(false);
-        }
-    };
-    let full = owed.len() == CLAIM;
-    let pdus = owed.iter().map(|r| (r.id, receipt_pdu(r, &account.cfg.message_id.format(r.message_id)))).collect();
-    let (delivered, stopping) = offer_all(shared, bind, pdus, retry_ms, dead_ms, "receipt").await;
-    account.receipts_delivered.fetch_add(delivered, Ordering::Relaxed);
-    (!stopping).then_some(full)
+/// What an account is owed: receipts of its messages, or inbound messages
+/// routed to it.
+#[derive(Debug, Clone, Copy)]
+enum Owed {
+    Receipts,
+    Inbound,
 }
 
-/// One claim of the inbound messages owed to an account, offered in order
-/// of arrival; whether the claim was full. None when the server stops.
-async fn deliver_inbound(
+/// One claim of what an account is owed of `kind`, offered; whether the
+/// claim was full (more may be due). None when the server stops.
+async fn deliver(
     shared: &Shared,
     bind: &Receiver,
     account: &AccountState,
+    kind: Owed,
     retry_ms: i64,
     dead_ms: i64,
 ) -> Option<bool> {
-    let system_id = &account.cfg.system_id;
-    let owed = match shared.store.smpp_claim_inbound(system_id.clone(), CLAIM, LEASE_MS).await {
-        Ok(o) => o,
+    let system_id = account.cfg.system_id.clone();
+    let claimed: Result<Vec<(i64, DeliverSm)>, _> = match kind {
+        Owed::Receipts => shared.store.smpp_claim(system_id, CLAIM, LEASE_MS).await.map(|owed| {
+            owed.iter().map(|r| (r.id, receipt_pdu(r, &account.cfg.message_id.format(r.message_id)))).collect()
+        }),
+        Owed::Inbound => shared
+            .store
+            .smpp_claim_inbound(system_id, CLAIM, LEASE_MS)
+            .await
+            .map(|owed| owed.iter().map(|m| (m.id, inbound_pdu(m))).collect()),
+    };
+    let pdus = match claimed {
+        Ok(p) => p,
         Err(e) => {
-            tracing::warn!(error = %e, "SMPP inbound: claim failed");
+            tracing::warn!(error = %e, owed = ?kind, "SMPP outbox: claim failed");
             return Some(false);
         }
     };
-    let full = owed.len() == CLAIM;
-    let pdus = owed.iter().map(|m| (m.id, inbound_pdu(m))).collect();
-    let (delivered, stopping) = offer_all(shared, bind, pdus, retry_ms, dead_ms, "inbound message").await;
-    account.inbound_delivered.fetch_add(delivered, Ordering::Relaxed);
+    let full = pdus.len() == CLAIM;
+    let (delivered, stopping) = offer_all(shared, bind, pdus, retry_ms, dead_ms, kind).await;
+    let counter = match kind {
+        Owed::Receipts => &account.receipts_delivered,
+        Owed::Inbound => &account.inbound_delivered,
+    };
+    counter.fetch_add(delivered, Ordering::Relaxed);
     (!stopping).then_some(full)
 }
 
@@ -240,7 +236,7 @@ async fn offer_all(
     pdus: Vec<(i64, DeliverSm)>,
     retry_ms: i64,
     dead_ms: i64,
-    what: &str,
+    kind: Owed,
 ) -> (u64, bool) {
     use futures::StreamExt;
     let answers: Vec<(i64, Option<Result<(), String>>)> = futures::stream::iter(pdus)
@@ -259,7 +255,7 @@ async fn offer_all(
         // Counted once the store has them as delivered.
         Ok(()) => (delivered, stopping),
         Err(e) => {
-            tracing::warn!(error = %e, "SMPP {what}s: recording failed; they will be offered again");
+            tracing::warn!(error = %e, owed = ?kind, "SMPP outbox: recording failed; the rows will be offered again");
             (0, stopping)
         }
     }
