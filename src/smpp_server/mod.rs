@@ -65,8 +65,9 @@ pub(crate) struct Shared {
     bound: Notify,
 }
 
-/// A receiving bind as the outbox uses it: where to write, and who waits
-/// for which `deliver_sm_resp`.
+/// One connection's way out: where to write, its sequence numbers, and who
+/// waits for which response to our requests. Its session holds it; the
+/// outbox holds a clone of a receiving bind's to offer `deliver_sm`.
 #[derive(Clone)]
 pub(crate) struct Receiver {
     session: u64,
@@ -76,6 +77,10 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
+    fn new(session: u64, tx: mpsc::UnboundedSender<Command>) -> Receiver {
+        Receiver { session, tx, seq: Arc::new(AtomicU32::new(1)), pending: Arc::default() }
+    }
+
     fn next_seq(&self) -> u32 {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
@@ -185,13 +190,6 @@ impl SmppServer {
     /// The TLS listener's address, when there is one.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
-    }
-
-    /// The accounts, for readers (API, metrics).
-    pub fn accounts(&self) -> Vec<Arc<AccountState>> {
-        let mut v: Vec<_> = self.shared.accounts.values().cloned().collect();
-        v.sort_by(|a, b| a.cfg.system_id.cmp(&b.cfg.system_id));
-        v
     }
 
     /// The accounts as readers see them, for the daemon to hand the API.

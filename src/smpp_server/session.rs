@@ -5,10 +5,10 @@
 //! for what cannot be read. A peer that breaks the framing or stays silent is
 //! dropped; other binds are untouched.
 
-use super::Shared;
 use super::account::AccountState;
 use super::query;
 use super::submit::{self, Refused};
+use super::{Receiver, Shared};
 use crate::smpp::reply::{generic_nack, header_only_command};
 use crate::smpp::{FramingError, RawPdu, SmppFrame, SmppFramer};
 use futures::{SinkExt, StreamExt};
@@ -16,14 +16,12 @@ use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, D
 use rusmpp::types::COctetString;
 use rusmpp::values::InterfaceVersion;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::task::TaskTracker;
 
@@ -61,13 +59,12 @@ struct Bound {
 
 struct Session {
     shared: Arc<Shared>,
-    id: u64,
     peer: SocketAddr,
-    tx: mpsc::UnboundedSender<Command>,
+    /// This connection's writer, sequence numbers and our requests
+    /// (deliver_sm) awaiting their response; the outbox gets a clone once a
+    /// receiving bind is made.
+    link: Receiver,
     bound: Option<Bound>,
-    seq: Arc<AtomicU32>,
-    /// Our requests (deliver_sm) awaiting their response, by sequence number.
-    pending: Arc<Mutex<HashMap<u32, oneshot::Sender<u32>>>>,
     tasks: TaskTracker,
 }
 
@@ -91,13 +88,12 @@ where
         let _ = out.close().await;
     });
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let mut s =
-        Session { shared, id, peer, tx, bound: None, seq: Arc::new(AtomicU32::new(1)), pending: Arc::default(), tasks };
+    let mut s = Session { shared, peer, link: Receiver::new(id, tx), bound: None, tasks };
     let why = s.read_loop(FramedRead::new(rd, SmppFramer::default())).await;
     if let Some(b) = &s.bound {
-        s.shared.unregister(&b.account.cfg.system_id, s.id);
-        s.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        b.account.release_bind(s.id);
+        s.shared.unregister(&b.account.cfg.system_id, s.link.session);
+        s.link.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        b.account.release_bind(s.link.session);
         // Let in-flight submits answer before the writer closes.
         let _ = b.window.acquire_many(b.account.cfg.window as u32).await;
         tracing::info!(peer = %s.peer, system_id = %b.account.cfg.system_id, bind = b.kind.name(), why, "SMPP bind ended");
@@ -190,11 +186,11 @@ impl Session {
     }
 
     fn next_seq(&self) -> u32 {
-        self.seq.fetch_add(1, Ordering::Relaxed)
+        self.link.next_seq()
     }
 
     fn send(&self, c: Command) {
-        let _ = self.tx.send(c);
+        let _ = self.link.tx.send(c);
     }
 
     fn nack(&self, status: CommandStatus, seq: u32) {
@@ -204,7 +200,7 @@ impl Session {
     fn on_frame(&mut self, frame: RawPdu) -> Option<&'static str> {
         let seq = frame.sequence_number;
         if frame.is_response() {
-            let waiter = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
+            let waiter = self.link.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
             if let Some(w) = waiter {
                 let _ = w.send(frame.command_status);
             }
@@ -260,7 +256,7 @@ impl Session {
             Some((CommandStatus::EsmeRbindfail, "source address not allowed"))
         } else if !account.bind_type_allowed(kind.name()) {
             Some((CommandStatus::EsmeRbindfail, "bind type not allowed"))
-        } else if !account.try_bind(self.id, kind.name(), self.peer) {
+        } else if !account.try_bind(self.link.session, kind.name(), self.peer) {
             Some((CommandStatus::EsmeRalybnd, "max_binds reached"))
         } else {
             None
@@ -286,13 +282,7 @@ impl Session {
         tracing::info!(peer = %self.peer, %system_id, bind = kind.name(), "SMPP bind accepted");
         let window = Arc::new(Semaphore::new(account.cfg.window));
         if kind != Kind::Transmitter {
-            let r = super::Receiver {
-                session: self.id,
-                tx: self.tx.clone(),
-                seq: self.seq.clone(),
-                pending: self.pending.clone(),
-            };
-            self.shared.register(&system_id, r);
+            self.shared.register(&system_id, self.link.clone());
         }
         self.bound = Some(Bound { account, kind, window });
     }
@@ -327,7 +317,7 @@ impl Session {
             }
         };
         let shared = self.shared.clone();
-        let tx = self.tx.clone();
+        let tx = self.link.tx.clone();
         let peer = self.peer;
         self.tasks.spawn(async move {
             let _permit = permit;

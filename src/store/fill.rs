@@ -14,6 +14,33 @@ use std::path::Path;
 const CHUNK: i64 = 250_000;
 const DAY: Millis = 24 * 3600 * 1000;
 
+/// Write `n` rows in chunks of `CHUNK`, each chunk `write(c, from, to)`
+/// (ids `from..=to`) in one transaction, telling `progress` after each; then
+/// count the messages (the fill bypasses the insert that keeps the counts)
+/// and fold the WAL back into the file.
+fn in_chunks(
+    path: &Path,
+    n: i64,
+    mut progress: impl FnMut(i64),
+    mut write: impl FnMut(&Connection, i64, i64) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let c = Connection::open(path)?;
+    // A benchmark's data: losing it on a crash costs only a rerun.
+    c.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -1000000;")?;
+    let mut from = 1;
+    while from <= n {
+        let to = (from + CHUNK - 1).min(n);
+        c.execute_batch("BEGIN")?;
+        write(&c, from, to)?;
+        c.execute_batch("COMMIT")?;
+        progress(to);
+        from = to + 1;
+    }
+    super::messages::recount(&c)?;
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    Ok(())
+}
+
 /// Create the new store file at `path` (it must not exist) with its schema
 /// (and incremental auto-vacuum) the way the daemon would, then let go of it.
 async fn create(path: &Path) -> Result<(), StoreError> {
@@ -46,59 +73,41 @@ pub async fn fill_for_bench(
         .map_err(|_| StoreError::Closed)?
 }
 
-fn fill(
-    path: &Path,
-    n: i64,
-    route: &str,
-    days: i64,
-    now: Millis,
-    mut progress: impl FnMut(i64),
-) -> Result<(), StoreError> {
-    let c = Connection::open(path)?;
-    // A benchmark's data: losing it on a crash costs only a rerun.
-    c.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -1000000;")?;
+fn fill(path: &Path, n: i64, route: &str, days: i64, now: Millis, progress: impl FnMut(i64)) -> Result<(), StoreError> {
     let span = days * DAY;
-    let mut from = 1;
-    while from <= n {
-        let to = (from + CHUNK - 1).min(n);
-        c.execute_batch("BEGIN")?;
+    in_chunks(path, n, progress, |c, from, to| {
         c.execute(
             "WITH RECURSIVE seq(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2)
-             INSERT INTO messages (id, api_key, recipient, body, encoding, segments, priority, route, status,
-                                   created_at, updated_at, send_at, due_at, valid_until, attempts)
-             SELECT i, 'bench', '+7916' || printf('%07d', i % 10000000),
-                    'Your code is ' || printf('%06d', (i * 7919) % 1000000), 'gsm7', 1, i % 3, ?3,
-                    CASE WHEN i % 100 = 0 THEN 'queued' WHEN i % 100 = 1 THEN 'submitted'
-                         WHEN i % 100 < 6 THEN 'failed' WHEN i % 100 < 11 THEN 'undelivered'
-                         WHEN i % 100 < 14 THEN 'expired' WHEN i % 100 = 14 THEN 'cancelled'
-                         ELSE 'delivered' END,
-                    ?4 - ?5 + ?5 * i / ?6, ?4 - ?5 + ?5 * i / ?6 + 5000,
-                    CASE WHEN i % 100 = 0 THEN ?4 + 365 * 86400000 END,
-                    CASE WHEN i % 100 = 0 THEN ?4 + 365 * 86400000 ELSE ?4 - ?5 + ?5 * i / ?6 END,
-                    CASE WHEN i % 100 = 0 THEN ?4 + 400 * 86400000 END,
-                    CASE WHEN i % 100 = 0 THEN 0 ELSE 1 END
-             FROM seq",
+         INSERT INTO messages (id, api_key, recipient, body, encoding, segments, priority, route, status,
+                               created_at, updated_at, send_at, due_at, valid_until, attempts)
+         SELECT i, 'bench', '+7916' || printf('%07d', i % 10000000),
+                'Your code is ' || printf('%06d', (i * 7919) % 1000000), 'gsm7', 1, i % 3, ?3,
+                CASE WHEN i % 100 = 0 THEN 'queued' WHEN i % 100 = 1 THEN 'submitted'
+                     WHEN i % 100 < 6 THEN 'failed' WHEN i % 100 < 11 THEN 'undelivered'
+                     WHEN i % 100 < 14 THEN 'expired' WHEN i % 100 = 14 THEN 'cancelled'
+                     ELSE 'delivered' END,
+                ?4 - ?5 + ?5 * i / ?6, ?4 - ?5 + ?5 * i / ?6 + 5000,
+                CASE WHEN i % 100 = 0 THEN ?4 + 365 * 86400000 END,
+                CASE WHEN i % 100 = 0 THEN ?4 + 365 * 86400000 ELSE ?4 - ?5 + ?5 * i / ?6 END,
+                CASE WHEN i % 100 = 0 THEN ?4 + 400 * 86400000 END,
+                CASE WHEN i % 100 = 0 THEN 0 ELSE 1 END
+         FROM seq",
             params![from, to, route, now, span, n],
         )?;
         c.execute(
             "INSERT INTO parts (message_id, idx, route, remote_id, status, submitted_at, done_at)
-             SELECT id, 0, route, printf('%016x', id), status, updated_at - 4000,
-                    CASE WHEN status = 'submitted' THEN NULL ELSE updated_at END
-             FROM messages WHERE id BETWEEN ?1 AND ?2 AND status IN ('submitted', 'delivered', 'undelivered')",
+         SELECT id, 0, route, printf('%016x', id), status, updated_at - 4000,
+                CASE WHEN status = 'submitted' THEN NULL ELSE updated_at END
+         FROM messages WHERE id BETWEEN ?1 AND ?2 AND status IN ('submitted', 'delivered', 'undelivered')",
             params![from, to],
         )?;
         c.execute(
             "INSERT INTO history (message_id, at, status, detail)
-             SELECT id, updated_at, status, 'filled for the benchmark' FROM messages WHERE id BETWEEN ?1 AND ?2",
+         SELECT id, updated_at, status, 'filled for the benchmark' FROM messages WHERE id BETWEEN ?1 AND ?2",
             params![from, to],
         )?;
-        c.execute_batch("COMMIT")?;
-        progress(to);
-        from = to + 1;
-    }
-    super::messages::recount(&c)?;
-    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Create the store at `path` (it must not exist) holding `n` pending timers
@@ -126,43 +135,33 @@ fn fill_timers(
     route: &str,
     rule: &str,
     now: Millis,
-    mut progress: impl FnMut(i64),
+    progress: impl FnMut(i64),
 ) -> Result<(), StoreError> {
-    let c = Connection::open(path)?;
-    c.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -1000000;")?;
-    let mut from = 1;
-    while from <= n {
-        let to = (from + CHUNK - 1).min(n);
-        c.execute_batch("BEGIN")?;
+    in_chunks(path, n, progress, |c, from, to| {
         c.execute(
             "WITH RECURSIVE seq(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2)
-             INSERT INTO messages (id, api_key, recipient, body, encoding, segments, priority, route, status,
-                                   created_at, updated_at, send_at, due_at, valid_until, attempts,
-                                   rule, step, trigger_key, run_id)
-             SELECT i, 'bench', '+7916' || printf('%07d', i % 10000000),
-                    'Your cart is waiting: ' || printf('%06d', (i * 7919) % 1000000), 'gsm7', 1, 2, ?3, 'queued',
-                    ?4, ?4, ?4 + 3600000 + ?6 * i / ?7, ?4 + 3600000 + ?6 * i / ?7, ?4 + 3600000 + 2 * ?6, 0,
-                    ?5, 0, 'cart-' || i, i
-             FROM seq",
+         INSERT INTO messages (id, api_key, recipient, body, encoding, segments, priority, route, status,
+                               created_at, updated_at, send_at, due_at, valid_until, attempts,
+                               rule, step, trigger_key, run_id)
+         SELECT i, 'bench', '+7916' || printf('%07d', i % 10000000),
+                'Your cart is waiting: ' || printf('%06d', (i * 7919) % 1000000), 'gsm7', 1, 2, ?3, 'queued',
+                ?4, ?4, ?4 + 3600000 + ?6 * i / ?7, ?4 + 3600000 + ?6 * i / ?7, ?4 + 3600000 + 2 * ?6, 0,
+                ?5, 0, 'cart-' || i, i
+         FROM seq",
             params![from, to, route, now, rule, DAY, n],
         )?;
         c.execute(
             "INSERT INTO history (message_id, at, status, detail)
-             SELECT id, created_at, 'queued', 'filled for the benchmark' FROM messages WHERE id BETWEEN ?1 AND ?2",
+         SELECT id, created_at, 'queued', 'filled for the benchmark' FROM messages WHERE id BETWEEN ?1 AND ?2",
             params![from, to],
         )?;
         c.execute(
             "INSERT INTO rule_runs (id, rule, event_id, key, recipient, at, outcome)
-             SELECT id, rule, id, trigger_key, recipient, created_at, 'scheduled' FROM messages WHERE id BETWEEN ?1 AND ?2",
+         SELECT id, rule, id, trigger_key, recipient, created_at, 'scheduled' FROM messages WHERE id BETWEEN ?1 AND ?2",
             params![from, to],
         )?;
-        c.execute_batch("COMMIT")?;
-        progress(to);
-        from = to + 1;
-    }
-    super::messages::recount(&c)?;
-    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Bring the timers with ids 1..=`slice` due between `from` and `from` +

@@ -377,10 +377,8 @@ pub(super) fn moved(
     Ok(())
 }
 
-/// Count queued message `id`'s move from route `from` to route `to`.
-fn rerouted(c: &Connection, id: i64, from: &str, to: &str) -> rusqlite::Result<()> {
-    let priority: i64 =
-        c.prepare_cached("SELECT priority FROM messages WHERE id = ?1")?.query_row(params![id], |r| r.get(0))?;
+/// Count a queued message of class `priority` moving from route `from` to route `to`.
+fn rerouted(c: &Connection, priority: i64, from: &str, to: &str) -> rusqlite::Result<()> {
     count_queue(c, from, priority, -1)?;
     count_queue(c, to, priority, 1)
 }
@@ -464,7 +462,7 @@ pub(super) fn claim(
     let mut out = Claim { claimed: Vec::with_capacity(rows.len()), suppressed: Vec::new(), deferred: 0 };
     for (answer, tz, m) in rows {
         if m.valid_until.is_some_and(|v| v < now) {
-            expire(c, m.id, now)?;
+            expire(c, m.id, (route, m.priority), now)?;
             continue;
         }
         // smsgw's own answers (help, opt-out confirmations) are what the
@@ -472,7 +470,7 @@ pub(super) fn claim(
         // to police: policy does not stop or hold them.
         if !answer {
             if let Some(stop) = policy::stop(c, policy, &m.to, m.priority)? {
-                suppress(c, m.id, &stop, now)?;
+                suppress(c, m.id, (route, m.priority), &stop, now)?;
                 out.suppressed.push(stop.code);
                 continue;
             }
@@ -488,7 +486,7 @@ pub(super) fn claim(
             // A cap counts a message once, at its first attempt.
             if m.attempt == 1 {
                 if let Some(stop) = policy::capped(c, policy, &m.to, m.priority, now)? {
-                    suppress(c, m.id, &stop, now)?;
+                    suppress(c, m.id, (route, m.priority), &stop, now)?;
                     out.suppressed.push(stop.code);
                     continue;
                 }
@@ -511,12 +509,12 @@ pub(super) fn claim(
 }
 
 /// A queued message policy stops: final, never handed to a route.
-fn suppress(c: &Connection, id: i64, stop: &Stop, now: Millis) -> rusqlite::Result<()> {
+fn suppress(c: &Connection, id: i64, queue: (&str, Priority), stop: &Stop, now: Millis) -> rusqlite::Result<()> {
     c.prepare_cached(
         "UPDATE messages SET status = 'suppressed', updated_at = ?2, error_code = ?3, error_text = ?4 WHERE id = ?1",
     )?
     .execute(params![id, now, stop.code, stop.text])?;
-    moved(c, id, Status::Queued, Status::Suppressed, None)?;
+    moved(c, id, Status::Queued, Status::Suppressed, Some(queue))?;
     history(c, id, now, Status::Suppressed, &format!("not sent: {}", stop.text))
 }
 
@@ -589,14 +587,14 @@ fn store_parts(
     Ok(())
 }
 
-/// A queued message whose validity ran out.
-fn expire(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<()> {
+/// A queued message (on `queue`: its route and class) whose validity ran out.
+fn expire(c: &Connection, id: i64, queue: (&str, Priority), now: Millis) -> rusqlite::Result<()> {
     c.prepare_cached(
         "UPDATE messages SET status = 'expired', updated_at = ?2, error_code = 'expired',
                 error_text = 'validity ran out before the message could be sent' WHERE id = ?1",
     )?
     .execute(params![id, now])?;
-    moved(c, id, Status::Queued, Status::Expired, None)?;
+    moved(c, id, Status::Queued, Status::Expired, Some(queue))?;
     history(c, id, now, Status::Expired, "validity ran out before the message could be sent")
 }
 
@@ -807,32 +805,33 @@ pub(super) fn cancel(c: &Connection, id: i64, owner: Option<&str>, now: Millis) 
 }
 
 pub(super) fn sweep(c: &Connection, now: Millis, idempotency_ttl: Millis) -> Result<usize, StoreError> {
-    let ids: Vec<i64> = c
+    let rows: Vec<(i64, String, i64)> = c
         .prepare_cached(
-            "SELECT id FROM messages WHERE status = 'queued' AND valid_until IS NOT NULL AND valid_until < ?1
-             LIMIT 5000",
+            "SELECT id, route, priority FROM messages
+             WHERE status = 'queued' AND valid_until IS NOT NULL AND valid_until < ?1 LIMIT 5000",
         )?
-        .query_map(params![now], |r| r.get(0))?
+        .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    for id in &ids {
-        expire(c, *id, now)?;
+    for (id, route, priority) in &rows {
+        let class = Priority::from_i64(*priority).unwrap_or(Priority::Promotional);
+        expire(c, *id, (route, class), now)?;
     }
     c.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?.execute(params![now - idempotency_ttl])?;
-    Ok(ids.len())
+    Ok(rows.len())
 }
 
 pub(super) fn reroute(c: &Connection, from: &str, to: &str, now: Millis) -> Result<usize, StoreError> {
-    let ids: Vec<i64> = c
-        .prepare_cached("SELECT id FROM messages WHERE status = 'queued' AND route = ?1")?
-        .query_map(params![from], |r| r.get(0))?
+    let rows: Vec<(i64, i64)> = c
+        .prepare_cached("SELECT id, priority FROM messages WHERE status = 'queued' AND route = ?1")?
+        .query_map(params![from], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for id in &ids {
+    for &(id, priority) in &rows {
         c.prepare_cached("UPDATE messages SET route = ?2, updated_at = ?3 WHERE id = ?1")?
             .execute(params![id, to, now])?;
-        rerouted(c, *id, from, to)?;
-        history(c, *id, now, Status::Queued, &format!("route {from} is gone; moved to route {to}"))?;
+        rerouted(c, priority, from, to)?;
+        history(c, id, now, Status::Queued, &format!("route {from} is gone; moved to route {to}"))?;
     }
-    Ok(ids.len())
+    Ok(rows.len())
 }
 
 /// Move due queued messages of route `from` to the route `assign` picks
@@ -845,19 +844,19 @@ pub(super) fn move_queued(
     now: Millis,
     assign: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<(i64, String)> = c
+    let rows: Vec<(i64, String, i64)> = c
         .prepare_cached(
-            "SELECT id, recipient FROM messages WHERE route = ?1 AND status = 'queued' AND due_at <= ?2
+            "SELECT id, recipient, priority FROM messages WHERE route = ?1 AND status = 'queued' AND due_at <= ?2
              ORDER BY priority, due_at, id LIMIT ?3",
         )?
-        .query_map(params![from, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![from, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     let mut targets = Vec::new();
-    for (id, recipient) in rows {
+    for (id, recipient, priority) in rows {
         let Some(to) = assign(&recipient) else { continue };
         c.prepare_cached("UPDATE messages SET route = ?2, updated_at = ?3 WHERE id = ?1")?
             .execute(params![id, to, now])?;
-        rerouted(c, id, from, &to)?;
+        rerouted(c, priority, from, &to)?;
         history(c, id, now, Status::Queued, &format!("route {from} is down; failed over to route {to}"))?;
         if !targets.contains(&to) {
             targets.push(to);

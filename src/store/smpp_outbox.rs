@@ -159,10 +159,7 @@ pub(super) fn claim(
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut lease = c.prepare_cached("UPDATE smpp_outbox SET next_at = ?2, attempts = attempts + 1 WHERE id = ?1")?;
-    for o in &rows {
-        lease.execute(params![o.id, now + lease_ms])?;
-    }
+    lease(c, rows.iter().map(|o| o.id), now + lease_ms)?;
     Ok(rows)
 }
 
@@ -185,11 +182,17 @@ pub(super) fn claim_inbound(
             Ok(OwedInbound { id: r.get(0)?, inbound_id: r.get(1)?, from: r.get(2)?, to: r.get(3)?, text: r.get(4)? })
         })?
         .collect::<Result<_, _>>()?;
-    let mut lease = c.prepare_cached("UPDATE smpp_outbox SET next_at = ?2, attempts = attempts + 1 WHERE id = ?1")?;
-    for o in &rows {
-        lease.execute(params![o.id, now + lease_ms])?;
-    }
+    lease(c, rows.iter().map(|o| o.id), now + lease_ms)?;
     Ok(rows)
+}
+
+/// Hold claimed rows `ids` until `until`, counting the attempt.
+fn lease(c: &Connection, ids: impl Iterator<Item = i64>, until: Millis) -> rusqlite::Result<()> {
+    let mut q = c.prepare_cached("UPDATE smpp_outbox SET next_at = ?2, attempts = attempts + 1 WHERE id = ?1")?;
+    for id in ids {
+        q.execute(params![id, until])?;
+    }
+    Ok(())
 }
 
 /// Each account's rows owed now and dead.
