@@ -10,6 +10,7 @@
 //!   `generic_nack`).
 //! - `receipt`: delivery receipt texts (appendix B) built and read, and the
 //!   `message_state` values with their `stat:` words.
+//! - `time`: SMPP absolute and relative times, written and read.
 //! - `accounts`: the SMPP server's accounts as plain values for readers
 //!   (the API and `/metrics`), so they need not import the server.
 
@@ -17,5 +18,6 @@ pub mod accounts;
 pub mod framer;
 pub mod receipt;
 pub mod reply;
+pub mod time;
 
 pub use framer::{FramingError, HEADER_LEN, MAX_PDU, RawPdu, SmppFrame, SmppFramer};

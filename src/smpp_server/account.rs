@@ -145,10 +145,6 @@ impl AccountState {
         lock(&self.binds).retain(|b| b.session != session);
     }
 
-    pub fn binds(&self) -> usize {
-        lock(&self.binds).len()
-    }
-
     /// One submit against the throughput (a token bucket a second deep).
     pub fn admit(&self) -> bool {
         let Some(rate) = self.cfg.throughput else { return true };

@@ -66,32 +66,6 @@ fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
     }
 }
 
-/// An SMPP time (3.4 7.1.1) as milliseconds: absolute `YYMMDDhhmmsstnnp`
-/// (`p` `+`/`-`: `nn` quarter hours ahead of/behind UTC) or relative
-/// `YYMMDDhhmmss000R` from `now`; None when it is not one.
-pub fn parse_smpp_time(s: &str, now: i64) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 16 || !b[..15].iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n = |i: usize| i64::from(b[i] - b'0') * 10 + i64::from(b[i + 1] - b'0');
-    let (yy, mo, dd, hh, mi, ss) = (n(0), n(2), n(4), n(6), n(8), n(10));
-    match b[15] {
-        b'R' => {
-            let secs = ((((yy * 365 + mo * 30 + dd) * 24 + hh) * 60 + mi) * 60) + ss;
-            Some(now + secs * 1000)
-        }
-        p @ (b'+' | b'-') => {
-            let date = chrono::NaiveDate::from_ymd_opt(2000 + yy as i32, mo as u32, dd as u32)?;
-            let t = date.and_hms_opt(hh as u32, mi as u32, ss as u32)?.and_utc().timestamp_millis();
-            let tenths = i64::from(b[12] - b'0') * 100;
-            let offset = n(13) * 15 * 60 * 1000;
-            Some(t + tenths - if p == b'+' { offset } else { -offset })
-        }
-        _ => None,
-    }
-}
-
 /// Why a submit is refused, as its `command_status` and a line for the log.
 pub struct Refused(pub CommandStatus, pub String);
 
@@ -140,7 +114,7 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
     let now = crate::message::now_ms();
     let time = |field: &str, raw: &str| match raw {
         "" => Ok(None),
-        raw => parse_smpp_time(raw, now)
+        raw => crate::smpp::time::parse(raw, now)
             .map(Some)
             .ok_or_else(|| Refused(CommandStatus::EsmeRinvsched, format!("{field} {raw:?} is not an SMPP time"))),
     };
@@ -207,20 +181,4 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
     metrics::counter!(crate::metrics::ACCEPTED, "api_key" => account.api_key()).increment(1);
     shared.dispatcher.wake(&route);
     Ok(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_smpp_time;
-
-    #[test]
-    fn smpp_times() {
-        let now = 1_000_000;
-        assert_eq!(parse_smpp_time("000000000100000R", now), Some(now + 60_000));
-        // 2026-01-02 03:04:05 UTC+1h (4 quarters ahead).
-        let t = parse_smpp_time("260102030405004+", 0).unwrap();
-        assert_eq!(t, chrono::DateTime::parse_from_rfc3339("2026-01-02T02:04:05Z").unwrap().timestamp_millis());
-        assert_eq!(parse_smpp_time("2601020304", 0), None);
-        assert_eq!(parse_smpp_time("261302030405004+", 0), None);
-    }
 }

@@ -94,16 +94,6 @@ fn c_string<const MIN: usize, const MAX: usize>(
     COctetString::from_vec(bytes).map_err(|e| EncodeError::Field { field, value: s.to_string(), reason: e.to_string() })
 }
 
-/// SMPP 3.4 §7.1.1 relative time, `YYMMDDhhmmss000R`: days, hours, minutes
-/// and seconds from now (days beyond 99 go into months and years, as
-/// carriers read them: a month of 30 days, a year of 365).
-pub fn relative_time(secs: u64) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (years, days) = (days / 365, days % 365);
-    let (months, days) = (days / 30, days % 30);
-    format!("{:02}{months:02}{days:02}{:02}{:02}{:02}000R", years.min(99), rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
 /// The submit_sm PDUs for a message, from its plan; `reference` ties the
 /// parts of a long message together.
 pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<SubmitSm>, EncodeError> {
@@ -119,7 +109,7 @@ pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<Su
     }
     let validity = match msg.valid_until {
         Some(until) if cfg.validity_period => {
-            let text = relative_time(crate::message::secs_left(until));
+            let text = crate::smpp::time::relative(crate::message::secs_left(until));
             EmptyOrFullCOctetString::from_vec(text.into_bytes().into_iter().chain([0]).collect())
                 .map_err(|e| EncodeError::ValidityPeriod(e.to_string()))?
         }
@@ -345,15 +335,6 @@ mod tests {
         assert_eq!(encode_text("5 €", GsmCoding::Latin1AsDefault).0, DC_UCS2);
         let (dc, parts) = encode_text(&"Щ".repeat(71), GsmCoding::Gsm7);
         assert_eq!((dc, parts.len(), parts[0].len()), (DC_UCS2, 2, 134));
-    }
-
-    #[test]
-    fn relative_validity_period() {
-        assert_eq!(relative_time(300), "000000000500000R");
-        assert_eq!(relative_time(86_400 + 2 * 3600 + 3 * 60 + 4), "000001020304000R");
-        assert_eq!(relative_time(45 * 86_400), "000115000000000R");
-        assert_eq!(relative_time(400 * 86_400), "010105000000000R");
-        assert_eq!(relative_time(u64::MAX).len(), 16);
     }
 
     #[test]
