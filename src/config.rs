@@ -733,6 +733,36 @@ pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
     read_bounded(path, MAX_SECRET_BYTES).map(|s| s.trim().to_string())
 }
 
+/// A secret given either inline (`{name}`) or in a file (`{name}_file`,
+/// relative to `base`), exactly one of them: its text, or a problem named
+/// under `key`.
+pub(crate) fn secret_or_file(
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+    base: &Path,
+    key: &str,
+    name: &str,
+    bad: &mut dyn FnMut(&str, String),
+) -> Option<String> {
+    match (inline, file) {
+        (Some(s), None) => Some(s.expose().to_string()),
+        (None, Some(f)) => {
+            let f = base.join(f);
+            read_secret_file(&f)
+                .map_err(|e| bad(&format!("{key}.{name}_file"), format!("cannot read {}: {e}", f.display())))
+                .ok()
+        }
+        (Some(_), Some(_)) => {
+            bad(key, format!("give either {name} or {name}_file, not both"));
+            None
+        }
+        (None, None) => {
+            bad(key, format!("needs {name} or {name}_file"));
+            None
+        }
+    }
+}
+
 impl Config {
     pub fn from_file<S: RouteKinds>(path: &Path) -> Result<Loaded<S>, ConfigError> {
         let text = read_bounded(path, MAX_CONFIG_BYTES)
@@ -912,27 +942,7 @@ impl Config {
             } else if !names.insert(k.name.clone()) {
                 bad(&format!("{key}.name"), format!("duplicate API key name {:?}", k.name));
             }
-            let secret = match (&k.key, &k.key_file) {
-                (Some(s), None) => Some(s.expose().to_string()),
-                (None, Some(f)) => {
-                    let f = if f.is_absolute() { f.clone() } else { base.join(f) };
-                    match read_secret_file(&f) {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            bad(&format!("{key}.key_file"), format!("cannot read {}: {e}", f.display()));
-                            None
-                        }
-                    }
-                }
-                (Some(_), Some(_)) => {
-                    bad(&key, "give either key or key_file, not both".into());
-                    None
-                }
-                (None, None) => {
-                    bad(&key, "needs key or key_file".into());
-                    None
-                }
-            };
+            let secret = secret_or_file(&k.key, &k.key_file, base, &key, "key", &mut bad);
             if let Some(s) = secret {
                 if s.starts_with("replace-with-") {
                     bad(&format!("{key}.key"), "still the example's placeholder: set a long random secret".into());

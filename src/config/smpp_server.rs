@@ -364,24 +364,7 @@ impl SmppServer {
             } else if !ids.insert(a.system_id.clone()) {
                 bad(&format!("{key}.system_id"), format!("duplicate system_id {:?}", a.system_id));
             }
-            let password = match (&a.password, &a.password_file) {
-                (Some(p), None) => Some(p.expose().to_string()),
-                (None, Some(f)) => match super::read_secret_file(&base.join(f)) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        bad(&format!("{key}.password_file"), format!("cannot read {}: {e}", f.display()));
-                        None
-                    }
-                },
-                (Some(_), Some(_)) => {
-                    bad(&key, "give either password or password_file, not both".into());
-                    None
-                }
-                (None, None) => {
-                    bad(&key, "needs password or password_file".into());
-                    None
-                }
-            };
+            let password = super::secret_or_file(&a.password, &a.password_file, base, &key, "password", bad);
             if let Some(p) = password {
                 if p.is_empty() || p.len() > MAX_PASSWORD || !p.bytes().all(|b| b.is_ascii_graphic()) {
                     bad(
