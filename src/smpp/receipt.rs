@@ -83,6 +83,14 @@ pub fn parse(text: &str) -> Option<ReceiptText> {
     })
 }
 
+/// The `text:` field for a message: its first 20 characters, each kept
+/// only if it reads the same in ASCII and in the GSM default alphabet (the
+/// receipt goes with `data_coding` 0), else `?`.
+pub fn text_head(text: &str) -> String {
+    let plain = |c: char| c == ' ' || c.is_ascii_graphic() && !"$@[\\]^_`{|}~".contains(c);
+    text.chars().take(20).map(|c| if plain(c) { c } else { '?' }).collect()
+}
+
 /// `YYMMDDhhmm` in UTC, as receipts write their dates.
 pub fn date(ms: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%y%m%d%H%M").to_string()).unwrap_or_default()

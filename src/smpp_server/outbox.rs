@@ -40,7 +40,7 @@ pub fn receipt_pdu(r: &OwedReceipt, message_id: &str) -> DeliverSm {
         done_date: Some(receipt::date(r.updated_at)),
         stat: receipt::stat_word(state).into(),
         err: Some(format!("{err:03}")),
-        text: Some(r.text.chars().take(20).collect()),
+        text: Some(receipt::text_head(&r.text)),
     });
     let bytes = body.as_bytes();
     let to = r.to.trim_start_matches('+');

@@ -457,7 +457,7 @@ impl ReceiptPlan {
             done_date: Some(yymmddhhmm(SystemTime::now())),
             stat: receipt::stat_word(state).into(),
             err: Some(err.into()),
-            text: Some(self.text.chars().take(20).map(receipt_char).collect()),
+            text: Some(receipt::text_head(&self.text)),
         });
         let (src_ton, src_npi, dst_ton, dst_npi) = self.addr_info;
         let mut builder = DeliverSm::builder()
@@ -482,11 +482,6 @@ impl ReceiptPlan {
             pdu: builder.build(),
         }
     }
-}
-
-/// Keeps receipt text to characters that read the same in ASCII and in the GSM default alphabet.
-fn receipt_char(c: char) -> char {
-    if c.is_ascii_graphic() && !"$@[\\]^_`{|}~".contains(c) || c == ' ' { c } else { '?' }
 }
 
 pub(super) fn octets(bytes: &[u8]) -> OctetString<0, 255> {
