@@ -365,33 +365,51 @@ async fn dispatch(client: &Client, backlog: usize) -> Result<(), String> {
     }
 }
 
-/// CPU seconds (user + system) a process has used, and those of its
-/// thread named `thread` (the store's writer: the one thread every commit
-/// goes through, so its seconds per item bound the rate), from `/proc`.
-fn cpu_seconds(pid: u32, thread: &str) -> (f64, f64) {
-    let ticks = |stat: &str| -> f64 {
-        // Fields after the `(comm)`: state is the 1st, utime the 12th.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (t(11) + t(12)) / 100.0
-    };
-    let total = std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| ticks(&s)).unwrap_or(0.0);
-    let mut named = 0.0;
-    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in dir.flatten() {
-            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            if comm.trim() == thread {
-                named += std::fs::read_to_string(t.path().join("stat")).map(|s| ticks(&s)).unwrap_or(0.0);
-            }
-        }
-    }
-    (total, named)
+/// CPU time (user + system) so far of a process or thread, from its
+/// `/proc/.../stat`.
+fn cpu_of(stat: &std::path::Path) -> Option<Duration> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
 }
 
-fn rss_mb(pid: u32) -> Option<f64> {
+/// A process's CPU time (user + system) so far.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    cpu_of(&PathBuf::from(format!("/proc/{pid}/stat")))
+}
+
+/// The CPU time of a process's threads named `name` (the store's writer:
+/// the one thread every commit goes through, so its time per item bounds
+/// the rate).
+fn thread_cpu_time(pid: u32, name: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Duration::ZERO };
+    dir.flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| cpu_of(&t.path().join("stat")))
+        .sum()
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when it cannot be asked).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+/// A memory figure of a process from `/proc/<pid>/status` in MB:
+/// `VmRSS` (now) or `VmHWM` (peak).
+fn status_mb(pid: u32, field: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = s.lines().find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
@@ -415,7 +433,10 @@ async fn memory(p: Private, queued: usize) -> Result<(), String> {
     }
     println!("memory     {queued} messages queued in {:.1} s", t0.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("memory     RSS with {queued} queued, after loading: {:.1} MB", rss_mb(p.child.id()).unwrap_or(-1.0));
+    println!(
+        "memory     RSS with {queued} queued, after loading: {:.1} MB",
+        status_mb(p.child.id(), "VmRSS").unwrap_or(-1.0)
+    );
     let dir = p.dir.clone();
     p.stop();
     let t1 = Instant::now();
@@ -424,7 +445,7 @@ async fn memory(p: Private, queued: usize) -> Result<(), String> {
     c2.get("/readyz").await.map_err(|e| e.to_string())?;
     println!("memory     restart with {queued} queued: ready in {:.0} ms", t1.elapsed().as_secs_f64() * 1000.0);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("memory     RSS after restart, idle: {:.1} MB", rss_mb(p2.child.id()).unwrap_or(-1.0));
+    println!("memory     RSS after restart, idle: {:.1} MB", status_mb(p2.child.id(), "VmRSS").unwrap_or(-1.0));
     p2.stop();
     Ok(())
 }
@@ -625,18 +646,19 @@ async fn events(connections: usize, seconds: u64, runs: usize) -> Result<(), Str
             std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let p = Private::start_with(dir.clone(), EVENT_RULE)?;
             let client = Client::new(&p.url, BENCH_KEY);
-            let before = cpu_seconds(p.child.id(), "store-writer");
+            let pid = p.child.id();
+            let before = (cpu_time(pid).unwrap_or_default(), thread_cpu_time(pid, "store-writer"));
             let o = drive(&client, connections.min(16), seconds, batch, None, Load::Events).await;
-            let after = cpu_seconds(p.child.id(), "store-writer");
+            let after = (cpu_time(pid).unwrap_or_default(), thread_cpu_time(pid, "store-writer"));
             p.stop();
             let _ = std::fs::remove_dir_all(&dir);
             if o.messages == 0 {
                 return Err(format!("no event batch was accepted ({} errors): is POST /v1/events there?", o.errors));
             }
             rates.push(o.messages as f64 / o.elapsed.as_secs_f64());
-            let per = |secs: f64| secs * 1e6 / o.messages as f64;
-            cpu.push(per(after.0 - before.0));
-            writer.push(per(after.1 - before.1));
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / o.messages as f64;
+            cpu.push(per(after.0.saturating_sub(before.0)));
+            writer.push(per(after.1.saturating_sub(before.1)));
             last = Some(o);
         }
         if let Some(o) = last {
@@ -694,7 +716,7 @@ async fn timers(n: i64, slice: i64, spread_ms: i64) -> Result<(), String> {
             client.get("/readyz").await.map_err(|e| e.to_string())?;
             println!("timers     daemon ready on {n} pending in {:.0} ms", t1.elapsed().as_secs_f64() * 1000.0);
             tokio::time::sleep(Duration::from_secs(3)).await;
-            println!("timers     RSS with {n} pending: {:.1} MB", rss_mb(p.child.id()).unwrap_or(-1.0));
+            println!("timers     RSS with {n} pending: {:.1} MB", status_mb(p.child.id(), "VmRSS").unwrap_or(-1.0));
             for path in ["/v1/rules/stats", "/v1/schedule?hours=24", "/metrics"] {
                 let t = median_get(&http, &p.url, path, SCRAPES).await?;
                 println!("timers     GET {path} with {n} rule messages: median {} (of {SCRAPES})", ms(t));
@@ -712,7 +734,7 @@ async fn timers(n: i64, slice: i64, spread_ms: i64) -> Result<(), String> {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            println!("timers     RSS after firing {slice}: {:.1} MB", rss_mb(p.child.id()).unwrap_or(-1.0));
+            println!("timers     RSS after firing {slice}: {:.1} MB", status_mb(p.child.id(), "VmRSS").unwrap_or(-1.0));
             Ok::<_, String>(())
         }
         .await;

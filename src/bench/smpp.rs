@@ -47,37 +47,6 @@ const STALL: Duration = Duration::from_secs(30);
 const SYSTEM_ID: &str = "bench";
 const PASSWORD: &str = "bench";
 
-/// A process's CPU time (user + system) so far, from `/proc/<pid>/stat`.
-pub(super) fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when it cannot be asked).
-fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100)
-    })
-}
-
-/// A process's peak resident memory in MB (`VmHWM`).
-pub(super) fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn us_per(cpu: Duration, n: u64) -> f64 {
     cpu.as_secs_f64() * 1e6 / n.max(1) as f64
 }
@@ -292,7 +261,7 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
     let pid = p.child.id();
     let tally = Arc::new(Tally::default());
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let cpu0 = cpu_time(pid).unwrap_or_default();
+    let cpu0 = super::cpu_time(pid).unwrap_or_default();
     let t0 = Instant::now();
     let mut binds = Vec::new();
     for b in 0..BINDS as u64 {
@@ -326,7 +295,7 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
             }
         }
     }
-    let cpu_submit = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
+    let cpu_submit = super::cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
     // Receipts: until each accepted message has one, or none came for a while.
     let accepted = tally.accepted.lock().unwrap_or_else(|p| p.into_inner()).len();
     let submit_secs = (submitted_at - t0).as_secs_f64().max(1e-3);
@@ -350,8 +319,8 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let cpu_all = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
-    let rss = peak_rss_mb(pid).unwrap_or(-1.0);
+    let cpu_all = super::cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
+    let rss = super::status_mb(pid, "VmHWM").unwrap_or(-1.0);
     tally.stop.store(true, Ordering::Relaxed);
     for b in binds {
         match b.await {
@@ -485,11 +454,11 @@ async fn route_measure(
             }
         })
     };
-    let cpu0 = cpu_time(pid).unwrap_or_default();
+    let cpu0 = super::cpu_time(pid).unwrap_or_default();
     let t0 = Instant::now();
     let (accepted, failed) = post_count(&client, connections, messages, batch).await;
     let posted = t0.elapsed();
-    let cpu_post = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
+    let cpu_post = super::cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
     let latest = || seen.lock().unwrap_or_else(|p| p.into_inner()).last().map_or(0, |s| s.1);
     let (mut last_count, mut last_change) = (0u64, Instant::now());
     while latest() < accepted {
@@ -507,8 +476,8 @@ async fn route_measure(
     let delivered = seen.last().map_or(0, |s| s.1);
     let first = seen.iter().find(|s| s.1 > 0).map_or(t0, |s| s.0);
     let all = seen.iter().find(|s| s.1 == delivered).map_or(t0, |s| s.0);
-    let cpu_all = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
-    let rss = peak_rss_mb(pid).unwrap_or(-1.0);
+    let cpu_all = super::cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
+    let rss = super::status_mb(pid, "VmHWM").unwrap_or(-1.0);
     let submits: Vec<_> = sim.submitted().into_iter().filter(|s| s.outcome == SubmitOutcome::Accepted).collect();
     let distinct: HashSet<&str> = submits.iter().map(|s| s.dest.as_str()).collect();
     let duplicated = submits.len() - distinct.len();
