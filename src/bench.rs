@@ -365,6 +365,14 @@ async fn dispatch(client: &Client, backlog: usize) -> Result<(), String> {
     }
 }
 
+/// A fresh scratch directory for one scenario of this process.
+pub(super) fn scratch(name: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("smsgw-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 /// CPU time (user + system) so far of a process or thread, from its
 /// `/proc/.../stat`.
 fn cpu_of(stat: &std::path::Path) -> Option<Duration> {
@@ -459,8 +467,7 @@ async fn memory(p: Private, queued: usize) -> Result<(), String> {
 async fn modems(n: usize, send_ms: u64, seconds: u64) -> Result<(), String> {
     use crate::simulate::modem::{ModemConfig, VirtualModem};
     const WARMUP: Duration = Duration::from_secs(5);
-    let dir = std::env::temp_dir().join(format!("smsgw-bench-modems-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = scratch("modems")?;
     let mut pool = Vec::new();
     for i in 0..n {
         let cfg = ModemConfig {
@@ -563,8 +570,7 @@ fn mb(bytes: u64) -> String {
 /// 90-day retention and report the file before and after.
 async fn store(n: i64) -> Result<(), String> {
     const SCRAPES: usize = 15;
-    let dir = std::env::temp_dir().join(format!("smsgw-bench-store-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = scratch("store")?;
     let path = dir.join("bench.db");
     let result = async {
         let t0 = Instant::now();
@@ -642,8 +648,7 @@ async fn events(connections: usize, seconds: u64, runs: usize) -> Result<(), Str
         let (mut rates, mut cpu, mut writer) = (Vec::new(), Vec::new(), Vec::new());
         let mut last = None;
         for run in 0..runs.max(1) {
-            let dir = std::env::temp_dir().join(format!("smsgw-bench-events-{}-{batch}-{run}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let dir = scratch(&format!("events-{batch}-{run}"))?;
             let p = Private::start_with(dir.clone(), EVENT_RULE)?;
             let client = Client::new(&p.url, BENCH_KEY);
             let pid = p.child.id();
@@ -688,8 +693,7 @@ const TIMER_ROUTE: &str =
 async fn timers(n: i64, slice: i64, spread_ms: i64) -> Result<(), String> {
     const SCRAPES: usize = 15;
     let slice = slice.min(n);
-    let dir = std::env::temp_dir().join(format!("smsgw-bench-timers-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = scratch("timers")?;
     let path = dir.join("bench.db");
     let result = async {
         let t0 = Instant::now();
@@ -826,9 +830,7 @@ async fn pending_deliveries(http: &reqwest::Client, url: &str) -> Option<u64> {
 /// One delivery run: `events` pile up in the outbox while the receiver
 /// answers 503, then it opens; events/s from the first taken to the last.
 async fn webhook_delivery_run(events: usize) -> Result<f64, String> {
-    let dir = std::env::temp_dir().join(format!("smsgw-bench-hooks-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = scratch("hooks")?;
     let (receiver, url) = HookReceiver::start().await?;
     let p = Private::start_with(dir.clone(), &hook_config(Some(&url)))?;
     let client = Client::new(&p.url, BENCH_KEY);
@@ -876,9 +878,7 @@ async fn webhook_delivery_run(events: usize) -> Result<f64, String> {
 /// Batch submits for `seconds` against a fresh daemon, with or without a
 /// webhook subscription; messages/s.
 async fn webhook_submit_run(with_hooks: bool, connections: usize, seconds: u64) -> Result<f64, String> {
-    let dir = std::env::temp_dir().join(format!("smsgw-bench-hooks-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = scratch("hooks")?;
     let (receiver, url) = HookReceiver::start().await?;
     receiver.open.store(true, Ordering::Relaxed);
     let p = Private::start_with(dir.clone(), &hook_config(with_hooks.then_some(url.as_str())))?;
@@ -952,8 +952,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let (private, url, key) = match &args.url {
         Some(u) => (None, u.clone(), args.key.clone().ok_or("--key (or SMSGW_KEY) is needed with --url")?),
         None => {
-            let dir = std::env::temp_dir().join(format!("smsgw-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let dir = scratch("http")?;
             let p = Private::start(dir)?;
             let url = p.url.clone();
             (Some(p), url, BENCH_KEY.to_string())

@@ -19,7 +19,7 @@
 //! Both report the daemon's own CPU per message (utime + stime from
 //! `/proc/<pid>/stat`) and its peak resident memory.
 
-use super::{BENCH_KEY, Private, recipient};
+use super::{BENCH_KEY, Private, recipient, scratch};
 use crate::client::Client;
 use crate::simulate::smsc::{IdFormat, Smsc, SmscConfig, SubmitOutcome};
 use crate::smpp::{SmppFrame, SmppFramer};
@@ -32,7 +32,6 @@ use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,13 +53,6 @@ fn us_per(cpu: Duration, n: u64) -> f64 {
 fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-fn scratch(name: &str) -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("smsgw-bench-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 /// What the load client's binds saw, together.
