@@ -18,7 +18,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 
 const CURSOR: &str = "smpp";
-const KINDS: &str = "('message.delivered','message.undelivered','message.expired','message.failed')";
+/// The events that owe an account a receipt: a message's final statuses.
+const KINDS: [&str; 4] = ["message.delivered", "message.undelivered", "message.expired", "message.failed"];
 
 /// One receipt to deliver: the message as the receipt describes it.
 #[derive(Debug, Clone)]
@@ -104,7 +105,7 @@ pub(super) fn fan_out(
         }
         let (Some(key), Some(message_id)) = (key, message_id) else { continue };
         let Some(account) = key.strip_prefix("smpp:") else { continue };
-        if !KINDS.contains(&format!("'{kind}'")) || !accounts.iter().any(|a| a == account) {
+        if !KINDS.contains(&kind.as_str()) || !accounts.iter().any(|a| a == account) {
             continue;
         }
         if !receipt_wanted(*receipt, kind) {
