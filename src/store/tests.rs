@@ -49,6 +49,52 @@ fn part(seq: u8, text: &str) -> InboundPart {
 }
 
 #[tokio::test]
+async fn a_failing_job_is_undone_alone_and_the_rest_of_its_group_commits_once() {
+    let (_d, s) = open().await;
+    s.write(|c| Ok(c.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)")?)).await.unwrap();
+    // Hold the writer while the jobs below queue up, so they go as one group.
+    let hold = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.write(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let jobs: Vec<_> = (0..10i64)
+        .map(|n| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.write(move |c| {
+                    c.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                    if n == 5 {
+                        // Wrote a row, then failed: the row must go too.
+                        c.execute("INSERT INTO t (n) VALUES (NULL)", [])?;
+                    }
+                    Ok(n)
+                })
+                .await
+            })
+        })
+        .collect();
+    hold.await.unwrap().unwrap();
+    for (n, job) in jobs.into_iter().enumerate() {
+        let r = job.await.unwrap();
+        if n == 5 {
+            assert!(r.is_err(), "the failing job reports its failure");
+        } else {
+            assert_eq!(r.unwrap(), n as i64);
+        }
+    }
+    let rows: Vec<i64> =
+        s.read(|c| c.prepare("SELECT n FROM t ORDER BY n")?.query_map([], |r| r.get(0))?.collect()).await.unwrap();
+    assert_eq!(rows, [0, 1, 2, 3, 4, 6, 7, 8, 9], "each other job's row once, the failed one's not at all");
+}
+
+#[tokio::test]
 async fn concatenated_inbound_is_joined_in_order_whatever_the_arrival_order() {
     let (_d, s) = open().await;
     assert_eq!(s.record_inbound(part(3, "three"), no_replies()).await.unwrap(), None);
@@ -1120,4 +1166,26 @@ async fn an_smpp_set_past_the_join_timeout_fails_incomplete() {
         ("[…]middle[…]", Status::Failed, Some("incomplete"))
     );
     assert_eq!(s.smpp_expire_parts(0, 100).await.unwrap(), 0, "its parts are gone");
+}
+
+#[test]
+fn the_stores_connections_plan_each_statement_once() {
+    let (_d, c) = conn();
+    configure(&c).unwrap();
+    // Shapes SQLite would otherwise plan again on every new parameter value:
+    // an equality it used for the ORDER BY, and one compared with a partial
+    // index's condition.
+    for sql in [
+        "SELECT status, error_code, error_text FROM parts WHERE message_id = ?1 ORDER BY idx",
+        "SELECT at FROM history WHERE message_id = ?1 ORDER BY rowid",
+        "SELECT id FROM messages WHERE status = ?1",
+    ] {
+        for value in 0..3i64 {
+            let mut q = c.prepare_cached(sql).unwrap();
+            q.query([value]).unwrap().next().unwrap();
+            if value == 2 {
+                assert_eq!(q.get_status(rusqlite::StatementStatus::RePrepare), 0, "{sql}");
+            }
+        }
+    }
 }
