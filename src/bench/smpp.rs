@@ -62,7 +62,8 @@ struct Tally {
     accepted: Mutex<HashSet<String>>,
     /// Submits answered, and of those with an error (or a generic_nack).
     answered: AtomicU64,
-    refused: AtomicU64,
+    /// Refused submits by their command status.
+    refused: Mutex<HashMap<u32, u64>>,
     /// Receipts by the id they report, and how often each came.
     receipts: Mutex<HashMap<String, u32>>,
     first_receipt: Mutex<Option<Instant>>,
@@ -77,6 +78,17 @@ impl Tally {
         *self.receipts.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default() += 1;
         self.first_receipt.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(now);
         *self.last_receipt.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+    }
+
+    /// The refused submits: "none", or how many with each status.
+    fn refused(&self) -> String {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.is_empty() {
+            return "none".into();
+        }
+        let mut by: Vec<_> = refused.iter().collect();
+        by.sort();
+        by.iter().map(|(status, n)| format!("{n} with status 0x{status:08x}")).collect::<Vec<_>>().join(", ")
     }
 
     fn distinct_receipts(&self) -> usize {
@@ -196,7 +208,7 @@ async fn esme(
                         tally.accepted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
                     }
                     None => {
-                        tally.refused.fetch_add(1, Ordering::Relaxed);
+                        *tally.refused.lock().unwrap_or_else(|p| p.into_inner()).entry(status).or_default() += 1;
                     }
                 }
             }
@@ -293,9 +305,9 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
     let submit_secs = (submitted_at - t0).as_secs_f64().max(1e-3);
     println!(
         "smpp-server {messages} submit_sm over {BINDS} transceiver binds, window {window}: {accepted} accepted in {submit_secs:.1} s \
-         = {:.0} submit_sm/s (each answered after its commit), {} refused, {} unanswered",
+         = {:.0} submit_sm/s (each answered after its commit), refused {}, {} unanswered",
         accepted as f64 / submit_secs,
-        tally.refused.load(Ordering::Relaxed),
+        tally.refused(),
         messages.saturating_sub(tally.answered.load(Ordering::Relaxed))
     );
     let (mut last_count, mut last_change) = (0, Instant::now());

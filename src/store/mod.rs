@@ -247,10 +247,12 @@ impl Store {
     }
 
     /// Run `f` in the writer's next group transaction; resolves after commit.
+    /// `f` may run more than once (see `writer::commit_group`): it must only
+    /// read what it captured.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job = writer::Msg::Job(Box::new(writer::FnJob::new(f, tx)));
@@ -267,7 +269,7 @@ impl Store {
     async fn write_alone<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job = writer::Msg::Alone(Box::new(writer::FnJob::new(f, tx)));
@@ -430,8 +432,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(move |c| {
             let now = now_ms();
-            for (id, result) in results {
-                smpp_outbox::record(c, id, result, now + retry_ms, dead_after_ms, now)?;
+            for (id, result) in &results {
+                smpp_outbox::record(c, *id, result, now + retry_ms, dead_after_ms, now)?;
             }
             Ok(())
         })

@@ -238,7 +238,7 @@ pub(super) fn prune_batch(c: &Connection, before: Millis, limit: usize) -> rusql
 pub(super) fn record(
     c: &Connection,
     id: i64,
-    result: Result<(), String>,
+    result: &Result<(), String>,
     retry_at: Millis,
     dead_after_ms: Millis,
     now: Millis,
@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(texts, ["shop 1", "Shop 2"]);
         assert!(claim_inbound(&c, "shop", 10, 30_000, 1000).unwrap().is_empty(), "leased");
         assert_eq!(counts(&c).unwrap()["shop"], OutboxCounts { inbound_owed: 2, ..Default::default() });
-        record(&c, owed[0].id, Ok(()), 0, 1000, 2000).unwrap();
+        record(&c, owed[0].id, &Ok(()), 0, 1000, 2000).unwrap();
         assert_eq!(counts(&c).unwrap()["shop"].inbound_owed, 1);
         assert_eq!(prune_batch(&c, 1001, 10).unwrap(), 1, "the delivered row only");
         assert_eq!(counts(&c).unwrap()["shop"].inbound_owed, 1, "the owed one stays");
