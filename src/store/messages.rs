@@ -9,6 +9,7 @@
 use super::StoreError;
 use super::events::{self, NewEvent};
 use super::policy::{self, Stop};
+use super::tally;
 use crate::config::Policy;
 use crate::message::{EventKind, Millis, Priority, ReceiptStatus, SYSTEM_KEY, Status};
 use crate::sms::Encoding;
@@ -317,35 +318,16 @@ pub(super) fn insert(
     })
 }
 
-/// Add `n` (may be negative) to the messages counted in `status`.
-fn count_status(c: &Connection, status: Status, n: i64) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT INTO message_counts (status, n) VALUES (?1, ?2) ON CONFLICT (status) DO UPDATE SET n = n + ?2",
-    )?
-    .execute(params![status.as_str(), n])?;
-    Ok(())
-}
-
-/// Add `n` (may be negative) to the queued messages counted for a route and class.
-fn count_queue(c: &Connection, route: &str, priority: i64, n: i64) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT INTO queue_counts (route, priority, n) VALUES (?1, ?2, ?3)
-         ON CONFLICT (route, priority) DO UPDATE SET n = n + ?3",
-    )?
-    .execute(params![route, priority, n])?;
-    Ok(())
-}
-
 /// Count a new message in `message_counts` and, queued, in `queue_counts`
-/// (what `/metrics` and `/v1/queue` read). The counts are kept by the code
-/// that changes a message (`count_new`, `moved`, `rerouted`; a delete by
-/// the schema's one trigger), not by triggers on every insert and update:
-/// such a trigger makes SQLite keep a statement journal for each of those
-/// statements, which cost the writer a third of its time.
+/// (see `tally`). The counts are kept by the code that changes a message
+/// (`count_new`, `moved`, `rerouted`; a delete by the schema's one
+/// trigger), not by triggers on every insert and update: such a trigger
+/// makes SQLite keep a statement journal for each of those statements,
+/// which cost the writer a third of its time.
 fn count_new(c: &Connection, status: Status, route: &str, priority: Priority) -> rusqlite::Result<()> {
-    count_status(c, status, 1)?;
+    tally::status(c, status, 1)?;
     if status == Status::Queued {
-        count_queue(c, route, priority.as_i64(), 1)?;
+        tally::queue(c, route, priority.as_i64(), 1)?;
     }
     Ok(())
 }
@@ -363,8 +345,8 @@ pub(super) fn moved(
     if from == to {
         return Ok(());
     }
-    count_status(c, from, -1)?;
-    count_status(c, to, 1)?;
+    tally::status(c, from, -1)?;
+    tally::status(c, to, 1)?;
     if from == Status::Queued || to == Status::Queued {
         let (route, priority) = match queue {
             Some((route, priority)) => (route.to_string(), priority.as_i64()),
@@ -372,15 +354,15 @@ pub(super) fn moved(
                 .prepare_cached("SELECT route, priority FROM messages WHERE id = ?1")?
                 .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?,
         };
-        count_queue(c, &route, priority, if to == Status::Queued { 1 } else { -1 })?;
+        tally::queue(c, &route, priority, if to == Status::Queued { 1 } else { -1 })?;
     }
     Ok(())
 }
 
 /// Count a queued message of class `priority` moving from route `from` to route `to`.
 fn rerouted(c: &Connection, priority: i64, from: &str, to: &str) -> rusqlite::Result<()> {
-    count_queue(c, from, priority, -1)?;
-    count_queue(c, to, priority, 1)
+    tally::queue(c, from, priority, -1)?;
+    tally::queue(c, to, priority, 1)
 }
 
 /// Count every stored message again (after a bulk fill, which bypasses

@@ -28,6 +28,7 @@ mod schema;
 mod smpp_outbox;
 mod smpp_parts;
 mod subscriptions;
+mod tally;
 mod triggers;
 mod webhooks;
 mod writer;

@@ -70,6 +70,7 @@ async fn a_failing_job_is_undone_alone_and_the_rest_of_its_group_commits_once() 
             tokio::spawn(async move {
                 s.write(move |c| {
                     c.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                    messages::insert(c, "k", &new_msg(1), None, &Policy::default(), now_ms())?;
                     if n == 5 {
                         // Wrote a row, then failed: the row must go too.
                         c.execute("INSERT INTO t (n) VALUES (NULL)", [])?;
@@ -92,6 +93,10 @@ async fn a_failing_job_is_undone_alone_and_the_rest_of_its_group_commits_once() 
     let rows: Vec<i64> =
         s.read(|c| c.prepare("SELECT n FROM t ORDER BY n")?.query_map([], |r| r.get(0))?.collect()).await.unwrap();
     assert_eq!(rows, [0, 1, 2, 3, 4, 6, 7, 8, 9], "each other job's row once, the failed one's not at all");
+    // The counts the group changed are written with it, the failed job's not.
+    let counts = s.counts().await.unwrap();
+    assert_counts_match(&s, &counts, "after a group with a failed job");
+    assert_eq!(counts.by_status.get("queued"), Some(&9));
 }
 
 #[tokio::test]

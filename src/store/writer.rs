@@ -111,6 +111,7 @@ impl OutboxWake {
 }
 
 pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health, outbox: &OutboxWake) {
+    super::tally::batch();
     let mut closing = None;
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
@@ -139,7 +140,14 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health
         }
         if let Some(mut j) = alone {
             let ok = j.run(&conn);
-            j.finish(if ok { Ok(()) } else { Err(StoreError::Unavailable("the statement failed".into())) });
+            // Outside a transaction each statement commits alone; so do its counts.
+            super::tally::job_ended(ok);
+            let counted = super::tally::flush(&conn).map_err(|e| StoreError::from_sqlite("count", &e));
+            let end = match (ok, counted) {
+                (false, _) => Err(StoreError::Unavailable("the statement failed".into())),
+                (true, counted) => counted,
+            };
+            j.finish(end);
         }
     }
     // Fold the WAL back into the main file so the next start is quick.
@@ -171,16 +179,20 @@ fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>, health: &He
         // The failure may have ended the transaction already (SQLite rolls
         // back by itself on a full disk), so this may find none to end.
         let _ = exec(conn, "ROLLBACK");
+        super::tally::discard();
         ran = run_group(conn, &mut batch, true);
     }
     let commit = ran.and_then(|_| {
-        exec(conn, "COMMIT").map_err(|e| {
+        super::tally::flush(conn).and_then(|()| exec(conn, "COMMIT")).map_err(|e| {
             let err = StoreError::from_sqlite("commit", &e);
             tracing::error!(error = %err, "store commit failed; the whole group was rolled back");
             let _ = exec(conn, "ROLLBACK");
             err
         })
     });
+    if commit.is_err() {
+        super::tally::discard();
+    }
     metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     let failure = match &commit {
         Err(StoreError::Storage(why)) => Some(why.clone()),
@@ -205,12 +217,15 @@ fn run_group(conn: &Connection, batch: &mut [Box<dyn Job>], careful: bool) -> Re
     }
     for j in batch.iter_mut() {
         if !careful {
-            if !j.run(conn) {
+            let ok = j.run(conn);
+            super::tally::job_ended(ok);
+            if !ok {
                 return Ok(false);
             }
             continue;
         }
         let ok = exec(conn, "SAVEPOINT job").is_ok() && j.run(conn);
+        super::tally::job_ended(ok);
         let end = if ok {
             exec(conn, "RELEASE job")
         } else {
