@@ -227,6 +227,17 @@ default_class = "promotional"
     d.wait_status(to_opted_out, "delivered", 20).await;
     let m = d.message(stopped).await;
     assert_eq!((&m["status"], &m["error"]["code"]), (&json!("suppressed"), &json!("opted_out")), "{m:#}");
+    // The account asked for receipts: it hears that policy stopped the message.
+    let mut shop = Listener::bind(port, "shop", "pw").await;
+    let receipt = loop {
+        let v = shop.next(30).await;
+        if v["event"] == "deliver_sm" && v["esm_class"] == 4 {
+            break v;
+        }
+    };
+    assert_eq!(receipt["receipted_message_id"], json!(stopped.to_string()), "{receipt}");
+    assert!(receipt["text"].as_str().unwrap().contains("stat:REJECTD"), "{receipt}");
+    shop.close().await;
     // The policy account's promotion waits for the quiet hours to end.
     until("the promotion deferred", 10, async || {
         let (_, h) = d.get(&format!("/v1/messages/{held}")).await;

@@ -18,8 +18,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 
 const CURSOR: &str = "smpp";
-/// The events that owe an account a receipt: a message's final statuses.
-const KINDS: [&str; 4] = ["message.delivered", "message.undelivered", "message.expired", "message.failed"];
+/// The events that owe an account a receipt: every final status of a
+/// message, so a partner waiting for one always hears how it ended, also
+/// when smsgw's policy stopped it (`REJECTD`) or it was cancelled (`DELETED`:
+/// by the account's own `cancel_sm`, an administrator or a trigger rule).
+const KINDS: [&str; 6] = [
+    "message.delivered",
+    "message.undelivered",
+    "message.expired",
+    "message.failed",
+    "message.suppressed",
+    "message.cancelled",
+];
 
 /// One receipt to deliver: the message as the receipt describes it.
 #[derive(Debug, Clone)]
