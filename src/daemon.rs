@@ -53,6 +53,7 @@ pub async fn run(
         dispatcher.clone(),
         &cfg.numbers.default_region,
         cfg.dispatch.default_validity_secs,
+        cfg.server.max_segments,
     )
     .await
     .map_err(|e| StartError(e.to_string()))?;

@@ -6,10 +6,12 @@
 //! messages in parts (UDH 8- and 16-bit, SAR; out of order, duplicated,
 //! mixed codings, incomplete past the join timeout, across a kill -9) are
 //! joined into one message, and `registered_delivery` decides the receipts.
+//! npm `smpp` replaces queued messages (`replace_sm`): text, schedule,
+//! refused for the right reasons.
 
 mod common;
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -311,4 +313,63 @@ async fn node_smpp_sends_a_long_message_in_udh_parts() {
     let m = d.wait_status(id, "delivered", 20).await;
     assert_eq!(m["text"], lines[0]["text"]);
     assert_eq!(m["api_key"], "smpp:parts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_smpp_replaces_a_queued_message_and_is_refused_for_the_right_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config_with(dir.path(), "max_segments = 1", &smpp_config(port), &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    // Another key's message, waiting: not the account's to replace.
+    let foreign = d.send(json!({"to": "+79161234567", "text": "not yours", "send_at": in_secs(3600.0)})).await;
+    let node = tokio::process::Command::new("node")
+        .arg("smpp_server_replace.js")
+        .arg(port.to_string())
+        .args(["crm", "secret1", &format!("{foreign:x}")])
+        .current_dir(interop_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ev = |name: &str| lines.iter().find(|l| l["event"] == name).unwrap_or_else(|| panic!("no {name}: {stdout}"));
+    let id = |name: &str| i64::from_str_radix(ev(name)["message_id"].as_str().unwrap(), 16).unwrap();
+    for name in ["bind_resp", "submit_gsm", "submit_ucs2", "submit_now", "replace_gsm", "replace_ucs2", "unbind_resp"] {
+        assert_eq!(ev(name)["status"], 0, "{name}: {stdout}");
+    }
+    assert_eq!(ev("replace_gsm")["command_id"], 0x8000_0007u32, "replace_sm_resp");
+
+    // The text replaced, the schedule kept (still queued), a history row
+    // saying who replaced it; the refused attempts changed nothing.
+    let m = d.message(id("submit_gsm")).await;
+    assert_eq!(m["status"], "queued", "{m:#}");
+    assert_eq!(m["text"], "Hello, final text");
+    assert_eq!(m["encoding"], "gsm7");
+    assert!(m["send_at"].is_string(), "the schedule is kept: {m:#}");
+    let replaced: Vec<&Value> = m["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["detail"].as_str().unwrap().starts_with("replaced through SMPP by account \"crm\""))
+        .collect();
+    assert_eq!(replaced.len(), 1, "one replacement recorded: {m:#}");
+    assert_eq!(replaced[0]["status"], "queued");
+
+    // The UCS-2 text read as UCS-2, its new schedule (a second ahead) honoured.
+    let m = d.wait_status(id("submit_ucs2"), "delivered", 20).await;
+    assert_eq!(m["text"], "Привет, окончательно");
+    assert_eq!(m["encoding"], "ucs2");
+
+    assert_eq!(ev("other_sender")["status"], 0x13, "ESME_RREPLACEFAIL for another source_addr");
+    assert_eq!(ev("expires_first")["status"], 0x62, "ESME_RINVEXPIRY: validity ends before the schedule");
+    assert_eq!(ev("too_long")["status"], 0x01, "ESME_RINVMSGLEN over server.max_segments");
+    assert_eq!(ev("unknown")["status"], 0x0C, "ESME_RINVMSGID for an unknown id");
+    assert_eq!(ev("foreign")["status"], 0x0C, "ESME_RINVMSGID for another key's message");
+    assert_eq!(d.message(foreign).await["text"], "not yours");
+    assert_eq!(ev("query_now")["state"], 2, "the third was delivered");
+    assert_eq!(ev("after_delivery")["status"], 0x13, "ESME_RREPLACEFAIL once it is sent");
+    assert_eq!(d.message(id("submit_now")).await["text"], "sent at once");
 }

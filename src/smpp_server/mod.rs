@@ -13,6 +13,7 @@ mod account;
 mod join;
 mod outbox;
 mod query;
+mod replace;
 mod session;
 mod submit;
 mod tls;
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     enquire_link: Duration,
     default_region: String,
     validity_ms: i64,
+    /// `server.max_segments`: the longest text a `replace_sm` may bring.
+    max_segments: usize,
     receipt_retry: Duration,
     receipt_dead_after: Duration,
     join_timeout: Duration,
@@ -132,6 +135,7 @@ impl SmppServer {
         dispatcher: Arc<Dispatcher>,
         default_region: &str,
         validity_secs: u64,
+        max_segments: usize,
     ) -> Result<Option<SmppServer>, ServerError> {
         if cfg.listen.is_none() && cfg.tls_listen.is_none() {
             return Ok(None);
@@ -154,6 +158,7 @@ impl SmppServer {
             enquire_link: Duration::from_secs(cfg.enquire_link_secs.max(1)),
             default_region: default_region.to_string(),
             validity_ms: i64::try_from(validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2),
+            max_segments,
             receipt_retry: Duration::from_secs(cfg.receipt_retry_secs),
             receipt_dead_after: Duration::from_secs(cfg.receipt_dead_after_hours * 3600),
             join_timeout: Duration::from_secs(cfg.join_timeout_secs.max(1)),

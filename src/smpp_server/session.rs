@@ -7,6 +7,7 @@
 
 use super::account::AccountState;
 use super::query;
+use super::replace;
 use super::submit::{self, Refused};
 use super::{Receiver, Shared};
 use crate::smpp::reply::{generic_nack, header_only_command};
@@ -219,7 +220,11 @@ impl Session {
                 self.on_bind(&frame);
                 None
             }
-            CommandId::SubmitSm | CommandId::DataSm | CommandId::QuerySm | CommandId::CancelSm => {
+            CommandId::SubmitSm
+            | CommandId::DataSm
+            | CommandId::QuerySm
+            | CommandId::CancelSm
+            | CommandId::ReplaceSm => {
                 self.on_request(frame);
                 None
             }
@@ -328,6 +333,7 @@ impl Session {
             let answer = match pdu {
                 Pdu::QuerySm(_) => query::query(&shared, &account, pdu).await,
                 Pdu::CancelSm(_) => query::cancel(&shared, &account, pdu).await,
+                Pdu::ReplaceSm(_) => replace::replace(&shared, &account, pdu).await,
                 _ => match submit::accept(&shared, &account, pdu).await {
                     Ok(id) => {
                         account.count_accepted();

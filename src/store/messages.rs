@@ -1,7 +1,8 @@
 //! The write side of a message's life in SQL: accept, claim, record what the
 //! route said (the parts it took, even when a later one failed, so a retry
 //! resumes after them), apply delivery reports (telling apart parts whose
-//! ids came round again by the network's time), cancel, expire. Every state
+//! ids came round again by the network's time), cancel, replace a queued
+//! message's text (SMPP `replace_sm`), expire. Every state
 //! change writes a history row in the same transaction. Policy (`policy`)
 //! is asked at accept and at claim, in those transactions: a message it
 //! stops is `suppressed` and never handed to a route.
@@ -784,6 +785,116 @@ pub(super) fn cancel(c: &Connection, id: i64, owner: Option<&str>, now: Millis) 
     moved(c, id, Status::Queued, Status::Cancelled, None)?;
     history(c, id, now, Status::Cancelled, "cancelled through the API")?;
     Ok(CancelOutcome::Cancelled)
+}
+
+/// The `due_at` of a message waiting for its parts (`smpp_parts`): never
+/// due, so no lane claims it; set to its real due time when the set is
+/// complete.
+pub(super) const HELD: Millis = i64::MAX / 4;
+
+/// What a queued message is to become, as an SMPP `replace_sm` gives it:
+/// a new text (planned by the caller, like any accepted text) and, when
+/// given, a new schedule and validity; its `registered_delivery` always (a
+/// `replace_sm` carries one).
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    /// Only this key's message is replaced (another's is not found).
+    pub owner: String,
+    /// The sender the request names, when it names one: it must be the
+    /// message's.
+    pub from: Option<String>,
+    pub text: String,
+    pub encoding: Encoding,
+    pub segments: u32,
+    /// The new schedule; a time already past means now.
+    pub send_at: Option<Millis>,
+    /// The new end of validity.
+    pub valid_until: Option<Millis>,
+    /// The `registered_delivery` bits (0 none, 1 success and failure, 2 failure only).
+    pub receipt: u8,
+    /// Who replaces it, for the history row ("through SMPP by account ...").
+    pub by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    /// Replaced; its route, whose lane may have a new due time to see.
+    Replaced { route: String },
+    /// No such message of the owner's.
+    NotFound,
+    /// No longer queued.
+    TooLate(Status),
+    /// Queued, but a route already took some of its parts (a retry resumes
+    /// after them) or it is still being joined from the parts an account
+    /// submits: its text is no longer one thing to replace.
+    Underway,
+    /// The request names another sender than the message's.
+    OtherSender,
+    /// The validity would end before the message is due.
+    ExpiresBeforeDue,
+}
+
+/// Replace a queued message's text (and schedule, validity, receipt bits)
+/// in place, with a history row saying so; its counts do not move (same
+/// status, route and class).
+pub(super) fn replace(c: &Connection, id: i64, r: &Replacement, now: Millis) -> Result<ReplaceOutcome, StoreError> {
+    #[allow(clippy::type_complexity)]
+    let row: Option<(String, String, Option<String>, String, Millis, Option<Millis>, bool)> = c
+        .prepare_cached(
+            "SELECT status, api_key, sender, route, due_at, valid_until,
+                    EXISTS (SELECT 1 FROM parts WHERE message_id = ?1)
+             FROM messages WHERE id = ?1",
+        )?
+        .query_row(params![id], |q| Ok((q.get(0)?, q.get(1)?, q.get(2)?, q.get(3)?, q.get(4)?, q.get(5)?, q.get(6)?)))
+        .optional()?;
+    let Some((status, key, sender, route, due_at, valid_until, has_parts)) = row else {
+        return Ok(ReplaceOutcome::NotFound);
+    };
+    if key != r.owner {
+        return Ok(ReplaceOutcome::NotFound);
+    }
+    let status = Status::parse(&status).unwrap_or(Status::Failed);
+    if status != Status::Queued {
+        return Ok(ReplaceOutcome::TooLate(status));
+    }
+    if has_parts || due_at >= HELD {
+        return Ok(ReplaceOutcome::Underway);
+    }
+    if r.from.as_ref().is_some_and(|f| sender.as_ref() != Some(f)) {
+        return Ok(ReplaceOutcome::OtherSender);
+    }
+    let due = r.send_at.map_or(due_at, |t| t.max(now));
+    let valid = r.valid_until.or(valid_until);
+    if (r.send_at.is_some() || r.valid_until.is_some()) && valid.is_some_and(|v| v <= due) {
+        return Ok(ReplaceOutcome::ExpiresBeforeDue);
+    }
+    c.prepare_cached(
+        "UPDATE messages SET body = ?2, encoding = ?3, segments = ?4, receipt = ?5, updated_at = ?6,
+                             send_at = CASE WHEN ?7 THEN ?8 ELSE send_at END, due_at = ?9, valid_until = ?10
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        r.text,
+        r.encoding.as_str(),
+        r.segments,
+        r.receipt,
+        now,
+        r.send_at.is_some(),
+        r.send_at.filter(|&t| t > now),
+        due,
+        valid,
+    ])?;
+    let plural = if r.segments == 1 { "" } else { "s" };
+    let mut detail = format!("replaced {}: text ({} segment{plural}, {})", r.by, r.segments, r.encoding.as_str());
+    if r.send_at.is_some() {
+        detail.push_str(", schedule");
+    }
+    if r.valid_until.is_some() {
+        detail.push_str(", validity");
+    }
+    history(c, id, now, Status::Queued, &detail)?;
+    Ok(ReplaceOutcome::Replaced { route })
 }
 
 pub(super) fn sweep(c: &Connection, now: Millis, idempotency_ttl: Millis) -> Result<usize, StoreError> {

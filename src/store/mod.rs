@@ -40,6 +40,7 @@ pub use messages::{
     Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
     SubmittedPart,
 };
+pub use messages::{ReplaceOutcome, Replacement};
 pub use optouts::{OptOut, OptOutChange, OptOutCursor, OptOutFilter};
 pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView, TriggerView};
@@ -481,6 +482,13 @@ impl Store {
     /// Cancel a queued message; with `owner`, only one that key sent.
     pub async fn cancel(&self, id: i64, owner: Option<String>) -> Result<CancelOutcome, StoreError> {
         self.write(move |c| messages::cancel(c, id, owner.as_deref(), now_ms())).await
+    }
+
+    /// Replace a queued message of `r.owner`'s in place (an SMPP
+    /// `replace_sm`): text, schedule, validity and receipt bits, with its
+    /// history row, in one transaction.
+    pub async fn replace(&self, id: i64, r: Replacement) -> Result<ReplaceOutcome, StoreError> {
+        self.write(move |c| messages::replace(c, id, &r, now_ms())).await
     }
 
     /// Expire queued messages whose validity ran out and forget old

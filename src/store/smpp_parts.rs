@@ -17,14 +17,10 @@
 //! outbox fan-out reads), written in the transaction that accepts it.
 
 use super::StoreError;
-use super::messages::{self, Accepted, NewMessage, history};
+use super::messages::{self, Accepted, HELD, NewMessage, history};
 use crate::config::Policy;
 use crate::message::{Millis, Status};
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// The `due_at` of a message waiting for its parts: never due, so no lane
-/// claims it; set to its real due time when the set is complete.
-const HELD: Millis = i64::MAX / 4;
 
 /// One part as the account submitted it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1194,3 +1194,96 @@ fn the_stores_connections_plan_each_statement_once() {
         }
     }
 }
+
+fn replacement(text: &str) -> Replacement {
+    Replacement {
+        owner: "k".into(),
+        from: None,
+        text: text.into(),
+        encoding: Encoding::Gsm7,
+        segments: 1,
+        send_at: None,
+        valid_until: None,
+        receipt: 1,
+        by: "through SMPP by account \"crm\"".into(),
+    }
+}
+
+#[test]
+fn only_a_queued_message_nothing_of_which_went_out_is_replaced() {
+    let (_d, c) = conn();
+    let t0 = 1_700_000_000_000;
+    // Queued and untouched: text, receipt bits and (a time already past
+    // meaning now) schedule replaced, with a history row.
+    let later = NewMessage { send_at: Some(t0 + 3_600_000), valid_until: t0 + 7_200_000, ..new_msg(1) };
+    let EnqueueOutcome::Created(a) = messages::enqueue(&c, "k", None, &[later], None, &Policy::default(), t0).unwrap()
+    else {
+        panic!("created")
+    };
+    let id = a[0].id;
+    let r = Replacement { send_at: Some(t0 - 1), ..replacement("new text") };
+    let out = messages::replace(&c, id, &r, t0 + 10).unwrap();
+    assert_eq!(out, ReplaceOutcome::Replaced { route: "r".into() });
+    let row: (String, Option<Millis>, Millis, Option<Millis>, Option<i64>) = c
+        .query_row("SELECT body, send_at, due_at, valid_until, receipt FROM messages WHERE id = ?1", [id], |q| {
+            Ok((q.get(0)?, q.get(1)?, q.get(2)?, q.get(3)?, q.get(4)?))
+        })
+        .unwrap();
+    assert_eq!(row, ("new text".into(), None, t0 + 10, Some(t0 + 7_200_000), Some(1)));
+    let detail: String = c
+        .query_row("SELECT detail FROM history WHERE message_id = ?1 ORDER BY rowid DESC", [id], |q| q.get(0))
+        .unwrap();
+    assert_eq!(detail, "replaced through SMPP by account \"crm\": text (1 segment, gsm7), schedule");
+    // Another key's message is not found; another sender is refused; a
+    // validity before the due time is refused; none of them changes it.
+    let theirs = Replacement { owner: "other".into(), ..replacement("x") };
+    assert_eq!(messages::replace(&c, id, &theirs, t0).unwrap(), ReplaceOutcome::NotFound);
+    let sender = Replacement { from: Some("BANK".into()), ..replacement("x") };
+    assert_eq!(messages::replace(&c, id, &sender, t0).unwrap(), ReplaceOutcome::OtherSender);
+    let short = Replacement { valid_until: Some(t0 + 5), ..replacement("x") };
+    assert_eq!(messages::replace(&c, id, &short, t0 + 10).unwrap(), ReplaceOutcome::ExpiresBeforeDue);
+    assert_eq!(messages::replace(&c, 999_999, &replacement("x"), t0).unwrap(), ReplaceOutcome::NotFound);
+    let body: String = c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |q| q.get(0)).unwrap();
+    assert_eq!(body, "new text");
+
+    // Once it has left the queue it is too late.
+    messages::cancel(&c, id, None, t0 + 11).unwrap();
+    assert_eq!(
+        messages::replace(&c, id, &replacement("x"), t0 + 12).unwrap(),
+        ReplaceOutcome::TooLate(Status::Cancelled)
+    );
+
+    // A long message whose first part went out before a failure: queued
+    // again, but under way.
+    let m = claimed(&c, 3, t0 + 20);
+    let f = AttemptFailure {
+        code: "cms_38".into(),
+        text: "network out of order".into(),
+        retry_at: Some(t0 + 30),
+        final_status: Status::Queued,
+        untried: false,
+        accepted: one("p1"),
+        concat_ref: Some(42),
+    };
+    messages::record_failure(&c, m.id, &f, t0 + 20).unwrap();
+    assert_eq!(status(&c, m.id), "queued");
+    assert_eq!(messages::replace(&c, m.id, &replacement("x"), t0 + 25).unwrap(), ReplaceOutcome::Underway);
+
+    // A message still waiting for its SMPP parts: under way.
+    let part = SmppPart {
+        account: "crm".into(),
+        source: "S".into(),
+        dest: "79161234567".into(),
+        reference: 7,
+        total: 2,
+        seq: 1,
+        coding: 0,
+        data: b"first half".to_vec(),
+    };
+    let PartOutcome::Stored { message_id, joined: false } =
+        smpp_parts::add(&c, "k", &new_msg(1), 0, &part, &Policy::default(), t0).unwrap()
+    else {
+        panic!("held")
+    };
+    assert_eq!(messages::replace(&c, message_id, &replacement("x"), t0).unwrap(), ReplaceOutcome::Underway);
+}
