@@ -86,6 +86,7 @@ async fn smpplib_binds_submits_and_is_refused_for_the_right_reasons() {
     let id = i64::from_str_radix(v["data_sm"]["message_id"].as_str().unwrap(), 16).unwrap();
     assert_eq!(v["data_sm"]["status"], 0);
     assert_eq!(d.message(id).await["text"], "data sm payload");
+    assert_eq!(v["too_long"], 0x01, "ESME_RINVMSGLEN beyond server.max_segments");
 
     let throttled = v["throttled"].as_array().unwrap();
     assert_eq!(throttled[0], 0, "the first submit within the rate passes");

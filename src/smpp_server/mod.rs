@@ -54,7 +54,7 @@ pub(crate) struct Shared {
     enquire_link: Duration,
     default_region: String,
     validity_ms: i64,
-    /// `server.max_segments`: the longest text a `replace_sm` may bring.
+    /// `server.max_segments`: the longest message a submit or `replace_sm` may bring.
     max_segments: usize,
     receipt_retry: Duration,
     receipt_dead_after: Duration,

@@ -111,6 +111,15 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
             .ok_or_else(|| Refused(CommandStatus::EsmeRinvdstadr, format!("no route of the account serves {to}")))?
     };
     let (encoding, segments) = crate::sms::count_parts(&text);
+    // The site's limit holds for SMPP as for the API: a whole message by its
+    // text, a message sent in parts by the parts its set says it has.
+    let needed = ud.concat.map_or(segments, |c| usize::from(c.total));
+    if needed > shared.max_segments {
+        return Err(Refused(
+            CommandStatus::EsmeRinvmsglen,
+            format!("the message needs {needed} segments; the limit is {}", shared.max_segments),
+        ));
+    }
     let now = crate::message::now_ms();
     let time = |field: &str, raw: &str| match raw {
         "" => Ok(None),

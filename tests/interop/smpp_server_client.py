@@ -97,6 +97,18 @@ trx.send_pdu(pdu)
 r = response(trx)
 out["data_sm"] = {"command": r.command, "status": int(r.status),
                   "message_id": r.message_id.decode() if isinstance(r.message_id, bytes) else r.message_id}
+# A payload longer than the site's max_segments (10 by default): 11 segments.
+pdu = smpplib.smpp.make_pdu(
+    "data_sm",
+    client=trx,
+    source_addr="SMSGW",
+    dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
+    destination_addr=TO,
+    data_coding=0,
+    message_payload=b"x" * 1700,
+)
+trx.send_pdu(pdu)
+out["too_long"] = int(response(trx).status)
 
 # A transmitter: the second bind of the account; a third is refused.
 st, tx = bind_status("transmitter", "crm", "secret1")
