@@ -214,6 +214,7 @@ pub fn plan(
                                     valid_until: send_at.max(now) + rule.valid_for_ms,
                                     callback_url: None,
                                     tz: Some(zone.name().to_string()),
+                                    receipt: None,
                                 },
                             ))
                         })

@@ -411,6 +411,7 @@ fn build(
                 valid_until,
                 callback_url: r.callback_url.clone(),
                 tz: r.tz.clone(),
+                receipt: None,
             });
         }
     }

@@ -138,6 +138,7 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
         Some(v) => v,
         None => start + shared.validity_ms,
     };
+    let receipt = s.registered_delivery & 0x03;
     let msg = NewMessage {
         to,
         from,
@@ -151,14 +152,14 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
         valid_until,
         callback_url: None,
         tz: None,
+        receipt: Some(receipt),
     };
     let store_err = |e: crate::store::StoreError| Refused(CommandStatus::EsmeRsyserr, format!("store: {e}"));
     let key = account.api_key().to_string();
     // An account outside policy (`policy = false`) writes its messages exempt.
     let policy = Policy { exempt: !account.cfg.policy, ..shared.dispatcher.policy() };
-    let receipt = s.registered_delivery & 0x03;
     let id = match ud.concat {
-        None => shared.store.smpp_accept(key, msg, receipt, policy).await.map_err(store_err)?.id,
+        None => shared.store.smpp_accept(key, msg, policy).await.map_err(store_err)?.id,
         Some(c) => {
             let part = SmppPart {
                 account: account.cfg.system_id.clone(),
@@ -170,7 +171,7 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
                 coding: s.data_coding,
                 data: ud.data.to_vec(),
             };
-            match shared.store.smpp_part(key, msg, receipt, part, policy).await.map_err(store_err)? {
+            match shared.store.smpp_part(key, msg, part, policy).await.map_err(store_err)? {
                 PartOutcome::Stored { message_id, joined: false } | PartOutcome::Duplicate { message_id } => {
                     return Ok(message_id);
                 }

@@ -157,6 +157,7 @@ fn auto_reply(
         valid_until: now + rules.reply_validity_ms,
         callback_url: None,
         tz: None,
+        receipt: None,
     };
     // Policy never stops smsgw's own answers (see `messages::enqueue`).
     messages::enqueue(c, SYSTEM_KEY, None, &[msg], None, &crate::config::Policy::default(), now)?;

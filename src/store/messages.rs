@@ -38,6 +38,9 @@ pub struct NewMessage {
     /// `tz`); otherwise the store derives it from the number, else the
     /// configured default.
     pub tz: Option<String>,
+    /// The receipts an SMPP account asked for (`registered_delivery` bits
+    /// 0-1: 0 none, 1 all, 2 failures only); `None` for the API's messages.
+    pub receipt: Option<u8>,
 }
 
 /// What the API answers for each accepted message; kept verbatim for
@@ -270,9 +273,9 @@ pub(super) fn insert(
         "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
                                route, status, created_at, updated_at, send_at, due_at, valid_until,
                                error_code, error_text, callback_url, tz, rule, step, trigger_key, run_id,
-                               exempt)
+                               exempt, receipt)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23)",
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
     )?
     .execute(params![
         api_key,
@@ -298,6 +301,7 @@ pub(super) fn insert(
         origin.and_then(|o| o.key.as_ref()),
         origin.map(|o| o.run_id),
         policy.exempt,
+        m.receipt,
     ])?;
     let id = c.last_insert_rowid();
     count_new(c, status, &m.route, m.priority)?;

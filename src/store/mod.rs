@@ -442,16 +442,10 @@ impl Store {
         .await
     }
 
-    /// Accept a whole message from an SMPP account, with the receipts its
-    /// `registered_delivery` asks for (see `smpp_parts`).
-    pub async fn smpp_accept(
-        &self,
-        api_key: String,
-        msg: NewMessage,
-        receipt: u8,
-        policy: Policy,
-    ) -> Result<Accepted, StoreError> {
-        let accepted = self.write(move |c| smpp_parts::accept(c, &api_key, &msg, receipt, &policy, now_ms())).await?;
+    /// Accept a whole message from an SMPP account (`msg.receipt` holds the
+    /// receipts its `registered_delivery` asks for).
+    pub async fn smpp_accept(&self, api_key: String, msg: NewMessage, policy: Policy) -> Result<Accepted, StoreError> {
+        let accepted = self.write(move |c| messages::insert(c, &api_key, &msg, None, &policy, now_ms())).await?;
         count_suppressed(accepted.reason.as_deref().into_iter());
         Ok(accepted)
     }
@@ -462,11 +456,10 @@ impl Store {
         &self,
         api_key: String,
         msg: NewMessage,
-        receipt: u8,
         part: SmppPart,
         policy: Policy,
     ) -> Result<PartOutcome, StoreError> {
-        self.write(move |c| smpp_parts::add(c, &api_key, &msg, receipt, &part, &policy, now_ms())).await
+        self.write(move |c| smpp_parts::add(c, &api_key, &msg, &part, &policy, now_ms())).await
     }
 
     /// Store as incomplete (failed, `incomplete`) the part sets begun more

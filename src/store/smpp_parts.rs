@@ -12,12 +12,9 @@
 //! Either way the set leaves a marker (part number 0, no data) for one more
 //! join timeout, so a part sent again after the set ended (its response was
 //! lost) is answered with the same id instead of starting a new message.
-//!
-//! Also here: a message's `registered_delivery` (the `receipt` column the
-//! outbox fan-out reads), written in the transaction that accepts it.
 
 use super::StoreError;
-use super::messages::{self, Accepted, HELD, NewMessage, history};
+use super::messages::{self, HELD, NewMessage, history};
 use crate::config::Policy;
 use crate::message::{Millis, Status};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -52,28 +49,12 @@ pub enum PartOutcome {
     MixedCoding { set: u8 },
 }
 
-/// Accept one whole message from an SMPP account with its
-/// `registered_delivery` bits (0 none, 1 success and failure, 2 failure only).
-pub(super) fn accept(
-    c: &Connection,
-    api_key: &str,
-    m: &NewMessage,
-    receipt: u8,
-    policy: &Policy,
-    now: Millis,
-) -> Result<Accepted, StoreError> {
-    let accepted = messages::insert(c, api_key, m, None, policy, now)?;
-    c.prepare_cached("UPDATE messages SET receipt = ?2 WHERE id = ?1")?.execute(params![accepted.id, receipt])?;
-    Ok(accepted)
-}
-
 /// Store one part; the first of its set makes and holds the message `m`
 /// (its text the first part's until the set is joined), the last joins.
 pub(super) fn add(
     c: &Connection,
     api_key: &str,
     m: &NewMessage,
-    receipt: u8,
     part: &SmppPart,
     policy: &Policy,
     now: Millis,
@@ -92,7 +73,7 @@ pub(super) fn add(
         Some((_, coding, _)) if coding != part.coding => return Ok(PartOutcome::MixedCoding { set: coding }),
         Some((id, _, _)) => id,
         None => {
-            let accepted = accept(c, api_key, m, receipt, policy, now)?;
+            let accepted = messages::insert(c, api_key, m, None, policy, now)?;
             c.prepare_cached("UPDATE messages SET due_at = ?2 WHERE id = ?1 AND status = 'queued'")?
                 .execute(params![accepted.id, HELD])?;
             accepted.id

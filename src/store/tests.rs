@@ -22,6 +22,7 @@ fn new_msg(segments: u32) -> NewMessage {
         valid_until: now_ms() + 60_000,
         callback_url: None,
         tz: None,
+        receipt: None,
     }
 }
 
@@ -1129,7 +1130,9 @@ fn smpp_part(seq: u8, coding: u8, data: &[u8]) -> SmppPart {
 #[tokio::test]
 async fn smpp_parts_hold_the_message_until_the_set_joins() {
     let (_d, s) = open().await;
-    let add = |p: SmppPart| s.smpp_part("smpp:acc".into(), new_msg(1), 1, p, Policy::default());
+    let add = |p: SmppPart| {
+        s.smpp_part("smpp:acc".into(), NewMessage { receipt: Some(1), ..new_msg(1) }, p, Policy::default())
+    };
     let (high, low) = ([0xD8, 0x3D], [0xDE, 0x00]); // 😀 split across parts 2 and 3
     let first = add(smpp_part(3, 8, &[low[0], low[1], 0x00, b'!'])).await.unwrap();
     let PartOutcome::Stored { message_id: id, joined: false } = first else { panic!("{first:?}") };
@@ -1160,7 +1163,12 @@ async fn smpp_parts_hold_the_message_until_the_set_joins() {
 #[tokio::test]
 async fn an_smpp_set_past_the_join_timeout_fails_incomplete() {
     let (_d, s) = open().await;
-    let out = s.smpp_part("smpp:acc".into(), new_msg(1), 2, smpp_part(2, 0, b"middle"), Policy::default());
+    let out = s.smpp_part(
+        "smpp:acc".into(),
+        NewMessage { receipt: Some(2), ..new_msg(1) },
+        smpp_part(2, 0, b"middle"),
+        Policy::default(),
+    );
     let PartOutcome::Stored { message_id: id, .. } = out.await.unwrap() else { panic!() };
     assert_eq!(s.smpp_expire_parts(60_000, 100).await.unwrap(), 0, "not yet");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -1281,7 +1289,8 @@ fn only_a_queued_message_nothing_of_which_went_out_is_replaced() {
         data: b"first half".to_vec(),
     };
     let PartOutcome::Stored { message_id, joined: false } =
-        smpp_parts::add(&c, "k", &new_msg(1), 0, &part, &Policy::default(), t0).unwrap()
+        smpp_parts::add(&c, "k", &NewMessage { receipt: Some(0), ..new_msg(1) }, &part, &Policy::default(), t0)
+            .unwrap()
     else {
         panic!("held")
     };

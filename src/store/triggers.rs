@@ -323,6 +323,7 @@ mod tests {
                 valid_until: now + after + 60_000,
                 callback_url: None,
                 tz: None,
+                receipt: None,
             },
         )
     }
