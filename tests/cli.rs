@@ -109,7 +109,7 @@ fn bench_smpp_scenarios_run_and_lose_nothing() {
     for needle in [
         "smpp-server 1000 submit_sm over 4 transceiver binds",
         ": 1000 accepted in",
-        "0 refused, 0 unanswered",
+        "refused none, 0 unanswered",
         "receipts: 1000 back at",
         "lost 0, duplicated 0, unknown ids 0",
         "smpp-server daemon CPU",
