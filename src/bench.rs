@@ -108,6 +108,9 @@ pub struct BenchArgs {
     /// Messages/s of the otp-backlog scenario's SMPP route.
     #[arg(long, default_value_t = 500.0)]
     pub route_rate: f64,
+    /// Burst of the otp-backlog scenario's SMPP route (none by default).
+    #[arg(long)]
+    pub route_burst: Option<u32>,
     /// One-time codes/s the otp-backlog scenario sends, one request at a time.
     #[arg(long, default_value_t = 50.0)]
     pub otp_rate: f64,
@@ -947,7 +950,7 @@ async fn standalone(name: &str, args: &BenchArgs) -> Result<(), String> {
         "timers" => timers(args.timers, args.timer_slice, args.timer_spread_ms).await,
         "smpp-server" => smpp::server(args.messages, args.smpp_window).await,
         "smpp-route" => smpp::route(args.messages, args.connections.min(32)).await,
-        "otp-backlog" => otp::run(args.backlog, args.route_rate, args.otp_rate, args.seconds).await,
+        "otp-backlog" => otp::run(args.backlog, args.route_rate, args.route_burst, args.otp_rate, args.seconds).await,
         _ => Ok(()),
     }
 }

@@ -4,7 +4,8 @@
 //! must not wait behind bulk promotions; this measures that it does not.
 //!
 //! A private daemon has one SMPP route (receipts on) to the SMSC simulator
-//! in this process over loopback, limited to `--route-rate` messages/s;
+//! in this process over loopback, limited to `--route-rate` messages/s
+//! (with `--route-burst` if given);
 //! promotions have no quiet hours (and no caps, the default), so the
 //! backlog really drains. `--backlog` promotional messages go in through
 //! the API in batches of 100, each to a number of its own; then, while
@@ -42,14 +43,21 @@ struct Sent {
 }
 
 /// The `otp-backlog` scenario (see the module documentation).
-pub(super) async fn run(backlog: usize, route_rate: f64, otp_rate: f64, seconds: u64) -> Result<(), String> {
+pub(super) async fn run(
+    backlog: usize,
+    route_rate: f64,
+    route_burst: Option<u32>,
+    otp_rate: f64,
+    seconds: u64,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("SMSC listener: {e}"))?;
     let cfg = SmscConfig { window: 256, receipt_delay_ms: 0, id_format: IdFormat::Decimal, ..SmscConfig::default() };
     let sim = Smsc::start(cfg, listener).await;
     let dir = scratch("otp-backlog")?;
+    let burst = route_burst.map(|b| format!("burst = {b}\n")).unwrap_or_default();
     let config = format!(
         "[policy.quiet_hours]\npromotional = \"none\"\n\
-         [[routes]]\nname = \"carrier\"\nkind = \"smpp\"\nrate = {route_rate}\nconcurrency = 64\n[routes.smpp]\n\
+         [[routes]]\nname = \"carrier\"\nkind = \"smpp\"\nrate = {route_rate}\n{burst}concurrency = 64\n[routes.smpp]\n\
          host = \"127.0.0.1\"\nport = {}\nsystem_id = \"smsgw\"\npassword = \"bench\"\nbinds = 1\nwindow = 64\n\
          registered_delivery = true\n",
         sim.local_addr().port()
