@@ -13,6 +13,8 @@
 //! `timers` holds a million pending rule timers, then fires a slice of them.
 //! `smpp-server` and `smpp-route` load the SMPP server from binds of its own
 //! and the API's SMPP route into the SMSC simulator (`bench/smpp.rs`).
+//! `otp-backlog` times one-time codes from request to `submit_sm` while a
+//! promotional backlog drains through a rate-limited SMPP route (`bench/otp.rs`).
 
 use crate::client::Client;
 use serde_json::{Value, json};
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod otp;
 mod smpp;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -64,7 +67,10 @@ pub struct BenchArgs {
     /// submits --messages submit_sm over four transceiver binds of
     /// --smpp-window each to the daemon's SMPP server and takes their
     /// receipts; and smpp-route, which posts --messages through the API into
-    /// an SMPP route to the SMSC simulator, single and in batches of 100).
+    /// an SMPP route to the SMSC simulator, single and in batches of 100;
+    /// otp-backlog, which queues --backlog promotions on an SMPP route limited
+    /// to --route-rate and, while they drain, sends single otp messages at
+    /// --otp-rate for --seconds, timing each from its request to its submit_sm).
     #[arg(long, value_delimiter = ',', default_value = "single,batch,latency,dispatch")]
     pub only: Vec<String>,
     /// Virtual modems in the modems scenario.
@@ -99,6 +105,15 @@ pub struct BenchArgs {
     /// submit_sm awaiting their answer on each bind of the smpp-server scenario.
     #[arg(long, default_value_t = 128)]
     pub smpp_window: usize,
+    /// Messages/s of the otp-backlog scenario's SMPP route.
+    #[arg(long, default_value_t = 500.0)]
+    pub route_rate: f64,
+    /// Burst of the otp-backlog scenario's SMPP route (none by default).
+    #[arg(long)]
+    pub route_burst: Option<u32>,
+    /// One-time codes/s the otp-backlog scenario sends, one request at a time.
+    #[arg(long, default_value_t = 50.0)]
+    pub otp_rate: f64,
 }
 
 const BENCH_KEY: &str = "bench-key-0123456789abcdef";
@@ -922,7 +937,8 @@ async fn webhooks(args: &BenchArgs) -> Result<(), String> {
 
 /// Scenarios that start what they need themselves (no shared daemon), in
 /// the order they run after the HTTP ones.
-const STANDALONE: &[&str] = &["modems", "store", "webhooks", "events", "timers", "smpp-server", "smpp-route"];
+const STANDALONE: &[&str] =
+    &["modems", "store", "webhooks", "events", "timers", "smpp-server", "smpp-route", "otp-backlog"];
 
 /// Run one of the `STANDALONE` scenarios.
 async fn standalone(name: &str, args: &BenchArgs) -> Result<(), String> {
@@ -934,6 +950,7 @@ async fn standalone(name: &str, args: &BenchArgs) -> Result<(), String> {
         "timers" => timers(args.timers, args.timer_slice, args.timer_spread_ms).await,
         "smpp-server" => smpp::server(args.messages, args.smpp_window).await,
         "smpp-route" => smpp::route(args.messages, args.connections.min(32)).await,
+        "otp-backlog" => otp::run(args.backlog, args.route_rate, args.route_burst, args.otp_rate, args.seconds).await,
         _ => Ok(()),
     }
 }

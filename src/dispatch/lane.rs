@@ -2,6 +2,10 @@
 //! first, as much as the route can start soon), waits for the route's rate
 //! limiter and concurrency limit, hands each message to the channel and
 //! records the attempt (submitted, retry later with backoff, or failed).
+//! What it holds claimed starts most urgent first, and it claims again after
+//! every start, alongside the wait for the limiter: a code posted during a
+//! rate-limited promotional backlog takes the next slot instead of queueing
+//! behind the promotions already claimed.
 //! Work claimed but never started is handed back; a lane whose route is down
 //! fails its due messages over to the next route that serves them. A
 //! change of the route's state is recorded as a `route.state_changed` event.
@@ -9,12 +13,13 @@
 use super::Dispatcher;
 use crate::channel::spec::Route;
 use crate::channel::{Channel, Health, Outbound, RouteState, Submitted};
-use crate::message::{Status, now_ms};
+use crate::message::{Priority, Status, now_ms};
 use crate::sms;
-use crate::store::{AttemptFailure, Claimed, Store, SubmittedPart};
+use crate::store::{AttemptFailure, Claimed, Store, StoreError, SubmittedPart};
 use crate::throughput::Outcome;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,17 +77,32 @@ impl Lane {
         }
     }
 
-    /// How many messages one claim may take: what the route can start within
-    /// a quarter second, so an urgent message never queues behind a long
-    /// claimed backlog.
-    fn budget(&self) -> usize {
-        match self.cfg.rate {
-            Some(rate) => {
-                let soon = (rate * 0.25).ceil() as usize;
-                soon.min(self.cfg.burst.unwrap_or(1) as usize).max(1)
-            }
-            None => MAX_CLAIM,
+    /// How many messages to claim now, holding `held`: on a rate-limited
+    /// route, up to what it can start within a quarter second, topped up
+    /// after every start, so the route keeps its rate while a claim waits
+    /// for the writer and whatever was posted since the last claim (a code
+    /// during a promotional backlog) is held within one commit and starts
+    /// at the next slot, ahead of the less urgent held; elsewhere as many
+    /// as there are free permits, so nothing claimed waits for one.
+    fn room(&self, held: usize) -> usize {
+        let most = match self.cfg.rate {
+            Some(rate) => ((rate * 0.25).ceil() as usize).clamp(1, MAX_CLAIM),
+            None => self.permits.available_permits().min(MAX_CLAIM),
+        };
+        most.saturating_sub(held)
+    }
+
+    /// A permit and the rate limiter's go for the next start; None once
+    /// the permits are closed.
+    async fn ready(&self, route: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.alive_while(self.permits.clone().acquire_owned()).await.ok()?;
+        if let Some(limiter) = &self.limiter {
+            let waited = std::time::Instant::now();
+            self.alive_while(limiter.until_ready()).await;
+            metrics::histogram!(crate::metrics::RATE_WAIT, "route" => route.to_string())
+                .record(waited.elapsed().as_secs_f64());
         }
+        Some(permit)
     }
 
     pub(super) fn in_flight(&self) -> usize {
@@ -179,16 +199,23 @@ pub(super) fn start_lane(d: &Arc<Dispatcher>, lane: &Arc<Lane>) {
 
 async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
     let name = lane.cfg.name.clone();
+    let mut held = Held::new(&d.store);
+    let mut claiming: Option<ClaimFuture> = None;
+    let mut asked = 0;
+    // Woken: new work may be due (look at once, whatever is held). Dry: the
+    // last claim found less than it asked for (look again when woken or
+    // after IDLE_POLL).
+    let (mut woken, mut dry) = (true, false);
     loop {
         lane.beat();
-        let first = tokio::select! {
-            p = lane.alive_while(lane.permits.clone().acquire_owned()) => match p { Ok(p) => p, Err(_) => return },
-            _ = lane.cancel.cancelled() => return,
-        };
         let health = lane.channel.health();
         lane.note_state(&d.store, &health).await;
         if health.state == RouteState::Down {
-            drop(first);
+            if let Some(c) = claiming.take() {
+                held.extend(c.await.unwrap_or_default());
+            }
+            let why = "the route went down before this attempt started";
+            hand_back(&d.store, held.rest(), "route_down", why).await;
             if lane.cfg.failover {
                 d.fail_over(&lane).await;
             }
@@ -198,86 +225,106 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
             }
             continue;
         }
-        let mut permits = vec![first];
-        let budget = lane.budget();
-        while permits.len() < budget {
-            match lane.permits.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
+        let room = lane.room(held.len());
+        if claiming.is_none() && room > 0 && (woken || !dry) {
+            (woken, dry, asked) = (false, false, room);
+            let (store, route, policy) = (d.store.clone(), name.clone(), d.policy());
+            claiming = Some(Box::pin(async move { store.claim(route, room, policy).await }));
         }
-        let claimed = match d.store.claim(name.clone(), permits.len(), d.policy()).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(route = %name, error = %e, "cannot claim messages");
-                lane.note_error(&e.to_string());
-                drop(permits);
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = lane.cancel.cancelled() => return,
+        let idle = held.is_empty() && claiming.is_none();
+        tokio::select! {
+            biased;
+            _ = lane.cancel.cancelled() => {
+                if let Some(c) = claiming.take() {
+                    held.extend(c.await.unwrap_or_default());
                 }
-                continue;
+                hand_back(&d.store, held.rest(), "stopped", "smsgw stopped before this attempt started").await;
+                return;
             }
-        };
-        if claimed.is_empty() {
-            drop(permits);
-            tokio::select! {
-                _ = lane.wake.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = lane.cancel.cancelled() => return,
-            }
-            continue;
-        }
-        let mut claimed = Unstarted::new(&d.store, claimed);
-        crate::supervise::fault_point("lane", &name);
-        for permit in permits {
-            let Some(m) = claimed.next() else { break };
-            if let Some(limiter) = &lane.limiter {
-                let waited = std::time::Instant::now();
-                tokio::select! {
-                    _ = lane.alive_while(limiter.until_ready()) => {
-                        metrics::histogram!(crate::metrics::RATE_WAIT, "route" => name.clone())
-                            .record(waited.elapsed().as_secs_f64());
+            claimed = async { claiming.as_mut().expect("polled only while claiming").await }, if claiming.is_some() => {
+                claiming = None;
+                match claimed {
+                    Ok(c) => {
+                        dry = c.len() < asked;
+                        if !c.is_empty() {
+                            held.extend(c);
+                            crate::supervise::fault_point("lane", &name);
+                        }
                     }
-                    _ = lane.cancel.cancelled() => {
-                        let rest = std::iter::once(m).chain(claimed.rest());
-                        hand_back(&d.store, rest, "stopped", "smsgw stopped before this attempt started").await;
-                        return;
+                    Err(e) => {
+                        tracing::error!(route = %name, error = %e, "cannot claim messages");
+                        lane.note_error(&e.to_string());
+                        dry = true;
+                        if held.is_empty() {
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = lane.cancel.cancelled() => return,
+                            }
+                        }
                     }
                 }
             }
-            d.tracker.spawn(attempt(d.clone(), lane.clone(), m, permit));
+            permit = lane.ready(&name), if !held.is_empty() => {
+                let Some(permit) = permit else { return };
+                if let Some(m) = held.most_urgent() {
+                    d.tracker.spawn(attempt(d.clone(), lane.clone(), m, permit));
+                }
+            }
+            _ = lane.wake.notified() => woken = true,
+            // Every permit taken and nothing held: look again when one is back.
+            _ = lane.permits.acquire(), if idle && room == 0 => {}
+            _ = tokio::time::sleep(if dry { IDLE_POLL } else { Duration::from_secs(1) }), if idle => dry = false,
         }
     }
 }
 
-/// Messages a lane claimed and has not started yet. Should the lane's task
-/// panic while holding them, they go back to the queue (the supervisor
-/// restarts the lane) instead of staying `sending` until the next start.
-struct Unstarted {
+/// A claim on its way through the store's writer.
+type ClaimFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Claimed>, StoreError>> + Send>>;
+
+/// Messages a lane claimed and has not started yet, most urgent first
+/// (claim order within a class). Whatever a later claim brings (a code
+/// posted while promotions wait for the rate limiter) starts before the
+/// less urgent ones held. Should the lane's task panic while holding them,
+/// they go back to the queue (the supervisor restarts the lane) instead of
+/// staying `sending` until the next start.
+struct Held {
     store: Store,
-    claimed: std::vec::IntoIter<Claimed>,
+    claimed: BTreeMap<(usize, u64), Claimed>,
+    seq: u64,
 }
 
-impl Unstarted {
-    fn new(store: &Store, claimed: Vec<Claimed>) -> Unstarted {
-        Unstarted { store: store.clone(), claimed: claimed.into_iter() }
+impl Held {
+    fn new(store: &Store) -> Held {
+        Held { store: store.clone(), claimed: BTreeMap::new(), seq: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.claimed.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.claimed.is_empty()
+    }
+
+    fn extend(&mut self, claimed: Vec<Claimed>) {
+        for m in claimed {
+            let class = Priority::ALL.iter().position(|p| *p == m.priority).unwrap_or(Priority::ALL.len());
+            self.seq += 1;
+            self.claimed.insert((class, self.seq), m);
+        }
+    }
+
+    fn most_urgent(&mut self) -> Option<Claimed> {
+        self.claimed.pop_first().map(|(_, m)| m)
     }
 
     /// Every message not started yet, now the caller's to answer.
-    fn rest(&mut self) -> std::vec::IntoIter<Claimed> {
-        std::mem::take(&mut self.claimed)
+    fn rest(&mut self) -> impl Iterator<Item = Claimed> + use<> {
+        std::mem::take(&mut self.claimed).into_values()
     }
 }
 
-impl Iterator for Unstarted {
-    type Item = Claimed;
-    fn next(&mut self) -> Option<Claimed> {
-        self.claimed.next()
-    }
-}
-
-impl Drop for Unstarted {
+impl Drop for Held {
     fn drop(&mut self) {
         let rest: Vec<Claimed> = self.rest().collect();
         if rest.is_empty() {
