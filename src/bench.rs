@@ -67,7 +67,8 @@ pub struct BenchArgs {
     /// submits --messages submit_sm over four transceiver binds of
     /// --smpp-window each to the daemon's SMPP server and takes their
     /// receipts; and smpp-route, which posts --messages through the API into
-    /// an SMPP route to the SMSC simulator, single and in batches of 100;
+    /// an SMPP route to the SMSC simulator, single and in batches of 100 with
+    /// receipts, then single with none asked;
     /// otp-backlog, which queues --backlog promotions on an SMPP route limited
     /// to --route-rate and, while they drain, sends single otp messages at
     /// --otp-rate for --seconds, timing each from its request to its submit_sm).

@@ -118,6 +118,8 @@ fn bench_smpp_scenarios_run_and_lose_nothing() {
         "0 requests failed; 1000 delivered",
         "lost 0, duplicated 0",
         "smpp-route batch100 daemon CPU",
+        "smpp-route no-dlr   1000 messages (8 connections)",
+        "1000 submitted (no receipts asked)",
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
     }

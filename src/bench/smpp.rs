@@ -12,9 +12,10 @@
 //!
 //! `smpp-route`: the API in front of an SMPP route to the SMSC simulator in
 //! this process over loopback, receipts recorded delivered: single-message
-//! requests over keep-alive connections, then batches of 100, each round
+//! requests over keep-alive connections, then batches of 100, then single
+//! requests again with no receipts asked (done when submitted), each round
 //! on a fresh daemon and simulator, counting what the SMSC took twice and
-//! what never came back delivered.
+//! what never came back delivered (or submitted).
 //!
 //! Both report the daemon's own CPU per message (utime + stime from
 //! `/proc/<pid>/stat`) and its peak resident memory.
@@ -393,25 +394,30 @@ async fn post_count(client: &Client, connections: usize, total: u64, batch: u64)
 
 /// The `smpp-route` scenario (see the module documentation).
 pub(super) async fn route(messages: usize, connections: usize) -> Result<(), String> {
-    for (label, batch, conns) in [("single", 1, connections), ("batch100", 100, connections.min(16))] {
-        route_round(label, messages as u64, batch, conns).await?;
+    for (label, batch, conns, receipts) in [
+        ("single", 1, connections, true),
+        ("batch100", 100, connections.min(16), true),
+        ("no-dlr", 1, connections, false),
+    ] {
+        route_round(label, messages as u64, batch, conns, receipts).await?;
     }
     Ok(())
 }
 
-async fn route_round(label: &str, messages: u64, batch: u64, connections: usize) -> Result<(), String> {
+async fn route_round(label: &str, messages: u64, batch: u64, connections: usize, receipts: bool) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("SMSC listener: {e}"))?;
     let cfg = SmscConfig { window: 256, receipt_delay_ms: 0, id_format: IdFormat::Decimal, ..SmscConfig::default() };
     let sim = Smsc::start(cfg, listener).await;
     let dir = scratch("smpp-route")?;
     let route = format!(
         "[[routes]]\nname = \"carrier\"\nkind = \"smpp\"\nconcurrency = 512\n[routes.smpp]\nhost = \"127.0.0.1\"\n\
-         port = {}\nsystem_id = \"smsgw\"\npassword = \"bench\"\nbinds = {BINDS}\nwindow = 64\n",
+         port = {}\nsystem_id = \"smsgw\"\npassword = \"bench\"\nbinds = {BINDS}\nwindow = 64\n\
+         registered_delivery = {receipts}\n",
         sim.local_addr().port()
     );
     let result = async {
         let p = Private::start_with(dir.clone(), &route)?;
-        let run = route_measure(&p, &sim, label, messages, batch, connections).await;
+        let run = route_measure(&p, &sim, label, messages, batch, connections, receipts).await;
         p.stop();
         run
     }
@@ -428,8 +434,12 @@ async fn route_measure(
     messages: u64,
     batch: u64,
     connections: usize,
+    receipts: bool,
 ) -> Result<(), String> {
     let client = Client::new(&p.url, BENCH_KEY);
+    // With receipts a message is done when recorded delivered; without,
+    // when the SMSC took it (submitted).
+    let done = if receipts { "delivered" } else { "submitted" };
     let pid = p.child.id();
     // The route's binds up first, so the run measures sending, not binding.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -451,7 +461,7 @@ async fn route_measure(
         tokio::spawn(async move {
             while watching.load(Ordering::Relaxed) {
                 if let Ok(q) = client.get("/v1/queue").await {
-                    let delivered = q["by_status"]["delivered"].as_u64().unwrap_or(0);
+                    let delivered = q["by_status"][done].as_u64().unwrap_or(0);
                     seen.lock().unwrap_or_else(|p| p.into_inner()).push((Instant::now(), delivered));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -487,16 +497,21 @@ async fn route_measure(
     let duplicated = submits.len() - distinct.len();
     let receipt_secs = (all - first).as_secs_f64().max(1e-3);
     let what = if batch == 1 { format!("{connections} connections") } else { format!("batches of {batch}") };
+    let (ended, end) = if receipts {
+        ("delivered (receipts recorded)", "receipt")
+    } else {
+        ("submitted (no receipts asked)", "submit")
+    };
     println!(
         "smpp-route {label:<8} {accepted} messages ({what}): {:.0} msg/s accepted, {failed} requests failed; \
-         {delivered} delivered (receipts recorded) at {:.0}/s, all in {:.1} s; lost {}, duplicated {duplicated}",
+         {delivered} {ended} at {:.0}/s, all in {:.1} s; lost {}, duplicated {duplicated}",
         accepted as f64 / posted.as_secs_f64().max(1e-3),
         delivered as f64 / receipt_secs,
         (all - t0).as_secs_f64(),
         accepted.saturating_sub(delivered),
     );
     println!(
-        "smpp-route {label:<8} daemon CPU {:.0} µs/msg API to receipt ({:.0} µs/msg while accepting), peak RSS {rss:.1} MB",
+        "smpp-route {label:<8} daemon CPU {:.0} µs/msg API to {end} ({:.0} µs/msg while accepting), peak RSS {rss:.1} MB",
         us_per(cpu_all, accepted),
         us_per(cpu_post, accepted)
     );
