@@ -459,7 +459,10 @@ impl Store {
         part: SmppPart,
         policy: Policy,
     ) -> Result<PartOutcome, StoreError> {
-        self.write(move |c| smpp_parts::add(c, &api_key, &msg, &part, &policy, now_ms())).await
+        let (outcome, suppressed) =
+            self.write(move |c| smpp_parts::add(c, &api_key, &msg, &part, &policy, now_ms())).await?;
+        count_suppressed(suppressed.as_deref().into_iter());
+        Ok(outcome)
     }
 
     /// Store as incomplete (failed, `incomplete`) the part sets begun more

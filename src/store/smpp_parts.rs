@@ -51,6 +51,8 @@ pub enum PartOutcome {
 
 /// Store one part; the first of its set makes and holds the message `m`
 /// (its text the first part's until the set is joined), the last joins.
+/// With the outcome: why policy suppressed the message, when this part
+/// made it and policy stopped it at once (for the suppression metric).
 pub(super) fn add(
     c: &Connection,
     api_key: &str,
@@ -58,7 +60,7 @@ pub(super) fn add(
     part: &SmppPart,
     policy: &Policy,
     now: Millis,
-) -> Result<PartOutcome, StoreError> {
+) -> Result<(PartOutcome, Option<String>), StoreError> {
     let set: Option<(i64, u8, bool)> = c
         .prepare_cached(
             "SELECT message_id, coding, seq = 0 FROM smpp_parts
@@ -68,15 +70,15 @@ pub(super) fn add(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let message_id = match set {
-        Some((id, _, true)) => return Ok(PartOutcome::Duplicate { message_id: id }),
-        Some((_, coding, _)) if coding != part.coding => return Ok(PartOutcome::MixedCoding { set: coding }),
-        Some((id, _, _)) => id,
+    let (message_id, suppressed) = match set {
+        Some((id, _, true)) => return Ok((PartOutcome::Duplicate { message_id: id }, None)),
+        Some((_, coding, _)) if coding != part.coding => return Ok((PartOutcome::MixedCoding { set: coding }, None)),
+        Some((id, _, _)) => (id, None),
         None => {
             let accepted = messages::insert(c, api_key, m, None, policy, now)?;
             c.prepare_cached("UPDATE messages SET due_at = ?2 WHERE id = ?1 AND status = 'queued'")?
                 .execute(params![accepted.id, HELD])?;
-            accepted.id
+            (accepted.id, accepted.reason)
         }
     };
     let inserted = c
@@ -97,7 +99,7 @@ pub(super) fn add(
             now
         ])?;
     if inserted == 0 {
-        return Ok(PartOutcome::Duplicate { message_id });
+        return Ok((PartOutcome::Duplicate { message_id }, suppressed));
     }
     let stored = parts_of(c, message_id)?;
     let joined = stored.len() >= usize::from(part.total);
@@ -107,7 +109,7 @@ pub(super) fn add(
         finish(c, message_id, &text, None, now)?;
         history(c, message_id, now, Status::Queued, &format!("joined from {} SMPP parts", part.total))?;
     }
-    Ok(PartOutcome::Stored { message_id, joined })
+    Ok((PartOutcome::Stored { message_id, joined }, suppressed))
 }
 
 /// The stored parts of a held message, by their number: (seq, data).

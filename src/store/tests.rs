@@ -1288,7 +1288,7 @@ fn only_a_queued_message_nothing_of_which_went_out_is_replaced() {
         coding: 0,
         data: b"first half".to_vec(),
     };
-    let PartOutcome::Stored { message_id, joined: false } =
+    let (PartOutcome::Stored { message_id, joined: false }, None) =
         smpp_parts::add(&c, "k", &NewMessage { receipt: Some(0), ..new_msg(1) }, &part, &Policy::default(), t0)
             .unwrap()
     else {
