@@ -1000,6 +1000,9 @@ fn tz_of(c: &rusqlite::Connection, id: i64) -> String {
 #[test]
 fn a_claim_reads_one_index_range_per_class() {
     let (_d, c) = conn();
+    // With the store's own settings (one plan per statement, whatever the
+    // values bound later).
+    configure(&c).unwrap();
     let plan: Vec<String> = c
         .prepare(&format!("EXPLAIN QUERY PLAN {}", messages::CLAIM_SQL))
         .unwrap()
