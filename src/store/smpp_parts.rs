@@ -106,8 +106,11 @@ pub(super) fn add(
     if joined {
         let bytes: Vec<u8> = stored.iter().flat_map(|(_, d)| d.iter().copied()).collect();
         let text = crate::sms::text::decode_text(part.coding, &bytes).unwrap_or_default();
-        finish(c, message_id, &text, None, now)?;
-        history(c, message_id, now, Status::Queued, &format!("joined from {} SMPP parts", part.total))?;
+        // A message already final (policy suppressed it at its first part,
+        // or it was cancelled) keeps its history as it ended.
+        if finish(c, message_id, &text, None, now)? {
+            history(c, message_id, now, Status::Queued, &format!("joined from {} SMPP parts", part.total))?;
+        }
     }
     Ok((PartOutcome::Stored { message_id, joined }, suppressed))
 }
@@ -122,8 +125,14 @@ fn parts_of(c: &Connection, message_id: i64) -> rusqlite::Result<Vec<(u8, Vec<u8
 /// Write the joined text into the message and replace its parts by the
 /// set's marker: a queued message becomes due (at its schedule), or fails
 /// with `incomplete` (the reason given); one already final (cancelled,
-/// suppressed) keeps its status.
-fn finish(c: &Connection, message_id: i64, text: &str, incomplete: Option<&str>, now: Millis) -> rusqlite::Result<()> {
+/// suppressed) keeps its status. Whether the message is queued and due now.
+fn finish(
+    c: &Connection,
+    message_id: i64,
+    text: &str,
+    incomplete: Option<&str>,
+    now: Millis,
+) -> rusqlite::Result<bool> {
     let (encoding, segments) = crate::sms::count_parts(text);
     c.prepare_cached("UPDATE messages SET body = ?2, encoding = ?3, segments = ?4, updated_at = ?5 WHERE id = ?1")?
         .execute(params![message_id, text, encoding.as_str(), segments as i64, now])?;
@@ -151,7 +160,7 @@ fn finish(c: &Connection, message_id: i64, text: &str, incomplete: Option<&str>,
     )?
     .execute(params![message_id, now])?;
     c.prepare_cached("DELETE FROM smpp_parts WHERE message_id = ?1 AND seq > 0")?.execute(params![message_id])?;
-    Ok(())
+    Ok(incomplete.is_none() && queued == 1)
 }
 
 /// Store as incomplete every set whose first part came at or before

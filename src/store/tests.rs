@@ -1131,6 +1131,31 @@ fn smpp_part(seq: u8, coding: u8, data: &[u8]) -> SmppPart {
 }
 
 #[tokio::test]
+async fn a_set_whose_message_policy_stopped_joins_without_a_queued_history_row() {
+    let (_d, s) = open().await;
+    let stop = OptOutChange {
+        number: "+79161234567".into(),
+        scope: "all".into(),
+        source: "api".into(),
+        route: None,
+        api_key: None,
+        inbound_id: None,
+        opted_out: true,
+    };
+    assert!(s.set_optout(stop).await.unwrap());
+    let add = |p: SmppPart| s.smpp_part("smpp:acc".into(), new_msg(1), SmppPart { total: 2, ..p }, Policy::default());
+    let PartOutcome::Stored { message_id: id, joined: false } = add(smpp_part(1, 0, b"one ")).await.unwrap() else {
+        panic!("the first part is stored")
+    };
+    assert_eq!(add(smpp_part(2, 0, b"two")).await.unwrap(), PartOutcome::Stored { message_id: id, joined: true });
+    let m = s.get(id).await.unwrap().unwrap();
+    assert_eq!(m.status, Status::Suppressed);
+    assert_eq!(m.text, "one two", "the text is joined all the same");
+    let history: Vec<Status> = m.history.iter().map(|h| h.status).collect();
+    assert_eq!(history, [Status::Suppressed], "it ended at its first part: {:?}", m.history);
+}
+
+#[tokio::test]
 async fn smpp_parts_hold_the_message_until_the_set_joins() {
     let (_d, s) = open().await;
     let add = |p: SmppPart| {
