@@ -17,13 +17,12 @@
 //! on the wire, and the backlog left at the end (it was draining, not
 //! empty, while the codes went).
 
-use super::{BENCH_KEY, Private, percentile, recipient, scratch};
+use super::smpp::{beside_smsc, post_count, route_up};
+use super::{BENCH_KEY, Private, percentile, recipient};
 use crate::client::Client;
-use crate::simulate::smsc::{IdFormat, Smsc, SmscConfig, SubmitOutcome};
-use serde_json::{Value, json};
+use crate::simulate::smsc::{Smsc, SubmitOutcome};
+use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Numbers of the codes start here (the backlog's start at 0).
@@ -50,28 +49,19 @@ pub(super) async fn run(
     otp_rate: f64,
     seconds: u64,
 ) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("SMSC listener: {e}"))?;
-    let cfg = SmscConfig { window: 256, receipt_delay_ms: 0, id_format: IdFormat::Decimal, ..SmscConfig::default() };
-    let sim = Smsc::start(cfg, listener).await;
-    let dir = scratch("otp-backlog")?;
     let burst = route_burst.map(|b| format!("burst = {b}\n")).unwrap_or_default();
-    let config = format!(
-        "[policy.quiet_hours]\npromotional = \"none\"\n\
-         [[routes]]\nname = \"carrier\"\nkind = \"smpp\"\nrate = {route_rate}\n{burst}concurrency = 64\n[routes.smpp]\n\
-         host = \"127.0.0.1\"\nport = {}\nsystem_id = \"smsgw\"\npassword = \"bench\"\nbinds = 1\nwindow = 64\n\
-         registered_delivery = true\n",
-        sim.local_addr().port()
-    );
-    let result = async {
-        let p = Private::start_with(dir.clone(), &config)?;
-        let run = measure(&p, &sim, backlog as u64, route_rate, otp_rate, seconds).await;
-        p.stop();
-        run
-    }
-    .await;
-    sim.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let config = |port: u16| {
+        format!(
+            "[policy.quiet_hours]\npromotional = \"none\"\n\
+             [[routes]]\nname = \"carrier\"\nkind = \"smpp\"\nrate = {route_rate}\n{burst}concurrency = 64\n[routes.smpp]\n\
+             host = \"127.0.0.1\"\nport = {port}\nsystem_id = \"smsgw\"\npassword = \"bench\"\nbinds = 1\nwindow = 64\n\
+             registered_delivery = true\n"
+        )
+    };
+    beside_smsc("otp-backlog", config, async |p, sim| {
+        measure(p, sim, backlog as u64, route_rate, otp_rate, seconds).await
+    })
+    .await
 }
 
 async fn measure(
@@ -85,7 +75,18 @@ async fn measure(
     let client = Client::new(&p.url, BENCH_KEY);
     route_up(&client).await?;
     let filled = Instant::now();
-    let promotions = fill(&client, backlog).await?;
+    let (promotions, failed) = post_count(
+        &client,
+        FILL_CONNECTIONS,
+        backlog,
+        BATCH,
+        "Sale: 20% off everything this weekend",
+        Some("promotional"),
+    )
+    .await;
+    if failed > 0 {
+        return Err(format!("otp-backlog: {failed} requests of the backlog failed"));
+    }
     let fill_secs = filled.elapsed().as_secs_f64();
     let left_at_start = waiting(&client).await?;
 
@@ -156,53 +157,6 @@ async fn measure(
         return Err("otp-backlog: the backlog ran out before the codes were done; raise --backlog".into());
     }
     Ok(())
-}
-
-/// Wait for the route's bind, so the codes measure sending, not binding.
-async fn route_up(client: &Client) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = client.get("/v1/routes").await.map_err(|e| e.to_string())?;
-        if r["routes"][0]["state"] == "up" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the SMPP route never came up: {}", r["routes"][0]));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Post `total` promotions in batches of [`BATCH`], each to a number of its
-/// own; how many were accepted.
-async fn fill(client: &Client, total: u64) -> Result<u64, String> {
-    let next = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..FILL_CONNECTIONS {
-        let (client, next) = (client.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut ok = 0u64;
-            loop {
-                let from = next.fetch_add(BATCH, Ordering::Relaxed);
-                if from >= total {
-                    return Ok(ok);
-                }
-                let to = (from + BATCH).min(total);
-                let msgs: Vec<Value> = (from..to)
-                    .map(|i| json!({"to": recipient(i), "text": "Sale: 20% off everything this weekend", "priority": "promotional"}))
-                    .collect();
-                if let Err(e) = client.post("/v1/messages", &json!({ "messages": msgs })).await {
-                    return Err::<u64, String>(e.to_string());
-                }
-                ok += to - from;
-            }
-        }));
-    }
-    let mut accepted = 0;
-    for w in workers {
-        accepted += w.await.map_err(|e| format!("a fill worker panicked: {e}"))??;
-    }
-    Ok(accepted)
 }
 
 /// Messages still queued or being claimed.

@@ -357,9 +357,17 @@ async fn server_run(p: &Private, port: u16, messages: u64, window: usize) -> Res
     Ok(())
 }
 
-/// Post `total` messages through `connections` keep-alive workers, `batch`
-/// to a request, each to a number of its own; accepted messages and failed requests.
-async fn post_count(client: &Client, connections: usize, total: u64, batch: u64) -> (u64, u64) {
+/// Post `total` messages (`text`, of class `priority` or the default)
+/// through `connections` keep-alive workers, `batch` to a request, each to
+/// a number of its own; accepted messages and failed requests.
+pub(super) async fn post_count(
+    client: &Client,
+    connections: usize,
+    total: u64,
+    batch: u64,
+    text: &'static str,
+    priority: Option<&'static str>,
+) -> (u64, u64) {
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..connections {
@@ -372,7 +380,10 @@ async fn post_count(client: &Client, connections: usize, total: u64, batch: u64)
                     return (ok, failed);
                 }
                 let to = (from + batch).min(total);
-                let one = |i: u64| json!({"to": recipient(i), "text": "Your code is 123456"});
+                let one = |i: u64| match priority {
+                    None => json!({"to": recipient(i), "text": text}),
+                    Some(p) => json!({"to": recipient(i), "text": text, "priority": p}),
+                };
                 let body: Value =
                     if batch == 1 { one(from) } else { json!({ "messages": (from..to).map(one).collect::<Vec<_>>() }) };
                 match client.post("/v1/messages", &body).await {
@@ -405,26 +416,63 @@ pub(super) async fn route(messages: usize, connections: usize) -> Result<(), Str
 }
 
 async fn route_round(label: &str, messages: u64, batch: u64, connections: usize, receipts: bool) -> Result<(), String> {
+    let route = |port: u16| {
+        format!(
+            "[[routes]]\nname = \"carrier\"\nkind = \"smpp\"\nconcurrency = 512\n[routes.smpp]\nhost = \"127.0.0.1\"\n\
+             port = {port}\nsystem_id = \"smsgw\"\npassword = \"bench\"\nbinds = {BINDS}\nwindow = 64\n\
+             registered_delivery = {receipts}\n"
+        )
+    };
+    beside_smsc("smpp-route", route, async |p, sim| {
+        route_measure(p, sim, label, messages, batch, connections, receipts).await
+    })
+    .await
+}
+
+/// Start the SMSC simulator in this process (every submit answered, and
+/// its receipt sent, at once) and a private daemon with the config `config`
+/// makes from the simulator's port; run `measure` on both; then stop both
+/// and remove the daemon's scratch directory `name`.
+pub(super) async fn beside_smsc(
+    name: &str,
+    config: impl FnOnce(u16) -> String,
+    measure: impl AsyncFnOnce(&Private, &Smsc) -> Result<(), String>,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("SMSC listener: {e}"))?;
     let cfg = SmscConfig { window: 256, receipt_delay_ms: 0, id_format: IdFormat::Decimal, ..SmscConfig::default() };
     let sim = Smsc::start(cfg, listener).await;
-    let dir = scratch("smpp-route")?;
-    let route = format!(
-        "[[routes]]\nname = \"carrier\"\nkind = \"smpp\"\nconcurrency = 512\n[routes.smpp]\nhost = \"127.0.0.1\"\n\
-         port = {}\nsystem_id = \"smsgw\"\npassword = \"bench\"\nbinds = {BINDS}\nwindow = 64\n\
-         registered_delivery = {receipts}\n",
-        sim.local_addr().port()
-    );
     let result = async {
-        let p = Private::start_with(dir.clone(), &route)?;
-        let run = route_measure(&p, &sim, label, messages, batch, connections, receipts).await;
-        p.stop();
+        let dir = scratch(name)?;
+        let run = match Private::start_with(dir.clone(), &config(sim.local_addr().port())) {
+            Ok(p) => {
+                let run = measure(&p, &sim).await;
+                p.stop();
+                run
+            }
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
         run
     }
     .await;
     sim.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Wait for the daemon's (one) route to be up, so a run measures sending,
+/// not binding.
+pub(super) async fn route_up(client: &Client) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = client.get("/v1/routes").await.map_err(|e| e.to_string())?;
+        if r["routes"][0]["state"] == "up" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the SMPP route never came up: {}", r["routes"][0]));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn route_measure(
@@ -441,18 +489,7 @@ async fn route_measure(
     // when the SMSC took it (submitted).
     let done = if receipts { "delivered" } else { "submitted" };
     let pid = p.child.id();
-    // The route's binds up first, so the run measures sending, not binding.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = client.get("/v1/routes").await.map_err(|e| e.to_string())?;
-        if r["routes"][0]["state"] == "up" {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the SMPP route never came up: {}", r["routes"][0]));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    route_up(&client).await?;
     // Delivered counts over time, from the first request on.
     let seen: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
     let watching = Arc::new(AtomicBool::new(true));
@@ -470,7 +507,7 @@ async fn route_measure(
     };
     let cpu0 = super::cpu_time(pid).unwrap_or_default();
     let t0 = Instant::now();
-    let (accepted, failed) = post_count(&client, connections, messages, batch).await;
+    let (accepted, failed) = post_count(&client, connections, messages, batch, "Your code is 123456", None).await;
     let posted = t0.elapsed();
     let cpu_post = super::cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
     let latest = || seen.lock().unwrap_or_else(|p| p.into_inner()).last().map_or(0, |s| s.1);

@@ -13,13 +13,11 @@
 
 use super::Shared;
 use super::account::AccountState;
+use super::submit::{Refused, time_field, within_limit};
 use crate::sms::Encoding;
 use crate::store::{ReplaceOutcome, Replacement};
 use rusmpp::tlvs::TlvValue;
 use rusmpp::{CommandStatus, Pdu};
-
-/// Why a `replace_sm` is refused: its `command_status` and a line for the log.
-struct Refused(CommandStatus, String);
 
 /// Answer a `replace_sm` with `replace_sm_resp` or the refusal's status.
 pub(super) async fn replace(shared: &Shared, account: &AccountState, pdu: &Pdu) -> Result<Pdu, CommandStatus> {
@@ -53,21 +51,12 @@ async fn run(shared: &Shared, account: &AccountState, r: &rusmpp::pdus::ReplaceS
         return Err(Refused(CommandStatus::EsmeRinvmsglen, "empty message".into()));
     }
     let (encoding, segments) = crate::sms::count_parts(&text);
-    if segments > shared.max_segments {
-        return Err(Refused(
-            CommandStatus::EsmeRinvmsglen,
-            format!("needs {segments} segments as {}; the limit is {}", encoding.as_str(), shared.max_segments),
-        ));
-    }
+    within_limit(segments, shared.max_segments)?;
     let now = crate::message::now_ms();
-    let time = |field: &str, raw: &str, status: CommandStatus| match raw {
-        "" => Ok(None),
-        raw => crate::smpp::time::parse(raw, now)
-            .map(Some)
-            .ok_or_else(|| Refused(status, format!("{field} {raw:?} is not an SMPP time"))),
-    };
-    let send_at = time("schedule_delivery_time", &r.schedule_delivery_time.to_string(), CommandStatus::EsmeRinvsched)?;
-    let valid_until = time("validity_period", &r.validity_period.to_string(), CommandStatus::EsmeRinvexpiry)?;
+    let schedule = r.schedule_delivery_time.to_string();
+    let send_at = time_field("schedule_delivery_time", &schedule, now, CommandStatus::EsmeRinvsched)?;
+    let valid_until =
+        time_field("validity_period", &r.validity_period.to_string(), now, CommandStatus::EsmeRinvexpiry)?;
     let source = r.source_addr.to_string();
     let replacement = Replacement {
         owner: account.api_key(),

@@ -66,8 +66,32 @@ fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
     }
 }
 
-/// Why a submit is refused, as its `command_status` and a line for the log.
+/// Why a submit (or a `replace_sm`) is refused, as its `command_status` and
+/// a line for the log.
 pub struct Refused(pub CommandStatus, pub String);
+
+/// An SMPP time field as milliseconds (empty: not given), refused with
+/// `status` when it is not an SMPP time.
+pub(super) fn time_field(field: &str, raw: &str, now: i64, status: CommandStatus) -> Result<Option<i64>, Refused> {
+    match raw {
+        "" => Ok(None),
+        raw => crate::smpp::time::parse(raw, now)
+            .map(Some)
+            .ok_or_else(|| Refused(status, format!("{field} {raw:?} is not an SMPP time"))),
+    }
+}
+
+/// The site's limit holds for SMPP as for the API: refused when a message
+/// needs more than `max` segments.
+pub(super) fn within_limit(needed: usize, max: usize) -> Result<(), Refused> {
+    if needed > max {
+        return Err(Refused(
+            CommandStatus::EsmeRinvmsglen,
+            format!("the message needs {needed} segments; the limit is {max}"),
+        ));
+    }
+    Ok(())
+}
 
 /// Build and commit the message; the committed id.
 pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -> Result<i64, Refused> {
@@ -111,27 +135,14 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
             .ok_or_else(|| Refused(CommandStatus::EsmeRinvdstadr, format!("no route of the account serves {to}")))?
     };
     let (encoding, segments) = crate::sms::count_parts(&text);
-    // The site's limit holds for SMPP as for the API: a whole message by its
-    // text, a message sent in parts by the parts its set says it has.
-    let needed = ud.concat.map_or(segments, |c| usize::from(c.total));
-    if needed > shared.max_segments {
-        return Err(Refused(
-            CommandStatus::EsmeRinvmsglen,
-            format!("the message needs {needed} segments; the limit is {}", shared.max_segments),
-        ));
-    }
+    // A whole message by its text, a message sent in parts by the parts its
+    // set says it has.
+    within_limit(ud.concat.map_or(segments, |c| usize::from(c.total)), shared.max_segments)?;
     let now = crate::message::now_ms();
-    let time = |field: &str, raw: &str| match raw {
-        "" => Ok(None),
-        raw => crate::smpp::time::parse(raw, now)
-            .map(Some)
-            .ok_or_else(|| Refused(CommandStatus::EsmeRinvsched, format!("{field} {raw:?} is not an SMPP time"))),
-    };
-    let send_at = time("schedule_delivery_time", &s.schedule)?.filter(|&t| t > now);
+    let send_at =
+        time_field("schedule_delivery_time", &s.schedule, now, CommandStatus::EsmeRinvsched)?.filter(|&t| t > now);
     let start = send_at.unwrap_or(now);
-    let valid_until = match time("validity_period", &s.validity)
-        .map_err(|Refused(_, why)| Refused(CommandStatus::EsmeRinvexpiry, why))?
-    {
+    let valid_until = match time_field("validity_period", &s.validity, now, CommandStatus::EsmeRinvexpiry)? {
         Some(v) if v <= start => {
             return Err(Refused(CommandStatus::EsmeRinvexpiry, "validity_period ends before it starts".into()));
         }

@@ -352,16 +352,19 @@ pub(super) fn moved(
     }
     tally::status(c, from, -1)?;
     tally::status(c, to, 1)?;
-    if from == Status::Queued || to == Status::Queued {
-        let (route, priority) = match queue {
-            Some((route, priority)) => (route.to_string(), priority.as_i64()),
-            None => c
-                .prepare_cached("SELECT route, priority FROM messages WHERE id = ?1")?
-                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?,
-        };
-        tally::queue(c, &route, priority, if to == Status::Queued { 1 } else { -1 })?;
+    if from != Status::Queued && to != Status::Queued {
+        return Ok(());
     }
-    Ok(())
+    let n = if to == Status::Queued { 1 } else { -1 };
+    match queue {
+        Some((route, priority)) => tally::queue(c, route, priority.as_i64(), n),
+        None => {
+            let (route, priority): (String, i64) = c
+                .prepare_cached("SELECT route, priority FROM messages WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            tally::queue(c, &route, priority, n)
+        }
+    }
 }
 
 /// Count a queued message of class `priority` moving from route `from` to route `to`.

@@ -169,10 +169,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// thread all writes go through.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
-/// The writer's own settings. Each job runs in a savepoint (and SQLite gives
-/// some statements one more); the pages those journals keep stay in memory
-/// instead of going through a temporary file: a group's changes, bounded by
-/// the group.
+/// The writer's own settings. The journals SQLite keeps inside a group (a
+/// statement's, and a savepoint per job when a group runs again after a
+/// failure) stay in memory instead of going through a temporary file: a
+/// group's changes, bounded by the group.
 fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;

@@ -47,17 +47,17 @@ pub(super) fn queue(c: &Connection, route: &str, priority: i64, n: i64) -> rusql
 }
 
 fn add(c: &Connection, key: Key, n: i64) -> rusqlite::Result<()> {
-    let key = match SUMS.with_borrow_mut(|sums| match sums {
+    let unsummed = SUMS.with_borrow_mut(|sums| match sums {
         Some(s) => {
             *s.job.entry(key).or_default() += n;
             None
         }
         None => Some(key),
-    }) {
-        None => return Ok(()),
-        Some(key) => key,
-    };
-    write(c, &key, n)
+    });
+    match unsummed {
+        Some(key) => write(c, &key, n),
+        None => Ok(()),
+    }
 }
 
 fn write(c: &Connection, key: &Key, n: i64) -> rusqlite::Result<()> {
@@ -93,7 +93,8 @@ pub(super) fn job_ended(kept: bool) {
     });
 }
 
-/// The whole group was rolled back: forget every change in it.
+/// A group begins (or begins again after a rollback): forget every change
+/// summed before.
 pub(super) fn discard() {
     SUMS.with_borrow_mut(|sums| {
         if let Some(s) = sums {

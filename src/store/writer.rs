@@ -142,12 +142,11 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, health: &Health
             let ok = j.run(&conn);
             // Outside a transaction each statement commits alone; so do its counts.
             super::tally::job_ended(ok);
-            let counted = super::tally::flush(&conn).map_err(|e| StoreError::from_sqlite("count", &e));
-            let end = match (ok, counted) {
-                (false, _) => Err(StoreError::Unavailable("the statement failed".into())),
-                (true, counted) => counted,
-            };
-            j.finish(end);
+            j.finish(if ok {
+                super::tally::flush(&conn).map_err(|e| StoreError::from_sqlite("count", &e))
+            } else {
+                Err(StoreError::Unavailable("the statement failed".into()))
+            });
         }
     }
     // Fold the WAL back into the main file so the next start is quick.
@@ -179,7 +178,6 @@ fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>, health: &He
         // The failure may have ended the transaction already (SQLite rolls
         // back by itself on a full disk), so this may find none to end.
         let _ = exec(conn, "ROLLBACK");
-        super::tally::discard();
         ran = run_group(conn, &mut batch, true);
     }
     let commit = ran.and_then(|_| {
@@ -190,9 +188,6 @@ fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>, health: &He
             err
         })
     });
-    if commit.is_err() {
-        super::tally::discard();
-    }
     metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     let failure = match &commit {
         Err(StoreError::Storage(why)) => Some(why.clone()),
@@ -210,6 +205,8 @@ fn commit_group(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>, health: &He
 /// first that fails (`Ok(false)`, the transaction left open for the caller
 /// to roll back), or each in a savepoint of its own (`careful`).
 fn run_group(conn: &Connection, batch: &mut [Box<dyn Job>], careful: bool) -> Result<bool, StoreError> {
+    // Whatever a rolled-back pass or group summed is gone with it.
+    super::tally::discard();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::from_sqlite("begin transaction", &e);
         tracing::error!(error = %err, "store write failed");
