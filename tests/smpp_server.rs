@@ -115,18 +115,7 @@ async fn node_smpp_binds_and_submits_gsm7_and_ucs2() {
     let port = free_port();
     write_config(dir.path(), &smpp_config(port), &sim_route(dir.path(), "sim", "", ""));
     let d = Daemon::start(dir.path());
-    let node = tokio::process::Command::new("node")
-        .arg("smpp_server_client.js")
-        .arg(port.to_string())
-        .args(["crm", "secret1"])
-        .current_dir(interop_dir())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&node.stdout);
-    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (lines, _) = node_lines("smpp_server_client.js", &[&port.to_string(), "crm", "secret1"]).await;
     assert_eq!(lines[0]["event"], "bind_resp");
     assert_eq!(lines[0]["status"], 0);
     let mut texts = Vec::new();
@@ -296,18 +285,7 @@ async fn node_smpp_sends_a_long_message_in_udh_parts() {
     let port = free_port();
     write_config(dir.path(), &parts_config(port), &sim_route(dir.path(), "sim", "", ""));
     let d = Daemon::start(dir.path());
-    let node = tokio::process::Command::new("node")
-        .arg("smpp_server_parts.js")
-        .arg(port.to_string())
-        .args(["parts", "pw"])
-        .current_dir(interop_dir())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&node.stdout);
-    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (lines, stdout) = node_lines("smpp_server_parts.js", &[&port.to_string(), "parts", "pw"]).await;
     let resps: Vec<Value> = lines.iter().filter(|l| l["event"] == "submit_resp").cloned().collect();
     assert_eq!(resps.len(), 2, "{stdout}");
     let id = one_id(&Value::Array(resps));
@@ -324,18 +302,9 @@ async fn node_smpp_replaces_a_queued_message_and_is_refused_for_the_right_reason
     let d = Daemon::start(dir.path());
     // Another key's message, waiting: not the account's to replace.
     let foreign = d.send(json!({"to": "+79161234567", "text": "not yours", "send_at": in_secs(3600.0)})).await;
-    let node = tokio::process::Command::new("node")
-        .arg("smpp_server_replace.js")
-        .arg(port.to_string())
-        .args(["crm", "secret1", &format!("{foreign:x}")])
-        .current_dir(interop_dir())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&node.stdout);
-    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let foreign_hex = format!("{foreign:x}");
+    let (lines, stdout) =
+        node_lines("smpp_server_replace.js", &[&port.to_string(), "crm", "secret1", &foreign_hex]).await;
     let ev = |name: &str| lines.iter().find(|l| l["event"] == name).unwrap_or_else(|| panic!("no {name}: {stdout}"));
     let id = |name: &str| i64::from_str_radix(ev(name)["message_id"].as_str().unwrap(), 16).unwrap();
     for name in ["bind_resp", "submit_gsm", "submit_ucs2", "submit_now", "replace_gsm", "replace_ucs2", "unbind_resp"] {

@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -80,19 +79,9 @@ password = "secret1"
     // One that says nothing stays pending in its handshake while others work.
     let _silent = std::net::TcpStream::connect(("127.0.0.1", tls)).unwrap();
 
-    let node = tokio::process::Command::new("node")
-        .arg("smpp_server_tls.js")
-        .arg(tls.to_string())
-        .arg(dir.path().join("server.pem"))
-        .args(["crm", "secret1"])
-        .current_dir(interop_dir())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&node.stdout);
-    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pem = dir.path().join("server.pem");
+    let (lines, stdout) =
+        node_lines("smpp_server_tls.js", &[&tls.to_string(), pem.to_str().unwrap(), "crm", "secret1"]).await;
     let event = |name: &str| lines.iter().find(|l| l["event"] == name).unwrap_or_else(|| panic!("no {name}: {stdout}"));
     assert_eq!(event("bind_resp")["status"], 0);
     let submitted = event("submit_resp");

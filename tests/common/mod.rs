@@ -89,6 +89,24 @@ pub fn interop_dir() -> PathBuf {
     dir
 }
 
+/// Run the node script `script` (in `tests/interop`) with `args` to its
+/// end; the JSON lines it printed, and its whole stdout for messages.
+/// Panics with its output when it fails.
+pub async fn node_lines(script: &str, args: &[&str]) -> (Vec<Value>, String) {
+    let node = tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(interop_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&node.stdout).into_owned();
+    assert!(node.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
+    let lines = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (lines, stdout)
+}
+
 /// The Python of tests/interop/.venv with requirements.txt installed, made on first use. A lock
 /// file keeps parallel test processes from building it at the same time.
 pub fn venv_python() -> PathBuf {

@@ -83,32 +83,26 @@ out["bind_trx"] = st
 out["gsm"] = submit(trx, "Hello from smpplib")
 out["ucs2"] = submit(trx, "Привет из smpplib")
 
+def data_sm(c, payload):
+    """A data_sm to TO carrying `payload` (GSM 7-bit) as message_payload; its response."""
+    c.send_pdu(smpplib.smpp.make_pdu(
+        "data_sm",
+        client=c,
+        source_addr="SMSGW",
+        dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
+        destination_addr=TO,
+        data_coding=0,
+        message_payload=payload,
+    ))
+    return response(c)
+
+
 # data_sm with message_payload.
-pdu = smpplib.smpp.make_pdu(
-    "data_sm",
-    client=trx,
-    source_addr="SMSGW",
-    dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
-    destination_addr=TO,
-    data_coding=0,
-    message_payload=b"data sm payload",
-)
-trx.send_pdu(pdu)
-r = response(trx)
+r = data_sm(trx, b"data sm payload")
 out["data_sm"] = {"command": r.command, "status": int(r.status),
                   "message_id": r.message_id.decode() if isinstance(r.message_id, bytes) else r.message_id}
 # A payload longer than the site's max_segments (10 by default): 11 segments.
-pdu = smpplib.smpp.make_pdu(
-    "data_sm",
-    client=trx,
-    source_addr="SMSGW",
-    dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
-    destination_addr=TO,
-    data_coding=0,
-    message_payload=b"x" * 1700,
-)
-trx.send_pdu(pdu)
-out["too_long"] = int(response(trx).status)
+out["too_long"] = int(data_sm(trx, b"x" * 1700).status)
 
 # A transmitter: the second bind of the account; a third is refused.
 st, tx = bind_status("transmitter", "crm", "secret1")
