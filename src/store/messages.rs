@@ -526,19 +526,11 @@ fn sent_before(c: &Connection, id: i64, route: &str) -> rusqlite::Result<(Vec<Op
 }
 
 /// Write the parts a route took, from the first of `parts` on (replacing
-/// what an abandoned earlier try left there), keep their reference on the
-/// message, and apply reports that overtook them.
-fn store_parts(
-    c: &Connection,
-    id: i64,
-    route: &str,
-    parts: &[SubmittedPart],
-    concat_ref: Option<u16>,
-    now: Millis,
-) -> Result<(), StoreError> {
+/// what an abandoned earlier try left there), and apply reports that
+/// overtook them. (The caller keeps their reference on the message.)
+fn store_parts(c: &Connection, id: i64, route: &str, parts: &[SubmittedPart], now: Millis) -> Result<(), StoreError> {
     let Some(first) = parts.first() else { return Ok(()) };
     c.prepare_cached("DELETE FROM parts WHERE message_id = ?1 AND idx >= ?2")?.execute(params![id, first.index])?;
-    c.prepare_cached("UPDATE messages SET concat_ref = ?2 WHERE id = ?1")?.execute(params![id, concat_ref])?;
     let mut ins = c.prepare_cached(
         "INSERT OR REPLACE INTO parts (message_id, idx, route, remote_id, status, submitted_at)
          VALUES (?1, ?2, ?3, ?4, 'submitted', ?5)",
@@ -547,13 +539,15 @@ fn store_parts(
         ins.execute(params![id, p.index, route, p.remote_id, now])?;
     }
     // Receipts that overtook this submit result (a stale one, for an
-    // earlier part that had the same id, is left alone).
+    // earlier part that had the same id, is left alone). Looked up first
+    // and deleted only when there is one: nearly always there is none, and
+    // a DELETE ... RETURNING builds a temporary table on every run.
     for p in parts {
         let Some(remote) = &p.remote_id else { continue };
         let early: Option<Receipt> = c
             .prepare_cached(
-                "DELETE FROM early_receipts WHERE route = ?1 AND remote_id = ?2 AND (sc_time IS NULL OR sc_time >= ?3)
-                 RETURNING status, error_code, error_text, sc_time",
+                "SELECT status, error_code, error_text, sc_time FROM early_receipts
+                 WHERE route = ?1 AND remote_id = ?2 AND (sc_time IS NULL OR sc_time >= ?3)",
             )?
             .query_row(params![route, remote, now - SC_SKEW_MS], |r| {
                 let status: String = r.get(0)?;
@@ -571,6 +565,8 @@ fn store_parts(
             .optional()?
             .flatten();
         if let Some(receipt) = early {
+            c.prepare_cached("DELETE FROM early_receipts WHERE route = ?1 AND remote_id = ?2")?
+                .execute(params![route, remote])?;
             apply_receipt(c, &receipt, now)?;
         }
     }
@@ -602,10 +598,10 @@ pub(super) fn record_submitted(
     let changed = c
         .prepare_cached(
             "UPDATE messages SET status = 'submitted', updated_at = ?2, error_code = NULL, error_text = NULL,
-                    parts_total = ?3
+                    parts_total = ?3, concat_ref = ?4
              WHERE id = ?1 AND status = 'sending'",
         )?
-        .execute(params![id, now, total])?;
+        .execute(params![id, now, total, concat_ref])?;
     if changed == 0 {
         tracing::warn!(message = id, "submit result for a message that is not being sent; ignored");
         return Ok(());
@@ -617,7 +613,7 @@ pub(super) fn record_submitted(
         detail.push_str(&format!(" (parts {}-{total} of {total}; an earlier attempt sent the rest)", first.index + 1));
     }
     history(c, id, now, Status::Submitted, &detail)?;
-    store_parts(c, id, route, parts, concat_ref, now)
+    store_parts(c, id, route, parts, now)
 }
 
 pub(super) fn record_failure(c: &Connection, id: i64, f: &AttemptFailure, now: Millis) -> Result<(), StoreError> {
@@ -666,9 +662,10 @@ fn record_accepted(c: &Connection, id: i64, f: &AttemptFailure, now: Millis) -> 
     if f.accepted.is_empty() {
         return Ok(());
     }
-    let route: String =
-        c.prepare_cached("SELECT route FROM messages WHERE id = ?1")?.query_row(params![id], |r| r.get(0))?;
-    store_parts(c, id, &route, &f.accepted, f.concat_ref, now)
+    let route: String = c
+        .prepare_cached("UPDATE messages SET concat_ref = ?2 WHERE id = ?1 RETURNING route")?
+        .query_row(params![id, f.concat_ref], |r| r.get(0))?;
+    store_parts(c, id, &route, &f.accepted, now)
 }
 
 /// A report finds its part by route and id. Ids may come round again (a
@@ -679,28 +676,48 @@ fn record_accepted(c: &Connection, id: i64, f: &AttemptFailure, now: Millis) -> 
 /// one already applied (same id and network time), or is kept until its
 /// submit result is recorded.
 pub(super) fn apply_receipt(c: &Connection, r: &Receipt, now: Millis) -> Result<ReceiptMatch, StoreError> {
-    let legacy = r.legacy_id.as_deref().unwrap_or(&r.remote_id);
+    // The ids its part may be recorded under: the report's, and the
+    // route's older form of it. (One equality per id: an IN list would make
+    // SQLite build a temporary table of its values on every run.)
+    let ids: &[&str] = match r.legacy_id.as_deref() {
+        Some(legacy) if legacy != r.remote_id => &[r.remote_id.as_str(), legacy],
+        _ => &[r.remote_id.as_str()],
+    };
     let seen = || -> rusqlite::Result<bool> {
-        c.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM parts WHERE route = ?1 AND remote_id IN (?2, ?3) AND sc_time IS ?4)",
-        )?
-        .query_row(params![r.route, r.remote_id, legacy, r.sc_time], |row| row.get(0))
+        let mut q = c.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM parts WHERE route = ?1 AND remote_id = ?2 AND sc_time IS ?3)",
+        )?;
+        for id in ids {
+            if q.query_row(params![r.route, id, r.sc_time], |row| row.get(0))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     };
     // A report read twice (the modem kept it after a crash) carries the
     // network time of the one already applied.
     if r.sc_time.is_some() && seen()? {
         return Ok(ReceiptMatch::Duplicate);
     }
+    // Of the waiting parts with that id, the first by (sent before the
+    // report's time, newest, highest message id and part). Usually there is
+    // one; picked here rather than by an ORDER BY, which needs a sorter.
     let sent_before = r.sc_time.map_or(Millis::MAX, |t| t.saturating_add(SC_SKEW_MS));
-    let part: Option<(i64, i64)> = c
-        .prepare_cached(
-            "SELECT message_id, idx FROM parts
-             WHERE route = ?1 AND remote_id IN (?2, ?3) AND status = 'submitted'
-             ORDER BY submitted_at <= ?4 DESC, submitted_at DESC, message_id DESC, idx DESC LIMIT 1",
-        )?
-        .query_row(params![r.route, r.remote_id, legacy, sent_before], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let Some((id, idx)) = part else {
+    let mut best: Option<(bool, Millis, i64, i64)> = None;
+    let mut q = c.prepare_cached(
+        "SELECT submitted_at, message_id, idx FROM parts WHERE route = ?1 AND remote_id = ?2 AND status = 'submitted'",
+    )?;
+    for id in ids {
+        let mut rows = q.query(params![r.route, id])?;
+        while let Some(row) = rows.next()? {
+            let at: Millis = row.get(0)?;
+            let candidate = (at <= sent_before, at, row.get(1)?, row.get(2)?);
+            if best.is_none_or(|b| candidate > b) {
+                best = Some(candidate);
+            }
+        }
+    }
+    let Some((_, _, id, idx)) = best else {
         if seen()? {
             return Ok(ReceiptMatch::Duplicate);
         }

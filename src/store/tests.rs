@@ -1231,6 +1231,29 @@ fn the_stores_connections_plan_each_statement_once() {
     }
 }
 
+#[test]
+fn a_status_change_builds_no_temporary_table() {
+    // Every status change writes `updated_at`, so SQLite checks each
+    // partial index of `messages` for the old and the new row. A condition
+    // with a constant IN list of more than two values would build a
+    // temporary b-tree for each check.
+    let (_d, c) = conn();
+    for sql in [
+        "UPDATE messages SET status = 'delivered', updated_at = 2, error_code = NULL WHERE id = 1",
+        "INSERT INTO messages (api_key, recipient, body, encoding, segments, priority, route, status, created_at,
+                               updated_at, due_at) VALUES ('k', '+7', 'b', 'gsm7', 1, 1, 'r', 'queued', 1, 1, 1)",
+    ] {
+        let program: Vec<String> = c
+            .prepare(&format!("EXPLAIN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(1))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(program.iter().all(|op| op != "OpenEphemeral"), "{sql}: {program:?}");
+    }
+}
+
 fn replacement(text: &str) -> Replacement {
     Replacement {
         owner: "k".into(),
