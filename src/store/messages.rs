@@ -683,42 +683,38 @@ pub(super) fn apply_receipt(c: &Connection, r: &Receipt, now: Millis) -> Result<
         Some(legacy) if legacy != r.remote_id => &[r.remote_id.as_str(), legacy],
         _ => &[r.remote_id.as_str()],
     };
-    let seen = || -> rusqlite::Result<bool> {
-        let mut q = c.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM parts WHERE route = ?1 AND remote_id = ?2 AND sc_time IS ?3)",
-        )?;
-        for id in ids {
-            if q.query_row(params![r.route, id, r.sc_time], |row| row.get(0))? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    };
-    // A report read twice (the modem kept it after a crash) carries the
-    // network time of the one already applied.
-    if r.sc_time.is_some() && seen()? {
-        return Ok(ReceiptMatch::Duplicate);
-    }
-    // Of the waiting parts with that id, the first by (sent before the
-    // report's time, newest, highest message id and part). Usually there is
-    // one; picked here rather than by an ORDER BY, which needs a sorter.
+    // Every part sent under those ids, in one pass of `parts_remote`: the
+    // waiting ones to match, and whether one already took a report with
+    // this network time (a report read twice, as a modem may keep one
+    // after a crash, carries the time of the one already applied). Of the
+    // waiting parts, the first by (sent before the report's time, newest,
+    // highest message id and part); usually there is one, picked here
+    // rather than by an ORDER BY, which needs a sorter.
     let sent_before = r.sc_time.map_or(Millis::MAX, |t| t.saturating_add(SC_SKEW_MS));
     let mut best: Option<(bool, Millis, i64, i64)> = None;
+    let mut seen = false;
     let mut q = c.prepare_cached(
-        "SELECT submitted_at, message_id, idx FROM parts WHERE route = ?1 AND remote_id = ?2 AND status = 'submitted'",
+        "SELECT submitted_at, message_id, idx, status = 'submitted', sc_time FROM parts
+         WHERE route = ?1 AND remote_id = ?2",
     )?;
     for id in ids {
         let mut rows = q.query(params![r.route, id])?;
         while let Some(row) = rows.next()? {
-            let at: Millis = row.get(0)?;
-            let candidate = (at <= sent_before, at, row.get(1)?, row.get(2)?);
-            if best.is_none_or(|b| candidate > b) {
-                best = Some(candidate);
+            seen |= row.get::<_, Option<Millis>>(4)? == r.sc_time;
+            if row.get(3)? {
+                let at: Millis = row.get(0)?;
+                let candidate = (at <= sent_before, at, row.get(1)?, row.get(2)?);
+                if best.is_none_or(|b| candidate > b) {
+                    best = Some(candidate);
+                }
             }
         }
     }
+    if r.sc_time.is_some() && seen {
+        return Ok(ReceiptMatch::Duplicate);
+    }
     let Some((_, _, id, idx)) = best else {
-        if seen()? {
+        if seen {
             return Ok(ReceiptMatch::Duplicate);
         }
         c.prepare_cached(
@@ -741,15 +737,17 @@ pub(super) fn apply_receipt(c: &Connection, r: &Receipt, now: Millis) -> Result<
          WHERE message_id = ?1 AND idx = ?2",
     )?
     .execute(params![id, idx, r.status.as_str(), r.error_code, r.error_text, now, r.sc_time])?;
-    Ok(match roll_up(c, id, now)? {
+    Ok(match roll_up(c, id, (idx, r), now)? {
         Some((status, created_at)) => ReceiptMatch::Final { status, created_at },
         None => ReceiptMatch::Matched,
     })
 }
 
 /// When every part of a submitted message has a final state, the message
-/// takes the worst of them: delivered only if all were.
-fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<Option<(Status, Millis)>> {
+/// takes the worst of them: delivered only if all were. `just` is the part
+/// the caller just gave a report, and the report: when that is the
+/// message's one part, its parts need not be read back.
+fn roll_up(c: &Connection, id: i64, just: (i64, &Receipt), now: Millis) -> rusqlite::Result<Option<(Status, Millis)>> {
     // A message is submitted once the route took its last part, and then
     // knows how many parts it has at the route (one for a message_payload
     // submit of a long text); parts an earlier attempt sent are among them.
@@ -760,10 +758,13 @@ fn roll_up(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<Option<(Sta
     if status != Status::Submitted.as_str() {
         return Ok(None);
     }
-    let mut q =
-        c.prepare_cached("SELECT status, error_code, error_text FROM parts WHERE message_id = ?1 ORDER BY idx")?;
-    let parts: Vec<(String, Option<String>, Option<String>)> =
-        q.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    let parts: Vec<(String, Option<String>, Option<String>)> = match just {
+        (0, r) if total == Some(1) => vec![(r.status.as_str().into(), r.error_code.clone(), r.error_text.clone())],
+        _ => c
+            .prepare_cached("SELECT status, error_code, error_text FROM parts WHERE message_id = ?1 ORDER BY idx")?
+            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?,
+    };
     if parts.is_empty() || parts.iter().any(|p| p.0 == "submitted") || total.is_some_and(|t| (parts.len() as i64) < t) {
         return Ok(None);
     }
