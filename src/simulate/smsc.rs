@@ -641,18 +641,33 @@ async fn accept_loop(shared: Arc<SmscState>, listener: TcpListener) {
 }
 
 async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
+    // What is queued by the time a write starts goes out in that one write
+    // (each sender told once it is flushed).
     let mut out = FramedWrite::new(wr, SmppFramer::default());
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            Out::Send(command, done) => {
-                if out.send(*command).await.is_err() {
+    let mut written = Vec::new();
+    let mut closing = false;
+    'write: while !closing && let Some(first) = rx.recv().await {
+        let mut msg = Some(first);
+        while let Some(m) = msg.take() {
+            match m {
+                Out::Send(command, done) => {
+                    if out.feed(*command).await.is_err() {
+                        break 'write;
+                    }
+                    written.extend(done);
+                }
+                Out::Close => {
+                    closing = true;
                     break;
                 }
-                if let Some(done) = done {
-                    let _ = done.send(());
-                }
             }
-            Out::Close => break,
+            msg = rx.try_recv().ok();
+        }
+        if out.flush().await.is_err() {
+            break;
+        }
+        for done in written.drain(..) {
+            let _ = done.send(());
         }
     }
     let _ = out.close().await;

@@ -80,9 +80,19 @@ where
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let writer = tokio::spawn(async move {
+        // What is queued by the time a write starts goes out in that one
+        // write: under load one system call for many PDUs.
         let mut out = FramedWrite::new(wr, SmppFramer::default());
-        while let Some(c) = rx.recv().await {
-            if out.send(c).await.is_err() {
+        'write: while let Some(c) = rx.recv().await {
+            if out.feed(c).await.is_err() {
+                break;
+            }
+            while let Ok(c) = rx.try_recv() {
+                if out.feed(c).await.is_err() {
+                    break 'write;
+                }
+            }
+            if out.flush().await.is_err() {
                 break;
             }
         }

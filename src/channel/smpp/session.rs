@@ -433,6 +433,27 @@ impl BindSession<'_> {
         None
     }
 
+    /// The answer to an inbound PDU, now that it is stored (`inbound`: it
+    /// held a place in the window).
+    fn answered(&mut self, reply: Command, inbound: bool) -> Command {
+        self.inbound -= usize::from(inbound);
+        self.state.inbound_waiting.store(self.inbound, Ordering::Relaxed);
+        reply
+    }
+
+    /// The `submit_sm` for `job`, awaiting its answer until `timeout`;
+    /// nothing when its submitter gave up waiting.
+    fn start(&mut self, job: SubmitJob, timeout: Duration) -> Option<Command> {
+        if job.reply.is_closed() {
+            return None;
+        }
+        crate::supervise::fault_point("smpp", &self.shared.route);
+        let seq = self.seq();
+        self.pending.insert(seq, (Instant::now() + timeout, AwaitingResp::Submit(job.reply)));
+        self.state.in_window.store(self.submits_pending(), Ordering::Relaxed);
+        Some(Command::new(CommandStatus::EsmeRok, seq, Pdu::SubmitSm(job.pdu)))
+    }
+
     fn expire(&mut self, now: Instant) {
         let late: Vec<u32> = self.pending.iter().filter(|(_, (d, _))| *d <= now).map(|(s, _)| *s).collect();
         for seq in late {
@@ -461,10 +482,15 @@ async fn serve(shared: &BindContext, state: &BindState, conn: Conn) -> BindEnd {
     let mut link = tokio::time::interval(Duration::from_secs(cfg.enquire_link_secs));
     link.reset();
     let mut check = tokio::time::interval(Duration::from_millis(250));
+    // Each branch only queues what it writes (`feed`); before waiting
+    // again, the answers and submits already waiting join it and all of it
+    // goes out in one write. Under load that is one system call (and one
+    // segment for the peer to read) for many PDUs instead of one each; when
+    // idle, a PDU is written as soon as it is queued.
     let end = loop {
         let room = state.kind.submits() && s.submits_pending() < cfg.window;
         let listen = s.inbound < cfg.window;
-        tokio::select! {
+        let queued = tokio::select! {
             _ = shared.cancel.cancelled() => break BindEnd::Stopped,
             frame = stream.next(), if listen => {
                 let frame = match frame {
@@ -474,42 +500,53 @@ async fn serve(shared: &BindContext, state: &BindState, conn: Conn) -> BindEnd {
                     Some(Ok(SmppFrame::Pdu(p))) => p,
                 };
                 match s.handle(frame) {
-                    Ok(Some(reply)) => if let Err(e) = sink.send(reply).await { break BindEnd::Lost(e.to_string()) },
-                    Ok(None) => {}
+                    Ok(reply) => reply,
                     Err(end) => {
-                        while let Ok((c, _)) = acks_rx.try_recv() { let _ = sink.send(c).await; }
+                        while let Ok((c, _)) = acks_rx.try_recv() { let _ = sink.feed(c).await; }
+                        let _ = sink.flush().await;
                         break end;
                     }
                 }
             }
-            Some((reply, inbound)) = acks_rx.recv() => {
-                s.inbound -= usize::from(inbound);
-                state.inbound_waiting.store(s.inbound, Ordering::Relaxed);
-                if let Err(e) = sink.send(reply).await { break BindEnd::Lost(e.to_string()) }
-            }
+            Some((reply, inbound)) = acks_rx.recv() => Some(s.answered(reply, inbound)),
             job = shared.jobs.recv(), if room => {
                 let Ok(job) = job else { break BindEnd::Stopped };
-                if job.reply.is_closed() { continue; } // its submitter gave up waiting
-                crate::supervise::fault_point("smpp", &shared.route);
-                let seq = s.seq();
-                let cmd = Command::new(CommandStatus::EsmeRok, seq, Pdu::SubmitSm(job.pdu));
-                s.pending.insert(seq, (Instant::now() + timeout, AwaitingResp::Submit(job.reply)));
-                state.in_window.store(s.submits_pending(), Ordering::Relaxed);
-                if let Err(e) = sink.send(cmd).await { break BindEnd::Lost(e.to_string()) }
+                s.start(job, timeout)
             }
             _ = link.tick() => {
                 if let Some(since) = s.link_outstanding && since.elapsed() > timeout {
                     break BindEnd::Lost(format!("no answer to enquire_link within {} s", cfg.response_timeout_secs));
                 }
-                if s.link_outstanding.is_none() {
+                s.link_outstanding.is_none().then(|| {
                     s.link_outstanding = Some(Instant::now());
-                    let seq = s.seq();
-                    if let Err(e) = sink.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLink)).await {
-                        break BindEnd::Lost(e.to_string());
-                    }
+                    Command::new(CommandStatus::EsmeRok, s.seq(), Pdu::EnquireLink)
+                })
+            }
+            _ = check.tick() => { s.expire(Instant::now()); None }
+        };
+        let Some(first) = queued else { continue };
+        if let Err(e) = sink.feed(first).await {
+            break BindEnd::Lost(e.to_string());
+        }
+        let mut more = Ok(());
+        loop {
+            let next = match acks_rx.try_recv() {
+                Ok((reply, inbound)) => Some(s.answered(reply, inbound)),
+                Err(_) if state.kind.submits() && s.submits_pending() < cfg.window => match shared.jobs.try_recv() {
+                    Ok(job) => s.start(job, timeout),
+                    Err(_) => break,
+                },
+                Err(_) => break,
+            };
+            if let Some(cmd) = next {
+                more = sink.feed(cmd).await;
+                if more.is_err() {
+                    break;
                 }
             }
-            _ = check.tick() => s.expire(Instant::now()),
+        }
+        if let Err(e) = more.and(sink.flush().await) {
+            break BindEnd::Lost(e.to_string());
         }
     };
     if let BindEnd::Lost(why) = &end {
