@@ -96,6 +96,30 @@ async fn sigterm_stops_cleanly_and_the_queue_resumes() {
 }
 
 #[tokio::test]
+async fn a_stop_hands_back_what_a_lane_claimed_but_had_not_started() {
+    // A rate-limited lane holds a quarter second of claimed messages. A stop
+    // puts them back in the queue before the store closes: none is left
+    // `sending` on disk, and the log has no failed hand-back.
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &sim_route(dir.path(), "sim", "rate = 40", "delivery_delay_ms = 0"));
+    let d = Daemon::start(dir.path());
+    let msgs: Vec<_> = (0..200).map(|i| msg(&format!("+7916000{i:04}"), "x")).collect();
+    let (s, _) = d.post("/v1/messages", &json!({"messages": msgs})).await;
+    assert_eq!(s, 202);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let log = d.log.clone();
+    assert_eq!(d.terminate(), Some(0));
+    let log = log.lock().unwrap().clone();
+    assert!(!log.contains("cannot hand a message back"), "{log}");
+    let db = rusqlite::Connection::open(dir.path().join("smsgw.db")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM messages WHERE status = 'sending'"), 0);
+    let handed_back =
+        count("SELECT count(*) FROM history WHERE detail LIKE '%smsgw stopped before this attempt started%'");
+    assert!(handed_back > 0, "the lane held claimed messages at the stop");
+}
+
+#[tokio::test]
 async fn second_daemon_on_the_same_store_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "", &sim_route(dir.path(), "sim", "", ""));

@@ -190,11 +190,12 @@ impl Dispatcher {
 }
 
 /// A lane's loop, supervised: restarted after a panic until the lane is
-/// cancelled.
+/// cancelled. Tracked with the submits, so that a stop waits for it to hand
+/// back what it held before the store closes.
 pub(super) fn start_lane(d: &Arc<Dispatcher>, lane: &Arc<Lane>) {
-    let (d, lane) = (d.clone(), lane.clone());
+    let (d2, lane) = (d.clone(), lane.clone());
     let (name, stop) = (lane.cfg.name.clone(), lane.cancel.clone());
-    tokio::spawn(crate::supervise::run("lane", name, stop, move || run_lane(d.clone(), lane.clone())));
+    d.tracker.spawn(crate::supervise::run("lane", name, stop, move || run_lane(d2.clone(), lane.clone())));
 }
 
 async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {

@@ -181,9 +181,10 @@ impl Dispatcher {
         }
     }
 
-    /// Stop claiming, let in-flight submits finish within the stop timeout,
-    /// then shut the channels down. Whatever is still in flight stays
-    /// `sending` on disk and returns to the queue at the next start.
+    /// Stop claiming, let in-flight submits finish and the lanes hand back
+    /// what they claimed but did not start, within the stop timeout; then
+    /// shut the channels down. Whatever is still in flight stays `sending`
+    /// on disk and returns to the queue at the next start.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         self.tracker.close();
@@ -194,7 +195,7 @@ impl Dispatcher {
         if tokio::time::timeout(limit, self.tracker.wait()).await.is_err() {
             tracing::warn!(
                 in_flight = self.tracker.len(),
-                "stop timeout reached with submits in flight; they will be retried at the next start"
+                "stop timeout reached with submits (or a lane's hand-back) in flight; they will be retried at the next start"
             );
         }
         for l in self.lanes().iter() {
