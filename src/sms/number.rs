@@ -11,7 +11,7 @@
 //!   810, US 011); the crate alone reads "0044 ..." in RU as the national number "00442...".
 
 use phonenumber::metadata::{DATABASE, Metadata};
-use phonenumber::{Mode, PhoneNumber, country};
+use phonenumber::{PhoneNumber, country};
 
 /// Why a recipient could not be normalised.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -91,7 +91,10 @@ pub fn normalise(input: &str, default_region: &str) -> Result<String, NumberErro
     if !phonenumber::is_valid(&parsed) {
         return Err(NumberError::Invalid { input: input.to_string() });
     }
-    Ok(parsed.format().mode(Mode::E164).to_string())
+    // E.164 is "+", the country code and the national number (with any
+    // leading zeros) as they are; the crate's formatter would first look up
+    // a national format by regular expression, only to not use it.
+    Ok(format!("+{}{}", parsed.code().value(), parsed.national()))
 }
 
 /// Whether `region` is an ISO 3166 alpha-2 code libphonenumber has metadata for (case-insensitive).
@@ -134,6 +137,18 @@ mod tests {
         // "00" is accepted where it is not the region's prefix (the crate alone rejects these).
         assert_eq!(ok("0044 20 7946 0958", "RU"), "+442079460958");
         assert_eq!(ok("0044 20 7946 0958", "US"), "+442079460958");
+    }
+
+    #[test]
+    fn e164_is_written_as_the_crates_formatter_writes_it() {
+        // Italian numbers keep the national number's leading zero.
+        for input in ["+39 06 6982 0000", "+39 333 123 4567", "+7 916 123-45-67", "+1 650 253 0000", "+44 20 7946 0958"]
+        {
+            let parsed = phonenumber::parse(None, input).unwrap();
+            let theirs = parsed.format().mode(phonenumber::Mode::E164).to_string();
+            assert_eq!(ok(input, "RU"), theirs, "{input}");
+        }
+        assert_eq!(ok("+39 06 6982 0000", "RU"), "+390669820000");
     }
 
     #[test]
