@@ -1,6 +1,6 @@
 // The side-by-side's HTTP load: `count` single-message requests over
-// `connections` keep-alive connections, to Kannel's sendsms (GET, a
-// dlr-url per message) or to smsgw's POST /v1/messages. Each message has a
+// `connections` keep-alive connections, to Kannel's sendsms (GET, with a
+// dlr-url per message when `dlr` is given) or to smsgw's POST /v1/messages. Each message has a
 // number of its own (+7916 and the index), so the SMSC's log shows any
 // message sent twice. Node's http only, no dependencies. Options come as
 // JSON in argv[2]; the result is one JSON line on stdout.
@@ -17,10 +17,11 @@ function request(i) {
     let opts;
     let body = null;
     if (o.gateway === 'kannel') {
-      const q = new URLSearchParams({
-        username: 'bench', password: 'bench', from: 'BENCH', to: number(i), text,
-        'dlr-mask': '1', 'dlr-url': `${o.dlr}?i=${i}&t=%d`,
-      });
+      const q = new URLSearchParams({ username: 'bench', password: 'bench', from: 'BENCH', to: number(i), text });
+      if (o.dlr) {
+        q.set('dlr-mask', '1');
+        q.set('dlr-url', `${o.dlr}?i=${i}&t=%d`);
+      }
       opts = { method: 'GET', path: `/cgi-bin/sendsms?${q}` };
     } else {
       body = JSON.stringify({ to: '+' + number(i), text });
