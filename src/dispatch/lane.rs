@@ -212,11 +212,8 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
         let health = lane.channel.health();
         lane.note_state(&d.store, &health).await;
         if health.state == RouteState::Down {
-            if let Some(c) = claiming.take() {
-                held.extend(c.await.unwrap_or_default());
-            }
             let why = "the route went down before this attempt started";
-            hand_back(&d.store, held.rest(), "route_down", why).await;
+            held.give_back(claiming.take(), "route_down", why).await;
             if lane.cfg.failover {
                 d.fail_over(&lane).await;
             }
@@ -236,10 +233,7 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
         tokio::select! {
             biased;
             _ = lane.cancel.cancelled() => {
-                if let Some(c) = claiming.take() {
-                    held.extend(c.await.unwrap_or_default());
-                }
-                hand_back(&d.store, held.rest(), "stopped", "smsgw stopped before this attempt started").await;
+                held.give_back(claiming.take(), "stopped", "smsgw stopped before this attempt started").await;
                 return;
             }
             claimed = async { claiming.as_mut().expect("polled only while claiming").await }, if claiming.is_some() => {
@@ -290,7 +284,7 @@ type ClaimFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec
 /// staying `sending` until the next start.
 struct Held {
     store: Store,
-    claimed: BTreeMap<(usize, u64), Claimed>,
+    claimed: BTreeMap<(Priority, u64), Claimed>,
     seq: u64,
 }
 
@@ -309,9 +303,8 @@ impl Held {
 
     fn extend(&mut self, claimed: Vec<Claimed>) {
         for m in claimed {
-            let class = Priority::ALL.iter().position(|p| *p == m.priority).unwrap_or(Priority::ALL.len());
             self.seq += 1;
-            self.claimed.insert((class, self.seq), m);
+            self.claimed.insert((m.priority, self.seq), m);
         }
     }
 
@@ -322,6 +315,16 @@ impl Held {
     /// Every message not started yet, now the caller's to answer.
     fn rest(&mut self) -> impl Iterator<Item = Claimed> + use<> {
         std::mem::take(&mut self.claimed).into_values()
+    }
+
+    /// Hand back every message held, with what a claim still on its way
+    /// (`claiming`) brings.
+    async fn give_back(&mut self, claiming: Option<ClaimFuture>, code: &str, why: &str) {
+        if let Some(c) = claiming {
+            self.extend(c.await.unwrap_or_default());
+        }
+        let rest = self.rest();
+        hand_back(&self.store, rest, code, why).await;
     }
 }
 

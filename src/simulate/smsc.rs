@@ -52,7 +52,7 @@ use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::smpp::SmppFramer;
+use crate::smpp::{SmppFramer, write_burst};
 
 mod session;
 mod text;
@@ -641,29 +641,25 @@ async fn accept_loop(shared: Arc<SmscState>, listener: TcpListener) {
 }
 
 async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
-    // What is queued by the time a write starts goes out in that one write
-    // (each sender told once it is flushed).
+    // What is queued when the writer wakes goes out in one write; each
+    // sender is told once it is flushed.
     let mut out = FramedWrite::new(wr, SmppFramer::default());
     let mut written = Vec::new();
     let mut closing = false;
-    'write: while !closing && let Some(first) = rx.recv().await {
-        let mut msg = Some(first);
-        while let Some(m) = msg.take() {
-            match m {
-                Out::Send(command, done) => {
-                    if out.feed(*command).await.is_err() {
-                        break 'write;
-                    }
-                    written.extend(done);
-                }
-                Out::Close => {
-                    closing = true;
-                    break;
-                }
+    while !closing && let Some(Out::Send(first, done)) = rx.recv().await {
+        written.extend(done);
+        let more = || match rx.try_recv() {
+            Ok(Out::Send(command, done)) => {
+                written.extend(done);
+                Some(*command)
             }
-            msg = rx.try_recv().ok();
-        }
-        if out.flush().await.is_err() {
+            Ok(Out::Close) => {
+                closing = true;
+                None
+            }
+            Err(_) => None,
+        };
+        if write_burst(&mut out, *first, more).await.is_err() {
             break;
         }
         for done in written.drain(..) {

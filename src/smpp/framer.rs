@@ -7,12 +7,33 @@
 //! A PDU longer than the framer's limit yields its header and its body is skipped (the stream stays in step); the
 //! caller decides whether to answer it or to drop the peer. Only a `command_length` below the header's own 16 octets
 //! breaks the framing: that ends the stream with [`FramingError::Length`].
+//!
+//! On the write side, [`write_burst`] sends what a writer has queued when it wakes in one write.
 
 use bytes::{Buf, BufMut, BytesMut};
+use futures::{Sink, SinkExt};
 use rusmpp::Command;
 use rusmpp::decode::{DecodeError, DecodeWithLength};
 use rusmpp::encode::{Length, owned::Encode};
 use tokio_util::codec::{Decoder, Encoder};
+
+/// Write `first` and every further command `more` has ready, then flush once: what is queued when a writer wakes
+/// goes out in one write (under load one system call, and over TLS one record, for many PDUs instead of one each);
+/// when idle a PDU still goes out at once.
+pub async fn write_burst<S>(
+    out: &mut S,
+    first: Command,
+    mut more: impl FnMut() -> Option<Command>,
+) -> Result<(), S::Error>
+where
+    S: Sink<Command> + Unpin,
+{
+    out.feed(first).await?;
+    while let Some(c) = more() {
+        out.feed(c).await?;
+    }
+    out.flush().await
+}
 
 /// Size of the SMPP header: command_length, command_id, command_status, sequence_number.
 pub const HEADER_LEN: usize = 16;

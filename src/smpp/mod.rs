@@ -20,4 +20,4 @@ pub mod receipt;
 pub mod reply;
 pub mod time;
 
-pub use framer::{FramingError, HEADER_LEN, MAX_PDU, RawPdu, SmppFrame, SmppFramer};
+pub use framer::{FramingError, HEADER_LEN, MAX_PDU, RawPdu, SmppFrame, SmppFramer, write_burst};

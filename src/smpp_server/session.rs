@@ -11,7 +11,7 @@ use super::replace;
 use super::submit::{self, Refused};
 use super::{Receiver, Shared};
 use crate::smpp::reply::{generic_nack, header_only_command};
-use crate::smpp::{FramingError, RawPdu, SmppFrame, SmppFramer};
+use crate::smpp::{FramingError, RawPdu, SmppFrame, SmppFramer, write_burst};
 use futures::{SinkExt, StreamExt};
 use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DataSmResp, SubmitSmResp};
 use rusmpp::types::COctetString;
@@ -80,19 +80,9 @@ where
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let writer = tokio::spawn(async move {
-        // What is queued by the time a write starts goes out in that one
-        // write: under load one system call for many PDUs.
         let mut out = FramedWrite::new(wr, SmppFramer::default());
-        'write: while let Some(c) = rx.recv().await {
-            if out.feed(c).await.is_err() {
-                break;
-            }
-            while let Ok(c) = rx.try_recv() {
-                if out.feed(c).await.is_err() {
-                    break 'write;
-                }
-            }
-            if out.flush().await.is_err() {
+        while let Some(c) = rx.recv().await {
+            if write_burst(&mut out, c, || rx.try_recv().ok()).await.is_err() {
                 break;
             }
         }

@@ -148,6 +148,25 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> rusqlite::Result<String> {
 /// which on the writer's one thread costs more than the statement itself.
 const STATEMENT_CACHE: usize = 256;
 
+/// For tables pruned in id order (their ids grow with time, so they keep no
+/// age index up to date on every insert): the id of the last row of the
+/// oldest `limit` rows below `below` whose `at` column is before `before`,
+/// read from the first row and stopping at the first younger one.
+fn oldest_before(
+    c: &Connection,
+    table: &str,
+    at: &str,
+    below: i64,
+    before: Millis,
+    limit: usize,
+) -> rusqlite::Result<Option<i64>> {
+    let rows: Vec<(i64, Millis)> = c
+        .prepare_cached(&format!("SELECT id, {at} FROM {table} WHERE id < ?1 ORDER BY id LIMIT ?2"))?
+        .query_map(rusqlite::params![below, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows.iter().take_while(|(_, t)| *t < before).last().map(|(id, _)| *id))
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // One plan per statement, made once. Without this SQLite parses and

@@ -262,18 +262,12 @@ fn convert(
 }
 
 /// Delete up to `limit` posted events received before `before`, and as
-/// many runs started before it, oldest first: both tables' ids grow with
-/// time, so each is read from its start and stops at the first younger row
-/// (no age index to keep up on every insert). Returns the rows deleted.
+/// many runs started before it, oldest first, in id order
+/// (`oldest_before`). Returns the rows deleted.
 pub(super) fn prune_batch(c: &Connection, before: Millis, limit: usize) -> rusqlite::Result<u64> {
     let mut n = 0;
     for (table, at) in [("trigger_events", "received_at"), ("rule_runs", "at")] {
-        let rows: Vec<(i64, Millis)> = c
-            .prepare_cached(&format!("SELECT id, {at} FROM {table} ORDER BY id LIMIT ?1"))?
-            .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let last = rows.iter().take_while(|(_, t)| *t < before).last().map(|(id, _)| *id);
-        if let Some(last) = last {
+        if let Some(last) = super::oldest_before(c, table, at, i64::MAX, before, limit)? {
             n += c.prepare_cached(&format!("DELETE FROM {table} WHERE id <= ?1"))?.execute(params![last])? as u64;
         }
     }

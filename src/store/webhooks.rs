@@ -505,15 +505,10 @@ pub(super) fn prune_batch(c: &Connection, before: Millis, limit: usize) -> rusql
     // Below the cursor, never at it: the newest event keeps SQLite from
     // handing its id out again.
     let below = pending.map_or(cursor, |p| p.min(cursor));
-    // Oldest first: ids grow with time, so the events are read from the
-    // first and stop at the first younger one (no age index to keep up for
-    // the two or more events of every message).
-    let oldest: Vec<(i64, Millis)> = c
-        .prepare_cached("SELECT id, at FROM events WHERE id < ?1 ORDER BY id LIMIT ?2")?
-        .query_map(params![below, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let events = match oldest.iter().take_while(|(_, at)| *at < before).last() {
-        Some((last, _)) => c
+    // Oldest first, in id order (no age index to keep up for the two or
+    // more events of every message).
+    let events = match super::oldest_before(c, "events", "at", below, before, limit)? {
+        Some(last) => c
             .prepare_cached("DELETE FROM events WHERE id <= ?1 AND id NOT IN (SELECT event_id FROM outbox_cursor)")?
             .execute(params![last])?,
         None => 0,

@@ -9,7 +9,7 @@
 use super::config::SmppRoute;
 use super::pdus::{self, Delivered, Incoming};
 use crate::channel::{Event, EventSender, RouteEvent};
-use crate::smpp::{FramingError, MAX_PDU, RawPdu, SmppFrame, SmppFramer};
+use crate::smpp::{FramingError, MAX_PDU, RawPdu, SmppFrame, SmppFramer, write_burst};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DataSmResp, DeliverSmResp, SubmitSm};
@@ -482,13 +482,11 @@ async fn serve(shared: &BindContext, state: &BindState, conn: Conn) -> BindEnd {
     let mut link = tokio::time::interval(Duration::from_secs(cfg.enquire_link_secs));
     link.reset();
     let mut check = tokio::time::interval(Duration::from_millis(250));
-    // Each branch only queues what it writes (`feed`); before waiting
-    // again, the answers and submits already waiting join it and all of it
-    // goes out in one write. Under load that is one system call (and one
-    // segment for the peer to read) for many PDUs instead of one each; when
-    // idle, a PDU is written as soon as it is queued.
+    // Each branch gives the PDU it has to write, if any; the answers and
+    // submits already waiting go out with it in one write (`write_burst`).
+    let has_room = |s: &BindSession| state.kind.submits() && s.submits_pending() < cfg.window;
     let end = loop {
-        let room = state.kind.submits() && s.submits_pending() < cfg.window;
+        let room = has_room(&s);
         let listen = s.inbound < cfg.window;
         let queued = tokio::select! {
             _ = shared.cancel.cancelled() => break BindEnd::Stopped,
@@ -525,27 +523,19 @@ async fn serve(shared: &BindContext, state: &BindState, conn: Conn) -> BindEnd {
             _ = check.tick() => { s.expire(Instant::now()); None }
         };
         let Some(first) = queued else { continue };
-        if let Err(e) = sink.feed(first).await {
-            break BindEnd::Lost(e.to_string());
-        }
-        let mut more = Ok(());
-        loop {
-            let next = match acks_rx.try_recv() {
-                Ok((reply, inbound)) => Some(s.answered(reply, inbound)),
-                Err(_) if state.kind.submits() && s.submits_pending() < cfg.window => match shared.jobs.try_recv() {
-                    Ok(job) => s.start(job, timeout),
-                    Err(_) => break,
-                },
-                Err(_) => break,
-            };
-            if let Some(cmd) = next {
-                more = sink.feed(cmd).await;
-                if more.is_err() {
-                    break;
-                }
+        let more = || loop {
+            if let Ok((reply, inbound)) = acks_rx.try_recv() {
+                return Some(s.answered(reply, inbound));
             }
-        }
-        if let Err(e) = more.and(sink.flush().await) {
+            if !has_room(&s) {
+                return None;
+            }
+            // A job whose submitter gave up is skipped, not the end.
+            if let Some(cmd) = s.start(shared.jobs.try_recv().ok()?, timeout) {
+                return Some(cmd);
+            }
+        };
+        if let Err(e) = write_burst(&mut sink, first, more).await {
             break BindEnd::Lost(e.to_string());
         }
     };
