@@ -12,9 +12,9 @@
 //!
 //! `smpp-route`: the API in front of an SMPP route to the SMSC simulator in
 //! this process over loopback, receipts recorded delivered: single-message
-//! requests over keep-alive connections, then batches of 100, then single
-//! requests again with no receipts asked (done when submitted), each round
-//! on a fresh daemon and simulator, counting what the SMSC took twice and
+//! requests over keep-alive connections, then batches of 100, then both
+//! again with no receipts asked (done when submitted), each round on a
+//! fresh daemon and simulator, counting what the SMSC took twice and
 //! what never came back delivered (or submitted).
 //!
 //! Both report the daemon's own CPU per message (utime + stime from
@@ -409,6 +409,7 @@ pub(super) async fn route(messages: usize, connections: usize) -> Result<(), Str
         ("single", 1, connections, true),
         ("batch100", 100, connections.min(16), true),
         ("no-dlr", 1, connections, false),
+        ("batch-no-dlr", 100, connections.min(16), false),
     ] {
         route_round(label, messages as u64, batch, conns, receipts).await?;
     }
@@ -540,7 +541,7 @@ async fn route_measure(
         ("submitted (no receipts asked)", "submit")
     };
     println!(
-        "smpp-route {label:<8} {accepted} messages ({what}): {:.0} msg/s accepted, {failed} requests failed; \
+        "smpp-route {label:<12} {accepted} messages ({what}): {:.0} msg/s accepted, {failed} requests failed; \
          {delivered} {ended} at {:.0}/s, all in {:.1} s; lost {}, duplicated {duplicated}",
         accepted as f64 / posted.as_secs_f64().max(1e-3),
         delivered as f64 / receipt_secs,
@@ -548,7 +549,7 @@ async fn route_measure(
         accepted.saturating_sub(delivered),
     );
     println!(
-        "smpp-route {label:<8} daemon CPU {:.0} µs/msg API to {end} ({:.0} µs/msg while accepting), peak RSS {rss:.1} MB",
+        "smpp-route {label:<12} daemon CPU {:.0} µs/msg API to {end} ({:.0} µs/msg while accepting), peak RSS {rss:.1} MB",
         us_per(cpu_all, accepted),
         us_per(cpu_post, accepted)
     );
