@@ -173,23 +173,6 @@ pub(super) fn history(c: &Connection, id: i64, at: Millis, status: Status, detai
     Ok(())
 }
 
-/// Messages `api_key` created since `since`, counted back from its newest
-/// (the `messages_by_key` index holds both the order and the time).
-fn created_since(c: &Connection, api_key: &str, since: Millis) -> Result<u64, StoreError> {
-    let mut q = c.prepare_cached(
-        "SELECT created_at FROM messages INDEXED BY messages_by_key WHERE api_key = ?1 ORDER BY id DESC",
-    )?;
-    let mut rows = q.query(params![api_key])?;
-    let mut n = 0;
-    while let Some(r) = rows.next()? {
-        if r.get::<_, Millis>(0)? < since {
-            break;
-        }
-        n += 1;
-    }
-    Ok(n)
-}
-
 /// Accept `msgs` from `api_key`, all or none. With `daily_quota`, refuse
 /// the lot when it would take the key past that many messages since UTC
 /// midnight; the count and the insert share one transaction, so two
@@ -220,7 +203,7 @@ pub(super) fn enqueue(
         }
     }
     if let Some(quota) = daily_quota {
-        let used = created_since(c, api_key, crate::message::utc_day_start(now))?;
+        let used = tally::created_on(c, api_key, crate::message::utc_day_start(now))? as u64;
         if used + msgs.len() as u64 > quota {
             return Ok(EnqueueOutcome::OverQuota { used });
         }
@@ -305,6 +288,7 @@ pub(super) fn insert(
     ])?;
     let id = c.last_insert_rowid();
     count_new(c, status, &m.route, m.priority)?;
+    tally::created(c, api_key, crate::message::utc_day_start(now), 1)?;
     let mut detail = match origin {
         None => format!("accepted from API key {api_key:?}"),
         Some(o) => format!("made by rule {:?}, step {}", o.rule, o.step + 1),
@@ -381,7 +365,10 @@ pub(super) fn recount(c: &Connection) -> rusqlite::Result<()> {
          INSERT INTO message_counts (status, n) SELECT status, count(*) FROM messages GROUP BY status;
          DELETE FROM queue_counts;
          INSERT INTO queue_counts (route, priority, n)
-             SELECT route, priority, count(*) FROM messages WHERE status = 'queued' GROUP BY route, priority;",
+             SELECT route, priority, count(*) FROM messages WHERE status = 'queued' GROUP BY route, priority;
+         DELETE FROM key_days;
+         INSERT INTO key_days (api_key, day, n)
+             SELECT api_key, created_at - created_at % 86400000, count(*) FROM messages GROUP BY 1, 2;",
     )
 }
 

@@ -91,6 +91,9 @@ pub(super) fn prune_batch(c: &Connection, r: &Retention, now: Millis, limit: usi
         // event id's replay look back no further).
         out.events = super::triggers::prune_batch(c, now - keep, limit)?;
     }
+    // A daily quota reads today's count only.
+    c.prepare_cached("DELETE FROM key_days WHERE day < ?1")?
+        .execute(params![crate::message::utc_day_start(now) - 86_400_000])?;
     if let Some(keep) = r.inbound_ms {
         out.inbound = c
             .prepare_cached(

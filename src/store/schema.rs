@@ -453,6 +453,21 @@ CREATE INDEX messages_finished ON messages(updated_at)
     WHERE status NOT IN ('queued', 'sending') AND status <> 'submitted';
 DROP INDEX events_age;
 "#,
+    // 15: the messages each API key made each UTC day, kept as they are
+    // made (`tally`), so a daily quota reads one row instead of counting
+    // the key's messages since midnight on every request. Only today's
+    // count is ever read; older days are pruned.
+    r#"
+CREATE TABLE key_days (
+    api_key TEXT    NOT NULL,
+    day     INTEGER NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (api_key, day)
+) WITHOUT ROWID;
+INSERT INTO key_days (api_key, day, n)
+    SELECT api_key, created_at - created_at % 86400000, count(*) FROM messages
+    WHERE created_at >= unixepoch() / 86400 * 86400000 GROUP BY 1, 2;
+"#,
 ];
 
 pub fn latest() -> i64 {
@@ -527,6 +542,30 @@ mod tests {
             rows("SELECT route || '/' || priority, n FROM queue_counts ORDER BY route, priority"),
             [("a/0".into(), 2), ("b/2".into(), 1)]
         );
+    }
+
+    #[test]
+    fn today_s_messages_per_key_are_counted_on_upgrade() {
+        let mut c = Connection::open_in_memory().unwrap();
+        for script in &MIGRATIONS[..14] {
+            c.execute_batch(script).unwrap();
+        }
+        c.pragma_update(None, "user_version", 14).unwrap();
+        let today = crate::message::utc_day_start(crate::message::now_ms());
+        let add = "INSERT INTO messages (api_key, recipient, body, encoding, segments, priority, route, status,
+                   created_at, updated_at, due_at) VALUES (?1, '+1', 'x', 'gsm7', 1, 0, 'r', 'queued', ?2, ?2, ?2)";
+        for (key, at) in [("a", today), ("a", today + 5), ("a", today - 1), ("b", today + 9)] {
+            c.execute(add, rusqlite::params![key, at]).unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let rows: Vec<(String, i64, i64)> = c
+            .prepare("SELECT api_key, day, n FROM key_days ORDER BY api_key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows, [("a".into(), today, 2), ("b".into(), today, 1)], "yesterday's message is not counted");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The message counts (`message_counts` by status, `queue_counts` by route
-//! and class) that `/metrics` and `/v1/queue` read. Every status change
+//! and class) that `/metrics` and `/v1/queue` read, and the messages each
+//! API key made each UTC day (`key_days`) that its daily quota is held
+//! against. Every status change
 //! moves two of them, so written at once they were a dozen upserts per
 //! message's life on the writer's one thread. On the writer the changes are
 //! summed in memory instead, per job and then per group, and written once
@@ -8,8 +10,8 @@
 //! Anywhere else (a connection of its own, as in tests) each change is
 //! written at once.
 
-use crate::message::Status;
-use rusqlite::{Connection, params};
+use crate::message::{Millis, Status};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -17,6 +19,8 @@ use std::collections::HashMap;
 enum Key {
     Status(&'static str),
     Queue(String, i64),
+    /// An API key and a UTC day (its midnight).
+    Made(String, Millis),
 }
 
 /// The writer's sums: the running job's, and the group's jobs that ran.
@@ -46,6 +50,26 @@ pub(super) fn queue(c: &Connection, route: &str, priority: i64, n: i64) -> rusql
     add(c, Key::Queue(route.to_string(), priority), n)
 }
 
+/// Count `n` more messages made by `api_key` on the UTC day starting at `day`.
+pub(super) fn created(c: &Connection, api_key: &str, day: Millis, n: i64) -> rusqlite::Result<()> {
+    add(c, Key::Made(api_key.to_string(), day), n)
+}
+
+/// The messages `api_key` made on the UTC day starting at `day`: those
+/// written, and those of this group not written yet.
+pub(super) fn created_on(c: &Connection, api_key: &str, day: Millis) -> rusqlite::Result<i64> {
+    let written: i64 = c
+        .prepare_cached("SELECT n FROM key_days WHERE api_key = ?1 AND day = ?2")?
+        .query_row(params![api_key, day], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let key = Key::Made(api_key.to_string(), day);
+    let summed = SUMS.with_borrow(|sums| {
+        sums.as_ref().map_or(0, |s| s.job.get(&key).copied().unwrap_or(0) + s.group.get(&key).copied().unwrap_or(0))
+    });
+    Ok(written + summed)
+}
+
 fn add(c: &Connection, key: Key, n: i64) -> rusqlite::Result<()> {
     let unsummed = SUMS.with_borrow_mut(|sums| match sums {
         Some(s) => {
@@ -73,6 +97,12 @@ fn write(c: &Connection, key: &Key, n: i64) -> rusqlite::Result<()> {
                  ON CONFLICT (route, priority) DO UPDATE SET n = n + ?3",
             )?
             .execute(params![route, priority, n])?,
+        Key::Made(api_key, day) => c
+            .prepare_cached(
+                "INSERT INTO key_days (api_key, day, n) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (api_key, day) DO UPDATE SET n = n + ?3",
+            )?
+            .execute(params![api_key, day, n])?,
     };
     Ok(())
 }

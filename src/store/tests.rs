@@ -98,6 +98,54 @@ async fn a_failing_job_is_undone_alone_and_the_rest_of_its_group_commits_once() 
     let counts = s.counts().await.unwrap();
     assert_counts_match(&s, &counts, "after a group with a failed job");
     assert_eq!(counts.by_status.get("queued"), Some(&9));
+    let today = crate::message::utc_day_start(now_ms());
+    let made: i64 = s
+        .read(move |c| c.query_row("SELECT n FROM key_days WHERE api_key = 'k' AND day = ?1", [today], |r| r.get(0)))
+        .await
+        .unwrap();
+    assert_eq!(made, 9, "the key's count for the day holds the committed messages only");
+}
+
+#[tokio::test]
+async fn a_daily_quota_holds_between_requests_committed_together() {
+    let (_d, s) = open().await;
+    // Hold the writer while the requests below queue up, so they go as one group.
+    let hold = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.write(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let requests: Vec<_> = (0..3)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(
+                async move { s.enqueue("k".into(), None, vec![new_msg(1); 2], Some(5), Policy::default()).await },
+            )
+        })
+        .collect();
+    hold.await.unwrap().unwrap();
+    let mut outcomes = Vec::new();
+    for r in requests {
+        outcomes.push(match r.await.unwrap().unwrap() {
+            EnqueueOutcome::Created(m) => format!("created {}", m.len()),
+            EnqueueOutcome::OverQuota { used } => format!("over quota, {used} used"),
+            other => format!("{other:?}"),
+        });
+    }
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        ["created 2", "created 2", "over quota, 4 used"],
+        "two of the group fit under 5, the third does not"
+    );
+    let counts = s.counts().await.unwrap();
+    assert_eq!(counts.by_status.get("queued"), Some(&4));
 }
 
 #[tokio::test]
