@@ -1,21 +1,40 @@
 //! CSV exports (RFC 4180: a header row, CRLF line ends, a field quoted when
 //! it holds a comma, a quote or a line break, quotes doubled), streamed a
 //! page at a time so a registry of any size is exported in bounded memory.
+//! A field a spreadsheet would run as a formula is written with a leading
+//! `'` (see `defused`): these files are opened by people, and some fields
+//! (a consent's proof, a source) are text a service or a sender chose.
 
 use crate::store::StoreError;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use std::borrow::Cow;
 use std::future::Future;
 
-/// One record: the fields quoted where RFC 4180 needs it, then CRLF.
+/// `f` as a spreadsheet shows it, not runs it: one that starts with `=`,
+/// `@`, a tab or a carriage return, or with `+` or `-` and is not a plain
+/// number (an E.164 number stays as it is), gets a leading `'`, the
+/// spreadsheet's mark for text (OWASP's advice on CSV injection).
+fn defused(f: &str) -> Cow<'_, str> {
+    let formula = match f.as_bytes() {
+        [b'=' | b'@' | b'\t' | b'\r', ..] => true,
+        [b'+' | b'-', rest @ ..] => rest.is_empty() || !rest.iter().all(|b| b.is_ascii_digit() || *b == b'.'),
+        _ => false,
+    };
+    if formula { Cow::Owned(format!("'{f}")) } else { Cow::Borrowed(f) }
+}
+
+/// One record: each field defused, then quoted where RFC 4180 needs it;
+/// then CRLF.
 pub fn record<S: AsRef<str>>(fields: &[S]) -> String {
     let mut line = String::new();
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             line.push(',');
         }
+        let f = defused(f.as_ref());
         let f = f.as_ref();
         if f.contains([',', '"', '\r', '\n']) {
             line.push('"');
@@ -74,5 +93,23 @@ mod tests {
     fn quotes_only_what_rfc_4180_needs() {
         assert_eq!(record(&["a", "b c", ""]), "a,b c,\r\n");
         assert_eq!(record(&["x,y", "say \"yes\"", "two\nlines"]), "\"x,y\",\"say \"\"yes\"\"\",\"two\nlines\"\r\n");
+    }
+
+    #[test]
+    fn a_formula_is_written_as_text_and_a_number_as_it_is() {
+        for formula in ["=1+1", "@SUM(A1)", "+cmd|' /C calc'!A0", "-2+3", "\tx", "\rx", "+", "-"] {
+            assert_eq!(
+                record(&[formula]).trim_end_matches("\r\n").trim_matches('"'),
+                format!("'{formula}"),
+                "{formula:?}"
+            );
+        }
+        assert_eq!(
+            record(&["=HYPERLINK(\"http://x\",\"a, b\")"]),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"a, b\"\")\"\r\n"
+        );
+        for plain in ["+79161234567", "-5", "-0.5", "2026-12-07T00:00:00Z", "web form #12", "a=b"] {
+            assert_eq!(record(&[plain]), format!("{plain}\r\n"), "{plain:?}");
+        }
     }
 }
