@@ -325,8 +325,11 @@ impl Session {
         let tx = self.link.tx.clone();
         let peer = self.peer;
         self.tasks.spawn(async move {
-            let _permit = permit;
+            // The window slot is given back before the answer is sent: a
+            // client that keeps its window full sends the next request as
+            // soon as it reads this answer, and must find the slot free.
             let Some(pdu) = command.pdu() else {
+                drop(permit);
                 let _ = tx.send(generic_nack(u32::from(CommandStatus::EsmeRinvmsglen), seq));
                 return;
             };
@@ -356,6 +359,7 @@ impl Session {
                 Ok(pdu) => Command::new(CommandStatus::EsmeRok, seq, pdu),
                 Err(status) => header_only_command(resp_id, u32::from(status), seq),
             };
+            drop(permit);
             let _ = tx.send(answer);
         });
     }
