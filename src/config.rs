@@ -1001,7 +1001,11 @@ impl Config {
             specs.push(spec);
         }
 
-        let key_names: Vec<&str> = self.api_keys.iter().map(|k| k.name.as_str()).collect();
+        // A subscription follows an API key's messages, or an SMPP account's
+        // (written under the key `smpp:<system_id>`).
+        let accounts: Vec<String> = self.smpp_server.accounts.iter().map(|a| format!("smpp:{}", a.system_id)).collect();
+        let key_names: Vec<&str> =
+            self.api_keys.iter().map(|k| k.name.as_str()).chain(accounts.iter().map(String::as_str)).collect();
         self.webhooks.check(&key_names, base, &mut bad);
         check_rules(&self.rules, &route_names, &mut bad);
         self.smpp_server.check(&route_names, base, &mut bad);

@@ -128,6 +128,10 @@ pub enum EventKind {
     MessageCancelled,
     #[serde(rename = "message.suppressed")]
     MessageSuppressed,
+    /// A queued message's text, schedule or validity replaced (SMPP
+    /// `replace_sm`); it is still queued.
+    #[serde(rename = "message.replaced")]
+    MessageReplaced,
     #[serde(rename = "inbound.received")]
     InboundReceived,
     #[serde(rename = "optout.changed")]
@@ -137,7 +141,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::MessageSubmitted,
         EventKind::MessageDelivered,
         EventKind::MessageUndelivered,
@@ -145,6 +149,7 @@ impl EventKind {
         EventKind::MessageExpired,
         EventKind::MessageCancelled,
         EventKind::MessageSuppressed,
+        EventKind::MessageReplaced,
         EventKind::InboundReceived,
         EventKind::OptoutChanged,
         EventKind::RouteStateChanged,
@@ -159,6 +164,7 @@ impl EventKind {
             EventKind::MessageExpired => "message.expired",
             EventKind::MessageCancelled => "message.cancelled",
             EventKind::MessageSuppressed => "message.suppressed",
+            EventKind::MessageReplaced => "message.replaced",
             EventKind::InboundReceived => "inbound.received",
             EventKind::OptoutChanged => "optout.changed",
             EventKind::RouteStateChanged => "route.state_changed",

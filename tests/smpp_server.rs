@@ -294,11 +294,40 @@ async fn node_smpp_sends_a_long_message_in_udh_parts() {
     assert_eq!(m["api_key"], "smpp:parts");
 }
 
+/// A webhook receiver on a free port: its URL, and the events it took.
+async fn hook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let keep = keep.clone();
+            async move {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    keep.lock().unwrap().push(v);
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn node_smpp_replaces_a_queued_message_and_is_refused_for_the_right_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    write_config_with(dir.path(), "max_segments = 1", &smpp_config(port), &sim_route(dir.path(), "sim", "", ""));
+    // A LAN service follows the account's messages by webhook.
+    let (hook, hooked) = hook_receiver().await;
+    let follow = format!(
+        "[[webhooks.subscriptions]]\nname = \"crm-feed\"\nkey = \"smpp:crm\"\nurl = \"{hook}\"\n\
+         events = [\"message.replaced\"]\nsecret = \"whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n"
+    );
+    let extra = format!("{}\n{follow}", smpp_config(port));
+    write_config_with(dir.path(), "max_segments = 1", &extra, &sim_route(dir.path(), "sim", "", ""));
     let d = Daemon::start(dir.path());
     // Another key's message, waiting: not the account's to replace.
     let foreign = d.send(json!({"to": "+79161234567", "text": "not yours", "send_at": in_secs(3600.0)})).await;
@@ -342,4 +371,24 @@ async fn node_smpp_replaces_a_queued_message_and_is_refused_for_the_right_reason
     assert_eq!(ev("query_now")["state"], 2, "the third was delivered");
     assert_eq!(ev("after_delivery")["status"], 0x13, "ESME_RREPLACEFAIL once it is sent");
     assert_eq!(d.message(id("submit_now")).await["text"], "sent at once");
+
+    // Each replacement reached the subscription, as the message stood then
+    // or later; the refused ones did not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let replaced = loop {
+        let events = hooked.lock().unwrap().clone();
+        if events.len() >= 2 || std::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut ids: Vec<i64> = replaced.iter().map(|e| e["data"]["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    let mut want = vec![id("submit_gsm"), id("submit_ucs2")];
+    want.sort();
+    assert_eq!(ids, want, "{replaced:#?}");
+    assert!(replaced.iter().all(|e| e["type"] == "message.replaced"), "{replaced:#?}");
+    let gsm = replaced.iter().find(|e| e["data"]["id"] == id("submit_gsm")).unwrap();
+    assert_eq!(gsm["data"]["text"], "Hello, final text", "{gsm:#}");
+    assert_eq!(gsm["data"]["status"], "queued", "{gsm:#}");
 }

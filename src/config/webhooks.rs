@@ -46,7 +46,8 @@ impl Default for Webhooks {
 pub struct Subscription {
     /// Unique; names the subscription in the API and the log.
     pub name: String,
-    /// The API key (by name) whose events it receives.
+    /// The API key (by name) whose events it receives, or `smpp:<system_id>`
+    /// for an SMPP server account's.
     pub key: String,
     pub url: String,
     /// Event types (`message.delivered`, ...); read as strings so an
@@ -154,7 +155,10 @@ impl Webhooks {
                 bad(&format!("{key}.name"), format!("duplicate subscription name {:?}", s.name));
             }
             if !keys.contains(&s.key.as_str()) {
-                bad(&format!("{key}.key"), format!("no API key is named {:?}", s.key));
+                bad(
+                    &format!("{key}.key"),
+                    format!("no API key is named {:?} (nor SMPP account, as \"smpp:<system_id>\")", s.key),
+                );
             }
             if let Err(e) = check_url(&s.url, &allow) {
                 bad(&format!("{key}.url"), e.to_string());

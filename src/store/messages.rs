@@ -906,6 +906,7 @@ pub(super) fn replace(c: &Connection, id: i64, r: &Replacement, now: Millis) -> 
         detail.push_str(", validity");
     }
     history(c, id, now, Status::Queued, &detail)?;
+    events::emit(c, EventKind::MessageReplaced, now, &NewEvent { message_id: Some(id), ..NewEvent::default() })?;
     Ok(ReplaceOutcome::Replaced { route })
 }
 

@@ -1341,6 +1341,7 @@ fn only_a_queued_message_nothing_of_which_went_out_is_replaced() {
         .query_row("SELECT detail FROM history WHERE message_id = ?1 ORDER BY rowid DESC", [id], |q| q.get(0))
         .unwrap();
     assert_eq!(detail, "replaced through SMPP by account \"crm\": text (1 segment, gsm7), schedule");
+    assert_eq!(events(&c), [("message.replaced".into(), Some(id), None, None)], "a service is told");
     // Another key's message is not found; another sender is refused; a
     // validity before the due time is refused; none of them changes it.
     let theirs = Replacement { owner: "other".into(), ..replacement("x") };
@@ -1352,6 +1353,7 @@ fn only_a_queued_message_nothing_of_which_went_out_is_replaced() {
     assert_eq!(messages::replace(&c, 999_999, &replacement("x"), t0).unwrap(), ReplaceOutcome::NotFound);
     let body: String = c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |q| q.get(0)).unwrap();
     assert_eq!(body, "new text");
+    assert_eq!(events(&c).len(), 1, "a refused replacement tells nobody");
 
     // Once it has left the queue it is too late.
     messages::cancel(&c, id, None, t0 + 11).unwrap();
