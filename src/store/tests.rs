@@ -49,22 +49,27 @@ fn part(seq: u8, text: &str) -> InboundPart {
     }
 }
 
+/// Keep the writer busy for 300 ms (the jobs sent meanwhile wait and then
+/// go as one group); await the handle to know it let go.
+async fn hold_writer(s: &Store) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    let s = s.clone();
+    let hold = tokio::spawn(async move {
+        s.write(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(())
+        })
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    hold
+}
+
 #[tokio::test]
 async fn a_failing_job_is_undone_alone_and_the_rest_of_its_group_commits_once() {
     let (_d, s) = open().await;
     s.write(|c| Ok(c.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)")?)).await.unwrap();
     // Hold the writer while the jobs below queue up, so they go as one group.
-    let hold = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.write(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                Ok(())
-            })
-            .await
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let hold = hold_writer(&s).await;
     let jobs: Vec<_> = (0..10i64)
         .map(|n| {
             let s = s.clone();
@@ -110,17 +115,7 @@ async fn a_failing_job_is_undone_alone_and_the_rest_of_its_group_commits_once() 
 async fn a_daily_quota_holds_between_requests_committed_together() {
     let (_d, s) = open().await;
     // Hold the writer while the requests below queue up, so they go as one group.
-    let hold = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.write(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                Ok(())
-            })
-            .await
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let hold = hold_writer(&s).await;
     let requests: Vec<_> = (0..3)
         .map(|_| {
             let s = s.clone();
