@@ -125,6 +125,13 @@ pub(super) fn get(c: &Connection, number: &str, scope: &str) -> rusqlite::Result
 
 /// Newest first (then by number and scope, so a page boundary is exact).
 pub(super) fn list(c: &Connection, f: &OptOutFilter) -> rusqlite::Result<Vec<OptOut>> {
+    let (sql, args) = list_sql(f);
+    c.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(args), row)?.collect()
+}
+
+/// The query `list` runs for `f`, and its parameters: in the order of the
+/// `optouts_recent` index, read backwards from the cursor, never sorted.
+pub(super) fn list_sql(f: &OptOutFilter) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
     let mut conds = Vec::new();
     let mut args: Vec<Value> = Vec::new();
@@ -145,5 +152,5 @@ pub(super) fn list(c: &Connection, f: &OptOutFilter) -> rusqlite::Result<Vec<Opt
     let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
     args.push(Value::Integer(f.limit as i64));
     let sql = format!("SELECT {COLUMNS} FROM optouts {filter} ORDER BY at DESC, number DESC, scope DESC LIMIT ?");
-    c.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(args), row)?.collect()
+    (sql, args)
 }

@@ -468,6 +468,12 @@ INSERT INTO key_days (api_key, day, n)
     SELECT api_key, created_at - created_at % 86400000, count(*) FROM messages
     WHERE created_at >= unixepoch() / 86400 * 86400000 GROUP BY 1, 2;
 "#,
+    // 16: the opt-out registry newest first from an index. Each page of
+    // `GET /v1/optouts` (and of its CSV export, a page per thousand) sorted
+    // the whole registry: an export took time in the square of its size.
+    r#"
+CREATE INDEX optouts_recent ON optouts(at, number, scope);
+"#,
 ];
 
 pub fn latest() -> i64 {

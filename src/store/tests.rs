@@ -1058,6 +1058,27 @@ fn a_claim_reads_one_index_range_per_class() {
 }
 
 #[test]
+fn the_opt_out_registry_pages_newest_first_without_sorting_it() {
+    let (_d, c) = conn();
+    configure(&c).unwrap();
+    let cursor = OptOutCursor { at: 5, number: "+79160000001".into(), scope: "all".into() };
+    for f in [
+        OptOutFilter { limit: 100, ..OptOutFilter::default() },
+        OptOutFilter { limit: 100, after: Some(cursor), ..OptOutFilter::default() },
+    ] {
+        let (sql, args) = optouts::list_sql(&f);
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().all(|p| p.contains("optouts_recent") && !p.contains("TEMP B-TREE")), "{sql}: {plan:?}");
+    }
+}
+
+#[test]
 fn the_zone_is_the_one_given_else_the_number_s_else_the_default() {
     let (_d, c) = conn();
     let policy = Policy { default_tz: chrono_tz::Europe::Berlin, ..Policy::default() };
