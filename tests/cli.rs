@@ -113,15 +113,28 @@ fn bench_smpp_scenarios_run_and_lose_nothing() {
         "receipts: 1000 back at",
         "lost 0, duplicated 0, unknown ids 0",
         "smpp-server daemon CPU",
-        "smpp-route single   1000 messages (8 connections)",
-        "smpp-route batch100 1000 messages (batches of 100)",
-        "0 requests failed; 1000 delivered",
-        "lost 0, duplicated 0",
-        "smpp-route batch100 daemon CPU",
-        "smpp-route no-dlr   1000 messages (8 connections)",
-        "1000 submitted (no receipts asked)",
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
+    }
+    // Each route round: its messages, every one done, none lost or sent twice.
+    for (round, load, done) in [
+        ("single", "(8 connections)", "1000 delivered (receipts recorded)"),
+        ("batch100", "(batches of 100)", "1000 delivered (receipts recorded)"),
+        ("no-dlr", "(8 connections)", "1000 submitted (no receipts asked)"),
+        ("batch-no-dlr", "(batches of 100)", "1000 submitted (no receipts asked)"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().take(3).eq(["smpp-route", round, "1000"]))
+            .unwrap_or_else(|| panic!("no {round} round in:\n{stdout}"));
+        for needle in [load, "0 requests failed", done, "lost 0, duplicated 0"] {
+            assert!(line.contains(needle), "{needle:?} not in {line:?}");
+        }
+        let cpu = format!("smpp-route {round} daemon CPU");
+        assert!(
+            stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ").starts_with(&cpu)),
+            "{cpu:?}"
+        );
     }
     let out = Command::new(bin()).args(["bench", "--only", "smpp"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
