@@ -136,12 +136,15 @@ pub enum EventKind {
     InboundReceived,
     #[serde(rename = "optout.changed")]
     OptoutChanged,
+    /// A consent recorded or withdrawn.
+    #[serde(rename = "consent.changed")]
+    ConsentChanged,
     #[serde(rename = "route.state_changed")]
     RouteStateChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::MessageSubmitted,
         EventKind::MessageDelivered,
         EventKind::MessageUndelivered,
@@ -152,6 +155,7 @@ impl EventKind {
         EventKind::MessageReplaced,
         EventKind::InboundReceived,
         EventKind::OptoutChanged,
+        EventKind::ConsentChanged,
         EventKind::RouteStateChanged,
     ];
 
@@ -167,6 +171,7 @@ impl EventKind {
             EventKind::MessageReplaced => "message.replaced",
             EventKind::InboundReceived => "inbound.received",
             EventKind::OptoutChanged => "optout.changed",
+            EventKind::ConsentChanged => "consent.changed",
             EventKind::RouteStateChanged => "route.state_changed",
         }
     }

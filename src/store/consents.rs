@@ -1,9 +1,12 @@
 //! Consent records in SQL: a number agreed to receive messages of a scope,
 //! from what source, with what wording (the proof 38-FZ asks for), recorded
 //! by whom and when. Withdrawing one sets `withdrawn_at` and keeps the row:
-//! it stays the proof of what was agreed while it held.
+//! it stays the proof of what was agreed while it held. Each change is a
+//! `consent.changed` event (for the `admin` keys' subscriptions), carrying
+//! the record as `GET /v1/consents` shows it at that moment.
 
-use crate::message::Millis;
+use super::events::{self, NewEvent};
+use crate::message::{EventKind, Millis, to_rfc3339};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
 
 /// A consent to record.
@@ -77,12 +80,15 @@ pub(super) fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<Consent>> 
     c.prepare_cached(&format!("SELECT {COLUMNS} FROM consents WHERE id = ?1"))?.query_row(params![id], row).optional()
 }
 
-pub(super) fn add(c: &Connection, n: &NewConsent) -> rusqlite::Result<Consent> {
-    c.prepare_cached(&format!(
-        "INSERT INTO consents (number, scope, source, proof, recorded_by, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         RETURNING {COLUMNS}"
-    ))?
-    .query_row(params![n.number, n.scope, n.source, n.proof, n.recorded_by, n.at], row)
+pub(super) fn add(c: &Connection, n: &NewConsent, now: Millis) -> rusqlite::Result<Consent> {
+    let added = c
+        .prepare_cached(&format!(
+            "INSERT INTO consents (number, scope, source, proof, recorded_by, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             RETURNING {COLUMNS}"
+        ))?
+        .query_row(params![n.number, n.scope, n.source, n.proof, n.recorded_by, n.at], row)?;
+    changed(c, &added, now)?;
+    Ok(added)
 }
 
 pub(super) fn withdraw(c: &Connection, id: i64, now: Millis) -> rusqlite::Result<WithdrawOutcome> {
@@ -91,7 +97,30 @@ pub(super) fn withdraw(c: &Connection, id: i64, now: Millis) -> rusqlite::Result
         return Ok(WithdrawOutcome::AlreadyWithdrawn(existing));
     }
     c.prepare_cached("UPDATE consents SET withdrawn_at = ?2 WHERE id = ?1")?.execute(params![id, now])?;
-    Ok(WithdrawOutcome::Withdrawn(Consent { withdrawn_at: Some(now), ..existing }))
+    let withdrawn = Consent { withdrawn_at: Some(now), ..existing };
+    changed(c, &withdrawn, now)?;
+    Ok(WithdrawOutcome::Withdrawn(withdrawn))
+}
+
+/// Tell of `k` as it now stands: a `consent.changed` event with the record
+/// in the API's shape, owned by no key (so the `admin` keys' subscriptions
+/// receive it).
+fn changed(c: &Connection, k: &Consent, now: Millis) -> rusqlite::Result<()> {
+    let data = serde_json::json!({
+        "id": k.id,
+        "number": k.number,
+        "scope": k.scope,
+        "source": k.source,
+        "proof": k.proof,
+        "recorded_by": k.recorded_by,
+        "at": to_rfc3339(k.at),
+        "withdrawn_at": k.withdrawn_at.map(to_rfc3339),
+        "active": k.withdrawn_at.is_none(),
+    })
+    .to_string();
+    let event = NewEvent { subject: Some(&k.number), data: Some(&data), ..NewEvent::default() };
+    events::emit(c, EventKind::ConsentChanged, now, &event)?;
+    Ok(())
 }
 
 /// Newest record first.

@@ -533,7 +533,7 @@ impl Store {
 
     /// Record a consent; returns it with its id.
     pub async fn add_consent(&self, consent: NewConsent) -> Result<Consent, StoreError> {
-        self.write(move |c| Ok(consents::add(c, &consent)?)).await
+        self.write(move |c| Ok(consents::add(c, &consent, now_ms())?)).await
     }
 
     /// Withdraw a consent now; the record stays.

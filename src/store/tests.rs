@@ -851,12 +851,32 @@ fn policy_decides_at_accept_by_scope_and_consent() {
         recorded_by: "k".into(),
         at: t0,
     };
-    let record = consents::add(&c, &given).unwrap();
+    let record = consents::add(&c, &given, t0).unwrap();
     assert_eq!(accept(&promo(None), &consent), queued);
     assert!(matches!(consents::withdraw(&c, record.id, t0 + 1).unwrap(), WithdrawOutcome::Withdrawn(_)));
+    assert!(matches!(consents::withdraw(&c, record.id, t0 + 2).unwrap(), WithdrawOutcome::AlreadyWithdrawn(_)));
     assert_eq!(accept(&promo(None), &consent), no_consent);
     let kept = consents::get(&c, record.id).unwrap().unwrap();
     assert_eq!((kept.withdrawn_at, kept.proof), (Some(t0 + 1), given.proof));
+    // Recorded and withdrawn: two events, each with the record as it then
+    // stood; withdrawing it again tells nobody.
+    let told: Vec<(String, Option<String>, serde_json::Value)> = c
+        .prepare("SELECT kind, subject, data FROM events WHERE kind LIKE 'consent.%' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&r.get::<_, String>(2)?).unwrap())))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(told.len(), 2, "{told:?}");
+    for (kind, subject, _) in &told {
+        assert_eq!((kind.as_str(), subject.as_deref()), ("consent.changed", Some("+79161234567")));
+    }
+    assert_eq!(told[0].2["active"], true);
+    assert_eq!(told[0].2["proof"], "I agree to receive offers");
+    assert_eq!(told[0].2["withdrawn_at"], serde_json::Value::Null);
+    assert_eq!(told[1].2["active"], false);
+    assert_eq!(told[1].2["id"], record.id);
+    assert_eq!(told[1].2["withdrawn_at"], crate::message::to_rfc3339(t0 + 1));
 }
 
 // ---- conversations: linking and keywords ----
