@@ -1003,7 +1003,7 @@ impl Config {
 
         // A subscription follows an API key's messages, or an SMPP account's
         // (written under the key `smpp:<system_id>`).
-        let accounts: Vec<String> = self.smpp_server.accounts.iter().map(|a| format!("smpp:{}", a.system_id)).collect();
+        let accounts: Vec<String> = self.smpp_server.accounts.iter().map(smpp_server::Account::api_key).collect();
         let key_names: Vec<&str> =
             self.api_keys.iter().map(|k| k.name.as_str()).chain(accounts.iter().map(String::as_str)).collect();
         self.webhooks.check(&key_names, base, &mut bad);

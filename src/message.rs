@@ -180,6 +180,11 @@ impl EventKind {
         EventKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// About one message (its `message_id` names it).
+    pub fn is_message(self) -> bool {
+        self.as_str().starts_with("message.")
+    }
+
     /// The event a message's move to `status` is, if any (`queued` and
     /// `sending` are steps on the way, not events).
     pub fn for_status(status: Status) -> Option<Self> {

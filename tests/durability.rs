@@ -75,15 +75,22 @@ async fn accepted_messages_survive_kill_9_before_dispatch() {
     assert_eq!(got, ids);
 }
 
-#[tokio::test]
-async fn sigterm_stops_cleanly_and_the_queue_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "", &sim_route(dir.path(), "sim", "rate = 5", "delivery_delay_ms = 0"));
-    let d = Daemon::start(dir.path());
-    let msgs: Vec<_> = (0..20).map(|i| msg(&format!("+7916000{i:04}"), "x")).collect();
+/// A daemon in `dir` with one sim route at `rate`/s, half a second into
+/// sending `n` messages posted in one batch.
+async fn sending(dir: &std::path::Path, rate: u32, n: usize) -> Daemon {
+    write_config(dir, "", &sim_route(dir, "sim", &format!("rate = {rate}"), "delivery_delay_ms = 0"));
+    let d = Daemon::start(dir);
+    let msgs: Vec<_> = (0..n).map(|i| msg(&format!("+7916000{i:04}"), "x")).collect();
     let (s, _) = d.post("/v1/messages", &json!({"messages": msgs})).await;
     assert_eq!(s, 202);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    d
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_the_queue_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sending(dir.path(), 5, 20).await;
     assert_eq!(d.terminate(), Some(0));
     assert!(
         !dir.path().join("smsgw.db-wal").exists()
@@ -101,12 +108,7 @@ async fn a_stop_hands_back_what_a_lane_claimed_but_had_not_started() {
     // puts them back in the queue before the store closes: none is left
     // `sending` on disk, and the log has no failed hand-back.
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "", &sim_route(dir.path(), "sim", "rate = 40", "delivery_delay_ms = 0"));
-    let d = Daemon::start(dir.path());
-    let msgs: Vec<_> = (0..200).map(|i| msg(&format!("+7916000{i:04}"), "x")).collect();
-    let (s, _) = d.post("/v1/messages", &json!({"messages": msgs})).await;
-    assert_eq!(s, 202);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let d = sending(dir.path(), 40, 200).await;
     let log = d.log.clone();
     assert_eq!(d.terminate(), Some(0));
     let log = log.lock().unwrap().clone();

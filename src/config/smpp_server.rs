@@ -140,6 +140,14 @@ pub struct Account {
     pub inbound: Inbound,
 }
 
+impl Account {
+    /// The API key its messages are written under (and a webhook
+    /// subscription that follows it names).
+    pub fn api_key(&self) -> String {
+        format!("smpp:{}", self.system_id)
+    }
+}
+
 fn default_class() -> Priority {
     Priority::Transactional
 }

@@ -115,7 +115,7 @@ impl AccountState {
 
     /// The API key its messages are written under.
     pub fn api_key(&self) -> String {
-        format!("smpp:{}", self.cfg.system_id)
+        self.cfg.api_key()
     }
 
     pub fn ip_allowed(&self, ip: IpAddr) -> bool {

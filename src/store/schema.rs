@@ -522,14 +522,20 @@ mod tests {
         assert_eq!(v, latest());
     }
 
-    #[test]
-    fn counts_start_from_the_messages_already_stored() {
-        let mut c = Connection::open_in_memory().unwrap();
-        // A store at version 2, from before the counts were kept.
-        for script in &MIGRATIONS[..2] {
+    /// A store as version `v` of smsgw left it.
+    fn at_version(v: usize) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        for script in &MIGRATIONS[..v] {
             c.execute_batch(script).unwrap();
         }
-        c.pragma_update(None, "user_version", 2).unwrap();
+        c.pragma_update(None, "user_version", v as i64).unwrap();
+        c
+    }
+
+    #[test]
+    fn counts_start_from_the_messages_already_stored() {
+        // A store at version 2, from before the counts were kept.
+        let mut c = at_version(2);
         let add = "INSERT INTO messages (api_key, recipient, body, encoding, segments, priority, route, status,
                    created_at, updated_at, due_at) VALUES ('k', '+1', 'x', 'gsm7', 1, ?1, ?2, ?3, 0, 0, 0)";
         for (pri, route, status) in [(0, "a", "queued"), (0, "a", "queued"), (2, "b", "queued"), (1, "a", "delivered")]
@@ -552,11 +558,7 @@ mod tests {
 
     #[test]
     fn today_s_messages_per_key_are_counted_on_upgrade() {
-        let mut c = Connection::open_in_memory().unwrap();
-        for script in &MIGRATIONS[..14] {
-            c.execute_batch(script).unwrap();
-        }
-        c.pragma_update(None, "user_version", 14).unwrap();
+        let mut c = at_version(14);
         let today = crate::message::utc_day_start(crate::message::now_ms());
         let add = "INSERT INTO messages (api_key, recipient, body, encoding, segments, priority, route, status,
                    created_at, updated_at, due_at) VALUES (?1, '+1', 'x', 'gsm7', 1, 0, 'r', 'queued', ?2, ?2, ?2)";

@@ -192,7 +192,7 @@ struct Subscription {
 
 /// Every event kind about a message: what a callback subscription gets.
 fn message_kinds() -> Vec<EventKind> {
-    EventKind::ALL.into_iter().filter(|k| k.as_str().starts_with("message.")).collect()
+    EventKind::ALL.into_iter().filter(|k| k.is_message()).collect()
 }
 
 /// The key's callback subscription, made on first need; `None` when it

@@ -6,8 +6,9 @@
 //! subscription). `data` is the API's own JSON for the thing: a message as
 //! `GET /v1/messages` lists it (its parts and history are a `GET` away),
 //! with the status a status event reports (its error only when that is
-//! still the message's status), as it is for `message.replaced`; an inbound message as `GET /v1/inbound/{id}`;
-//! the opt-out change or the route's state as the event recorded them.
+//! still the message's status), as it stands for `message.replaced`; an
+//! inbound message as `GET /v1/inbound/{id}`; the opt-out or consent
+//! change or the route's state as the event recorded them.
 
 use crate::api::inbound::InboundOut;
 use crate::api::messages::MessageOut;
@@ -40,7 +41,7 @@ pub fn body(e: EventRow) -> Vec<u8> {
     let raw = |d: &Option<String>| d.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
     let data = match (e.kind, e.message, e.inbound) {
         (EventKind::InboundReceived, _, Some(i)) => serde_json::to_value(InboundOut::from(i)).unwrap_or(Value::Null),
-        (kind, Some(mut m), _) if kind.as_str().starts_with("message.") => {
+        (kind, Some(mut m), _) if kind.is_message() => {
             let status = status_of(kind).unwrap_or(m.status);
             if status != m.status {
                 m.status = status;
