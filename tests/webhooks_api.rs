@@ -346,13 +346,21 @@ fn event(c: &Connection, kind: &str, at: i64) -> i64 {
 }
 
 /// A delivery row and its attempts, as the delivery engine writes them.
+/// A delivery as the deliverer leaves it: attempt `i` at `t + 100 i`
+/// taking `10 + i` ms; a done delivery's last (successful) attempt only on
+/// its own row, `done_at` when its answer came.
 fn delivery(c: &Connection, hook: i64, event: i64, state: &str, attempts: &[(Option<u16>, Option<&str>)]) {
     let t = now_ms() - 60_000;
-    let done = (state != "pending").then_some(t + 1000);
+    let last = attempts.len() as i64 - 1;
+    let done = match state {
+        "pending" => None,
+        "done" => Some(t + last * 100 + 10 + last),
+        _ => Some(t + 1000),
+    };
     c.execute(
         "INSERT INTO deliveries (webhook_id, event_id, order_key, state, attempts, created_at, next_at, done_at,
-                                 last_status, last_error)
-         VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+                                 last_status, last_error, last_latency_ms)
+         VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
         params![
             hook,
             event,
@@ -361,11 +369,13 @@ fn delivery(c: &Connection, hook: i64, event: i64, state: &str, attempts: &[(Opt
             t,
             done,
             attempts.last().and_then(|a| a.0),
-            attempts.last().and_then(|a| a.1)
+            attempts.last().and_then(|a| a.1),
+            10 + last
         ],
     )
     .unwrap();
-    for (i, (status, error)) in attempts.iter().enumerate() {
+    let logged = if state == "done" { &attempts[..attempts.len() - 1] } else { attempts };
+    for (i, (status, error)) in logged.iter().enumerate() {
         c.execute(
             "INSERT INTO delivery_attempts (webhook_id, event_id, at, http_status, latency_ms, error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -396,14 +406,14 @@ async fn deliveries_are_listed_with_their_attempts_and_replayed() {
     let e2 = event(&c, "message.delivered", t0 + 1_800_000);
     let e3 = event(&c, "inbound.received", t0 + 1_800_000);
     delivery(&c, id, e1, "dead", &[(Some(500), None), (None, Some("connection refused")), (Some(503), None)]);
-    delivery(&c, id, e2, "done", &[(Some(204), None)]);
+    delivery(&c, id, e2, "done", &[(Some(502), None), (Some(204), None)]);
     delivery(&c, id, e3, "pending", &[(None, Some("timed out"))]);
 
     let path = format!("/v1/webhooks/{id}");
     let h = call(&d, "GET", &path, KEY, None).await.body["health"].clone();
     assert_eq!(
         (h["pending"].as_u64(), h["dead"].as_u64(), h["failures_24h"].as_u64()),
-        (Some(1), Some(1), Some(4)),
+        (Some(1), Some(1), Some(5)),
         "{h}"
     );
     assert!(h["last_success_at"].is_string(), "{h}");
@@ -423,6 +433,14 @@ async fn deliveries_are_listed_with_their_attempts_and_replayed() {
     let log = dead["attempt_log"].as_array().unwrap();
     assert_eq!(log.iter().map(|a| a["http_status"].clone()).collect::<Vec<_>>(), [json!(500), Value::Null, json!(503)]);
     assert_eq!((log[1]["error"].as_str(), log[1]["latency_ms"].as_i64()), (Some("connection refused"), Some(11)));
+    // The success is on the delivery row alone, and listed as the last attempt, when it happened.
+    let done = &ds[1];
+    let log = done["attempt_log"].as_array().unwrap();
+    assert_eq!(log.iter().map(|a| a["http_status"].clone()).collect::<Vec<_>>(), [json!(502), json!(204)], "{done}");
+    assert_eq!(log[1]["latency_ms"].as_i64(), Some(11));
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().timestamp_millis();
+    assert_eq!(at(&log[1]["at"]) - at(&log[0]["at"]), 100, "{done}");
+    assert_eq!(at(&done["done_at"]) - at(&log[1]["at"]), 11, "{done}");
     assert!(list.body["next_before"].is_null());
 
     let dead_only = call(&d, "GET", &format!("{path}/deliveries?state=dead"), KEY, None).await.body;
@@ -455,6 +473,11 @@ async fn deliveries_are_listed_with_their_attempts_and_replayed() {
     assert_eq!((r.status, r.body["replayed"].as_u64()), (200, Some(1)), "{}", r.text);
     assert_eq!(state_of(&c, id, e2).0, "pending");
     assert_eq!(state_of(&c, id, e1).0, "pending");
+    // The replayed delivery's earlier success stays in its log, as an attempt row now.
+    let list = call(&d, "GET", &format!("{path}/deliveries"), KEY, None).await.body;
+    let again = list["deliveries"].as_array().unwrap().iter().find(|x| x["event_id"] == format!("evt_{e2}")).unwrap();
+    let codes: Vec<Value> = again["attempt_log"].as_array().unwrap().iter().map(|a| a["http_status"].clone()).collect();
+    assert_eq!(codes, [json!(502), json!(204)], "{again}");
 
     let r = call(&d, "POST", &format!("{path}/replay"), KEY, Some(json!({"event_id": "evt_999999"}))).await;
     assert_eq!(r.status, 404, "{}", r.text);

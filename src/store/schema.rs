@@ -474,6 +474,22 @@ INSERT INTO key_days (api_key, day, n)
     r#"
 CREATE INDEX optouts_recent ON optouts(at, number, scope);
 "#,
+    // 17: a delivery's successful attempt is kept on its `deliveries` row
+    // alone (`last_status`, `last_latency_ms`, `done_at` = when the answer
+    // came), not also as an attempt row: every done delivery wrote the same
+    // facts twice. Attempt rows are the ones that did not end it well.
+    r#"
+CREATE TEMP TABLE final_successes AS
+    SELECT a.rowid AS attempt, a.webhook_id, a.event_id, a.at + a.latency_ms AS answered
+    FROM delivery_attempts a JOIN deliveries d ON d.webhook_id = a.webhook_id AND d.event_id = a.event_id
+    WHERE d.state = 'done' AND a.http_status BETWEEN 200 AND 299
+      AND a.rowid = (SELECT max(b.rowid) FROM delivery_attempts b
+                     WHERE b.webhook_id = a.webhook_id AND b.event_id = a.event_id);
+UPDATE deliveries SET done_at = f.answered
+    FROM final_successes f WHERE f.webhook_id = deliveries.webhook_id AND f.event_id = deliveries.event_id;
+DELETE FROM delivery_attempts WHERE rowid IN (SELECT attempt FROM final_successes);
+DROP TABLE final_successes;
+"#,
 ];
 
 pub fn latest() -> i64 {
@@ -574,6 +590,33 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(rows, [("a".into(), today, 2), ("b".into(), today, 1)], "yesterday's message is not counted");
+    }
+
+    #[test]
+    fn a_done_delivery_s_success_moves_onto_its_row_on_upgrade() {
+        let mut c = at_version(16);
+        let delivery = "INSERT INTO deliveries (webhook_id, event_id, state, attempts, created_at, next_at, done_at,
+                        last_status, last_latency_ms) VALUES (1, ?1, ?2, 2, 0, 0, 900, ?3, 5)";
+        c.execute(delivery, rusqlite::params![1, "done", 204]).unwrap();
+        c.execute(delivery, rusqlite::params![2, "dead", 500]).unwrap();
+        let attempt = "INSERT INTO delivery_attempts (webhook_id, event_id, at, http_status, latency_ms)
+                       VALUES (1, ?1, ?2, ?3, 5)";
+        for (event, at, status) in [(1, 100, 503), (1, 200, 204), (2, 100, 500), (2, 200, 500)] {
+            c.execute(attempt, rusqlite::params![event, at, status]).unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let attempts: Vec<(i64, i64)> = c
+            .prepare("SELECT event_id, http_status FROM delivery_attempts ORDER BY event_id, at")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(attempts, [(1, 503), (2, 500), (2, 500)]);
+        let done_at = |e: i64| -> i64 {
+            c.query_row("SELECT done_at FROM deliveries WHERE event_id = ?1", [e], |r| r.get(0)).unwrap()
+        };
+        assert_eq!((done_at(1), done_at(2)), (205, 900), "when the success's answer came; a dead one unchanged");
     }
 
     #[test]

@@ -381,39 +381,56 @@ pub(super) fn deliveries(
     if origin(c, id, owner)?.is_none() {
         return Ok(None);
     }
-    let mut out: Vec<DeliveryView> = c
+    let rows: Vec<(Option<AttemptView>, DeliveryView)> = c
         .prepare_cached(
-            "SELECT d.event_id, e.kind, d.state, d.url, d.attempts, d.created_at, d.next_at, d.done_at
+            "SELECT d.event_id, e.kind, d.state, d.url, d.attempts, d.created_at, d.next_at, d.done_at,
+                    d.last_status, d.last_latency_ms, d.last_error
              FROM deliveries d LEFT JOIN events e ON e.id = d.event_id
              WHERE d.webhook_id = ?1 AND (?2 IS NULL OR d.state = ?2) AND (?3 IS NULL OR d.event_id < ?3)
              ORDER BY d.event_id DESC LIMIT ?4",
         )?
         .query_map(params![id, f.state.map(DeliveryState::as_str), f.before_event, f.limit as i64], |r| {
-            Ok(DeliveryView {
-                event_id: r.get(0)?,
-                kind: r.get(1)?,
-                state: r.get(2)?,
-                url: r.get(3)?,
-                attempts: r.get(4)?,
-                created_at: r.get(5)?,
-                next_at: r.get(6)?,
-                done_at: r.get(7)?,
-                attempt_log: Vec::new(),
-            })
+            let state: String = r.get(2)?;
+            let done_at: Option<Millis> = r.get(7)?;
+            let (status, latency): (Option<u16>, Option<i64>) = (r.get(8)?, r.get(9)?);
+            // A successful attempt lives on the delivery row alone.
+            let success = match (state.as_str(), done_at, status, latency) {
+                ("done", Some(done), http_status @ Some(_), Some(latency_ms)) => {
+                    Some(AttemptView { at: done - latency_ms, http_status, latency_ms, error: r.get(10)? })
+                }
+                _ => None,
+            };
+            Ok((
+                success,
+                DeliveryView {
+                    event_id: r.get(0)?,
+                    kind: r.get(1)?,
+                    state: r.get(2)?,
+                    url: r.get(3)?,
+                    attempts: r.get(4)?,
+                    created_at: r.get(5)?,
+                    next_at: r.get(6)?,
+                    done_at,
+                    attempt_log: Vec::new(),
+                },
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut attempts = c.prepare_cached(
         "SELECT at, http_status, latency_ms, error FROM delivery_attempts
          WHERE webhook_id = ?1 AND event_id = ?2 ORDER BY at, rowid",
     )?;
-    for d in &mut out {
+    let mut views = Vec::with_capacity(rows.len());
+    for (success, mut d) in rows {
         d.attempt_log = attempts
             .query_map(params![id, d.event_id], |r| {
                 Ok(AttemptView { at: r.get(0)?, http_status: r.get(1)?, latency_ms: r.get(2)?, error: r.get(3)? })
             })?
             .collect::<rusqlite::Result<_>>()?;
+        d.attempt_log.extend(success);
+        views.push(d);
     }
-    Ok(Some(out))
+    Ok(Some(views))
 }
 
 /// Finished deliveries (done, dead or disabled) of the subscription go
@@ -429,6 +446,12 @@ pub(super) fn replay(
     if origin(c, id, owner)?.is_none() {
         return Ok(ReplayOutcome::NoSubscription);
     }
+    // A successful attempt lived on the delivery row alone: it becomes an
+    // attempt row before the row starts over.
+    const KEEP: &str = "INSERT INTO delivery_attempts (webhook_id, event_id, at, http_status, latency_ms, error)
+        SELECT webhook_id, event_id, done_at - last_latency_ms, last_status, last_latency_ms, last_error
+        FROM deliveries WHERE webhook_id = :id AND state = 'done' AND last_status IS NOT NULL
+          AND done_at IS NOT NULL AND last_latency_ms IS NOT NULL";
     const AGAIN: &str = "UPDATE deliveries SET state = 'pending', next_at = :now, created_at = :now, done_at = NULL
         WHERE webhook_id = :id AND state IN ('done', 'dead', 'disabled')";
     let n = match which {
@@ -440,14 +463,20 @@ pub(super) fn replay(
             if exists.is_none() {
                 return Ok(ReplayOutcome::NoDelivery);
             }
+            c.prepare_cached(&format!("{KEEP} AND event_id = :event"))?
+                .execute(rusqlite::named_params! {":id": id, ":event": event})?;
             c.prepare_cached(&format!("{AGAIN} AND event_id = :event"))?
                 .execute(rusqlite::named_params! {":now": now, ":id": id, ":event": event})?
         }
-        ReplaySelect::Since(since, state) => c
-            .prepare_cached(&format!(
-                "{AGAIN} AND (:state IS NULL OR state = :state) AND event_id IN (SELECT id FROM events WHERE at >= :since)"
-            ))?
-            .execute(rusqlite::named_params! {":now": now, ":id": id, ":since": since, ":state": state.map(DeliveryState::as_str)})?,
+        ReplaySelect::Since(since, state) => {
+            const WHICH: &str =
+                "AND (:state IS NULL OR state = :state) AND event_id IN (SELECT id FROM events WHERE at >= :since)";
+            let state = state.map(DeliveryState::as_str);
+            c.prepare_cached(&format!("{KEEP} {WHICH}"))?
+                .execute(rusqlite::named_params! {":id": id, ":since": since, ":state": state})?;
+            c.prepare_cached(&format!("{AGAIN} {WHICH}"))?
+                .execute(rusqlite::named_params! {":now": now, ":id": id, ":since": since, ":state": state})?
+        }
     };
     Ok(ReplayOutcome::Replayed(n))
 }

@@ -355,7 +355,10 @@ pub(super) fn claim_due(
 
 /// Record attempts and move their deliveries on (see [`AttemptOutcome`]);
 /// a retry that would fall later than `retry_for_ms` after the delivery's
-/// first attempt makes it dead instead.
+/// first attempt (since it was made or last replayed) makes it dead
+/// instead. A successful attempt is kept on the delivery row alone
+/// (`last_*`, `done_at` = when the answer came); the others also get an
+/// attempt row.
 pub(super) fn record_attempts(
     c: &Connection,
     attempts: &[AttemptRecord],
@@ -378,28 +381,39 @@ pub(super) fn record_attempts(
          WHERE webhook_id = ?1 AND event_id = ?2 AND state = 'pending'",
     )?;
     let mut first = c.prepare_cached(
-        "SELECT min(at) FROM delivery_attempts INDEXED BY delivery_attempts_of WHERE webhook_id = ?1 AND event_id = ?2",
+        "SELECT min(a.at) FROM delivery_attempts a INDEXED BY delivery_attempts_of
+         WHERE a.webhook_id = ?1 AND a.event_id = ?2
+           AND a.at >= (SELECT created_at FROM deliveries WHERE webhook_id = ?1 AND event_id = ?2)",
     )?;
     for a in attempts {
-        attempt.execute(params![a.webhook_id, a.event_id, a.at, a.http_status, a.latency_ms, a.error])?;
         let key = (a.webhook_id, a.event_id);
-        let state = match a.outcome {
-            AttemptOutcome::Done => "done",
-            AttemptOutcome::Gone => "disabled",
-            AttemptOutcome::Dead => "dead",
+        let mut logged = false;
+        let (state, done_at) = match a.outcome {
+            AttemptOutcome::Done => ("done", a.at + a.latency_ms),
+            AttemptOutcome::Gone => ("disabled", now),
+            AttemptOutcome::Dead => ("dead", now),
             AttemptOutcome::Retry { next_at } => {
-                let since: Millis = first.query_row(params![key.0, key.1], |r| r.get(0))?;
-                if next_at <= since + retry_for_ms {
+                attempt.execute(params![a.webhook_id, a.event_id, a.at, a.http_status, a.latency_ms, a.error])?;
+                logged = true;
+                let since: Option<Millis> = first.query_row(params![key.0, key.1], |r| r.get(0))?;
+                if next_at <= since.unwrap_or(a.at).min(a.at) + retry_for_ms {
                     again.execute(params![key.0, key.1, next_at, a.http_status, a.error, a.latency_ms])?;
                     out.retry += 1;
                     continue;
                 }
-                "dead"
+                ("dead", now)
             }
         };
         let url: Option<Option<String>> = finish
-            .query_row(params![key.0, key.1, state, now, a.http_status, a.error, a.latency_ms], |r| r.get(0))
+            .query_row(params![key.0, key.1, state, done_at, a.http_status, a.error, a.latency_ms], |r| r.get(0))
             .optional()?;
+        // A success that ended its delivery is on the delivery row; any
+        // other attempt (or one whose delivery had already ended, by a
+        // replay or its subscription's end) gets a row of its own.
+        let on_its_row = a.outcome == AttemptOutcome::Done && url.is_some();
+        if !logged && !on_its_row {
+            attempt.execute(params![a.webhook_id, a.event_id, a.at, a.http_status, a.latency_ms, a.error])?;
+        }
         match state {
             "done" => out.done += 1,
             "dead" => out.dead += 1,
@@ -641,6 +655,63 @@ mod tests {
         // Past the retry period after the first attempt: dead.
         let late = AttemptRecord { event_id: e2, at: 50, outcome: AttemptOutcome::Retry { next_at: 70_000 }, ..fail };
         assert_eq!(record_attempts(&c, &[late], 60_000, 50).unwrap().dead, 1);
+    }
+
+    #[test]
+    fn a_success_is_kept_on_its_delivery_and_a_replay_starts_the_retry_period_again() {
+        let c = db();
+        sync_config(&c, &[sub("a", "alice", &["message.submitted"])], 0).unwrap();
+        let e = event(&c, EventKind::MessageSubmitted, Some(message(&c, "alice", None)));
+        fan_out(&c, &[], 100, 0).unwrap();
+        let hook: i64 = c.query_row("SELECT id FROM webhooks", [], |r| r.get(0)).unwrap();
+        let attempt = |at, http_status, outcome| AttemptRecord {
+            webhook_id: hook,
+            event_id: e,
+            at,
+            http_status: Some(http_status),
+            latency_ms: 7,
+            error: None,
+            outcome,
+        };
+        let rows = || c.query_row("SELECT count(*) FROM delivery_attempts", [], |r| r.get::<_, i64>(0)).unwrap();
+        record_attempts(&c, &[attempt(10, 503, AttemptOutcome::Retry { next_at: 20 })], 60_000, 17).unwrap();
+        assert_eq!(record_attempts(&c, &[attempt(20, 204, AttemptOutcome::Done)], 60_000, 99).unwrap().done, 1);
+        assert_eq!(rows(), 1, "only the failed attempt has a row of its own");
+        let row = c
+            .query_row("SELECT done_at, last_status, last_latency_ms FROM deliveries", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .unwrap();
+        assert_eq!(row, (27, 204, 7), "done when the answer came");
+
+        // Replayed a day later: the success becomes a row, and a failure
+        // now is retried within a fresh period, not counted from the first
+        // attempt of the day before.
+        let day = 86_400_000;
+        let replayed = super::super::subscriptions::replay(
+            &c,
+            hook,
+            None,
+            super::super::subscriptions::ReplaySelect::Event(e),
+            day,
+        )
+        .unwrap();
+        assert_eq!(replayed, super::super::subscriptions::ReplayOutcome::Replayed(1));
+        assert_eq!(rows(), 2);
+        let out =
+            record_attempts(&c, &[attempt(day + 5, 500, AttemptOutcome::Retry { next_at: day + 60 })], 60_000, day + 6)
+                .unwrap();
+        assert_eq!(out.retry, 1, "{out:?}");
+        let late = attempt(day + 60, 500, AttemptOutcome::Retry { next_at: day + 70_000 });
+        assert_eq!(record_attempts(&c, &[late], 60_000, day + 61).unwrap().dead, 1);
+        let log: Vec<(i64, i64)> = c
+            .prepare("SELECT at, http_status FROM delivery_attempts ORDER BY at")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(log, [(10, 503), (20, 204), (day + 5, 500), (day + 60, 500)]);
     }
 
     #[test]
