@@ -31,7 +31,7 @@ async fn single_and_batch_are_delivered_with_full_history() {
 
     let m = d.wait_status(id, "delivered", 10).await;
     let states: Vec<&str> = m["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
-    assert_eq!(states, ["queued", "sending", "submitted", "delivered"]);
+    assert_eq!(states, ["queued", "submitted", "delivered"]);
     assert_eq!(m["api_key"], "test");
     assert_eq!(m["reference"], "order-17");
     assert_eq!(m["parts"][0]["status"], "delivered");

@@ -71,15 +71,15 @@ async fn a_promotion_waits_out_quiet_hours_across_midnight_in_the_recipient_s_zo
     // Then both go, not before the window opened.
     for id in [promo, given] {
         let m = d.wait_status(id, "delivered", 10).await;
-        let sending = m["history"]
+        let sent = m["history"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|h| h["status"] == "sending")
+            .find(|h| h["status"] == "submitted")
             .and_then(|h| h["at"].as_str())
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .expect("a sending row");
-        assert!(sending >= opens_at, "sent at {sending}, before the window opened at {opens_at}");
+            .expect("a submitted row");
+        assert!(sent >= opens_at, "sent at {sent}, before the window opened at {opens_at}");
     }
 }
 

@@ -474,8 +474,9 @@ pub(super) fn claim(
             "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
         )?
         .execute(params![m.id, now])?;
+        // No history row: the attempt's outcome writes one (submitted, or
+        // why not), and while it runs the message shows `sending`.
         moved(c, m.id, Status::Queued, Status::Sending, Some((route, m.priority)))?;
-        history(c, m.id, now, Status::Sending, &format!("attempt {} on route {route}", m.attempt))?;
         let mut m = m;
         if m.segments > 1 {
             (m.sent, m.concat_ref) = sent_before(c, m.id, route)?;

@@ -211,7 +211,7 @@ async fn receipt_before_submit_result_is_kept_and_applied() {
     let v = s.get(id).await.unwrap().unwrap();
     assert_eq!(v.status, Status::Delivered);
     let states: Vec<Status> = v.history.iter().map(|h| h.status).collect();
-    assert_eq!(states, [Status::Queued, Status::Sending, Status::Submitted, Status::Delivered]);
+    assert_eq!(states, [Status::Queued, Status::Submitted, Status::Delivered]);
 }
 
 #[tokio::test]
