@@ -115,6 +115,15 @@ async fn node_smpp_binds_and_submits_gsm7_and_ucs2() {
     let port = free_port();
     write_config(dir.path(), &smpp_config(port), &sim_route(dir.path(), "sim", "", ""));
     let d = Daemon::start(dir.path());
+    // An admin key subscribes a LAN service to the account's messages
+    // through the API; naming an account that does not exist is refused.
+    let (hook, hooked) = hook_receiver().await;
+    let follow = json!({"url": hook, "events": ["message.delivered"], "key": "smpp:crm"});
+    let (status, sub) = d.post("/v1/webhooks", &follow).await;
+    assert_eq!((status, sub["api_key"].as_str()), (201, Some("smpp:crm")), "{sub}");
+    let (status, refused) =
+        d.post("/v1/webhooks", &json!({"url": hook, "events": ["message.delivered"], "key": "smpp:nobody"})).await;
+    assert_eq!((status, refused["errors"][0]["field"].as_str()), (422, Some("key")), "{refused}");
     let (lines, _) = node_lines("smpp_server_client.js", &[&port.to_string(), "crm", "secret1"]).await;
     assert_eq!(lines[0]["event"], "bind_resp");
     assert_eq!(lines[0]["status"], 0);
@@ -130,6 +139,17 @@ async fn node_smpp_binds_and_submits_gsm7_and_ucs2() {
     assert_eq!(texts, ["Hello from node-smpp {ok}", "Привет от node-smpp"]);
     assert_eq!(lines.last().unwrap()["event"], "unbind_resp");
     assert_eq!(lines.last().unwrap()["status"], 0);
+    // Both deliveries reached the subscription.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let events = hooked.lock().unwrap().clone();
+        let delivered = events.iter().filter(|e| e["type"] == "message.delivered").count();
+        if delivered >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "webhooks so far: {events:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -244,6 +244,22 @@ async fn a_key_sees_only_its_own_subscriptions_and_admin_sees_all() {
     // What admin makes is admin's own (and sees the events no key owns).
     let own = create(&d, ADMIN_KEY, json!({"url": "http://10.0.0.5/ops", "events": ["route.state_changed"]})).await;
     assert_eq!(own["api_key"], "ops");
+    // Admin may make one for another key, which then sees it as its own;
+    // a key that does not exist is named, and only admin may name another.
+    let made =
+        create(&d, ADMIN_KEY, json!({"url": "http://10.0.0.5/c", "events": ["message.submitted"], "key": "test"}))
+            .await;
+    assert_eq!(made["api_key"], "test");
+    assert!(ids(&call(&d, "GET", "/v1/webhooks", KEY, None).await.body).contains(&made["id"].as_i64().unwrap()));
+    let body = json!({"url": "http://10.0.0.5/c", "events": ["message.delivered"], "key": "nobody"});
+    assert_eq!(fields(&call(&d, "POST", "/v1/webhooks", ADMIN_KEY, Some(body)).await), ["key"]);
+    let body = json!({"url": "http://10.0.0.5/c", "events": ["message.delivered"], "key": "smpp:crm"});
+    assert_eq!(fields(&call(&d, "POST", "/v1/webhooks", ADMIN_KEY, Some(body)).await), ["key"], "no SMPP server here");
+    let body = json!({"url": "http://10.0.0.5/c", "events": ["message.delivered"], "key": "ops"});
+    let r = call(&d, "POST", "/v1/webhooks", KEY, Some(body)).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let body = json!({"url": "http://10.0.0.5/c", "events": ["message.delivered"], "key": "test"});
+    assert_eq!(call(&d, "POST", "/v1/webhooks", KEY, Some(body)).await.status, 201, "its own name is fine");
     assert!(!ids(&call(&d, "GET", "/v1/webhooks", KEY, None).await.body).contains(&own["id"].as_i64().unwrap()));
     // A key with neither send nor read has no webhooks.
     let r = call(&d, "GET", "/v1/webhooks", METRICS_KEY, None).await;

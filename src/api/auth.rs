@@ -115,6 +115,11 @@ impl Keys {
         )
     }
 
+    /// Whether a key of this name is configured.
+    pub fn named(&self, name: &str) -> bool {
+        self.0.iter().any(|(_, c)| c.name == name)
+    }
+
     pub fn find(&self, presented: &str) -> Option<Arc<Caller>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;

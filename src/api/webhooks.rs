@@ -5,7 +5,8 @@
 //! finished deliveries. The delivery engine does the sending.
 //!
 //! Scopes: a key with `send` or `read` manages its own subscriptions; a key
-//! with `admin` sees and manages every key's. Another key's subscription is
+//! with `admin` sees and manages every key's, and may make one for another
+//! API key or an SMPP account (`smpp:<system_id>`). Another key's subscription is
 //! "not found", so ids tell nothing. A subscription declared in the config
 //! file is shown but changed only there (409 naming the file). A signing
 //! secret is shown once: in the answer that makes it (create, rotate).
@@ -43,6 +44,11 @@ pub struct CreateWebhook {
     /// `whsec_` and the base64 of 24 to 64 random bytes; one is made when absent.
     #[serde(default)]
     pub secret: Option<String>,
+    /// Whose events it receives: the calling key when absent. An `admin` key
+    /// may name another API key, or an SMPP server account as
+    /// `smpp:<system_id>` (the owner of the messages that account submits).
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// A change; absent fields stay as they are.
@@ -301,7 +307,8 @@ fn from_config(state: &AppState, id: i64, name: &str) -> Problem {
     )
 }
 
-/// Make a subscription for the calling key.
+/// Make a subscription for the calling key (or, by an `admin` key, for the
+/// key or SMPP account `key` names).
 ///
 /// The answer is the only one that ever shows the signing secret.
 #[utoipa::path(
@@ -310,8 +317,8 @@ fn from_config(state: &AppState, id: i64, name: &str) -> Problem {
     responses(
         (status = 201, description = "Made; `secret` is shown this once", body = WebhookOut),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the send or read scope", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named (`url`, `events[2]`, `secret`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the send or read scope, or names another key without admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named (`url`, `events[2]`, `secret`, `key`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -330,11 +337,24 @@ pub async fn create_webhook(
     {
         errors.push(FieldError { field: "secret".into(), message: e.to_string() });
     }
+    let owner = match req.key {
+        Some(key) if key != caller.name => {
+            caller.require(&[Scope::Admin])?;
+            if !key_exists(&state, &key) {
+                errors.push(FieldError {
+                    field: "key".into(),
+                    message: format!("no API key is named {key:?} (nor SMPP account, as \"smpp:<system_id>\")"),
+                });
+            }
+            key
+        }
+        _ => caller.name.clone(),
+    };
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
     let secret = req.secret.unwrap_or_else(new_secret);
-    let new = NewSubscription { api_key: caller.name.clone(), url: req.url, events, secret: secret.clone() };
+    let new = NewSubscription { api_key: owner, url: req.url, events, secret: secret.clone() };
     let view = state.store.create_subscription(new).await?;
     let location = format!("/v1/webhooks/{}", view.id);
     let mut resp = (StatusCode::CREATED, Json(WebhookOut::from_view(view, Some(secret)))).into_response();
@@ -342,6 +362,15 @@ pub async fn create_webhook(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
+}
+
+/// Whether `key` names a configured API key or, as `smpp:<system_id>`, an
+/// account of the running SMPP server.
+fn key_exists(state: &AppState, key: &str) -> bool {
+    match key.strip_prefix("smpp:") {
+        Some(system_id) => state.smpp.as_ref().is_some_and(|s| s.accounts().iter().any(|a| a.system_id == system_id)),
+        None => state.keys.read().map(|k| k.named(key)).unwrap_or_else(|p| p.into_inner().named(key)),
+    }
 }
 
 /// The calling key's subscriptions (every key's for `admin`), with their delivery health.
