@@ -165,6 +165,39 @@ pub(super) fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<MessageVie
     Ok(Some(v))
 }
 
+/// How far back of `since` the id bound reaches: a message made just after
+/// the wall clock was stepped back can carry an earlier time than the one
+/// before it.
+const CLOCK_SLACK_MS: Millis = 10 * 60 * 1000;
+
+/// The lowest id from which on messages were made at or after `at`: every
+/// message below it is older (one past the last id when none is that new).
+/// A binary search over ids, each step one look-up by id.
+/// Ids are handed out in the order messages are made, so their times grow
+/// with them but for a clock stepped back (see `CLOCK_SLACK_MS`).
+pub(super) fn first_id_from(c: &Connection, at: Millis) -> rusqlite::Result<i64> {
+    // Each its own subquery: SQLite reads min() or max() of the rowid from
+    // the b-tree's end only when it is a query's one aggregate.
+    let (first, last): (Option<i64>, Option<i64>) = c
+        .prepare_cached("SELECT (SELECT min(id) FROM messages), (SELECT max(id) FROM messages)")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (Some(mut lo), Some(last)) = (first, last) else { return Ok(0) };
+    // The time of the first message from id `x` on (none: later than any).
+    let mut next = c.prepare_cached("SELECT created_at FROM messages WHERE id >= ?1 ORDER BY id LIMIT 1")?;
+    let mut made_from = |x: i64| next.query_row([x], |r| r.get::<_, Millis>(0)).optional();
+    // The smallest x in lo..=last + 1 whose first message is new enough.
+    let mut hi = last + 1;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if made_from(mid)?.is_none_or(|t| t >= at) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
+}
+
 /// Newest first. Builds only the conditions asked for, so SQLite can pick
 /// the index that fits (status, recipient or key, then id).
 pub(super) fn list(c: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<MessageView>> {
@@ -181,6 +214,11 @@ pub(super) fn list(c: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<Messa
     if let Some(since) = f.since {
         conds.push("created_at >= ?");
         args.push(Value::Integer(since));
+        // No index orders messages by time, but ids grow with it: a bound
+        // on the id lets the newest-first walk stop there instead of going
+        // through every older message when fewer than `limit` match.
+        conds.push("id >= ?");
+        args.push(Value::Integer(first_id_from(c, since - CLOCK_SLACK_MS)?));
     }
     if let Some(b) = f.before_id {
         conds.push("id < ?");

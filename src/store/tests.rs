@@ -1433,3 +1433,34 @@ fn only_a_queued_message_nothing_of_which_went_out_is_replaced() {
     };
     assert_eq!(messages::replace(&c, message_id, &replacement("x"), t0).unwrap(), ReplaceOutcome::Underway);
 }
+
+#[test]
+fn a_list_since_a_time_reads_from_the_first_message_made_then() {
+    let (_d, c) = conn();
+    let add = "INSERT INTO messages (api_key, recipient, body, encoding, segments, priority, route, status,
+               created_at, updated_at, due_at) VALUES ('k', '+1', 'x', 'gsm7', 1, 0, 'r', 'delivered', ?1, ?1, ?1)";
+    // Messages a second apart, then the clock stepped back a minute, and
+    // some pruned (gaps in the ids).
+    for i in 0..2_000i64 {
+        c.execute(add, [1_000_000 + i * 1000]).unwrap();
+    }
+    c.execute(add, [1_000_000 + 1_940_000]).unwrap(); // id 2001, a minute behind id 2000
+    c.execute("DELETE FROM messages WHERE id BETWEEN 500 AND 1200", []).unwrap();
+
+    assert_eq!(query::first_id_from(&c, 0).unwrap(), 1);
+    assert_eq!(query::first_id_from(&c, 1_000_000 + 1_500 * 1000).unwrap(), 1501);
+    assert_eq!(query::first_id_from(&c, 1_000_000 + 800 * 1000).unwrap(), 500, "inside the gap: its start");
+    assert_eq!(query::first_id_from(&c, 1_000_000 + 1_000_000_000).unwrap(), 2002, "none that new");
+
+    let list = |since: Millis, limit: usize| -> Vec<i64> {
+        let f = ListFilter { since: Some(since), limit, ..ListFilter::default() };
+        query::list(&c, &f).unwrap().iter().map(|m| m.id).collect()
+    };
+    // The last ten seconds before the newest: ids 1991..=2000, and 2001,
+    // made later but stamped earlier, is still within the clock's slack.
+    let since = 1_000_000 + 1_990_000;
+    assert_eq!(list(since, 100), (1991..=2000).rev().collect::<Vec<_>>());
+    assert_eq!(list(1_000_000 + 1_930_000, 100).first(), Some(&2001));
+    assert_eq!(list(0, 3), [2001, 2000, 1999]);
+    assert_eq!(list(1_000_000 + 1_000_000_000, 10), Vec::<i64>::new());
+}
