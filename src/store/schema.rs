@@ -480,12 +480,14 @@ CREATE INDEX optouts_recent ON optouts(at, number, scope);
     // facts twice. Attempt rows are the ones that did not end it well.
     r#"
 CREATE TEMP TABLE final_successes AS
-    SELECT a.rowid AS attempt, a.webhook_id, a.event_id, a.at + a.latency_ms AS answered
+    SELECT a.rowid AS attempt, a.webhook_id, a.event_id, a.at + a.latency_ms AS answered, a.http_status,
+           a.latency_ms, a.error
     FROM delivery_attempts a JOIN deliveries d ON d.webhook_id = a.webhook_id AND d.event_id = a.event_id
     WHERE d.state = 'done' AND a.http_status BETWEEN 200 AND 299
       AND a.rowid = (SELECT max(b.rowid) FROM delivery_attempts b
                      WHERE b.webhook_id = a.webhook_id AND b.event_id = a.event_id);
-UPDATE deliveries SET done_at = f.answered
+UPDATE deliveries SET done_at = f.answered, last_status = f.http_status, last_latency_ms = f.latency_ms,
+                      last_error = f.error
     FROM final_successes f WHERE f.webhook_id = deliveries.webhook_id AND f.event_id = deliveries.event_id;
 DELETE FROM delivery_attempts WHERE rowid IN (SELECT attempt FROM final_successes);
 DROP TABLE final_successes;
@@ -596,7 +598,7 @@ mod tests {
     fn a_done_delivery_s_success_moves_onto_its_row_on_upgrade() {
         let mut c = at_version(16);
         let delivery = "INSERT INTO deliveries (webhook_id, event_id, state, attempts, created_at, next_at, done_at,
-                        last_status, last_latency_ms) VALUES (1, ?1, ?2, 2, 0, 0, 900, ?3, 5)";
+                        last_status) VALUES (1, ?1, ?2, 2, 0, 0, 900, ?3)";
         c.execute(delivery, rusqlite::params![1, "done", 204]).unwrap();
         c.execute(delivery, rusqlite::params![2, "dead", 500]).unwrap();
         let attempt = "INSERT INTO delivery_attempts (webhook_id, event_id, at, http_status, latency_ms)
@@ -613,10 +615,14 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(attempts, [(1, 503), (2, 500), (2, 500)]);
-        let done_at = |e: i64| -> i64 {
-            c.query_row("SELECT done_at FROM deliveries WHERE event_id = ?1", [e], |r| r.get(0)).unwrap()
+        let row = |e: i64| -> (i64, Option<i64>) {
+            c.query_row("SELECT done_at, last_latency_ms FROM deliveries WHERE event_id = ?1", [e], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
         };
-        assert_eq!((done_at(1), done_at(2)), (205, 900), "when the success's answer came; a dead one unchanged");
+        assert_eq!(row(1), (205, Some(5)), "when the success's answer came, and its latency");
+        assert_eq!(row(2), (900, None), "a dead one unchanged");
     }
 
     #[test]
