@@ -405,7 +405,7 @@ pub(super) fn deliveries(
                 DeliveryView {
                     event_id: r.get(0)?,
                     kind: r.get(1)?,
-                    state: r.get(2)?,
+                    state,
                     url: r.get(3)?,
                     attempts: r.get(4)?,
                     created_at: r.get(5)?,

@@ -387,16 +387,18 @@ pub(super) fn record_attempts(
     )?;
     for a in attempts {
         let key = (a.webhook_id, a.event_id);
-        let mut logged = false;
+        let log = |attempt: &mut rusqlite::CachedStatement<'_>| {
+            attempt.execute(params![a.webhook_id, a.event_id, a.at, a.http_status, a.latency_ms, a.error])
+        };
         let (state, done_at) = match a.outcome {
             AttemptOutcome::Done => ("done", a.at + a.latency_ms),
             AttemptOutcome::Gone => ("disabled", now),
             AttemptOutcome::Dead => ("dead", now),
             AttemptOutcome::Retry { next_at } => {
-                attempt.execute(params![a.webhook_id, a.event_id, a.at, a.http_status, a.latency_ms, a.error])?;
-                logged = true;
+                // This attempt is the first when none came before it.
                 let since: Option<Millis> = first.query_row(params![key.0, key.1], |r| r.get(0))?;
-                if next_at <= since.unwrap_or(a.at).min(a.at) + retry_for_ms {
+                if next_at <= since.map_or(a.at, |s| s.min(a.at)) + retry_for_ms {
+                    log(&mut attempt)?;
                     again.execute(params![key.0, key.1, next_at, a.http_status, a.error, a.latency_ms])?;
                     out.retry += 1;
                     continue;
@@ -410,9 +412,8 @@ pub(super) fn record_attempts(
         // A success that ended its delivery is on the delivery row; any
         // other attempt (or one whose delivery had already ended, by a
         // replay or its subscription's end) gets a row of its own.
-        let on_its_row = a.outcome == AttemptOutcome::Done && url.is_some();
-        if !logged && !on_its_row {
-            attempt.execute(params![a.webhook_id, a.event_id, a.at, a.http_status, a.latency_ms, a.error])?;
+        if !(a.outcome == AttemptOutcome::Done && url.is_some()) {
+            log(&mut attempt)?;
         }
         match state {
             "done" => out.done += 1,
