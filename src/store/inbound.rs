@@ -77,8 +77,8 @@ fn insert(
     let reply = conversation::Reply::read(c, &p.from, readable, rules, now)?;
     c.prepare_cached(
         "INSERT INTO inbound (route, sender, recipient, body, parts, complete, sent_at, received_at, pdu, undecodable,
-                              reply_to, keyword, intent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                              reply_to, api_key, keyword, intent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         p.route,
@@ -92,6 +92,7 @@ fn insert(
         p.undecodable.as_ref().map(|u| &u.pdu),
         p.undecodable.as_ref().map(|u| &u.reason),
         reply.linked.as_ref().map(|l| l.message_id),
+        reply.linked.as_ref().map(|l| &l.api_key),
         reply.meaning.keyword.map(|k| k.as_str()),
         reply.meaning.intent.map(|i| i.as_str()),
     ])?;
@@ -211,26 +212,52 @@ const FROM: &str = "SELECT i.id, i.route, i.sender, i.recipient, i.body, i.parts
             i.pdu, i.undecodable, i.reply_to, m.api_key, m.reference, i.keyword, i.intent
      FROM inbound i LEFT JOIN messages m ON m.id = i.reply_to";
 
-/// The replies an API key may see: those linked to its messages; and, of
-/// those linked to none (stored before linking, or after the window), the
+/// Whether the key `?1` had sent a message to the sender of inbound `i`
+/// before it arrived: looked up by number, never by walking the key's
+/// messages (which the planner may otherwise pick, as it costs the same to
+/// it without statistics).
+const WROTE_TO: &str = "EXISTS (SELECT 1 FROM messages o INDEXED BY messages_recipient
+     WHERE o.recipient = i.sender AND o.api_key = ?1 AND o.created_at <= i.received_at)";
+
+/// The replies an API key may see: those linked to its messages (the key is
+/// kept on the inbound row, so this holds after the message is pruned); and,
+/// of those linked to none (stored before linking, or after the window), the
 /// ones from a number the key had sent a message to before they arrived.
 /// `?1` is the key, or NULL for every inbound message.
-const REPLY_TO: &str = "(?1 IS NULL OR m.api_key = ?1 OR (i.reply_to IS NULL AND EXISTS (SELECT 1 FROM messages o
-     WHERE o.recipient = i.sender AND o.api_key = ?1 AND o.created_at <= i.received_at)))";
-
 pub(super) fn get(c: &Connection, id: i64, owner: Option<&str>) -> rusqlite::Result<Option<InboundView>> {
-    c.prepare_cached(&format!("{FROM} WHERE i.id = ?2 AND {REPLY_TO}"))?.query_row(params![owner, id], view).optional()
+    c.prepare_cached(&format!(
+        "{FROM} WHERE i.id = ?2 AND (?1 IS NULL OR i.api_key = ?1 OR (i.reply_to IS NULL AND {WROTE_TO}))"
+    ))?
+    .query_row(params![owner, id], view)
+    .optional()
 }
 
 /// Newest first, below `before_id` when given; with `owner`, only the
-/// replies to that key's messages.
+/// replies it may see (as in `get`). A key's page reads its linked replies
+/// from their index and checks only the unlinked ones, newest first, so it
+/// does not walk every other key's inbound.
 pub(super) fn list(
     c: &Connection,
     owner: Option<&str>,
     before_id: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<Vec<InboundView>> {
-    c.prepare_cached(&format!("{FROM} WHERE i.id < ?2 AND {REPLY_TO} ORDER BY i.id DESC LIMIT ?3"))?
-        .query_map(params![owner, before_id.unwrap_or(i64::MAX), limit as i64], view)?
-        .collect()
+    let args = params![owner, before_id.unwrap_or(i64::MAX), limit as i64];
+    if owner.is_none() {
+        return c
+            .prepare_cached(&format!("{FROM} WHERE i.id < ?2 ORDER BY i.id DESC LIMIT ?3"))?
+            .query_map(args, view)?
+            .collect();
+    }
+    c.prepare_cached(&format!(
+        "{FROM} WHERE i.id IN (
+            SELECT id FROM (SELECT id FROM inbound INDEXED BY inbound_by_key
+                            WHERE api_key = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3)
+            UNION ALL
+            SELECT id FROM (SELECT i.id FROM inbound i INDEXED BY inbound_unlinked
+                            WHERE i.reply_to IS NULL AND i.id < ?2 AND {WROTE_TO} ORDER BY i.id DESC LIMIT ?3))
+         ORDER BY i.id DESC LIMIT ?3"
+    ))?
+    .query_map(args, view)?
+    .collect()
 }

@@ -492,6 +492,17 @@ UPDATE deliveries SET done_at = f.answered, last_status = f.http_status, last_la
 DELETE FROM delivery_attempts WHERE rowid IN (SELECT attempt FROM final_successes);
 DROP TABLE final_successes;
 "#,
+    // 18: an inbound message keeps the key of the message it answers, so a
+    // key's `GET /v1/inbound` reads its replies from an index instead of
+    // walking every key's inbound; the replies linked to nothing, which are
+    // still checked one by one, have an index of their own.
+    r#"
+ALTER TABLE inbound ADD COLUMN api_key TEXT;
+UPDATE inbound SET api_key = (SELECT m.api_key FROM messages m WHERE m.id = inbound.reply_to)
+    WHERE reply_to IS NOT NULL;
+CREATE INDEX inbound_by_key ON inbound(api_key, id) WHERE api_key IS NOT NULL;
+CREATE INDEX inbound_unlinked ON inbound(id) WHERE reply_to IS NULL;
+"#,
 ];
 
 pub fn latest() -> i64 {
@@ -623,6 +634,31 @@ mod tests {
         };
         assert_eq!(row(1), (205, Some(5)), "when the success's answer came, and its latency");
         assert_eq!(row(2), (900, None), "a dead one unchanged");
+    }
+
+    #[test]
+    fn a_linked_reply_takes_its_message_s_key_on_upgrade() {
+        let mut c = at_version(17);
+        c.execute(
+            "INSERT INTO messages (id, api_key, recipient, body, encoding, segments, priority, route, status,
+             created_at, updated_at, due_at) VALUES (7, 'k', '+1', 'x', 'gsm7', 1, 0, 'r', 'delivered', 0, 0, 0)",
+            [],
+        )
+        .unwrap();
+        let inbound = "INSERT INTO inbound (id, route, sender, recipient, body, parts, complete, received_at, reply_to)
+                       VALUES (?1, 'r', '+1', '+2', 'yes', 1, 1, 5, ?2)";
+        for (id, reply_to) in [(1, Some(7)), (2, None), (3, Some(8))] {
+            c.execute(inbound, rusqlite::params![id, reply_to]).unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let keys: Vec<Option<String>> = c
+            .prepare("SELECT api_key FROM inbound ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(keys, [Some("k".into()), None, None], "unlinked, and linked to a pruned message: no key");
     }
 
     #[test]

@@ -950,6 +950,12 @@ fn an_answer_is_linked_to_the_latest_message_sent_to_its_number_within_the_windo
     // before, does not: the answer is not to its message.
     assert!(inbound::get(&c, id, Some("a")).unwrap().is_some());
     assert!(inbound::get(&c, id, Some("b")).unwrap().is_none());
+    let listed = |key: &str| inbound::list(&c, Some(key), None, 10).unwrap().iter().map(|v| v.id).collect::<Vec<_>>();
+    assert_eq!((listed("a"), listed("b")), (vec![id], vec![]));
+    // Still the key's once retention has pruned the message it answers.
+    c.execute("DELETE FROM messages WHERE id = ?1", [asked]).unwrap();
+    assert!(inbound::get(&c, id, Some("a")).unwrap().is_some());
+    assert_eq!(listed("a"), [id]);
 
     // Past the window: linked to nothing, nobody's event.
     let late = inbound::record(&c, &text_from("+79160000001", "да"), &rules, t0 + 1_000 + 3_600_001).unwrap().unwrap();
