@@ -95,6 +95,9 @@ impl StoreError {
             Some(DatabaseBusy) | Some(DatabaseLocked) => "the database is locked by another process".to_string(),
             Some(DatabaseCorrupt) | Some(NotADatabase) => "the database file is corrupt".to_string(),
             Some(CannotOpen) => "the database file cannot be opened".to_string(),
+            Some(OperationInterrupted) => {
+                format!("stopped after {} s, the longest a read may run", READ_LIMIT.as_secs())
+            }
             _ => e.to_string(),
         };
         StoreError::Unavailable(format!("{what}: {reason}"))
@@ -116,6 +119,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<writer::Msg>>>,
     readers: Mutex<Vec<Connection>>,
+    /// `READ_LIMIT`, shorter in tests.
+    read_limit_ms: std::sync::atomic::AtomicU64,
     health: Arc<writer::Health>,
     /// Poked after a commit that wrote outbox events (the webhook deliverer
     /// waits on one, the SMPP server's outbox on the other).
@@ -124,6 +129,17 @@ struct Inner {
 }
 
 const READERS_KEPT: usize = 8;
+/// How long one read may run before SQLite stops it: a query planned badly
+/// over a large store must not hold a reader thread, and a shutdown that
+/// waits for it, for hours. API reads take milliseconds.
+const READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How many SQLite VM steps between two looks at the read's deadline.
+const READ_CHECK_STEPS: std::os::raw::c_int = 10_000;
+
+thread_local! {
+    /// When the read running on this thread must stop; none outside a read.
+    static READ_DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
 /// Rows of each kind one prune transaction deletes at most: small enough
 /// that the writer's other work waits milliseconds, not seconds.
 const PRUNE_BATCH: usize = 500;
@@ -256,11 +272,17 @@ impl Store {
                 path: path.to_path_buf(),
                 writer: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
+                read_limit_ms: std::sync::atomic::AtomicU64::new(READ_LIMIT.as_millis() as u64),
                 health,
                 outbox,
                 _lock: lock,
             }),
         })
+    }
+
+    #[cfg(test)]
+    fn set_read_limit(&self, limit: std::time::Duration) {
+        self.inner.read_limit_ms.store(limit.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -314,16 +336,24 @@ impl Store {
             let conn = match pooled {
                 Some(c) => c,
                 None => {
-                    let c = Connection::open_with_flags(
+                    let mut c = Connection::open_with_flags(
                         &inner.path,
                         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )?;
                     configure(&c)?;
                     c.pragma_update(None, "query_only", true)?;
+                    c.progress_handler(
+                        READ_CHECK_STEPS,
+                        Some(|| READ_DEADLINE.with(|d| d.get().is_some_and(|t| std::time::Instant::now() >= t))),
+                    )?;
                     c
                 }
             };
+            let limit =
+                std::time::Duration::from_millis(inner.read_limit_ms.load(std::sync::atomic::Ordering::Relaxed));
+            READ_DEADLINE.with(|d| d.set(Some(std::time::Instant::now() + limit)));
             let r = f(&conn);
+            READ_DEADLINE.with(|d| d.set(None));
             if let Ok(mut v) = inner.readers.lock()
                 && v.len() < READERS_KEPT
             {

@@ -1470,3 +1470,20 @@ fn a_list_since_a_time_reads_from_the_first_message_made_then() {
     assert_eq!(list(0, 3), [2001, 2000, 1999]);
     assert_eq!(list(1_000_000 + 1_000_000_000, 10), Vec::<i64>::new());
 }
+
+#[tokio::test]
+async fn a_read_that_runs_past_its_limit_is_stopped_and_its_connection_reused() {
+    let (_d, s) = open().await;
+    s.set_read_limit(std::time::Duration::from_millis(200));
+    let endless = |c: &rusqlite::Connection| {
+        c.query_row("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    };
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(20), s.read(endless)).await.expect("stopped");
+    let Err(StoreError::Unavailable(why)) = stopped else { panic!("{stopped:?}") };
+    assert!(why.contains("the longest a read may run"), "{why}");
+    // The same pooled connection answers the next read.
+    let n = s.read(|c| c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))).await.unwrap();
+    assert_eq!(n, 0);
+}
