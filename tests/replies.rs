@@ -273,3 +273,47 @@ fn bad_replies_values_are_refused_by_name() {
         assert!(err.contains(key), "{key} not named in:\n{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_leaves_from_the_sim_its_question_came_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = |number: &str, imsi: &str| ModemConfig {
+        own_number: Some(number.into()),
+        imsi: imsi.into(),
+        send_delay_ms: 30,
+        ..ModemConfig::default()
+    };
+    let a = VirtualModem::start(sim("+79160001111", "250019900000001"), &dir.path().join("dev").join("a-if02"))
+        .await
+        .expect("virtual modem a starts");
+    let b = VirtualModem::start(sim("+79160002222", "250019900000002"), &dir.path().join("dev").join("b-if02"))
+        .await
+        .expect("virtual modem b starts");
+    let route = format!(
+        "[[routes]]\nname = \"gsm\"\nkind = \"modem\"\n[routes.modem]\nports = [\"{}/dev/*\"]\n\
+         health_interval_secs = 1\nregistration_timeout_secs = 10\n",
+        dir.path().display()
+    );
+    write_config(dir.path(), &keys(""), &route);
+    let d = Daemon::start(dir.path());
+
+    // One notice makes one SIM the busier; left to itself the pool would
+    // send the next message through the other.
+    let notice = send(&d, KEY, "+79161112233", "Заказ 1042 передан в доставку", "order-1042").await;
+    wait_sent(&d, KEY, notice).await;
+    let (busy, idle) = if a.sent().is_empty() { (&b, &a) } else { (&a, &b) };
+    busy.deliver("+79165550001", "ПОМОЩЬ");
+    until("the help text sent back through the SIM that was asked", 30, || {
+        busy.sent().iter().any(|s| s.to == "+79165550001" && s.text == HELP_TEXT)
+    })
+    .await;
+    // And the other SIM answers what came to it.
+    idle.deliver("+79165550002", "help");
+    until("the help text sent back through the other SIM", 30, || {
+        idle.sent().iter().any(|s| s.to == "+79165550002" && s.text == HELP_TEXT)
+    })
+    .await;
+    for (m, other) in [(busy, "+79165550002"), (idle, "+79165550001")] {
+        assert!(!m.sent().iter().any(|s| s.to == other), "an answer left from the wrong SIM");
+    }
+}

@@ -39,6 +39,10 @@ pub struct Outbound {
     /// phone joins the parts of both tries; one that cannot (another
     /// sender, another route) starts over from part 0 under a new one.
     pub resume: Submitted,
+    /// The SIM it should leave from, on a modem route: its number or IMSI
+    /// (an auto-reply's, the SIM the question came to). Other routes have
+    /// one sender and ignore it.
+    pub via: Option<String>,
 }
 
 /// Parts the route handed to the network: one id per part, for matching

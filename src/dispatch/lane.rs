@@ -372,6 +372,7 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
         attempt: m.attempt,
         valid_until: m.valid_until,
         resume: Submitted { first_part: 0, remote_ids: m.sent.clone(), concat_ref: m.concat_ref },
+        via: m.via.clone(),
     };
     let started = std::time::Instant::now();
     let result = lane.channel.submit(out).await;

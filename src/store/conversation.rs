@@ -59,11 +59,13 @@ impl Reply {
 
     /// Write what the stored inbound message `inbound_id` causes: its
     /// event, and its keyword's action.
+    /// `to` is the number (or SIM) it came to; an answer leaves from there.
     pub fn act(
         &self,
         c: &Connection,
         inbound_id: i64,
         route: &str,
+        to: &str,
         rules: &ReplyRules,
         now: Millis,
     ) -> Result<(), StoreError> {
@@ -101,7 +103,8 @@ impl Reply {
             Keyword::Help => Some(rules.help_text.as_str()).filter(|t| !t.is_empty()),
         };
         if let Some(text) = answer {
-            auto_reply(c, number, text, route, &format!("inbound:{inbound_id}:{}", keyword.as_str()), rules, now)?;
+            let reference = format!("inbound:{inbound_id}:{}", keyword.as_str());
+            auto_reply(c, number, text, (route, to), &reference, rules, now)?;
         }
         Ok(())
     }
@@ -122,13 +125,14 @@ fn latest_sent_to(c: &Connection, number: &str, since: Millis) -> rusqlite::Resu
     .optional()
 }
 
-/// Queue `text` to `number` through `route` as smsgw's own transactional
-/// message, unless the number had its fill of auto-replies lately.
+/// Queue `text` to `number` as smsgw's own transactional message, through
+/// `route` and the SIM `via` on it (a modem route's; others have one
+/// sender), unless the number had its fill of auto-replies lately.
 fn auto_reply(
     c: &Connection,
     number: &str,
     text: &str,
-    route: &str,
+    (route, via): (&str, &str),
     reference: &str,
     rules: &ReplyRules,
     now: Millis,
@@ -160,6 +164,11 @@ fn auto_reply(
         receipt: None,
     };
     // Policy never stops smsgw's own answers (see `messages::enqueue`).
-    messages::enqueue(c, SYSTEM_KEY, None, &[msg], None, &crate::config::Policy::default(), now)?;
+    let made = messages::enqueue(c, SYSTEM_KEY, None, &[msg], None, &crate::config::Policy::default(), now)?;
+    if let (messages::EnqueueOutcome::Created(made), false) = (made, via.is_empty()) {
+        for m in made {
+            c.prepare_cached("UPDATE messages SET via = ?2 WHERE id = ?1")?.execute(params![m.id, via])?;
+        }
+    }
     Ok(())
 }

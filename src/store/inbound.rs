@@ -97,7 +97,7 @@ fn insert(
         reply.meaning.intent.map(|i| i.as_str()),
     ])?;
     let id = c.last_insert_rowid();
-    reply.act(c, id, &p.route, rules, now)?;
+    reply.act(c, id, &p.route, &p.to, rules, now)?;
     Ok(id)
 }
 

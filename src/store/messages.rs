@@ -96,6 +96,8 @@ pub struct Claimed {
     /// retry resumes after them.
     pub sent: Vec<Option<String>>,
     pub concat_ref: Option<u16>,
+    /// The SIM it should leave from on a modem route (`messages.via`).
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -386,7 +388,7 @@ pub(super) struct Claim {
 /// The due messages of one class on one route, oldest due first.
 pub(super) const CLAIM_SQL: &str =
     "SELECT id, recipient, sender, body, encoding, segments, priority, attempts, valid_until,
-            api_key = ?4 OR exempt, tz
+            api_key = ?4 OR exempt, tz, via
      FROM messages WHERE route = ?1 AND status = 'queued' AND priority = ?5 AND due_at <= ?2
      ORDER BY due_at, id LIMIT ?3";
 
@@ -432,6 +434,7 @@ pub(super) fn claim(
                     priority: class,
                     attempt: attempts + 1,
                     valid_until: r.get(8)?,
+                    via: r.get(11)?,
                 },
             ));
         }

@@ -503,6 +503,12 @@ UPDATE inbound SET api_key = (SELECT m.api_key FROM messages m WHERE m.id = inbo
 CREATE INDEX inbound_by_key ON inbound(api_key, id) WHERE api_key IS NOT NULL;
 CREATE INDEX inbound_unlinked ON inbound(id) WHERE reply_to IS NULL;
 "#,
+    // 19: the SIM a message should leave from on a modem route (its number,
+    // or its IMSI when the SIM does not know its number): an auto-reply goes
+    // back through the SIM the question came to, not whichever is free.
+    r#"
+ALTER TABLE messages ADD COLUMN via TEXT;
+"#,
 ];
 
 pub fn latest() -> i64 {

@@ -5,7 +5,9 @@
 //! message at a time. A long message whose earlier attempt got some parts
 //! out goes on from the next part through the same SIM under the same
 //! reference (a phone joins only parts from one sender), or starts over
-//! elsewhere when that SIM has left. Modems named by a glob are picked up
+//! elsewhere when that SIM has left; an auto-reply leaves from the SIM its
+//! question came to (`Outbound::via`), or another once that one has been
+//! out of service for a while. Modems named by a glob are picked up
 //! when they appear; each heals on its own, and one sick modem never stalls
 //! the rest.
 
@@ -130,18 +132,32 @@ impl Pool {
     }
 
     /// A free modem with the SIM `sender` (as [`ids::sender_of`] names
-    /// it), and whether any modem with that SIM is in service at all.
-    fn pick_sim(&self, sender: &str, parts: usize) -> (Option<Arc<Modem>>, bool) {
+    /// it), and whether any modem with that SIM is in service at all (with
+    /// `caps`, only one with room under its SIM's caps counts).
+    fn pick_sim(&self, sender: &str, parts: usize, caps: bool) -> (Option<Arc<Modem>>, bool) {
         let cfg = &self.ctx.cfg;
         let all = self.all();
         let with_sim: Vec<&Arc<Modem>> = all.iter().filter(|m| m.sender().as_deref() == Some(sender)).collect();
-        let in_service = with_sim.iter().any(|m| matches!(m.phase().0, Phase::Ready | Phase::Sending));
+        let in_service = with_sim.iter().any(|m| match caps {
+            true => m.in_service(parts, cfg.per_minute, cfg.per_day),
+            false => matches!(m.phase().0, Phase::Ready | Phase::Sending),
+        });
         let free = with_sim
             .into_iter()
             .filter(|m| m.can_take(parts, cfg.per_minute, cfg.per_day))
             .min_by_key(|m| m.sent.load(std::sync::atomic::Ordering::Relaxed))
             .cloned();
         (free, in_service)
+    }
+
+    /// The SIM (as [`ids::sender_of`] names it) of a modem in the pool whose
+    /// SIM is `via`: its number as the SIM gave it, or its IMSI.
+    fn sim_named(&self, via: &str) -> Option<String> {
+        self.all().iter().find_map(|m| {
+            let number = m.info.lock().ok().and_then(|i| i.number.clone());
+            let sender = m.sender()?;
+            (number.as_deref() == Some(via) || sender == via).then_some(sender)
+        })
     }
 
     /// Every modem, for the API.
@@ -213,6 +229,12 @@ impl Channel for Pool {
                 concat_ref: resume.concat_ref.and_then(|r| u8::try_from(r).ok()).filter(|_| sim.is_some()),
                 reply,
             };
+            // An answer leaves from the SIM its question came to, while that
+            // SIM is in the pool.
+            let pinned = sim.is_none() && msg.via.is_some();
+            if pinned {
+                sim = msg.via.as_deref().and_then(|v| self.sim_named(v));
+            }
             let sim_deadline = tokio::time::Instant::now() + WAIT_FOR_SIM;
             loop {
                 // Registered before the look, so a modem freed between the
@@ -222,13 +244,20 @@ impl Channel for Pool {
                 free.as_mut().enable();
                 let picked = match &sim {
                     Some(s) => {
-                        let (m, in_service) = self.pick_sim(s, parts);
+                        // The rest of a long message waits for its SIM's
+                        // caps; an answer goes through another meanwhile.
+                        let (m, in_service) = self.pick_sim(s, parts, pinned);
                         if !in_service && tokio::time::Instant::now() >= sim_deadline {
                             // The SIM has left: a phone joins only parts from
                             // one sender, so every part again, under a new
                             // reference.
-                            tracing::info!(route = %self.ctx.route, message = msg.id, sim = %s,
-                                "the SIM that sent the first parts is not in service; sending every part again");
+                            if pinned {
+                                tracing::info!(route = %self.ctx.route, message = msg.id, sim = %s,
+                                    "the SIM this message should leave from is not in service; sending through another");
+                            } else {
+                                tracing::info!(route = %self.ctx.route, message = msg.id, sim = %s,
+                                    "the SIM that sent the first parts is not in service; sending every part again");
+                            }
                             sim = None;
                             (job.first_part, job.concat_ref) = (0, None);
                             continue;
