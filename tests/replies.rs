@@ -291,7 +291,7 @@ async fn an_answer_leaves_from_the_sim_its_question_came_to() {
         .expect("virtual modem b starts");
     let route = format!(
         "[[routes]]\nname = \"gsm\"\nkind = \"modem\"\n[routes.modem]\nports = [\"{}/dev/*\"]\n\
-         health_interval_secs = 1\nregistration_timeout_secs = 10\n",
+         health_interval_secs = 1\nregistration_timeout_secs = 10\nper_minute = 2\n",
         dir.path().display()
     );
     write_config(dir.path(), &keys(""), &route);
@@ -307,13 +307,22 @@ async fn an_answer_leaves_from_the_sim_its_question_came_to() {
         busy.sent().iter().any(|s| s.to == "+79165550001" && s.text == HELP_TEXT)
     })
     .await;
+    // That SIM is now at its cap of two a minute: the next answer waits
+    // for it a while, then leaves through the other.
+    let asked = Instant::now();
+    busy.deliver("+79165550003", "help");
+    until("the help text sent through the other SIM once the first stayed capped", 60, || {
+        idle.sent().iter().any(|s| s.to == "+79165550003" && s.text == HELP_TEXT)
+    })
+    .await;
+    assert!(asked.elapsed() >= Duration::from_secs(15), "the capped SIM was not waited for");
     // And the other SIM answers what came to it.
     idle.deliver("+79165550002", "help");
     until("the help text sent back through the other SIM", 30, || {
         idle.sent().iter().any(|s| s.to == "+79165550002" && s.text == HELP_TEXT)
     })
     .await;
-    for (m, other) in [(busy, "+79165550002"), (idle, "+79165550001")] {
+    for (m, other) in [(busy, "+79165550002"), (busy, "+79165550003"), (idle, "+79165550001")] {
         assert!(!m.sent().iter().any(|s| s.to == other), "an answer left from the wrong SIM");
     }
 }
