@@ -128,7 +128,7 @@ async fn until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 fn carrier(port: u16) -> String {
     format!(
         "[[routes]]\nname = \"carrier\"\nkind = \"smpp\"\n[routes.smpp]\nhost = \"127.0.0.1\"\nport = {port}\n\
-         system_id = \"smsgw\"\npassword = \"secret\"\nreconnect_min_ms = 50\n"
+         system_id = \"smsgw\"\npassword = \"secret\"\nreconnect_min_ms = 50\ndefault_source = \"SHOP\"\n"
     )
 }
 
@@ -170,13 +170,19 @@ async fn answers_and_keywords_through_the_carrier() {
     wait_suppressed(&d, promo).await;
     assert!(!smsc.submitted().iter().any(|s| s.text().starts_with("Скидка 30%")), "the promotion went out");
 
-    // ПОМОЩЬ: the help text goes back to the sender through the carrier.
+    // ПОМОЩЬ: the help text goes back to the sender through the carrier,
+    // from the short code it was sent to rather than the route's sender.
     smsc.inject_inbound("+79161234567", "7726", "ПОМОЩЬ").await.unwrap();
     assert_eq!(inbound(&d, "ПОМОЩЬ").await["keyword"], "help");
     until("the help text submitted to the sender", 20, || {
         smsc.submitted().iter().any(|s| s.dest.trim_start_matches('+') == "79161234567" && s.text() == HELP_TEXT)
     })
     .await;
+    let sources = |text: &str| -> Vec<String> {
+        smsc.submitted().iter().filter(|s| s.text() == text).map(|s| s.source.clone()).collect()
+    };
+    assert_eq!(sources(HELP_TEXT), ["7726"]);
+    assert_eq!(sources("Столик на двоих в 20:00? Ответьте ДА или НЕТ"), ["SHOP"]);
     // smsgw's own message, not the asking key's: the key's list holds its
     // question and its promotion only.
     let (_, own) = call(&d, "GET", "/v1/messages", KEY, None).await;

@@ -39,9 +39,10 @@ pub struct Outbound {
     /// phone joins the parts of both tries; one that cannot (another
     /// sender, another route) starts over from part 0 under a new one.
     pub resume: Submitted,
-    /// The SIM it should leave from, on a modem route: its number or IMSI
-    /// (an auto-reply's, the SIM the question came to). Other routes have
-    /// one sender and ignore it.
+    /// Where an answer should leave from: the address its question came
+    /// to (an auto-reply's). A modem route sends it through that SIM (its
+    /// number or IMSI); an SMPP route uses it as `source_addr` when the
+    /// message names no sender.
     pub via: Option<String>,
 }
 

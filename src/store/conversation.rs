@@ -126,8 +126,9 @@ fn latest_sent_to(c: &Connection, number: &str, since: Millis) -> rusqlite::Resu
 }
 
 /// Queue `text` to `number` as smsgw's own transactional message, through
-/// `route` and the SIM `via` on it (a modem route's; others have one
-/// sender), unless the number had its fill of auto-replies lately.
+/// `route` and from `via`, the address the question came to (see
+/// `channel::Outbound::via`), unless the number had its fill of
+/// auto-replies lately.
 fn auto_reply(
     c: &Connection,
     number: &str,

@@ -96,7 +96,8 @@ pub struct Claimed {
     /// retry resumes after them.
     pub sent: Vec<Option<String>>,
     pub concat_ref: Option<u16>,
-    /// The SIM it should leave from on a modem route (`messages.via`).
+    /// The address it should leave from (`messages.via`): an answer's, the
+    /// SIM or number its question came to.
     pub via: Option<String>,
 }
 

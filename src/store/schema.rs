@@ -503,9 +503,10 @@ UPDATE inbound SET api_key = (SELECT m.api_key FROM messages m WHERE m.id = inbo
 CREATE INDEX inbound_by_key ON inbound(api_key, id) WHERE api_key IS NOT NULL;
 CREATE INDEX inbound_unlinked ON inbound(id) WHERE reply_to IS NULL;
 "#,
-    // 19: the SIM a message should leave from on a modem route (its number,
-    // or its IMSI when the SIM does not know its number): an auto-reply goes
-    // back through the SIM the question came to, not whichever is free.
+    // 19: the address a message should leave from: an auto-reply goes back
+    // from where its question came to, through that SIM on a modem route
+    // (its number, or its IMSI when the SIM does not know its number), from
+    // that short code or number on a carrier route.
     r#"
 ALTER TABLE messages ADD COLUMN via TEXT;
 "#,

@@ -99,7 +99,9 @@ fn c_string<const MIN: usize, const MAX: usize>(
 pub fn submits(msg: &Outbound, cfg: &SmppRoute, reference: u16) -> Result<Vec<SubmitSm>, EncodeError> {
     let (dc, parts) = encode_text(&msg.plan, cfg.gsm_coding);
     let (dton, dnpi, dest) = address(&msg.to);
-    let source = msg.from.clone().or_else(|| cfg.default_source.clone()).unwrap_or_default();
+    // An answer goes from the address its question was sent to.
+    let source =
+        msg.from.clone().or_else(|| msg.via.clone()).or_else(|| cfg.default_source.clone()).unwrap_or_default();
     let (mut ston, mut snpi, source) = if source.is_empty() { (0, 0, String::new()) } else { address(&source) };
     if let Some(t) = cfg.source_ton {
         ston = t;
