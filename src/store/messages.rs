@@ -937,7 +937,7 @@ pub(super) fn reroute(c: &Connection, from: &str, to: &str, now: Millis) -> Resu
         .query_map(params![from], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     for &(id, priority) in &rows {
-        c.prepare_cached("UPDATE messages SET route = ?2, updated_at = ?3 WHERE id = ?1")?
+        c.prepare_cached("UPDATE messages SET route = ?2, via = NULL, updated_at = ?3 WHERE id = ?1")?
             .execute(params![id, to, now])?;
         rerouted(c, priority, from, to)?;
         history(c, id, now, Status::Queued, &format!("route {from} is gone; moved to route {to}"))?;
@@ -965,7 +965,7 @@ pub(super) fn move_queued(
     let mut targets = Vec::new();
     for (id, recipient, priority) in rows {
         let Some(to) = assign(&recipient) else { continue };
-        c.prepare_cached("UPDATE messages SET route = ?2, updated_at = ?3 WHERE id = ?1")?
+        c.prepare_cached("UPDATE messages SET route = ?2, via = NULL, updated_at = ?3 WHERE id = ?1")?
             .execute(params![id, to, now])?;
         rerouted(c, priority, from, &to)?;
         history(c, id, now, Status::Queued, &format!("route {from} is down; failed over to route {to}"))?;

@@ -1487,3 +1487,20 @@ async fn a_read_that_runs_past_its_limit_is_stopped_and_its_connection_reused() 
     let n = s.read(|c| c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))).await.unwrap();
     assert_eq!(n, 0);
 }
+
+#[tokio::test]
+async fn an_answer_s_address_goes_with_its_route_and_not_past_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let s = Store::open(&path).unwrap();
+    let msgs = vec![NewMessage { route: "gsm".into(), ..new_msg(1) }; 2];
+    let ids = enqueue_ids(&s, msgs).await;
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute("UPDATE messages SET via = '+79160001111'", []).unwrap();
+    let claimed = s.claim("gsm".into(), 1, Policy::default()).await.unwrap();
+    assert_eq!((claimed[0].id, claimed[0].via.as_deref()), (ids[0], Some("+79160001111")));
+    // Failed over to a carrier, the SIM's number is no address to send from.
+    s.move_queued("gsm".into(), 10, |_| Some("carrier".to_string())).await.unwrap();
+    let claimed = s.claim("carrier".into(), 1, Policy::default()).await.unwrap();
+    assert_eq!((claimed[0].id, claimed[0].via.as_deref()), (ids[1], None));
+}
