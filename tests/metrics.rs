@@ -22,11 +22,26 @@ async fn counters_match_what_was_sent() {
     d.send(json!({"to": "+79160000000", "text": "later", "send_at": in_secs(3600.0)})).await;
     d.wait_counts(15, "7 delivered, 1 failed", |b| b["delivered"] == 7 && b["failed"] == 1).await;
 
-    let resp = d.http.get(format!("{}/metrics", d.url)).bearer_auth(KEY).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
-    let text = resp.text().await.unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition");
+    // A counter moves once the store has answered the task that counts it,
+    // a moment after the commit the API already shows: scraped until the
+    // last outcome is counted, as Prometheus would see it on its next look.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (text, scrape) = loop {
+        let resp = d.http.get(format!("{}/metrics", d.url)).bearer_auth(KEY).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let text = resp.text().await.unwrap();
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition");
+        let counted = |name, labels: &[(&str, &str)]| sample(&scrape, name, labels).unwrap_or(0.0);
+        let settled = counted("smsgw_messages_finished_total", &[("route", "good"), ("status", "delivered")]) >= 7.0
+            && counted("smsgw_messages_finished_total", &[("route", "bad"), ("status", "failed")]) >= 1.0
+            && counted("smsgw_submits_total", &[("route", "good"), ("result", "submitted")]) >= 7.0;
+        if settled || std::time::Instant::now() > deadline {
+            break (text, scrape);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
 
     assert_eq!(sample(&scrape, "smsgw_messages_accepted_total", &[("api_key", "test")]), Some(9.0));
     assert_eq!(sample(&scrape, "smsgw_submits_total", &[("route", "good"), ("result", "submitted")]), Some(7.0));
