@@ -215,6 +215,7 @@ pub fn plan(
                                     callback_url: None,
                                     tz: Some(zone.name().to_string()),
                                     receipt: None,
+                                    via: None,
                                 },
                             ))
                         })

@@ -412,6 +412,7 @@ fn build(
                 callback_url: r.callback_url.clone(),
                 tz: r.tz.clone(),
                 receipt: None,
+                via: None,
             });
         }
     }

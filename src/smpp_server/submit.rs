@@ -164,6 +164,7 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
         callback_url: None,
         tz: None,
         receipt: Some(receipt),
+        via: None,
     };
     let store_err = |e: crate::store::StoreError| Refused(CommandStatus::EsmeRsyserr, format!("store: {e}"));
     let key = account.api_key().to_string();

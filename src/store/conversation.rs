@@ -163,13 +163,9 @@ fn auto_reply(
         callback_url: None,
         tz: None,
         receipt: None,
+        via: Some(via.to_string()).filter(|v| !v.is_empty()),
     };
     // Policy never stops smsgw's own answers (see `messages::enqueue`).
-    let made = messages::enqueue(c, SYSTEM_KEY, None, &[msg], None, &crate::config::Policy::default(), now)?;
-    if let (messages::EnqueueOutcome::Created(made), false) = (made, via.is_empty()) {
-        for m in made {
-            c.prepare_cached("UPDATE messages SET via = ?2 WHERE id = ?1")?.execute(params![m.id, via])?;
-        }
-    }
+    messages::enqueue(c, SYSTEM_KEY, None, &[msg], None, &crate::config::Policy::default(), now)?;
     Ok(())
 }

@@ -41,6 +41,9 @@ pub struct NewMessage {
     /// The receipts an SMPP account asked for (`registered_delivery` bits
     /// 0-1: 0 none, 1 all, 2 failures only); `None` for the API's messages.
     pub receipt: Option<u8>,
+    /// The address an auto-reply leaves from: where its question came to
+    /// (see `channel::Outbound::via`); `None` for every other message.
+    pub via: Option<String>,
 }
 
 /// What the API answers for each accepted message; kept verbatim for
@@ -259,9 +262,9 @@ pub(super) fn insert(
         "INSERT INTO messages (api_key, reference, recipient, sender, body, encoding, segments, priority,
                                route, status, created_at, updated_at, send_at, due_at, valid_until,
                                error_code, error_text, callback_url, tz, rule, step, trigger_key, run_id,
-                               exempt, receipt)
+                               exempt, receipt, via)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?10, ?11, ?12, ?13, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     )?
     .execute(params![
         api_key,
@@ -288,6 +291,7 @@ pub(super) fn insert(
         origin.map(|o| o.run_id),
         policy.exempt,
         m.receipt,
+        m.via,
     ])?;
     let id = c.last_insert_rowid();
     count_new(c, status, &m.route, m.priority)?;

@@ -249,6 +249,7 @@ mod tests {
             callback_url: None,
             tz: None,
             receipt: None,
+            via: None,
         };
         let origin = RuleOrigin { rule: rule.into(), step: 0, key: Some("cart-1".into()), run_id: 1 };
         let id = insert(c, "k", &m, Some(&origin), &Policy::default(), now_ms()).unwrap().id;

@@ -23,6 +23,7 @@ fn new_msg(segments: u32) -> NewMessage {
         callback_url: None,
         tz: None,
         receipt: None,
+        via: None,
     }
 }
 

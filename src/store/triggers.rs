@@ -318,6 +318,7 @@ mod tests {
                 callback_url: None,
                 tz: None,
                 receipt: None,
+                via: None,
             },
         )
     }

@@ -251,13 +251,15 @@ impl Channel for Pool {
                             // The SIM has left: a phone joins only parts from
                             // one sender, so every part again, under a new
                             // reference.
-                            if pinned {
-                                tracing::info!(route = %self.ctx.route, message = msg.id, sim = %s,
-                                    "the SIM this message should leave from is not in service; sending through another");
-                            } else {
-                                tracing::info!(route = %self.ctx.route, message = msg.id, sim = %s,
-                                    "the SIM that sent the first parts is not in service; sending every part again");
-                            }
+                            let what = match pinned {
+                                true => {
+                                    "the SIM this message should leave from is not in service; sending through another"
+                                }
+                                false => {
+                                    "the SIM that sent the first parts is not in service; sending every part again"
+                                }
+                            };
+                            tracing::info!(route = %self.ctx.route, message = msg.id, sim = %s, "{what}");
                             sim = None;
                             (job.first_part, job.concat_ref) = (0, None);
                             continue;
