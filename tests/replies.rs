@@ -183,6 +183,11 @@ async fn answers_and_keywords_through_the_carrier() {
     };
     assert_eq!(sources(HELP_TEXT), ["7726"]);
     assert_eq!(sources("Столик на двоих в 20:00? Ответьте ДА или НЕТ"), ["SHOP"]);
+    // The message view says where the answer left from, as the inbound
+    // message's `to` shows it (this SMSC marks it international); a key's
+    // own message has no such address.
+    assert_eq!(answer_addresses(&d, "+79161234567").await, [(HELP_TEXT.to_string(), json!("+7726"))]);
+    assert!(call(&d, "GET", &format!("/v1/messages/{asked}"), KEY, None).await.1.get("via").is_none());
     // smsgw's own message, not the asking key's: the key's list holds its
     // question and its promotion only.
     let (_, own) = call(&d, "GET", "/v1/messages", KEY, None).await;
@@ -331,4 +336,20 @@ async fn an_answer_leaves_from_the_sim_its_question_came_to() {
     for (m, other) in [(busy, "+79165550002"), (busy, "+79165550003"), (idle, "+79165550001")] {
         assert!(!m.sent().iter().any(|s| s.to == other), "an answer left from the wrong SIM");
     }
+    // Each answer's view names the SIM its question came to.
+    let busy_number = if std::ptr::eq(busy, &a) { "+79160001111" } else { "+79160002222" };
+    assert_eq!(answer_addresses(&d, "+79165550001").await, [(HELP_TEXT.to_string(), json!(busy_number))]);
+    assert_eq!(answer_addresses(&d, "+79165550003").await, [(HELP_TEXT.to_string(), json!(busy_number))]);
+}
+
+/// smsgw's own answers to `number` as the API shows them: each one's text
+/// and `via` (the address it leaves from), read one by one with the admin key.
+async fn answer_addresses(d: &Daemon, number: &str) -> Vec<(String, Value)> {
+    let (_, list) = call(d, "GET", &format!("/v1/messages?to={}", number.replace('+', "%2B")), ADMIN_KEY, None).await;
+    let mut out = Vec::new();
+    for m in list["messages"].as_array().into_iter().flatten().filter(|m| m["api_key"] == "smsgw") {
+        let (_, v) = call(d, "GET", &format!("/v1/messages/{}", m["id"]), ADMIN_KEY, None).await;
+        out.push((v["text"].as_str().unwrap_or_default().to_string(), v["via"].clone()));
+    }
+    out
 }

@@ -139,6 +139,13 @@ pub struct MessageOut {
     pub callback_url: Option<String>,
     /// The recipient's time zone its quiet hours are kept in.
     pub tz: Option<String>,
+    /// Only on smsgw's own answers (help texts, opt-out confirmations):
+    /// the address the question came to, which the answer leaves from
+    /// while it stays on its route; a SIM's number (or its IMSI when the
+    /// number is unknown) on a modem route, the number dialled (a short
+    /// code) on a carrier route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// The name of the API key that submitted it.
     pub api_key: String,
     /// Set when a trigger rule made it (`POST /v1/events`).
@@ -216,6 +223,7 @@ impl MessageOut {
             reference: v.reference,
             callback_url: v.callback_url,
             tz: v.tz,
+            via: v.via,
             api_key: v.api_key,
             trigger: v.trigger.map(|t| TriggerOut {
                 rule: t.rule,

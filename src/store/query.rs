@@ -31,6 +31,9 @@ pub struct MessageView {
     pub trigger: Option<TriggerView>,
     /// The recipient's time zone (IANA name).
     pub tz: Option<String>,
+    /// An answer's address: where its question came to, and so where it
+    /// leaves from (`messages.via`).
+    pub via: Option<String>,
     pub parts: Vec<PartView>,
     pub history: Vec<HistoryEntry>,
 }
@@ -86,7 +89,7 @@ pub struct Counts {
 
 const COLUMNS: &str = "id, api_key, reference, recipient, sender, body, encoding, segments, priority, route,
     status, created_at, updated_at, send_at, valid_until, attempts, error_code, error_text, callback_url,
-    rule, step, trigger_key, cancelled_by, tz";
+    rule, step, trigger_key, cancelled_by, tz, via";
 
 fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
     let pri: i64 = r.get(8)?;
@@ -121,6 +124,7 @@ fn row_to_view(r: &Row<'_>) -> rusqlite::Result<MessageView> {
             }),
         },
         tz: r.get(23)?,
+        via: r.get(24)?,
         parts: Vec::new(),
         history: Vec::new(),
     })
