@@ -8,7 +8,7 @@
 
 use super::StoreError;
 use super::conversation;
-use crate::message::Millis;
+use crate::message::{Millis, SYSTEM_KEY};
 use crate::replies::ReplyRules;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -97,6 +97,16 @@ fn insert(
         reply.meaning.intent.map(|i| i.as_str()),
     ])?;
     let id = c.last_insert_rowid();
+    if reply.linked.is_none() {
+        // Linked to no message: the keys that had written to the sender
+        // may see it (smsgw's own answers give no key).
+        c.prepare_cached(
+            "INSERT INTO inbound_keys (api_key, inbound_id)
+             SELECT DISTINCT api_key, ?2 FROM messages INDEXED BY messages_recipient
+             WHERE recipient = ?1 AND api_key <> ?3",
+        )?
+        .execute(params![p.from, id, SYSTEM_KEY])?;
+    }
     reply.act(c, id, &p.route, &p.to, rules, now)?;
     Ok(id)
 }
@@ -212,21 +222,16 @@ const FROM: &str = "SELECT i.id, i.route, i.sender, i.recipient, i.body, i.parts
             i.pdu, i.undecodable, i.reply_to, m.api_key, m.reference, i.keyword, i.intent
      FROM inbound i LEFT JOIN messages m ON m.id = i.reply_to";
 
-/// Whether the key `?1` had sent a message to the sender of inbound `i`
-/// before it arrived: looked up by number, never by walking the key's
-/// messages (which the planner may otherwise pick, as it costs the same to
-/// it without statistics).
-const WROTE_TO: &str = "EXISTS (SELECT 1 FROM messages o INDEXED BY messages_recipient
-     WHERE o.recipient = i.sender AND o.api_key = ?1 AND o.created_at <= i.received_at)";
-
 /// The replies an API key may see: those linked to its messages (the key is
 /// kept on the inbound row, so this holds after the message is pruned); and,
 /// of those linked to none (stored before linking, or after the window), the
-/// ones from a number the key had sent a message to before they arrived.
-/// `?1` is the key, or NULL for every inbound message.
+/// ones from a number the key had sent a message to before they arrived
+/// (written to `inbound_keys` when they arrive). `?1` is the key, or NULL
+/// for every inbound message.
 pub(super) fn get(c: &Connection, id: i64, owner: Option<&str>) -> rusqlite::Result<Option<InboundView>> {
     c.prepare_cached(&format!(
-        "{FROM} WHERE i.id = ?2 AND (?1 IS NULL OR i.api_key = ?1 OR (i.reply_to IS NULL AND {WROTE_TO}))"
+        "{FROM} WHERE i.id = ?2 AND (?1 IS NULL OR i.api_key = ?1
+                 OR EXISTS (SELECT 1 FROM inbound_keys k WHERE k.api_key = ?1 AND k.inbound_id = i.id))"
     ))?
     .query_row(params![owner, id], view)
     .optional()
@@ -234,8 +239,8 @@ pub(super) fn get(c: &Connection, id: i64, owner: Option<&str>) -> rusqlite::Res
 
 /// Newest first, below `before_id` when given; with `owner`, only the
 /// replies it may see (as in `get`). A key's page reads its linked replies
-/// from their index and checks only the unlinked ones, newest first, so it
-/// does not walk every other key's inbound.
+/// and its unlinked ones from one index each, so it walks neither every
+/// other key's inbound nor every unlinked reply.
 pub(super) fn list(
     c: &Connection,
     owner: Option<&str>,
@@ -254,8 +259,8 @@ pub(super) fn list(
             SELECT id FROM (SELECT id FROM inbound INDEXED BY inbound_by_key
                             WHERE api_key = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3)
             UNION ALL
-            SELECT id FROM (SELECT i.id FROM inbound i INDEXED BY inbound_unlinked
-                            WHERE i.reply_to IS NULL AND i.id < ?2 AND {WROTE_TO} ORDER BY i.id DESC LIMIT ?3))
+            SELECT id FROM (SELECT inbound_id AS id FROM inbound_keys
+                            WHERE api_key = ?1 AND inbound_id < ?2 ORDER BY inbound_id DESC LIMIT ?3))
          ORDER BY i.id DESC LIMIT ?3"
     ))?
     .query_map(args, view)?

@@ -95,6 +95,12 @@ pub(super) fn prune_batch(c: &Connection, r: &Retention, now: Millis, limit: usi
     c.prepare_cached("DELETE FROM key_days WHERE day < ?1")?
         .execute(params![crate::message::utc_day_start(now) - 86_400_000])?;
     if let Some(keep) = r.inbound_ms {
+        // The same rows, first the keys that could see them.
+        c.prepare_cached(
+            "DELETE FROM inbound_keys WHERE inbound_id IN
+             (SELECT id FROM inbound INDEXED BY inbound_age WHERE received_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![now - keep, limit as i64])?;
         out.inbound = c
             .prepare_cached(
                 "DELETE FROM inbound WHERE id IN

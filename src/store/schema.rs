@@ -510,6 +510,23 @@ CREATE INDEX inbound_unlinked ON inbound(id) WHERE reply_to IS NULL;
     r#"
 ALTER TABLE messages ADD COLUMN via TEXT;
 "#,
+    // 20: the keys that may see a reply linked to no message (those that
+    // wrote to its sender before it came), written when it comes, so a
+    // key's `GET /v1/inbound` reads them from an index instead of checking
+    // every unlinked reply in turn.
+    r#"
+CREATE TABLE inbound_keys (
+    api_key TEXT NOT NULL,
+    inbound_id INTEGER NOT NULL,
+    PRIMARY KEY (api_key, inbound_id)
+) WITHOUT ROWID;
+CREATE INDEX inbound_keys_inbound ON inbound_keys(inbound_id);
+INSERT OR IGNORE INTO inbound_keys (api_key, inbound_id)
+    SELECT DISTINCT o.api_key, i.id FROM inbound i JOIN messages o INDEXED BY messages_recipient
+        ON o.recipient = i.sender AND o.created_at <= i.received_at
+    WHERE i.reply_to IS NULL AND o.api_key <> 'smsgw';
+DROP INDEX inbound_unlinked;
+"#,
 ];
 
 pub fn latest() -> i64 {
@@ -666,6 +683,34 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(keys, [Some("k".into()), None, None], "unlinked, and linked to a pruned message: no key");
+    }
+
+    #[test]
+    fn an_unlinked_reply_is_shown_to_the_keys_that_wrote_to_its_sender_before_on_upgrade() {
+        let mut c = at_version(19);
+        let message = "INSERT INTO messages (id, api_key, recipient, body, encoding, segments, priority, route, status,
+                       created_at, updated_at, due_at) VALUES (?1, ?2, ?3, 'x', 'gsm7', 1, 0, 'r', 'delivered', ?4, 0, 0)";
+        for (id, key, to, at) in
+            [(1, "a", "+1", 1), (2, "a", "+1", 2), (3, "b", "+1", 50), (4, "smsgw", "+1", 3), (5, "c", "+2", 1)]
+        {
+            c.execute(message, rusqlite::params![id, key, to, at]).unwrap();
+        }
+        let inbound = "INSERT INTO inbound (id, route, sender, recipient, body, parts, complete, received_at, reply_to)
+                       VALUES (?1, 'r', ?2, 'me', 'hi', 1, 1, 10, ?3)";
+        for (id, from, reply_to) in [(1, "+1", None), (2, "+1", Some(1)), (3, "+3", None)] {
+            c.execute(inbound, rusqlite::params![id, from, reply_to]).unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let rows: Vec<(String, i64)> = c
+            .prepare("SELECT api_key, inbound_id FROM inbound_keys ORDER BY 1, 2")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        // Key a wrote to +1 before reply 1 (b only after it; smsgw's own
+        // answers give no key); reply 2 is linked; nobody wrote to +3.
+        assert_eq!(rows, [("a".to_string(), 1)]);
     }
 
     #[test]

@@ -461,9 +461,14 @@ async fn a_key_sees_the_replies_from_numbers_it_wrote_to_before_they_came() {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let later = s.record_inbound(reply("+79161234567"), no_replies()).await.unwrap().unwrap();
     let stranger = s.record_inbound(reply("+79160000009"), no_replies()).await.unwrap().unwrap();
+    // Another key writes to the number after: the next reply is both keys'.
+    s.enqueue("k2".into(), None, vec![new_msg(1)], None, Policy::default()).await.unwrap();
+    let both = s.record_inbound(reply("+79161234567"), no_replies()).await.unwrap().unwrap();
     let ids = |v: Vec<InboundView>| v.iter().map(|m| m.id).collect::<Vec<_>>();
-    assert_eq!(ids(s.list_inbound(Some("k".into()), None, 10).await.unwrap()), [later]);
-    assert_eq!(ids(s.list_inbound(None, None, 10).await.unwrap()), [stranger, later, early]);
+    assert_eq!(ids(s.list_inbound(Some("k".into()), None, 10).await.unwrap()), [both, later]);
+    assert_eq!(ids(s.list_inbound(Some("k".into()), Some(both), 10).await.unwrap()), [later]);
+    assert_eq!(ids(s.list_inbound(Some("k2".into()), None, 10).await.unwrap()), [both]);
+    assert_eq!(ids(s.list_inbound(None, None, 10).await.unwrap()), [both, stranger, later, early]);
     assert!(s.inbound(early, Some("k".into())).await.unwrap().is_none());
     assert!(s.inbound(stranger, Some("other".into())).await.unwrap().is_none());
     assert!(s.inbound(later, Some("k".into())).await.unwrap().is_some());
@@ -581,7 +586,12 @@ async fn prune_removes_old_finished_messages_with_their_parts_and_history_only()
 #[tokio::test]
 async fn prune_removes_old_inbound_and_orphan_receipts() {
     let (_d, s) = open().await;
+    // A key wrote to the sender before: the unlinked reply is its to see.
+    let from = part(1, "hi").from;
+    let to_sender = NewMessage { to: from.clone(), ..new_msg(1) };
+    s.enqueue("k2".into(), None, vec![to_sender], None, Policy::default()).await.unwrap();
     let inbound = s.record_inbound(InboundPart { concat: None, ..part(1, "hi") }, no_replies()).await.unwrap().unwrap();
+    assert!(s.inbound(inbound, Some("k2".into())).await.unwrap().is_some());
     assert_eq!(s.record_receipt(dlr("nobody-sent-this", ReceiptStatus::Delivered)).await.unwrap(), ReceiptMatch::Early);
     let c = raw(&s);
     let orphans = || c.query_row("SELECT count(*) FROM early_receipts", [], |r| r.get::<_, i64>(0)).unwrap();
@@ -596,6 +606,8 @@ async fn prune_removes_old_inbound_and_orphan_receipts() {
     let pruned = s.prune(keep_90_days(), now_ms() + 91 * DAY).await.unwrap();
     assert_eq!(pruned.inbound, 1);
     assert!(s.inbound(inbound, None).await.unwrap().is_none());
+    let keys = c.query_row("SELECT count(*) FROM inbound_keys", [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(keys, 0, "who could see a pruned reply goes with it");
 }
 
 #[tokio::test]
