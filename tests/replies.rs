@@ -302,7 +302,7 @@ async fn an_answer_leaves_from_the_sim_its_question_came_to() {
         .expect("virtual modem b starts");
     let route = format!(
         "[[routes]]\nname = \"gsm\"\nkind = \"modem\"\n[routes.modem]\nports = [\"{}/dev/*\"]\n\
-         health_interval_secs = 1\nregistration_timeout_secs = 10\nper_minute = 2\n",
+         health_interval_secs = 1\nregistration_timeout_secs = 10\nper_minute = 3\n",
         dir.path().display()
     );
     write_config(dir.path(), &keys(""), &route);
@@ -318,10 +318,24 @@ async fn an_answer_leaves_from_the_sim_its_question_came_to() {
         busy.sent().iter().any(|s| s.to == "+79165550001" && s.text == HELP_TEXT)
     })
     .await;
-    // That SIM is now at its cap of two a minute: the next answer waits
+    busy.deliver("+79165550005", "help");
+    until("the second help text sent back through the SIM that was asked", 30, || {
+        busy.sent().iter().any(|s| s.to == "+79165550005" && s.text == HELP_TEXT)
+    })
+    .await;
+    // That SIM is now at its cap of three a minute: the next answer waits
     // for it a while, then leaves through the other.
     let asked = Instant::now();
     busy.deliver("+79165550003", "help");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Meanwhile one more answer for that SIM does not wait too (holding
+    // another of the route's slots): it goes through the other at once.
+    busy.deliver("+79165550004", "help");
+    until("the answer behind the waiting one sent through the other SIM", 15, || {
+        idle.sent().iter().any(|s| s.to == "+79165550004" && s.text == HELP_TEXT)
+    })
+    .await;
+    assert!(!idle.sent().iter().any(|s| s.to == "+79165550003"), "the first answer did not wait for its SIM");
     until("the help text sent through the other SIM once the first stayed capped", 60, || {
         idle.sent().iter().any(|s| s.to == "+79165550003" && s.text == HELP_TEXT)
     })
@@ -333,13 +347,22 @@ async fn an_answer_leaves_from_the_sim_its_question_came_to() {
         idle.sent().iter().any(|s| s.to == "+79165550002" && s.text == HELP_TEXT)
     })
     .await;
-    for (m, other) in [(busy, "+79165550002"), (busy, "+79165550003"), (idle, "+79165550001")] {
+    for (m, other) in [
+        (busy, "+79165550002"),
+        (busy, "+79165550003"),
+        (busy, "+79165550004"),
+        (idle, "+79165550001"),
+        (idle, "+79165550005"),
+    ] {
         assert!(!m.sent().iter().any(|s| s.to == other), "an answer left from the wrong SIM");
     }
     // Each answer's view names the SIM its question came to.
     let busy_number = if std::ptr::eq(busy, &a) { "+79160001111" } else { "+79160002222" };
     assert_eq!(answer_addresses(&d, "+79165550001").await, [(HELP_TEXT.to_string(), json!(busy_number))]);
     assert_eq!(answer_addresses(&d, "+79165550003").await, [(HELP_TEXT.to_string(), json!(busy_number))]);
+    // One that went elsewhere at once still names the SIM it was meant for
+    // (the number its question came to).
+    assert_eq!(answer_addresses(&d, "+79165550004").await, [(HELP_TEXT.to_string(), json!(busy_number))]);
 }
 
 /// smsgw's own answers to `number` as the API shows them: each one's text

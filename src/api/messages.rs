@@ -140,10 +140,11 @@ pub struct MessageOut {
     /// The recipient's time zone its quiet hours are kept in.
     pub tz: Option<String>,
     /// Only on smsgw's own answers (help texts, opt-out confirmations):
-    /// the address the question came to, which the answer leaves from
-    /// while it stays on its route; a SIM's number (or its IMSI when the
-    /// number is unknown) on a modem route, the number dialled (a short
-    /// code) on a carrier route.
+    /// the address the question came to, which the answer is to leave
+    /// from while it stays on its route: a SIM's number (or its IMSI when
+    /// the number is unknown) on a modem route, the number dialled (a short
+    /// code) on a carrier route. A modem pool sends through another SIM
+    /// when that one cannot send in time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
     /// The name of the API key that submitted it.

@@ -44,6 +44,23 @@ pub struct Pool {
     /// Set when smsgw stops: submits waiting for a free modem give up.
     stopping: CancellationToken,
     modems: Mutex<BTreeMap<String, Arc<Modem>>>,
+    /// The SIMs an answer is waiting for (out of service or at a cap): one
+    /// at a time, so answers to a capped SIM do not fill the lane's slots.
+    awaited: Mutex<std::collections::HashSet<String>>,
+}
+
+/// An answer's claim to wait for its SIM; given back when it stops waiting.
+struct Awaiting<'a> {
+    pool: &'a Pool,
+    sim: String,
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.pool.awaited.lock() {
+            a.remove(&self.sim);
+        }
+    }
 }
 
 /// The ports the config names: plain paths, or globs matched now.
@@ -75,7 +92,12 @@ impl Pool {
             sent_before: Mutex::new(Default::default()),
             cancel: CancellationToken::new(),
         });
-        let pool = Arc::new(Pool { ctx, stopping: CancellationToken::new(), modems: Mutex::new(BTreeMap::new()) });
+        let pool = Arc::new(Pool {
+            ctx,
+            stopping: CancellationToken::new(),
+            modems: Mutex::new(BTreeMap::new()),
+            awaited: Mutex::new(Default::default()),
+        });
         pool.discover();
         // Globs pick up modems plugged in later.
         let (p, stop) = (pool.clone(), pool.ctx.cancel.clone());
@@ -236,6 +258,7 @@ impl Channel for Pool {
                 sim = msg.via.as_deref().and_then(|v| self.sim_named(v));
             }
             let sim_deadline = tokio::time::Instant::now() + WAIT_FOR_SIM;
+            let mut awaiting: Option<Awaiting<'_>> = None;
             loop {
                 // Registered before the look, so a modem freed between the
                 // look and the wait still wakes this submit.
@@ -247,20 +270,35 @@ impl Channel for Pool {
                         // The rest of a long message waits for its SIM's
                         // caps; an answer goes through another meanwhile.
                         let (m, in_service) = self.pick_sim(s, parts, pinned);
-                        if !in_service && tokio::time::Instant::now() >= sim_deadline {
+                        // One answer at a time waits for a SIM that cannot
+                        // send now; the others go through another at once.
+                        let waits = in_service || !pinned || awaiting.is_some() || {
+                            let mut a = self.awaited.lock().unwrap_or_else(|e| e.into_inner());
+                            let first = a.insert(s.clone());
+                            if first {
+                                awaiting = Some(Awaiting { pool: self, sim: s.clone() });
+                            }
+                            first
+                        };
+                        if !in_service && (!waits || tokio::time::Instant::now() >= sim_deadline) {
                             // The SIM has left: a phone joins only parts from
                             // one sender, so every part again, under a new
                             // reference.
-                            let what = match pinned {
-                                true => {
+                            let what = match (pinned, waits) {
+                                (true, true) => {
                                     "the SIM this message should leave from is not in service; sending through another"
                                 }
-                                false => {
+                                (true, false) => {
+                                    "the SIM this message should leave from cannot send now and another answer waits \
+                                     for it; sending through another"
+                                }
+                                (false, _) => {
                                     "the SIM that sent the first parts is not in service; sending every part again"
                                 }
                             };
                             tracing::info!(route = %self.ctx.route, message = msg.id, sim = %s, "{what}");
                             sim = None;
+                            awaiting = None;
                             (job.first_part, job.concat_ref) = (0, None);
                             continue;
                         }
@@ -271,6 +309,8 @@ impl Channel for Pool {
                 if let Some(m) = picked {
                     match m.try_send(job) {
                         Ok(()) => {
+                            // Sending now: the next answer may wait for this SIM.
+                            drop(awaiting.take());
                             // Dropped unanswered: the modem's task ended
                             // (it panicked and is being restarted) while it
                             // held the job. Back to the queue, no attempt spent.
