@@ -57,9 +57,7 @@ struct Awaiting<'a> {
 
 impl Drop for Awaiting<'_> {
     fn drop(&mut self) {
-        if let Ok(mut a) = self.pool.awaited.lock() {
-            a.remove(&self.sim);
-        }
+        self.pool.awaited.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.sim);
     }
 }
 
