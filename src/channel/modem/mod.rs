@@ -55,6 +55,14 @@ struct Awaiting<'a> {
     sim: String,
 }
 
+impl<'a> Awaiting<'a> {
+    /// The turn to wait for `sim`, unless another answer has it.
+    fn take(pool: &'a Pool, sim: &str) -> Option<Awaiting<'a>> {
+        let first = pool.awaited.lock().unwrap_or_else(|e| e.into_inner()).insert(sim.to_string());
+        first.then(|| Awaiting { pool, sim: sim.to_string() })
+    }
+}
+
 impl Drop for Awaiting<'_> {
     fn drop(&mut self) {
         self.pool.awaited.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.sim);
@@ -270,14 +278,10 @@ impl Channel for Pool {
                         let (m, in_service) = self.pick_sim(s, parts, pinned);
                         // One answer at a time waits for a SIM that cannot
                         // send now; the others go through another at once.
-                        let waits = in_service || !pinned || awaiting.is_some() || {
-                            let mut a = self.awaited.lock().unwrap_or_else(|e| e.into_inner());
-                            let first = a.insert(s.clone());
-                            if first {
-                                awaiting = Some(Awaiting { pool: self, sim: s.clone() });
-                            }
-                            first
-                        };
+                        if pinned && !in_service && awaiting.is_none() {
+                            awaiting = Awaiting::take(self, s);
+                        }
+                        let waits = in_service || !pinned || awaiting.is_some();
                         if !in_service && (!waits || tokio::time::Instant::now() >= sim_deadline) {
                             // The SIM has left: a phone joins only parts from
                             // one sender, so every part again, under a new
