@@ -73,8 +73,7 @@ async fn a_status_nobody_is_in_any_more_reads_zero() {
     let d = Daemon::start(dir.path());
     let later = d.send(json!({"to": "+79160000000", "text": "later", "send_at": in_secs(3600.0)})).await;
     let scrape = || async {
-        let text =
-            d.http.get(format!("{}/metrics", d.url)).bearer_auth(KEY).send().await.unwrap().text().await.unwrap();
+        let text = d.metrics().await;
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition")
     };
     assert_eq!(sample(&scrape().await, "smsgw_messages", &[("status", "queued")]), Some(1.0));

@@ -67,7 +67,7 @@ async fn a_promotion_waits_out_quiet_hours_across_midnight_in_the_recipient_s_zo
         }
     }
     assert!(Utc::now() < opens_at, "the window closed before the test could look");
-    let metrics = metrics_text(&d).await;
+    let metrics = d.metrics().await;
     assert!(metrics.contains("smsgw_messages_quiet_deferred_total "), "{metrics}");
 
     // Then both go, not before the window opened.
@@ -119,11 +119,6 @@ async fn a_frequency_cap_counts_across_a_restart() {
     let texts: Vec<String> =
         records(&d.dir, "sim").iter().filter_map(|r| r["text"].as_str()).map(str::to_string).collect();
     assert!(!texts.contains(&"offer three".to_string()), "{texts:?}");
-    let metrics = metrics_text(&d).await;
+    let metrics = d.metrics().await;
     assert!(metrics.contains("smsgw_messages_suppressed_total{reason=\"capped\"} 1"), "{metrics}");
-}
-
-async fn metrics_text(d: &Daemon) -> String {
-    let resp = d.http.get(format!("{}/metrics", d.url)).bearer_auth(common::KEY).send().await.expect("scrape");
-    resp.text().await.expect("metrics text")
 }

@@ -75,7 +75,7 @@ async fn a_rules_funnel_and_schedule_come_from_its_rows() {
         assert_eq!(p["errors"][0]["field"], "hours", "{p}");
     }
 
-    let text = d.http.get(format!("{}/metrics", d.url)).bearer_auth(KEY).send().await.unwrap().text().await.unwrap();
+    let text = d.metrics().await;
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition");
     let stage = |s| sample(&scrape, "smsgw_rule_messages", &[("rule", "cart-reminder"), ("stage", s)]);
     assert_eq!(stage("triggered"), Some(4.0));

@@ -242,7 +242,7 @@ default_class = "promotional"
     // stops at once: counted like a whole one.
     let part = id(submit(port, "shop", "pw", "+79160000002", &"Sale! ".repeat(40), 0).await);
     assert_eq!(d.message(part).await["status"], "suppressed");
-    let text = d.http.get(format!("{}/metrics", d.url)).bearer_auth(KEY).send().await.unwrap().text().await.unwrap();
+    let text = d.metrics().await;
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("exposition");
     assert_eq!(sample(&scrape, "smsgw_messages_suppressed_total", &[("reason", "opted_out")]), Some(2.0));
     // The policy account's promotion waits for the quiet hours to end.

@@ -128,6 +128,23 @@ async fn receipts_before_responses_are_matched() {
     let (msgs, _) = thousand();
     post_all(&d, &msgs[..300]).await;
     d.wait_counts(60, "300 delivered", |b| b["delivered"] == 300).await;
+    // A receipt applied with the submit result it overtook is counted as
+    // finished like any other (the counters move once the store answers,
+    // a moment after the API shows the commit).
+    let finished = |text: &str| {
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let of = |name| sample(&scrape, name, &[("route", "carrier")]);
+        (of("smsgw_messages_finished_total"), of("smsgw_delivery_duration_seconds_count"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let counted = loop {
+        let counted = finished(&d.metrics().await);
+        if counted.0 >= Some(300.0) || std::time::Instant::now() > deadline {
+            break counted;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(counted, (Some(300.0), Some(300.0)), "finished and timed to delivery");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

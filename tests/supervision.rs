@@ -16,7 +16,7 @@ const DISPATCH: &str = "[dispatch]\nmax_attempts = 3\nretry_base_ms = 100\nretry
 
 /// The value of the restart counter for `task` and `route`, if any.
 async fn restarts(d: &Daemon, task: &str, route: &str) -> Option<f64> {
-    let text = d.http.get(format!("{}/metrics", d.url)).bearer_auth(KEY).send().await.unwrap().text().await.unwrap();
+    let text = d.metrics().await;
     text.lines()
         .filter(|l| l.starts_with("smsgw_task_restarts_total{"))
         .find(|l| l.contains(&format!("task=\"{task}\"")) && l.contains(&format!("route=\"{route}\"")))

@@ -385,7 +385,11 @@ async fn attempt(d: Arc<Dispatcher>, lane: Arc<Lane>, m: Claimed, _permit: tokio
             metrics::counter!(crate::metrics::SUBMITS, "route" => route, "result" => "submitted").increment(1);
             d.throughput.count(now_ms(), Outcome::Sent);
             let concat_ref = s.concat_ref;
-            d.store.record_submitted(m.id, lane.cfg.name.clone(), parts_of(s), concat_ref).await
+            let recorded = d.store.record_submitted(m.id, lane.cfg.name.clone(), parts_of(s), concat_ref).await;
+            if let Ok(Some(finished)) = &recorded {
+                d.count_finished(&lane.cfg.name, finished);
+            }
+            recorded.map(|_| ())
         }
         Err(e) => {
             lane.note_error(&e.to_string());

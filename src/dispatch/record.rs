@@ -41,18 +41,8 @@ pub(super) async fn record_events(
                     let receipt =
                         Receipt { route: route.clone(), remote_id, status, error_code, error_text, sc_time, legacy_id };
                     let matched = store.record_receipt(receipt).await;
-                    if let Ok(ReceiptMatch::Final { status, .. }) = &matched {
-                        metrics::counter!(crate::metrics::FINISHED, "route" => route.clone(), "status" => status.as_str())
-                            .increment(1);
-                    }
-                    match matched {
-                        Ok(ReceiptMatch::Final { status: Status::Delivered, created_at }) => {
-                            metrics::histogram!(crate::metrics::DELIVERY_SECONDS, "route" => route)
-                                .record((now_ms() - created_at).max(0) as f64 / 1000.0);
-                            d2.throughput.count(now_ms(), Outcome::Delivered);
-                        }
-                        Ok(ReceiptMatch::Final { .. }) => d2.throughput.count(now_ms(), Outcome::Failed),
-                        _ => {}
+                    if let Ok(m) = &matched {
+                        d2.count_finished(&route, m);
                     }
                     matched.map(|_| ()).map_err(|e| ("a delivery receipt", e))
                 }
@@ -108,4 +98,22 @@ pub fn reply_rules<S>(cfg: &Config<S>) -> ReplyRules {
         .keyword(Keyword::Help, &r.help)
         .intent(Intent::Yes, &r.yes)
         .intent(Intent::No, &r.no)
+}
+
+impl Dispatcher {
+    /// Count a message a receipt made final (`smsgw_messages_finished_total`,
+    /// the time to delivery, the status page's throughput), wherever the
+    /// receipt was applied: as it came, or with the submit result it overtook.
+    pub(super) fn count_finished(&self, route: &str, matched: &ReceiptMatch) {
+        let ReceiptMatch::Final { status, created_at } = *matched else { return };
+        metrics::counter!(crate::metrics::FINISHED, "route" => route.to_string(), "status" => status.as_str())
+            .increment(1);
+        if status == Status::Delivered {
+            metrics::histogram!(crate::metrics::DELIVERY_SECONDS, "route" => route.to_string())
+                .record((now_ms() - created_at).max(0) as f64 / 1000.0);
+            self.throughput.count(now_ms(), Outcome::Delivered);
+        } else {
+            self.throughput.count(now_ms(), Outcome::Failed);
+        }
+    }
 }

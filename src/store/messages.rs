@@ -523,9 +523,17 @@ fn sent_before(c: &Connection, id: i64, route: &str) -> rusqlite::Result<(Vec<Op
 
 /// Write the parts a route took, from the first of `parts` on (replacing
 /// what an abandoned earlier try left there), and apply reports that
-/// overtook them. (The caller keeps their reference on the message.)
-fn store_parts(c: &Connection, id: i64, route: &str, parts: &[SubmittedPart], now: Millis) -> Result<(), StoreError> {
-    let Some(first) = parts.first() else { return Ok(()) };
+/// overtook them; `Final` when one of those made the message final. (The
+/// caller keeps their reference on the message.)
+fn store_parts(
+    c: &Connection,
+    id: i64,
+    route: &str,
+    parts: &[SubmittedPart],
+    now: Millis,
+) -> Result<Option<ReceiptMatch>, StoreError> {
+    let mut finished = None;
+    let Some(first) = parts.first() else { return Ok(finished) };
     c.prepare_cached("DELETE FROM parts WHERE message_id = ?1 AND idx >= ?2")?.execute(params![id, first.index])?;
     let mut ins = c.prepare_cached(
         "INSERT OR REPLACE INTO parts (message_id, idx, route, remote_id, status, submitted_at)
@@ -563,10 +571,13 @@ fn store_parts(c: &Connection, id: i64, route: &str, parts: &[SubmittedPart], no
         if let Some(receipt) = early {
             c.prepare_cached("DELETE FROM early_receipts WHERE route = ?1 AND remote_id = ?2")?
                 .execute(params![route, remote])?;
-            apply_receipt(c, &receipt, now)?;
+            let applied = apply_receipt(c, &receipt, now)?;
+            if matches!(applied, ReceiptMatch::Final { .. }) {
+                finished = Some(applied);
+            }
         }
     }
-    Ok(())
+    Ok(finished)
 }
 
 /// A queued message (on `queue`: its route and class) whose validity ran out.
@@ -581,7 +592,8 @@ fn expire(c: &Connection, id: i64, queue: (&str, Priority), now: Millis) -> rusq
 }
 
 /// Every part from the first of `parts` to the last is with the route (the
-/// ones before, if any, went with an earlier attempt).
+/// ones before, if any, went with an earlier attempt). `Final` when reports
+/// that overtook the result made the message final here.
 pub(super) fn record_submitted(
     c: &Connection,
     id: i64,
@@ -589,7 +601,7 @@ pub(super) fn record_submitted(
     parts: &[SubmittedPart],
     concat_ref: Option<u16>,
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<Option<ReceiptMatch>, StoreError> {
     let total = parts.last().map_or(0, |p| p.index + 1);
     let changed = c
         .prepare_cached(
@@ -600,7 +612,7 @@ pub(super) fn record_submitted(
         .execute(params![id, now, total, concat_ref])?;
     if changed == 0 {
         tracing::warn!(message = id, "submit result for a message that is not being sent; ignored");
-        return Ok(());
+        return Ok(None);
     }
     moved(c, id, Status::Sending, Status::Submitted, None)?;
     let n = parts.len();
@@ -661,7 +673,7 @@ fn record_accepted(c: &Connection, id: i64, f: &AttemptFailure, now: Millis) -> 
     let route: String = c
         .prepare_cached("UPDATE messages SET concat_ref = ?2 WHERE id = ?1 RETURNING route")?
         .query_row(params![id, f.concat_ref], |r| r.get(0))?;
-    store_parts(c, id, &route, &f.accepted, now)
+    store_parts(c, id, &route, &f.accepted, now).map(|_| ())
 }
 
 /// A report finds its part by route and id. Ids may come round again (a

@@ -416,14 +416,15 @@ impl Store {
     }
 
     /// The route took the message's parts from the first of `parts` to the
-    /// last, under `concat_ref`.
+    /// last, under `concat_ref`. `Final` when receipts that overtook the
+    /// result (kept as early) made the message final here.
     pub async fn record_submitted(
         &self,
         id: i64,
         route: String,
         parts: Vec<SubmittedPart>,
         concat_ref: Option<u16>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<ReceiptMatch>, StoreError> {
         self.write(move |c| messages::record_submitted(c, id, &route, &parts, concat_ref, now_ms())).await
     }
 

@@ -238,6 +238,12 @@ impl Daemon {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/metrics` as text, scraped with the test key.
+    pub async fn metrics(&self) -> String {
+        let resp = self.http.get(format!("{}/metrics", self.url)).bearer_auth(KEY).send().await.expect("scrape");
+        resp.text().await.expect("metrics text")
+    }
+
     pub async fn send(&self, body: Value) -> i64 {
         let (s, v) = self.post("/v1/messages", &body).await;
         assert_eq!(s, 202, "{v}");
