@@ -103,6 +103,21 @@ async fn smpplib_binds_submits_and_is_refused_for_the_right_reasons() {
     assert_eq!(d.message(second).await["status"], "cancelled");
     assert_eq!(v["cancel_again"][2], 0x11, "ESME_RCANCELFAIL once it is final");
     assert_eq!(v["cancel_unknown"][2], 0x0C, "ESME_RINVMSGID for an id the account does not own");
+    assert_eq!(v["cancel_all"][2], 0, "cancel_sm without a message_id: {}", v["cancel_all"]);
+    for r in v["bulk"].as_array().unwrap() {
+        let id = i64::from_str_radix(r["message_id"].as_str().unwrap(), 16).unwrap();
+        let m = d.message(id).await;
+        assert_eq!(m["status"], "cancelled", "{m:#}");
+        let last = &m["history"].as_array().unwrap().last().unwrap()["detail"];
+        assert_eq!(
+            last,
+            "cancelled through SMPP by account \"crm\" (cancel_sm of all queued from \"SMSGW\" to +79161230000)"
+        );
+    }
+    let kept = i64::from_str_radix(v["bulk_kept"]["message_id"].as_str().unwrap(), 16).unwrap();
+    assert_eq!(d.message(kept).await["status"], "queued", "another number's message stays");
+    assert_eq!(v["cancel_all_again"][2], 0x11, "ESME_RCANCELFAIL when nothing is left to cancel");
+    assert_eq!(v["cancel_all_no_dest"][2], 0x0B, "ESME_RINVDSTADR without a destination");
     assert_eq!(v["garbage_closed"], true, "a garbage peer is dropped");
     assert_eq!(v["after_garbage"][0]["status"], 0, "other binds are unharmed");
     let log = d.log_text();

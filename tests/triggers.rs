@@ -511,3 +511,86 @@ async fn a_reload_brings_the_files_rules_into_force() {
     assert_eq!(names, ["welcome"]);
     assert_eq!(ev["runs"][0]["outcome"], "scheduled");
 }
+
+/// A runaway rule's scheduled steps are cancelled at once, not one id at a
+/// time: more than one write batch of them, only the caller's, and nothing
+/// the filter does not name.
+#[tokio::test]
+async fn a_rule_s_scheduled_steps_are_cancelled_in_one_request() {
+    const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "[[rules]]\nname = \"promo\"\non = \"visit\"\nclass = \"transactional\"\n\
+                 [[rules.steps]]\nafter = \"1h\"\ntext = \"come back\"\n"
+        .to_string()
+        + CART.replace("after = \"2s\"", "after = \"1h\"").as_str();
+    // "test" and "other" get send and read; "ops" is the administrator.
+    let routes = format!(
+        "[[api_keys]]\nname = \"ops\"\nkey = \"{ADMIN_KEY}\"\nscopes = [\"admin\"]\n{}",
+        sim_route(dir.path(), "sim", "", "")
+    );
+    write_config(dir.path(), &rules, &routes);
+    let d = Daemon::start(dir.path());
+    let call = |key: &'static str, body: Value| {
+        let req = d.http.post(format!("{}/v1/messages/cancel", d.url)).bearer_auth(key).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // 700 visits (two write batches and a part), two carts, another key's
+    // visit, and a plain message for later.
+    let visits: Vec<Value> = (0..700)
+        .map(|i| json!({"type": "visit", "recipient": format!("+7916{i:07}"), "key": format!("v{i}")}))
+        .collect();
+    let (s, v) = d.post("/v1/events", &json!({"events": visits})).await;
+    assert_eq!(s, 202, "{v}");
+    let a_visit = first_message(&v["events"][699]);
+    let cart = first_message(&post_event(&d, event("cart.abandoned", "c1", json!({"name": "Анна"}))).await);
+    let resp = d.http.post(format!("{}/v1/events", d.url)).bearer_auth(common::OTHER_KEY).json(&event(
+        "visit",
+        "o1",
+        json!({}),
+    ));
+    let theirs: Value = resp.send().await.unwrap().json().await.unwrap();
+    let theirs = first_message(&theirs["events"][0]);
+    let later = d.send(json!({"to": RU, "text": "later", "send_at": common::in_secs(3600.0)})).await;
+    let status_of = |id: i64| {
+        let req = d.http.get(format!("{}/v1/messages/{id}", d.url)).bearer_auth(ADMIN_KEY);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap()["status"].clone() }
+    };
+
+    // Wrong requests name what is wrong and cancel nothing.
+    for (body, field) in [
+        (json!({}), "body"),
+        (json!({"priority": "urgent"}), "priority"),
+        (json!({"route": "nowhere"}), "route"),
+        (json!({"to": "12"}), "to"),
+    ] {
+        let (s, v) = call(KEY, body).await;
+        assert_eq!((s, v["errors"][0]["field"].as_str()), (422, Some(field)), "{v}");
+    }
+    let (s, v) = call(KEY, json!({"rule": "promo", "api_key": "other"})).await;
+    assert_eq!(s, 403, "another key's messages need admin: {v}");
+
+    let (s, v) = call(KEY, json!({"rule": "promo"})).await;
+    assert_eq!((s, v["cancelled"].as_u64()), (200, Some(700)), "{v}");
+    let m = d.message(a_visit).await;
+    assert_eq!(m["status"], "cancelled", "{m:#}");
+    assert_eq!(
+        m["history"].as_array().unwrap().last().unwrap()["detail"],
+        "cancelled through the API by key \"test\" (all queued with rule \"promo\")"
+    );
+    for id in [cart, theirs, later] {
+        assert_eq!(status_of(id).await, "queued", "message {id} is not the caller's promo step");
+    }
+    let (_, q) = d.get("/v1/queue").await;
+    assert_eq!((q["by_status"]["cancelled"].as_u64(), q["by_status"]["queued"].as_u64()), (Some(700), Some(3)), "{q}");
+
+    // Nothing left to cancel is 0; the administrator names the other key.
+    assert_eq!(call(KEY, json!({"rule": "promo"})).await.1["cancelled"], 0);
+    let (s, v) = call(ADMIN_KEY, json!({"rule": "promo", "api_key": "other"})).await;
+    assert_eq!((s, v["cancelled"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(status_of(theirs).await, "cancelled");
+    assert_eq!(status_of(cart).await, "queued");
+}

@@ -689,6 +689,110 @@ pub async fn cancel_message(
     }
 }
 
+/// Which queued messages to cancel at once; at least one field, and every
+/// field given must match.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Only the messages this trigger rule made (its scheduled steps).
+    pub rule: Option<String>,
+    /// Only messages to this number (E.164 or national).
+    pub to: Option<String>,
+    /// Only messages of this class: `otp`, `transactional` or `promotional`.
+    pub priority: Option<String>,
+    /// Only messages waiting for this route.
+    pub route: Option<String>,
+    /// Only this key's messages: for an admin key. Any other key cancels
+    /// only its own.
+    pub api_key: Option<String>,
+}
+
+/// How many messages a bulk cancel took.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelledCount {
+    pub cancelled: usize,
+}
+
+/// Cancel every queued message that matches a filter and was accepted
+/// before the request: a runaway rule's scheduled steps, a campaign's
+/// backlog, one number's queue. Each gets its history row and its
+/// `message.cancelled` event, as a single cancel does; a message a route
+/// already has is left to finish.
+#[utoipa::path(
+    post, path = "/v1/messages/cancel", tag = "messages",
+    request_body = CancelRequest,
+    responses(
+        (status = 200, description = "How many were cancelled", body = CancelledCount),
+        (status = 403, description = "The key lacks the send scope, or names another key without admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No filter, or a field is wrong; `errors` names it", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel_messages(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CancelledCount>, Problem> {
+    caller.require(&[Scope::Send])?;
+    let req: CancelRequest = super::body::json(&super::body::bytes(&state, body)?)?;
+    let mut errors = Vec::new();
+    let mut bad = |f: &str, m: String| errors.push(FieldError { field: f.into(), message: m });
+    let mut filter = crate::store::CancelFilter { rule: req.rule.clone(), ..Default::default() };
+    if req.rule.is_none() && req.to.is_none() && req.priority.is_none() && req.route.is_none() && req.api_key.is_none()
+    {
+        bad("body", "name at least one of rule, to, priority, route, api_key".into());
+    }
+    if let Some(to) = &req.to {
+        match sms::normalise(to, &state.limits().default_region) {
+            Ok(n) => filter.recipient = Some(n),
+            Err(e) => bad("to", e.to_string()),
+        }
+    }
+    if let Some(p) = &req.priority {
+        match Priority::ALL.into_iter().find(|c| c.as_str() == p) {
+            Some(c) => filter.priority = Some(c),
+            None => bad(
+                "priority",
+                format!("{} is not a class; the classes are otp, transactional and promotional", quote(p)),
+            ),
+        }
+    }
+    if let Some(route) = &req.route {
+        if state.dispatcher.routing().contains(route) {
+            filter.route = Some(route.clone());
+        } else {
+            bad("route", format!("no route named {route:?} is configured"));
+        }
+    }
+    match (&req.api_key, caller.owner()) {
+        (Some(k), Some(own)) if k != own => {
+            return Err(Problem::forbidden(
+                "admin",
+                format!("API key {own:?} cancels only its own messages; naming key {k:?} needs the admin scope"),
+            ));
+        }
+        (Some(k), _) if !state.key_exists(k) => bad("api_key", format!("no API key or SMPP account named {k:?}")),
+        (k, own) => filter.api_key = own.map(str::to_string).or_else(|| k.clone()),
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let asked: Vec<String> = [
+        req.rule.as_ref().map(|r| format!("rule {r:?}")),
+        filter.recipient.as_ref().map(|n| format!("to {n}")),
+        filter.priority.map(|p| format!("priority {}", p.as_str())),
+        filter.route.as_ref().map(|r| format!("route {r:?}")),
+        req.api_key.as_ref().map(|k| format!("key {k:?}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let detail = format!("cancelled through the API by key {:?} (all queued with {})", caller.name, asked.join(", "));
+    let cancelled = state.store.cancel_matching(filter, detail).await?;
+    tracing::info!(api_key = %caller.name, cancelled, filter = %asked.join(", "), "bulk cancel");
+    Ok(Json(CancelledCount { cancelled }))
+}
+
 #[cfg(test)]
 mod tests {
     mod props {

@@ -99,6 +99,17 @@ impl AppState {
     pub fn webhooks(&self) -> Arc<crate::config::webhooks::Webhooks> {
         self.webhooks.read().map(|w| w.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
+
+    /// Whether `key` names a configured API key or, as `smpp:<system_id>`, an
+    /// account of the running SMPP server.
+    pub fn key_exists(&self, key: &str) -> bool {
+        match key.strip_prefix("smpp:") {
+            Some(system_id) => {
+                self.smpp.as_ref().is_some_and(|s| s.accounts().iter().any(|a| a.system_id == system_id))
+            }
+            None => self.keys.read().map(|k| k.named(key)).unwrap_or_else(|p| p.into_inner().named(key)),
+        }
+    }
 }
 
 /// Longest webhook or callback URL accepted.
@@ -139,6 +150,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(messages::post_messages, messages::list_messages))
         .routes(routes!(messages::get_message))
         .routes(routes!(messages::cancel_message))
+        .routes(routes!(messages::cancel_messages))
         .routes(routes!(inbound::list_inbound))
         .routes(routes!(inbound::get_inbound))
         .routes(routes!(optouts::list_optouts, optouts::add_optout))

@@ -340,7 +340,7 @@ pub async fn create_webhook(
     let owner = match req.key {
         Some(key) if key != caller.name => {
             caller.require(&[Scope::Admin])?;
-            if !key_exists(&state, &key) {
+            if !state.key_exists(&key) {
                 errors.push(FieldError {
                     field: "key".into(),
                     message: format!("no API key is named {key:?} (nor SMPP account, as \"smpp:<system_id>\")"),
@@ -362,15 +362,6 @@ pub async fn create_webhook(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
-}
-
-/// Whether `key` names a configured API key or, as `smpp:<system_id>`, an
-/// account of the running SMPP server.
-fn key_exists(state: &AppState, key: &str) -> bool {
-    match key.strip_prefix("smpp:") {
-        Some(system_id) => state.smpp.as_ref().is_some_and(|s| s.accounts().iter().any(|a| a.system_id == system_id)),
-        None => state.keys.read().map(|k| k.named(key)).unwrap_or_else(|p| p.into_inner().named(key)),
-    }
 }
 
 /// The calling key's subscriptions (every key's for `admin`), with their delivery health.

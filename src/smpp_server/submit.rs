@@ -34,6 +34,14 @@ struct Submit<'a> {
     priority_flag: Option<u8>,
 }
 
+/// A PDU's destination address as the store keeps it (E.164): digits
+/// marked international (TON 1) get their `+`, others are read with the
+/// configured default region.
+pub(super) fn recipient(ton: Ton, dest: &str, region: &str) -> Result<String, crate::sms::NumberError> {
+    let raw = if ton == Ton::International && !dest.starts_with('+') { format!("+{dest}") } else { dest.to_string() };
+    crate::sms::normalise(&raw, region)
+}
+
 fn fields(pdu: &Pdu) -> Option<Submit<'_>> {
     match pdu {
         Pdu::SubmitSm(s) => Some(Submit {
@@ -116,12 +124,7 @@ pub(super) async fn accept(shared: &Shared, account: &AccountState, pdu: &Pdu) -
     {
         return Err(Refused(CommandStatus::EsmeRinvsrcadr, format!("sender {f:?} is not allowed")));
     }
-    let raw = if s.dest_ton == Ton::International && !s.dest.starts_with('+') {
-        format!("+{}", s.dest)
-    } else {
-        s.dest.clone()
-    };
-    let to = crate::sms::normalise(&raw, &shared.default_region)
+    let to = recipient(s.dest_ton, &s.dest, &shared.default_region)
         .map_err(|e| Refused(CommandStatus::EsmeRinvdstadr, e.to_string()))?;
     let routing = shared.dispatcher.routing();
     let route = if account.cfg.routes.is_empty() {

@@ -820,6 +820,69 @@ pub(super) fn cancel(c: &Connection, id: i64, owner: Option<&str>, now: Millis) 
     Ok(CancelOutcome::Cancelled)
 }
 
+/// Which queued messages a bulk cancel takes: every field given must match.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFilter {
+    pub api_key: Option<String>,
+    /// The trigger rule that made them.
+    pub rule: Option<String>,
+    pub recipient: Option<String>,
+    /// The sender; `Some(None)` takes the messages sent without one.
+    pub sender: Option<Option<String>>,
+    pub priority: Option<Priority>,
+    pub route: Option<String>,
+}
+
+/// Cancel up to `limit` queued messages that match `f`, with ids up to
+/// `up_to` (those accepted before the request), each with its history row
+/// `detail`; how many. A message a lane already claimed is not touched.
+pub(super) fn cancel_matching(
+    c: &Connection,
+    f: &CancelFilter,
+    up_to: i64,
+    detail: &str,
+    limit: usize,
+    now: Millis,
+) -> Result<usize, StoreError> {
+    use rusqlite::types::Value;
+    let mut sql = String::from("SELECT id, route, priority FROM messages WHERE status = 'queued' AND id <= ?");
+    let mut args = vec![Value::Integer(up_to)];
+    let mut eq = |column: &str, v: Value| {
+        sql.push_str(&format!(" AND {column} = ?"));
+        args.push(v);
+    };
+    let text = |s: &Option<String>| s.clone().map(Value::Text);
+    for (column, v) in [
+        ("api_key", text(&f.api_key)),
+        ("rule", text(&f.rule)),
+        ("recipient", text(&f.recipient)),
+        ("sender", f.sender.clone().flatten().map(Value::Text)),
+        ("priority", f.priority.map(|p| Value::Integer(p.as_i64()))),
+        ("route", text(&f.route)),
+    ] {
+        if let Some(v) = v {
+            eq(column, v);
+        }
+    }
+    if f.sender == Some(None) {
+        sql.push_str(" AND sender IS NULL");
+    }
+    sql.push_str(" LIMIT ?");
+    args.push(Value::Integer(limit as i64));
+    let rows: Vec<(i64, String, i64)> = c
+        .prepare(&sql)?
+        .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, route, priority) in &rows {
+        c.prepare_cached("UPDATE messages SET status = 'cancelled', updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now])?;
+        let queue = Priority::from_i64(*priority).map(|p| (route.as_str(), p));
+        moved(c, *id, Status::Queued, Status::Cancelled, queue)?;
+        history(c, *id, now, Status::Cancelled, detail)?;
+    }
+    Ok(rows.len())
+}
+
 /// The `due_at` of a message waiting for its parts (`smpp_parts`): never
 /// due, so no lane claims it; set to its real due time when the set is
 /// complete.

@@ -37,8 +37,8 @@ pub use consents::{Consent, ConsentFilter, NewConsent, WithdrawOutcome};
 pub use fill::{fill_for_bench, fill_rule_timers_for_bench, make_timers_due_for_bench, timer_lags_for_bench};
 pub use inbound::{InboundPart, InboundView, ReplyTo, Undecodable};
 pub use messages::{
-    Accepted, AttemptFailure, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt, ReceiptMatch,
-    SubmittedPart,
+    Accepted, AttemptFailure, CancelFilter, CancelOutcome, Claimed, EnqueueOutcome, IdemKey, NewMessage, Receipt,
+    ReceiptMatch, SubmittedPart,
 };
 pub use messages::{ReplaceOutcome, Replacement};
 pub use optouts::{OptOut, OptOutChange, OptOutCursor, OptOutFilter};
@@ -528,6 +528,30 @@ impl Store {
     /// Cancel a queued message; with `owner`, only one that key sent.
     pub async fn cancel(&self, id: i64, owner: Option<String>) -> Result<CancelOutcome, StoreError> {
         self.write(move |c| messages::cancel(c, id, owner.as_deref(), now_ms())).await
+    }
+
+    /// Cancel every queued message that matches `f` and was accepted
+    /// before this call, each with its history row `detail`; how many. It
+    /// writes in batches, so other writes go on meanwhile, and it runs to
+    /// the end even when the caller stops waiting.
+    pub async fn cancel_matching(&self, f: CancelFilter, detail: String) -> Result<usize, StoreError> {
+        const BATCH: usize = 500;
+        let up_to: i64 =
+            self.read(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| r.get(0))).await?;
+        let store = self.clone();
+        let run = async move {
+            let (f, detail) = (Arc::new(f), Arc::new(detail));
+            let mut total = 0;
+            loop {
+                let (f, detail) = (f.clone(), detail.clone());
+                let n = store.write(move |c| messages::cancel_matching(c, &f, up_to, &detail, BATCH, now_ms())).await?;
+                total += n;
+                if n < BATCH {
+                    return Ok(total);
+                }
+            }
+        };
+        tokio::spawn(run).await.map_err(|_| StoreError::Closed)?
     }
 
     /// Replace a queued message of `r.owner`'s in place (an SMPP

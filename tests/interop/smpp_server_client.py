@@ -4,8 +4,9 @@ usage: python smpp_server_client.py <port>
 
 Runs the scenarios in order and prints one JSON object with what each saw:
 binds (accepted and refused, with their command_status), GSM-7 and UCS-2
-submits with their message_ids, a data_sm, throttling, and a garbage peer
-dropped while a bound client keeps working.
+submits with their message_ids, a data_sm, throttling, query_sm, cancel_sm
+of one message and of all to a number, and a garbage peer dropped while a
+bound client keeps working.
 """
 import json
 import socket
@@ -164,8 +165,9 @@ for _ in range(100):
 out["query_state"] = state
 
 
-def cancel(c, message_id):
-    body = b"\0" + message_id.encode() + b"\0" + b"\x05\x00SMSGW\0" + b"\x01\x01" + b"\0"
+def cancel(c, message_id, dest=""):
+    """A cancel_sm from source SMSGW; an empty message_id cancels all to `dest`."""
+    body = b"\0" + message_id.encode() + b"\0" + b"\x05\x00SMSGW\0" + b"\x01\x01" + dest.encode() + b"\0"
     c._socket.sendall(struct.pack(">IIII", 16 + len(body), 0x08, 0, 777) + body)
     while True:
         head = list(struct.unpack(">IIII", c._recv_exact(16)))
@@ -182,6 +184,16 @@ out["held"] = waiting
 out["cancel"] = cancel(trx, waiting[1]["message_id"])
 out["cancel_again"] = cancel(trx, waiting[1]["message_id"])
 out["cancel_unknown"] = cancel(trx, "7fffffff")
+
+# cancel_sm without a message_id: every message still queued from SMSGW to
+# one number goes; another number's stays; nothing left is RCANCELFAIL; no
+# destination is RINVDSTADR.
+OTHER = "79161230000"
+out["bulk"] = [submit_to(trx, OTHER, "later %d" % i, schedule_delivery_time="000000010000000R")[0] for i in range(3)]
+out["bulk_kept"] = submit(trx, "kept", schedule_delivery_time="000000010000000R")[0]
+out["cancel_all"] = cancel(trx, "", dest=OTHER)
+out["cancel_all_again"] = cancel(trx, "", dest=OTHER)
+out["cancel_all_no_dest"] = cancel(trx, "")
 
 # The others are unharmed.
 out["after_garbage"] = submit(tx, "still here")
