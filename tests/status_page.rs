@@ -4,8 +4,8 @@
 //! the page rendered in a real browser shows the route rows; the latest
 //! replies with the message each answers, the opt-outs and the webhook
 //! subscriptions with their health and a replay button for dead
-//! deliveries; each trigger rule's funnel and what is scheduled in the
-//! next hours; and a key without `read` still sees the cards it may see.
+//! deliveries; each trigger rule's funnel, a button to cancel its queued
+//! messages, and what is scheduled in the next hours; and a key without `read` still sees the cards it may see.
 
 mod common;
 use common::*;
@@ -260,6 +260,17 @@ async fn status_page_shows_each_rules_funnel_and_schedule() {
         assert!(cell.ends_with(&format!("<b>{n}</b>")), "{stage} should be {n}: {cell}");
     }
     assert!(rule.contains("<td>order.paid 1</td>"), "{rule}");
+    assert!(
+        rule.contains("<button class=\"small cancel-rule\" data-rule=\"cart-reminder\">Cancel 1 queued</button>"),
+        "{rule}"
+    );
     let hour = row(&dom, "cart-reminder 1</td>");
     assert!(hour.contains("class=\"hour\"") && hour.contains("<b>1</b>"), "{hour}");
+
+    // What the button does: the rule's queued messages, in one call.
+    let (s, v) = call(&d, "POST", "/v1/messages/cancel", KEY, Some(json!({"rule": "cart-reminder"}))).await;
+    assert_eq!((s, v["cancelled"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(d.message(later).await["status"], "cancelled");
+    let Some(dom) = status_page_dom(&d).await else { return };
+    assert!(!row(&dom, "<b>cart-reminder</b>").contains("cancel-rule"), "nothing queued, no button: {dom}");
 }
