@@ -83,6 +83,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Pause a route (it sends nothing until resumed, across restarts;
+    /// receipts and replies still come in) or resume it. Needs an admin key.
+    Route {
+        #[command(subcommand)]
+        command: RouteCmd,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -104,6 +110,27 @@ enum Cmd {
     Simulate {
         #[command(subcommand)]
         peer: SimulateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RouteCmd {
+    /// Stop sending through the route; its queue waits (or fails over, with
+    /// `failover = true`).
+    Pause {
+        #[command(flatten)]
+        remote: Remote,
+        /// The route's name, as `smsgw status` lists it.
+        name: String,
+        /// Why, shown with the pause (up to 200 characters).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Send through the route again.
+    Resume {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
     },
 }
 
@@ -396,6 +423,43 @@ async fn send(
     }
 }
 
+/// Pause the route `name` (with `pause`, the request's body) or resume it,
+/// and print what it is now.
+async fn route_pause(remote: Remote, name: &str, pause: Option<Value>) -> Result<()> {
+    let client = Client::new(&remote.url, &remote.key);
+    // A route's name is free text in the config: every byte but the
+    // unreserved ones percent-encoded, to stay one path segment.
+    let segment: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let path = |what| format!("/v1/routes/{segment}/{what}");
+    let r = match &pause {
+        Some(body) => client.post(&path("pause"), body).await,
+        None => client.post(&path("resume"), &json!({})).await,
+    }
+    .map_err(explain)?;
+    match paused_text(&r["paused"]) {
+        Some(p) => println!("route {name}: {p}"),
+        None => println!("route {name}: sending"),
+    }
+    Ok(())
+}
+
+/// A route's pause as one line, when it is paused.
+fn paused_text(p: &Value) -> Option<String> {
+    let since = p["at"].as_str()?;
+    let by = p["by"].as_str().unwrap_or("?");
+    let reason = p["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+    Some(format!("paused since {since} by key {by}{reason}"))
+}
+
 async fn status(remote: Remote, id: Option<i64>, as_json: bool) -> Result<()> {
     let client = Client::new(&remote.url, &remote.key);
     if let Some(id) = id {
@@ -424,7 +488,7 @@ async fn status(remote: Remote, id: Option<i64>, as_json: bool) -> Result<()> {
     for route in r["routes"].as_array().into_iter().flatten() {
         let queued: u64 = route["queued"].as_object().into_iter().flatten().filter_map(|(_, v)| v.as_u64()).sum();
         println!(
-            "  {:<12} {:<6} {:<9} rate {:<8} in flight {:<4} queued {:<8} sent {} failed {} retried {}{}",
+            "  {:<12} {:<6} {:<9} rate {:<8} in flight {:<4} queued {:<8} sent {} failed {} retried {}{}{}",
             route["name"].as_str().unwrap_or("?"),
             route["kind"].as_str().unwrap_or("?"),
             route["state"].as_str().unwrap_or("?"),
@@ -434,6 +498,7 @@ async fn status(remote: Remote, id: Option<i64>, as_json: bool) -> Result<()> {
             route["sent"],
             route["failed"],
             route["retried"],
+            paused_text(&route["paused"]).map(|p| format!("  {p}")).unwrap_or_default(),
             route["last_error"].as_str().map(|e| format!("  last error: {e}")).unwrap_or_default()
         );
     }
@@ -690,6 +755,10 @@ async fn main() -> std::process::ExitCode {
             send(remote, to, text, from, priority, route, wait, timeout).await
         }
         Cmd::Status { remote, id, json } => status(remote, id, json).await,
+        Cmd::Route { command: RouteCmd::Pause { remote, name, reason } } => {
+            route_pause(remote, &name, Some(json!({ "reason": reason }))).await
+        }
+        Cmd::Route { command: RouteCmd::Resume { remote, name } } => route_pause(remote, &name, None).await,
         Cmd::Config { command: ConfigCmd::Check { file } } => config_check(&file),
         Cmd::Store { command: StoreCmd::Prune { config, as_of } } => store_prune(config, as_of).await,
         Cmd::Store { command: StoreCmd::Vacuum { config } } => store_vacuum(config).await,

@@ -95,6 +95,38 @@ async fn send_wait_and_status() {
     assert!(!out.status.success() && stderr.contains("422") && stderr.contains("to:"), "{stderr}");
 }
 
+/// `route pause` and `route resume` from a console: the pause shows in
+/// `status` with its reason, and a wrong route name is an error naming it.
+#[tokio::test]
+async fn a_route_is_paused_and_resumed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &sim_route(dir.path(), "sim", "", ""));
+    let d = Daemon::start(dir.path());
+    let url = d.url.clone();
+    let run = move |args: &[&str]| {
+        let out = Command::new(bin()).args(args).env("SMSGW_URL", &url).env("SMSGW_KEY", KEY).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["route", "pause", "sim", "--reason", "SIM swap at 03:00"]);
+    assert!(
+        ok && out.starts_with("route sim: paused since ") && out.trim_end().ends_with("by key test: SIM swap at 03:00"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = run(&["status"]);
+    let line = out.lines().find(|l| l.trim_start().starts_with("sim ")).unwrap_or_default();
+    assert!(ok && line.contains("paused since") && line.contains("SIM swap at 03:00"), "{out}");
+    assert_eq!(d.get("/v1/routes").await.1["routes"][0]["paused"]["reason"], "SIM swap at 03:00");
+    let (ok, out, _) = run(&["route", "resume", "sim"]);
+    assert!(ok && out.trim_end() == "route sim: sending", "{out}");
+    assert_eq!(d.get("/v1/routes").await.1["routes"][0]["paused"], serde_json::Value::Null);
+    let (ok, _, err) = run(&["route", "pause", "nowhere"]);
+    assert!(!ok && err.contains("404") && err.contains("no route named \"nowhere\""), "{err}");
+}
+
 /// `smsgw bench` on the SMPP side, small: the server scenario's four binds
 /// get every submit accepted and every receipt back once; the route
 /// scenario's messages all come back delivered, none sent twice.

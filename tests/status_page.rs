@@ -1,7 +1,8 @@
 //! The status page: served without a key (it holds no data), its data
 //! endpoints answer with what the routes report, and — where a headless
 //! Chromium is installed (CI installs it and sets SMSGW_BROWSER_TESTS=1) —
-//! the page rendered in a real browser shows the route rows; the latest
+//! the page rendered in a real browser shows the route rows with a pause
+//! (its reason) or a button to pause; the latest
 //! replies with the message each answers, the opt-outs and the webhook
 //! subscriptions with their health and a replay button for dead
 //! deliveries; each trigger rule's funnel, a button to cancel its queued
@@ -50,6 +51,17 @@ async fn status_page_shows_routes_queue_and_throughput() {
     assert!(dom.contains("<b>backup</b>"), "no route row for backup");
     assert!(dom.contains("sim_rejected"), "the latest failure with its reason");
     assert!(dom.contains("id=\"updated\">updated "), "the page did not finish reading the API");
+    assert!(
+        row(&dom, "<b>primary</b>").contains("<button class=\"small pause\" data-route=\"primary\">Pause</button>")
+    );
+
+    // A paused route says so, with its reason, and offers to resume.
+    let (s, _) = call(&d, "POST", "/v1/routes/backup/pause", KEY, Some(json!({"reason": "invoice dispute"}))).await;
+    assert_eq!(s, 200);
+    let Some(dom) = status_page_dom(&d).await else { return };
+    let backup = row(&dom, "<b>backup</b>");
+    assert!(backup.contains("class=\"pill paused\"") && backup.contains("invoice dispute"), "{backup}");
+    assert!(backup.contains("<button class=\"small resume\" data-route=\"backup\">Resume</button>"), "{backup}");
 }
 
 async fn call(d: &Daemon, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {

@@ -30,6 +30,11 @@ pub async fn render(store: &Store, d: &Dispatcher) -> Result<String, crate::stor
             RouteState::Down => 0.0,
         };
         ::metrics::gauge!("smsgw_route_state", "route" => route.clone()).set(state);
+        ::metrics::gauge!("smsgw_route_paused", "route" => route.clone()).set(if r.paused.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         ::metrics::gauge!("smsgw_route_in_flight", "route" => route.clone()).set(r.in_flight as f64);
         for m in &r.members {
             let up = if m.state == RouteState::Down { 0.0 } else { 1.0 };

@@ -25,6 +25,7 @@ pub mod messages;
 pub mod metrics;
 pub mod optouts;
 pub mod problem;
+pub mod routes;
 pub mod rule_stats;
 pub mod rules;
 pub mod serve;
@@ -32,7 +33,6 @@ pub mod smpp;
 pub mod templates;
 pub mod webhooks;
 
-use crate::channel::RouteState;
 use crate::config::Scope;
 use crate::dispatch::Dispatcher;
 use crate::message::to_rfc3339;
@@ -159,7 +159,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(optouts::list_consents, optouts::add_consent))
         .routes(routes!(optouts::export_consents))
         .routes(routes!(optouts::withdraw_consent))
-        .routes(routes!(list_routes))
+        .routes(routes!(routes::list_routes))
+        .routes(routes!(routes::pause_route))
+        .routes(routes!(routes::resume_route))
         .routes(routes!(queue))
         .routes(routes!(throughput))
         .routes(routes!(modems))
@@ -270,67 +272,6 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         return Problem::unavailable("no routes loaded").into_response();
     }
     (StatusCode::OK, Json(Ready { status: "ready".into(), routes })).into_response()
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RouteOut {
-    pub name: String,
-    pub kind: String,
-    pub state: RouteState,
-    pub detail: Option<String>,
-    pub prefixes: Vec<String>,
-    /// Messages per second; null means no limit.
-    pub rate: Option<f64>,
-    pub burst: Option<u32>,
-    pub concurrency: usize,
-    pub in_flight: usize,
-    /// Queued messages waiting for this route, by priority.
-    pub queued: BTreeMap<String, u64>,
-    /// Since start: messages the route accepted, refused for good, or retried.
-    pub sent: u64,
-    pub failed: u64,
-    pub retried: u64,
-    pub last_error: Option<String>,
-    /// The route's binds or modems, each with its state and load.
-    pub members: Vec<crate::channel::Member>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RoutesOut {
-    pub routes: Vec<RouteOut>,
-}
-
-/// Every route: kind, state, limits, load and counters.
-#[utoipa::path(get, path = "/v1/routes", tag = "routes", responses((status = 200, body = RoutesOut), (status = 403, description = "The key lacks the read scope", body = Problem, content_type = "application/problem+json")), security(("api_key" = [])))]
-async fn list_routes(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Arc<Caller>>,
-) -> Result<Json<RoutesOut>, Problem> {
-    caller.require(&[Scope::Read])?;
-    let counts = state.store.counts().await?;
-    let routes = state
-        .dispatcher
-        .snapshot()
-        .into_iter()
-        .map(|r| RouteOut {
-            queued: counts.queued.get(&r.name).cloned().unwrap_or_default(),
-            name: r.name,
-            kind: r.kind.to_string(),
-            state: r.state,
-            detail: r.detail,
-            prefixes: r.prefixes,
-            rate: r.rate,
-            burst: r.burst,
-            concurrency: r.concurrency,
-            in_flight: r.in_flight,
-            sent: r.sent,
-            failed: r.failed,
-            retried: r.retried,
-            last_error: r.last_error,
-            members: r.members,
-        })
-        .collect();
-    Ok(Json(RoutesOut { routes }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,7 +7,8 @@
 //! rate-limited promotional backlog takes the next slot instead of queueing
 //! behind the promotions already claimed.
 //! Work claimed but never started is handed back; a lane whose route is down
-//! fails its due messages over to the next route that serves them. A
+//! or paused (`pause`) claims nothing, and with `failover` passes its due
+//! messages to the next route that serves them. A
 //! change of the route's state is recorded as a `route.state_changed` event.
 
 use super::Dispatcher;
@@ -162,11 +163,14 @@ impl Lane {
 }
 
 impl Dispatcher {
-    /// Move due messages of a route that is down to the next route (in
-    /// config order) that serves each number and is not down itself.
+    /// Move due messages of a route that is down or paused to the next
+    /// route (in config order) that serves each number and is neither.
     async fn fail_over(&self, from: &Lane) {
         let lanes = self.lanes();
-        let up = |name: &str| lanes.iter().any(|l| l.cfg.name == name && l.channel.health().state != RouteState::Down);
+        let up = |name: &str| {
+            lanes.iter().any(|l| l.cfg.name == name && l.channel.health().state != RouteState::Down)
+                && self.paused(name).is_none()
+        };
         let Some(assign) = self.routing().failover(&from.cfg.name, up) else { return };
         match self.store.move_queued(from.cfg.name.clone(), MAX_CLAIM, assign).await {
             Ok(targets) => {
@@ -218,6 +222,19 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
                 d.fail_over(&lane).await;
             }
             tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = lane.cancel.cancelled() => return,
+            }
+            continue;
+        }
+        if d.paused(&name).is_some() {
+            let why = "the route was paused before this attempt started";
+            held.give_back(claiming.take(), "route_paused", why).await;
+            if lane.cfg.failover {
+                d.fail_over(&lane).await;
+            }
+            tokio::select! {
+                _ = lane.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = lane.cancel.cancelled() => return,
             }

@@ -6,10 +6,12 @@
 //!
 //! This module holds the [`Dispatcher`] itself (start, wake, liveness,
 //! shutdown) and its public surface; the lane loop is in `lane`, route
-//! choice in `routing`, the event recorder in `record`, config reload in
-//! `reload`, the expiry sweep in `sweep`, and what readers see in `view`.
+//! choice in `routing`, routes an operator paused in `pause`, the event
+//! recorder in `record`, config reload in `reload`, the expiry sweep in
+//! `sweep`, and what readers see in `view`.
 
 mod lane;
+mod pause;
 mod record;
 mod reload;
 mod routing;
@@ -17,6 +19,7 @@ mod rules;
 mod sweep;
 mod view;
 
+pub use pause::PauseError;
 pub use record::reply_rules;
 pub use reload::ReloadError;
 pub use routing::{RouteError, Routing};
@@ -66,6 +69,8 @@ pub struct Dispatcher {
     replies: RwLock<Arc<ReplyRules>>,
     /// The enabled trigger rules, compiled; replaced whole by `reload_rules`.
     rules: RwLock<Arc<crate::trigger::RuleSet>>,
+    /// Paused routes by name, as on disk (`pause`).
+    pauses: RwLock<std::collections::HashMap<String, crate::store::Pause>>,
 }
 
 impl Dispatcher {
@@ -78,6 +83,7 @@ impl Dispatcher {
         routes: &[Route],
         replies: ReplyRules,
     ) -> std::io::Result<Arc<Dispatcher>> {
+        let pauses = store.route_pauses().await.map_err(|e| std::io::Error::other(format!("route pauses: {e}")))?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         let mut lanes = Vec::new();
@@ -100,6 +106,7 @@ impl Dispatcher {
             throughput: Throughput::default(),
             replies: RwLock::new(Arc::new(replies)),
             rules: RwLock::default(),
+            pauses: RwLock::new(pauses.into_iter().map(|p| (p.route.clone(), p)).collect()),
         });
         d.adopt_orphans().await;
         for lane in d.lanes().iter() {

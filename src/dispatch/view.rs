@@ -5,6 +5,7 @@
 use super::Dispatcher;
 use super::lane::Lane;
 use crate::channel::{Device, Member, RouteState};
+use crate::store::Pause;
 use std::sync::atomic::Ordering;
 
 /// One route as it is now: config, health, load and counters since start.
@@ -32,10 +33,12 @@ pub struct RouteView {
     /// Its members that are devices on this box (modems), as their kind
     /// shows them.
     pub devices: Vec<Device>,
+    /// Set while an operator has it paused.
+    pub paused: Option<Pause>,
 }
 
 impl RouteView {
-    fn of(l: &Lane) -> RouteView {
+    fn of(l: &Lane, paused: Option<Pause>) -> RouteView {
         let h = l.health();
         RouteView {
             name: l.cfg.name.clone(),
@@ -53,6 +56,7 @@ impl RouteView {
             last_error: l.last_error(),
             members: h.members,
             devices: l.channel.devices(),
+            paused,
         }
     }
 }
@@ -60,6 +64,6 @@ impl RouteView {
 impl Dispatcher {
     /// Every route in config order, as it is now (a reload may change them).
     pub fn snapshot(&self) -> Vec<RouteView> {
-        self.lanes().iter().map(|l| RouteView::of(l)).collect()
+        self.lanes().iter().map(|l| RouteView::of(l, self.paused(&l.cfg.name))).collect()
     }
 }

@@ -18,6 +18,7 @@ mod fill;
 mod inbound;
 mod messages;
 mod optouts;
+mod pauses;
 mod policy;
 mod query;
 mod retention;
@@ -42,6 +43,7 @@ pub use messages::{
 };
 pub use messages::{ReplaceOutcome, Replacement};
 pub use optouts::{OptOut, OptOutChange, OptOutCursor, OptOutFilter};
+pub use pauses::Pause;
 pub use policy::{NO_CONSENT, OPTED_OUT};
 pub use query::{Counts, HistoryEntry, ListFilter, MessageView, PartView, TriggerView};
 pub use retention::{Pruned, Retention};
@@ -552,6 +554,22 @@ impl Store {
             }
         };
         tokio::spawn(run).await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Pause a route (its lane sends nothing until resumed); the pause on
+    /// record, which is an earlier one when the route was paused already.
+    pub async fn pause_route(&self, p: Pause) -> Result<Pause, StoreError> {
+        self.write(move |c| pauses::pause(c, &p).map_err(Into::into)).await
+    }
+
+    /// Resume a paused route; whether it was paused.
+    pub async fn resume_route(&self, route: String) -> Result<bool, StoreError> {
+        self.write(move |c| pauses::resume(c, &route).map_err(Into::into)).await
+    }
+
+    /// Every paused route.
+    pub async fn route_pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        self.read(pauses::all).await
     }
 
     /// Replace a queued message of `r.owner`'s in place (an SMPP

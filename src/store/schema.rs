@@ -527,6 +527,16 @@ INSERT OR IGNORE INTO inbound_keys (api_key, inbound_id)
     WHERE i.reply_to IS NULL AND o.api_key <> 'smsgw';
 DROP INDEX inbound_unlinked;
 "#,
+    // 21: routes an operator paused: their lanes send nothing until resumed,
+    // across restarts.
+    r#"
+CREATE TABLE route_pauses (
+    route TEXT PRIMARY KEY,
+    at INTEGER NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT
+) WITHOUT ROWID;
+"#,
 ];
 
 pub fn latest() -> i64 {
