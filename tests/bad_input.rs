@@ -181,7 +181,10 @@ async fn readiness_and_openapi() {
         ("/v1/messages", "get"),
         ("/v1/messages/{id}", "get"),
         ("/v1/messages/{id}/cancel", "post"),
+        ("/v1/messages/cancel", "post"),
         ("/v1/routes", "get"),
+        ("/v1/routes/{name}/pause", "post"),
+        ("/v1/routes/{name}/resume", "post"),
         ("/v1/queue", "get"),
         ("/readyz", "get"),
     ] {
