@@ -238,6 +238,8 @@ async fn run_lane(d: Arc<Dispatcher>, lane: Arc<Lane>) {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = lane.cancel.cancelled() => return,
             }
+            // Resumed (or new work came): look for due work at once.
+            woken = true;
             continue;
         }
         let room = lane.room(held.len());
