@@ -573,8 +573,27 @@ async fn a_rule_s_scheduled_steps_are_cancelled_in_one_request() {
     let (s, v) = call(KEY, json!({"rule": "promo", "api_key": "other"})).await;
     assert_eq!(s, 403, "another key's messages need admin: {v}");
 
+    // The list shows beforehand what the cancel will take.
+    let preview = |q: &'static str| {
+        let d = &d;
+        async move {
+            let (s, v) = d.get(&format!("/v1/messages?status=queued&limit=1000&{q}")).await;
+            assert_eq!(s, 200, "{v}");
+            v["messages"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(preview("rule=promo").await, 700);
+    assert_eq!(preview("rule=promo&priority=transactional&route=sim").await, 700);
+    assert_eq!(preview("rule=cart").await, 1);
+    assert_eq!(preview("priority=promotional").await, 0);
+    for (q, field) in [("priority=urgent", "priority"), ("route=nowhere", "route")] {
+        let (s, v) = d.get(&format!("/v1/messages?{q}")).await;
+        assert_eq!((s, v["errors"][0]["field"].as_str()), (422, Some(field)), "{v}");
+    }
+
     let (s, v) = call(KEY, json!({"rule": "promo"})).await;
     assert_eq!((s, v["cancelled"].as_u64()), (200, Some(700)), "{v}");
+    assert_eq!(preview("rule=promo").await, 0);
     let m = d.message(a_visit).await;
     assert_eq!(m["status"], "cancelled", "{m:#}");
     assert_eq!(

@@ -582,6 +582,12 @@ pub struct ListParams {
     pub to: Option<String>,
     /// Only messages created at or after this time (RFC 3339).
     pub since: Option<String>,
+    /// Only messages this trigger rule made.
+    pub rule: Option<String>,
+    /// Only messages of this class: `otp`, `transactional` or `promotional`.
+    pub priority: Option<String>,
+    /// Only messages for this route.
+    pub route: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<String>,
     /// `next_cursor` from the previous page.
@@ -626,6 +632,19 @@ pub async fn list_messages(
             Err(e) => bad("since", format!("{} is not an RFC 3339 time: {e}", quote(since))),
         }
     }
+    filter.rule = p.rule.clone();
+    if let Some(c) = &p.priority {
+        match class_named(c) {
+            Ok(c) => filter.priority = Some(c),
+            Err(e) => bad("priority", e),
+        }
+    }
+    if let Some(r) = &p.route {
+        match route_named(&state, r) {
+            Ok(()) => filter.route = Some(r.clone()),
+            Err(e) => bad("route", e),
+        }
+    }
     if let Some(l) = &p.limit {
         match l.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => filter.limit = n,
@@ -648,6 +667,23 @@ pub async fn list_messages(
         messages: views.into_iter().map(|v| MessageOut::from_view(v, false)).collect(),
         next_cursor,
     }))
+}
+
+/// A message class by its name, or why not.
+fn class_named(s: &str) -> Result<Priority, String> {
+    Priority::ALL
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or_else(|| format!("{} is not a class; the classes are otp, transactional and promotional", quote(s)))
+}
+
+/// A configured route's name, or why not.
+fn route_named(state: &AppState, name: &str) -> Result<(), String> {
+    if state.dispatcher.routing().contains(name) {
+        Ok(())
+    } else {
+        Err(format!("no route named {name:?} is configured"))
+    }
 }
 
 /// Cancel a message that has not been handed to a route yet.
@@ -748,20 +784,16 @@ pub async fn cancel_messages(
             Err(e) => bad("to", e.to_string()),
         }
     }
-    if let Some(p) = &req.priority {
-        match Priority::ALL.into_iter().find(|c| c.as_str() == p) {
-            Some(c) => filter.priority = Some(c),
-            None => bad(
-                "priority",
-                format!("{} is not a class; the classes are otp, transactional and promotional", quote(p)),
-            ),
+    if let Some(c) = &req.priority {
+        match class_named(c) {
+            Ok(c) => filter.priority = Some(c),
+            Err(e) => bad("priority", e),
         }
     }
-    if let Some(route) = &req.route {
-        if state.dispatcher.routing().contains(route) {
-            filter.route = Some(route.clone());
-        } else {
-            bad("route", format!("no route named {route:?} is configured"));
+    if let Some(r) = &req.route {
+        match route_named(&state, r) {
+            Ok(()) => filter.route = Some(r.clone()),
+            Err(e) => bad("route", e),
         }
     }
     match (&req.api_key, caller.owner()) {

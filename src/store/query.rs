@@ -76,6 +76,10 @@ pub struct ListFilter {
     pub before_id: Option<i64>,
     /// Only messages this API key sent.
     pub api_key: Option<String>,
+    /// Only messages this trigger rule made.
+    pub rule: Option<String>,
+    pub priority: Option<Priority>,
+    pub route: Option<String>,
     pub limit: usize,
 }
 
@@ -231,6 +235,18 @@ pub(super) fn list(c: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<Messa
     if let Some(k) = &f.api_key {
         conds.push("api_key = ?");
         args.push(Value::Text(k.clone()));
+    }
+    if let Some(r) = &f.rule {
+        conds.push("rule = ?");
+        args.push(Value::Text(r.clone()));
+    }
+    if let Some(p) = f.priority {
+        conds.push("priority = ?");
+        args.push(Value::Integer(p.as_i64()));
+    }
+    if let Some(r) = &f.route {
+        conds.push("route = ?");
+        args.push(Value::Text(r.clone()));
     }
     let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
     args.push(Value::Integer(f.limit as i64));
