@@ -427,19 +427,12 @@ async fn send(
 /// and print what it is now.
 async fn route_pause(remote: Remote, name: &str, pause: Option<Value>) -> Result<()> {
     let client = Client::new(&remote.url, &remote.key);
-    // A route's name is free text in the config: every byte but the
-    // unreserved ones percent-encoded, to stay one path segment.
-    let segment: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let path = |what| format!("/v1/routes/{segment}/{what}");
+    // A route's name is free text in the config: encoded as one path segment.
+    let path = |what: &str| {
+        let mut url = url::Url::parse("http://smsgw/v1/routes").expect("a fixed URL");
+        url.path_segments_mut().expect("an http URL has a path").push(name).push(what);
+        url.path().to_string()
+    };
     let r = match &pause {
         Some(body) => client.post(&path("pause"), body).await,
         None => client.post(&path("resume"), &json!({})).await,

@@ -26,6 +26,16 @@ pub(super) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     serde_path_to_error::deserialize(value).map_err(field_problem)
 }
 
+/// As `json`, from the request: an empty body (only whitespace) reads as
+/// `{}`, for endpoints whose every field is optional.
+pub(super) fn json_or_empty<T: DeserializeOwned>(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Problem> {
+    let body = bytes(state, body)?;
+    json(if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &body })
+}
+
 /// The 422 for a value that does not fit its type, naming the field.
 pub(super) fn field_problem(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let path = e.path().to_string();

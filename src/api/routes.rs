@@ -107,7 +107,7 @@ async fn route_views(state: &AppState) -> Result<Vec<RouteOut>, Problem> {
 }
 
 /// A pause's body: why, optional.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseRequest {
     /// Why the route is paused (up to 200 characters), shown with it.
@@ -138,9 +138,7 @@ pub async fn pause_route(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RouteOut>, Problem> {
     caller.require(&[Scope::Admin])?;
-    let body = super::body::bytes(&state, body)?;
-    let req: PauseRequest =
-        if body.iter().all(u8::is_ascii_whitespace) { PauseRequest::default() } else { super::body::json(&body)? };
+    let req: PauseRequest = super::body::json_or_empty(&state, body)?;
     let reason = req.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     if let Some(r) = &reason
         && r.chars().count() > MAX_REASON

@@ -28,7 +28,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -243,12 +242,6 @@ impl From<DeliveryView> for DeliveryOut {
     }
 }
 
-/// A JSON body as `T` (see `body`); an empty body reads as `{}`.
-fn read_body<T: DeserializeOwned>(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
-    let body = super::body::bytes(state, body)?;
-    super::body::json(if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &body })
-}
-
 /// The event kinds of `events`, each unknown one a field error (`events[2]`).
 fn check_events(events: &[String], errors: &mut Vec<FieldError>) -> Vec<EventKind> {
     if events.is_empty() {
@@ -328,7 +321,7 @@ pub async fn create_webhook(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     caller.require(&[Scope::Send, Scope::Read])?;
-    let req: CreateWebhook = read_body(&state, body)?;
+    let req: CreateWebhook = super::body::json_or_empty(&state, body)?;
     let mut errors = Vec::new();
     check_url(&state, &req.url, &mut errors);
     let events = check_events(&req.events, &mut errors);
@@ -425,7 +418,7 @@ pub async fn patch_webhook(
 ) -> Result<Json<WebhookOut>, Problem> {
     caller.require(&[Scope::Send, Scope::Read])?;
     let n = parse_id(&id)?;
-    let req: PatchWebhook = read_body(&state, body)?;
+    let req: PatchWebhook = super::body::json_or_empty(&state, body)?;
     let owner = caller.owner().map(str::to_string);
     // An origin never changes, so what this read says holds for the write.
     let current = state.store.subscription(n, owner.clone()).await?.ok_or_else(|| no_webhook(&id))?;
@@ -507,7 +500,7 @@ pub async fn rotate_webhook(
 ) -> Result<Json<WebhookOut>, Problem> {
     caller.require(&[Scope::Send, Scope::Read])?;
     let n = parse_id(&id)?;
-    let req: RotateRequest = read_body(&state, body)?;
+    let req: RotateRequest = super::body::json_or_empty(&state, body)?;
     let secs = req.expire_old_after_secs.unwrap_or(DEFAULT_EXPIRE_OLD_SECS);
     if secs > MAX_EXPIRE_OLD_SECS {
         return Err(Problem::field(
@@ -602,7 +595,7 @@ pub async fn replay_deliveries(
 ) -> Result<Json<Replayed>, Problem> {
     caller.require(&[Scope::Send, Scope::Read])?;
     let n = parse_id(&id)?;
-    let req: ReplayRequest = read_body(&state, body)?;
+    let req: ReplayRequest = super::body::json_or_empty(&state, body)?;
     let which = match (&req.event_id, &req.since) {
         (Some(_), Some(_)) => return Err(Problem::field("since", "give event_id or since, not both")),
         (None, None) => return Err(Problem::field("event_id", "give event_id (evt_<number>) or since (RFC 3339)")),

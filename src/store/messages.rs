@@ -847,10 +847,6 @@ pub(super) fn cancel_matching(
     use rusqlite::types::Value;
     let mut sql = String::from("SELECT id, route, priority FROM messages WHERE status = 'queued' AND id <= ?");
     let mut args = vec![Value::Integer(up_to)];
-    let mut eq = |column: &str, v: Value| {
-        sql.push_str(&format!(" AND {column} = ?"));
-        args.push(v);
-    };
     let text = |s: &Option<String>| s.clone().map(Value::Text);
     for (column, v) in [
         ("api_key", text(&f.api_key)),
@@ -861,7 +857,8 @@ pub(super) fn cancel_matching(
         ("route", text(&f.route)),
     ] {
         if let Some(v) = v {
-            eq(column, v);
+            sql.push_str(&format!(" AND {column} = ?"));
+            args.push(v);
         }
     }
     if f.sender == Some(None) {
