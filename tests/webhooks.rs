@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 const ROOT_KEY: &str = "root-key-0123456789abcdef";
 
@@ -55,6 +55,10 @@ enum Reply {
 #[derive(Clone)]
 struct Receiver {
     addr: SocketAddr,
+    /// The port, bound but not listening until `listen` (connections to it
+    /// are refused meanwhile); held so no other socket takes it, not even
+    /// one of the daemon's own attempts connecting to itself from it.
+    socket: Arc<Mutex<Option<TcpSocket>>>,
     hits: Arc<Mutex<Vec<Hit>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
     /// The answer once the script is done.
@@ -79,17 +83,19 @@ async fn answer(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> R
 }
 
 impl Receiver {
-    /// A receiver for `addr` (not listening yet: see `listen`).
-    fn new(addr: SocketAddr, script: Vec<Reply>, then: u16) -> Receiver {
-        Receiver { addr, hits: Arc::default(), script: Arc::new(Mutex::new(script.into())), then }
-    }
-
-    /// A free port on 127.0.0.1 (nothing listens on it until `listen`).
+    /// A port on 127.0.0.1 held for the receiver; nothing listens on it
+    /// until `listen`.
     async fn unbound(script: Vec<Reply>, then: u16) -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        Receiver::new(addr, script, then)
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        Receiver {
+            addr,
+            socket: Arc::new(Mutex::new(Some(socket))),
+            hits: Arc::default(),
+            script: Arc::new(Mutex::new(script.into())),
+            then,
+        }
     }
 
     async fn listening(script: Vec<Reply>, then: u16) -> Receiver {
@@ -99,7 +105,8 @@ impl Receiver {
     }
 
     async fn listen(&self) {
-        let l = TcpListener::bind(self.addr).await.expect("bind the receiver's port again");
+        let socket = self.socket.lock().unwrap().take().expect("a receiver listens once");
+        let l = socket.listen(1024).expect("listen on the receiver's port");
         let app = axum::Router::new().fallback(answer).with_state(self.clone());
         tokio::spawn(async move { axum::serve(l, app).await });
     }
